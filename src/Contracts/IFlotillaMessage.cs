@@ -1,0 +1,1 @@
+namespace Flotilla.Contracts; public interface IFlotillaMessage { }
