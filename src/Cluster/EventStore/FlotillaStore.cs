@@ -1,0 +1,47 @@
+using Flotilla.Cluster.Containers;
+using Flotilla.Cluster.Images;
+using Flotilla.Cluster.Nodes;
+using Flotilla.Contracts.Containers;
+using Flotilla.Contracts.Nodes;
+using JasperFx;
+using JasperFx.Events;
+using JasperFx.Events.Projections;
+using Marten;
+using Weasel.Core;
+
+namespace Flotilla.Cluster.EventStore;
+
+/// <summary>The one place Marten is configured: string streams, metadata, projections.</summary>
+public static class FlotillaStore
+{
+    public const string DefaultSchema = "flotilla";
+
+    public static void Configure(StoreOptions opts, string connectionString, string schema = DefaultSchema)
+    {
+        opts.Connection(connectionString);
+        opts.DatabaseSchemaName = schema;
+        opts.AutoCreateSchemaObjects = AutoCreate.CreateOrUpdate;
+        opts.UseSystemTextJsonForSerialization(EnumStorage.AsString);
+
+        opts.Events.StreamIdentity = StreamIdentity.AsString;
+        // Rich appends: the row's timestamp is the server's, which is what an audit trail needs.
+        opts.Events.AppendMode = EventAppendMode.Rich;
+        opts.Events.MetadataConfig.CorrelationIdEnabled = true;
+        opts.Events.MetadataConfig.CausationIdEnabled = true;
+        opts.Events.MetadataConfig.HeadersEnabled = true;
+        opts.Events.MetadataConfig.UserNameEnabled = true;
+
+        opts.Events.AddEventType<NodeJoined>();
+        opts.Events.AddEventType<NodeLeft>();
+        opts.Events.AddEventType<ContainerCreated>();
+        opts.Events.AddEventType<ContainerRenamed>();
+
+        opts.Projections.Add<NodeViewProjection>(ProjectionLifecycle.Inline);
+        opts.Projections.Add<ContainerViewProjection>(ProjectionLifecycle.Inline);
+        opts.Schema.For<ImageView>();
+    }
+
+    /// <summary>A standalone store (CLI tools, benchmarks, tests); the host uses DI instead.</summary>
+    public static DocumentStore Create(string connectionString, string schema = DefaultSchema) =>
+        DocumentStore.For(o => Configure(o, connectionString, schema));
+}

@@ -1,0 +1,55 @@
+using JasperFx;
+using JasperFx.Events;
+using Marten;
+
+namespace Flotilla.Cluster.EventStore;
+
+/// <summary><see cref="IEventJournal"/> over Marten's event store (string stream keys).</summary>
+public sealed class MartenEventJournal(IDocumentStore store) : IEventJournal
+{
+    public const string NodeHeader = "node";
+
+    public async Task<StoredStream> ReadAsync(string streamKey, CancellationToken cancellationToken = default)
+    {
+        await using var session = store.QuerySession();
+        var events = await session.Events.FetchStreamAsync(streamKey, token: cancellationToken);
+        var version = events.Count == 0 ? 0 : events[^1].Version;
+        return new StoredStream(events.Select(e => e.Data).ToList(), version);
+    }
+
+    public async Task<long> AppendAsync(string streamKey, long expectedVersion, IReadOnlyList<object> events,
+        EventMetadata metadata, CancellationToken cancellationToken = default)
+    {
+        if (events.Count == 0) return expectedVersion;
+        await using var session = store.LightweightSession();
+        session.CorrelationId = metadata.CorrelationId;
+        session.CausationId = metadata.CausationId;
+        session.LastModifiedBy = metadata.User;
+        session.SetHeader(NodeHeader, metadata.Node);
+
+        if (expectedVersion == 0)
+            session.Events.StartStream(streamKey, events.ToArray());
+        else
+            // Marten's Append takes the version the stream will have *after* this append.
+            session.Events.Append(streamKey, expectedVersion + events.Count, events.ToArray());
+
+        try
+        {
+            await session.SaveChangesAsync(cancellationToken);
+        }
+        catch (Exception ex) when (IsVersionConflict(ex))
+        {
+            throw new StreamVersionConflictException(streamKey, expectedVersion, ex);
+        }
+        return expectedVersion + events.Count;
+    }
+
+    private static bool IsVersionConflict(Exception ex) => ex switch
+    {
+        EventStreamUnexpectedMaxEventIdException => true,
+        ConcurrencyException => true,
+        Marten.Exceptions.ExistingStreamIdCollisionException => true,
+        _ when ex.InnerException is not null => IsVersionConflict(ex.InnerException),
+        _ => false,
+    };
+}

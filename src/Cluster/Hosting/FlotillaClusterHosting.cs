@@ -1,0 +1,127 @@
+using Akka.Actor;
+using Akka.Event;
+using Akka.Cluster.Hosting;
+using Akka.Cluster.Hosting.SBR;
+using Akka.Hosting;
+using Akka.Remote.Hosting;
+using Flotilla.Cluster.Containers;
+using Flotilla.Cluster.EventStore;
+using Flotilla.Cluster.Images;
+using Flotilla.Cluster.Nodes;
+using Flotilla.Cluster.Queries;
+using Flotilla.Cluster.Serialization;
+using Flotilla.Contracts.Wire;
+using Marten;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Flotilla.Cluster.Hosting;
+
+/// <summary>Marker type for the node agent in Akka.Hosting's actor registry.</summary>
+public sealed class NodeAgentKey;
+
+/// <summary>
+/// The one composition of the cluster side: Marten, the journal, and the actor system with
+/// remoting, clustering (keep-majority SBR), sharding regions and the node agent.
+/// </summary>
+public static class FlotillaClusterHosting
+{
+    public const string ActorSystemName = "flotilla";
+
+    public static IServiceCollection AddFlotillaCluster(this IServiceCollection services, FlotillaClusterOptions options,
+        NodeDescription self)
+    {
+        services.AddSingleton(options);
+        services.AddSingleton(self);
+        services.AddMarten(o => FlotillaStore.Configure(o, options.PostgresConnectionString, options.Schema))
+            .ApplyAllDatabaseChangesOnStartup();
+        services.AddSingleton<IEventJournal, MartenEventJournal>();
+        services.AddSingleton(sp => new EntityHost(sp.GetRequiredService<IEventJournal>(), options.NodeName));
+        services.AddSingleton<ClusterQueries>();
+
+        services.AddAkka(ActorSystemName, (builder, sp) => ConfigureActorSystem(builder, sp, options, self));
+        return services;
+    }
+
+    public static void ConfigureActorSystem(AkkaConfigurationBuilder builder, IServiceProvider sp,
+        FlotillaClusterOptions options, NodeDescription self)
+    {
+        var host = sp.GetRequiredService<EntityHost>();
+        var isNode = options.HasRole(FlotillaClusterOptions.NodeRole);
+
+        builder
+            .AddHocon(ClusterHocon(options), HoconAddMode.Prepend)
+            .WithCustomSerializer("flotilla-msgpack", [typeof(IFlotillaMessage)], system => new MessagePackAkkaSerializer(system))
+            .WithRemoting(new RemoteOptions { HostName = options.BindHost, Port = options.BindPort })
+            .WithClustering(new ClusterOptions
+            {
+                Roles = [.. options.Roles],
+                SeedNodes = [.. options.Seeds.Select(s => $"akka.tcp://{ActorSystemName}@{s}")],
+                SplitBrainResolver = new KeepMajorityOption(),
+            });
+
+        var shardOptions = new ShardOptions
+        {
+            Role = FlotillaClusterOptions.NodeRole,
+            StateStoreMode = Akka.Cluster.Sharding.StateStoreMode.DData,
+            RememberEntities = false,
+        };
+        if (isNode)
+        {
+            builder
+                .WithShardRegion<ContainerEntity>(ContainerEntity.RegionName,
+                    (_, _) => id => ContainerEntity.PropsFor(host, id), new ContainerMessageExtractor(), shardOptions)
+                .WithShardRegion<ImageEntity>(ImageEntity.RegionName,
+                    (_, _) => id => ImageEntity.PropsFor(host, id), new ImageMessageExtractor(), shardOptions);
+        }
+        else
+        {
+            builder
+                .WithShardRegionProxy<ContainerEntity>(ContainerEntity.RegionName, FlotillaClusterOptions.NodeRole, new ContainerMessageExtractor())
+                .WithShardRegionProxy<ImageEntity>(ImageEntity.RegionName, FlotillaClusterOptions.NodeRole, new ImageMessageExtractor());
+        }
+
+        builder.WithActors((system, registry) =>
+        {
+            var cluster = Akka.Cluster.Cluster.Get(system);
+            if (options.Seeds.Count == 0) cluster.Join(cluster.SelfAddress);
+            if (!isNode) return;
+
+            // The agent registers once this member is Up, so its address is final and the journal is ready.
+            var queries = sp.GetRequiredService<ClusterQueries>();
+            cluster.RegisterOnMemberUp(() =>
+            {
+                var agent = system.ActorOf(NodeAgent.PropsFor(host, self, queries), "node-agent");
+                registry.TryRegister<NodeAgentKey>(agent);
+            });
+            CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseBeforeClusterShutdown, "record-node-left", async () =>
+            {
+                if (!registry.TryGet<NodeAgentKey>(out var agent)) return Akka.Done.Instance;
+                try
+                {
+                    await agent.Ask<Akka.Done>(new NodeAgent.RecordLeave("stopped"), TimeSpan.FromSeconds(5));
+                }
+                catch (Exception ex)
+                {
+                    system.Log.Warning("Could not record that node {0} left: {1}", options.NodeName, ex.Message);
+                }
+                return Akka.Done.Instance;
+            });
+        });
+    }
+
+    private static string ClusterHocon(FlotillaClusterOptions options) => $$"""
+        akka {
+          loglevel = INFO
+          stdout-loglevel = WARNING
+          loggers = ["Akka.Event.DefaultLogger"]
+          actor.serialize-messages = off
+          cluster {
+            # LMDB durable storage fails on this stack, and what must run is rebuilt from Marten anyway.
+            sharding.distributed-data.durable.keys = []
+            split-brain-resolver.stable-after = {{(int)options.StableAfter.TotalMilliseconds}}ms
+            log-info = off
+          }
+          coordinated-shutdown.exit-clr = off
+        }
+        """;
+}

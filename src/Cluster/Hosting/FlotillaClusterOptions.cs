@@ -1,0 +1,28 @@
+namespace Flotilla.Cluster.Hosting;
+
+/// <summary>Everything a process needs to take part in a Flotilla cluster.</summary>
+public sealed record FlotillaClusterOptions
+{
+    public const string NodeRole = "node";
+    public const string GatewayRole = "gateway";
+
+    public required string NodeName { get; init; }
+    public IReadOnlyList<string> Roles { get; init; } = [NodeRole, GatewayRole];
+
+    /// <summary>Cluster transport address; port 0 picks a free one (fine for a single process).</summary>
+    public string BindHost { get; init; } = "127.0.0.1";
+    public int BindPort { get; init; }
+
+    /// <summary>Seed addresses as <c>host:port</c>. Empty: this process founds the cluster and joins itself.</summary>
+    public IReadOnlyList<string> Seeds { get; init; } = [];
+
+    public required string PostgresConnectionString { get; init; }
+    public string Schema { get; init; } = EventStore.FlotillaStore.DefaultSchema;
+
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>How long the Split Brain Resolver waits for a stable membership before downing.</summary>
+    public TimeSpan StableAfter { get; init; } = TimeSpan.FromSeconds(5);
+
+    public bool HasRole(string role) => Roles.Contains(role);
+}

@@ -1,0 +1,119 @@
+using Akka;
+using Akka.Actor;
+using Akka.Event;
+using Flotilla.Cluster.EventStore;
+using Flotilla.Cluster.Queries;
+using Flotilla.Contracts;
+using Flotilla.Contracts.Nodes;
+using ClusterEvent = Akka.Cluster.ClusterEvent;
+
+namespace Flotilla.Cluster.Nodes;
+
+/// <summary>How a node describes itself in its <see cref="NodeJoined"/> event.</summary>
+public sealed record NodeDescription(
+    string Name,
+    string Hostname,
+    IReadOnlyList<string> Roles,
+    int Cpus,
+    long MemoryBytes,
+    string Kernel,
+    string OciRuntime,
+    IReadOnlyDictionary<string, string> Labels);
+
+/// <summary>
+/// One per node: records <see cref="NodeJoined"/> when the node starts and <see cref="NodeLeft"/>
+/// when it stops; also records the departure of peers that the cluster removed without a
+/// goodbye (crash, downing). Several survivors may try that at once: the stream version lets
+/// exactly one of them write it.
+/// </summary>
+public sealed class NodeAgent : ReceiveActor
+{
+    public sealed record RecordLeave(string Reason);
+
+    public sealed record Registered(long Version);
+
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly EntityHost _host;
+    private readonly NodeDescription _self;
+    private readonly ClusterQueries _queries;
+    private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
+    private bool _left;
+
+    public NodeAgent(EntityHost host, NodeDescription self, ClusterQueries queries)
+    {
+        _host = host;
+        _self = self;
+        _queries = queries;
+
+        ReceiveAsync<RecordLeave>(async m =>
+        {
+            var replyTo = Sender;
+            if (!_left)
+            {
+                _left = true;
+                await AppendWithRetryAsync(_self.Name, _ => new NodeLeft(_self.Name, m.Reason, DateTimeOffset.UtcNow));
+            }
+            replyTo.Tell(Done.Instance);
+        });
+        ReceiveAsync<ClusterEvent.MemberRemoved>(OnPeerRemoved);
+        Receive<ClusterEvent.IMemberEvent>(_ => { });
+        Receive<ClusterEvent.CurrentClusterState>(_ => { });
+    }
+
+    public static Props PropsFor(EntityHost host, NodeDescription self, ClusterQueries queries) =>
+        Props.Create(() => new NodeAgent(host, self, queries));
+
+    protected override void PreStart()
+    {
+        _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents, typeof(ClusterEvent.MemberRemoved));
+        RunTask(async () =>
+        {
+            var address = _cluster.SelfAddress.ToString();
+            await AppendWithRetryAsync(_self.Name, _ => new NodeJoined(_self.Name, _self.Hostname, address, _self.Roles,
+                _self.Cpus, _self.MemoryBytes, _self.Kernel, _self.OciRuntime, _self.Labels, DateTimeOffset.UtcNow));
+            _log.Info("Node {0} registered at {1} ({2} CPUs, {3} MiB, kernel {4}, runtime {5})", _self.Name, address,
+                _self.Cpus, _self.MemoryBytes / (1024 * 1024), _self.Kernel, _self.OciRuntime);
+        });
+    }
+
+    protected override void PostStop() => _cluster.Unsubscribe(Self);
+
+    private async Task OnPeerRemoved(ClusterEvent.MemberRemoved removed)
+    {
+        if (removed.Member.Address.Equals(_cluster.SelfAddress)) return;
+        var peer = await _queries.NodeByAddressAsync(removed.Member.Address.ToString());
+        if (peer is null || peer.Status != NodeStatus.Ready) return;
+        var stream = await _host.Journal.ReadAsync(NodeStreams.Key(peer.Name));
+        if (stream.Events.LastOrDefault() is not NodeJoined) return;
+        try
+        {
+            await _host.Journal.AppendAsync(NodeStreams.Key(peer.Name), stream.Version,
+                [new NodeLeft(peer.Name, $"removed from the cluster (was {removed.PreviousStatus})", DateTimeOffset.UtcNow)],
+                EventMetadata.From(RequestOrigin.System(), _host.NodeName));
+            _log.Info("Recorded the departure of node {0}", peer.Name);
+        }
+        catch (StreamVersionConflictException)
+        {
+            // Another survivor recorded it first, or the node came back: both are fine.
+        }
+    }
+
+    /// <summary>Appends to this node's own stream; a conflict here only means our read was stale, so re-read once.</summary>
+    private async Task AppendWithRetryAsync(string nodeName, Func<long, INodeEvent> make)
+    {
+        var key = NodeStreams.Key(nodeName);
+        for (var attempt = 0; ; attempt++)
+        {
+            var stream = await _host.Journal.ReadAsync(key);
+            try
+            {
+                await _host.Journal.AppendAsync(key, stream.Version, [make(stream.Version)],
+                    EventMetadata.From(RequestOrigin.System(), _host.NodeName));
+                return;
+            }
+            catch (StreamVersionConflictException) when (attempt < 3)
+            {
+            }
+        }
+    }
+}

@@ -1,1 +1,0 @@
-namespace Flotilla.Contracts; public interface IFlotillaMessage { }

@@ -1,0 +1,35 @@
+using Flotilla.Contracts.Wire;
+using MessagePack;
+
+namespace Flotilla.Contracts.Nodes;
+
+/// <summary>An event in a node's stream (<c>node-&lt;name&gt;</c>).</summary>
+[Union(0, typeof(NodeJoined))]
+[Union(1, typeof(NodeLeft))]
+public interface INodeEvent : IFlotillaMessage
+{
+    string Name { get; }
+}
+
+/// <summary>A host started and registered itself with its capacity.</summary>
+[MessagePackObject(true)]
+public sealed record NodeJoined(
+    string Name,
+    string Hostname,
+    string Address,
+    IReadOnlyList<string> Roles,
+    int Cpus,
+    long MemoryBytes,
+    string Kernel,
+    string OciRuntime,
+    IReadOnlyDictionary<string, string> Labels,
+    DateTimeOffset At) : INodeEvent;
+
+/// <summary>A host left the cluster: a graceful stop, or removed by the cluster.</summary>
+[MessagePackObject(true)]
+public sealed record NodeLeft(string Name, string Reason, DateTimeOffset At) : INodeEvent;
+
+public static class NodeStreams
+{
+    public static string Key(string nodeName) => "node-" + nodeName;
+}
