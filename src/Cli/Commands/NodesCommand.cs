@@ -1,0 +1,62 @@
+using System.CommandLine;
+using System.Net.Http.Json;
+using Flotilla.Cli.Hosting;
+using Spectre.Console;
+
+namespace Flotilla.Cli.Commands;
+
+/// <summary><c>flotilla nodes</c>: the cluster's hosts, from the native API.</summary>
+public static class NodesCommand
+{
+    public sealed record NodeRow(string Name, string Status, string Hostname, string Address, int Cpus, long MemoryBytes,
+        string Kernel, string OciRuntime, Dictionary<string, string> Labels, DateTimeOffset JoinedAt, string? LeftReason);
+
+    /// <summary><c>akka.tcp://flotilla@10.0.0.1:4053</c> → <c>10.0.0.1:4053</c>.</summary>
+    private static string ShortAddress(string address) => address[(address.IndexOf('@') + 1)..];
+
+    public static Command Create()
+    {
+        var http = Flags.Http();
+        var json = new Option<bool>("--json") { Description = "print JSON instead of a table" };
+        var command = new Command("nodes", "List the cluster's nodes") { http, json };
+        command.SetAction(async (result, cancellationToken) =>
+        {
+            var endpoint = Endpoints.Parse(result.GetValue(http)!, "--http");
+            using var client = new HttpClient { BaseAddress = new Uri($"http://{endpoint}/"), Timeout = TimeSpan.FromSeconds(10) };
+            HttpResponseMessage response;
+            try
+            {
+                response = await client.GetAsync("api/nodes", cancellationToken);
+            }
+            catch (HttpRequestException ex)
+            {
+                Console.Error.WriteLine($"Cannot reach Flotilla at http://{endpoint}: {ex.Message}. Is `flotilla up` running?");
+                return 1;
+            }
+            if (!response.IsSuccessStatusCode)
+            {
+                Console.Error.WriteLine($"Flotilla answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(cancellationToken)}");
+                return 1;
+            }
+            if (result.GetValue(json))
+            {
+                Console.WriteLine(await response.Content.ReadAsStringAsync(cancellationToken));
+                return 0;
+            }
+            var nodes = await response.Content.ReadFromJsonAsync<List<NodeRow>>(System.Text.Json.JsonSerializerOptions.Web, cancellationToken) ?? [];
+            var table = new Table().Border(TableBorder.Simple)
+                .AddColumns("NAME", "STATUS", "ADDRESS", "CPUS", "MEMORY", "RUNTIME", "LABELS", "SINCE");
+            foreach (var n in nodes)
+            {
+                table.AddRow(Markup.Escape(n.Name), n.Status == "ready" ? "[green]ready[/]" : $"[red]{Markup.Escape(n.Status)}[/]",
+                    Markup.Escape(ShortAddress(n.Address)), n.Cpus.ToString(), $"{n.MemoryBytes / (1024.0 * 1024 * 1024):0.0} GiB",
+                    Markup.Escape(n.OciRuntime),
+                    Markup.Escape(string.Join(",", n.Labels.Select(l => $"{l.Key}={l.Value}"))),
+                    n.JoinedAt.ToLocalTime().ToString("MM-dd HH:mm"));
+            }
+            AnsiConsole.Write(table);
+            return 0;
+        });
+        return command;
+    }
+}

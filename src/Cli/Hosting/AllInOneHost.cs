@@ -1,0 +1,95 @@
+using Akka.Actor;
+using Flotilla.Cluster.EventStore;
+using Flotilla.Cluster.Hosting;
+using Flotilla.Cluster.Nodes;
+using Flotilla.Gateway;
+using Flotilla.NodeRuntime.Host;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Flotilla.Cli.Hosting;
+
+/// <summary><c>flotilla up</c>: PostgreSQL (embedded unless given), one node and one gateway in this process.</summary>
+public static class AllInOneHost
+{
+    public static async Task<int> RunAsync(UpSettings settings, CancellationToken cancellationToken)
+    {
+        Endpoints.Parse(settings.Registry, "--registry");
+        Directory.CreateDirectory(settings.DataRoot);
+
+        using var loggerFactory = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Information));
+        var log = loggerFactory.CreateLogger("flotilla");
+
+        await using var postgres = settings.Postgres is null
+            ? await EmbeddedPostgres.StartAsync(settings.DataRoot, loggerFactory.CreateLogger<EmbeddedPostgres>(), cancellationToken)
+            : null;
+        var connectionString = settings.Postgres ?? postgres!.ConnectionString;
+
+        var facts = await HostFacts.ProbeAsync(settings.Runtime, cancellationToken);
+        await using var app = Build(settings, connectionString, facts);
+        var nodeName = app.Services.GetRequiredService<FlotillaClusterOptions>().NodeName;
+        var dockerApi = app.Services.GetRequiredService<GatewayOptions>().DockerApi;
+        var http = app.Services.GetRequiredService<GatewayOptions>().NativeApi;
+        await app.StartAsync(cancellationToken);
+
+        var system = app.Services.GetRequiredService<ActorSystem>();
+        await WhenMemberUp(system).WaitAsync(TimeSpan.FromSeconds(60), cancellationToken);
+
+        Console.WriteLine($"Flotilla {GatewayInfo.AssemblyVersion} is ready on node {nodeName} ({facts.OciRuntime}).");
+        Console.WriteLine($"  Docker API  tcp://{dockerApi}");
+        Console.WriteLine($"  native API  http://{http}");
+        Console.WriteLine($"  data        {settings.DataRoot}{(postgres is null ? "" : $" (embedded PostgreSQL at {postgres.DataDirectory})")}");
+        Console.WriteLine($"export DOCKER_HOST=tcp://{dockerApi}");
+
+        try
+        {
+            await app.WaitForShutdownAsync(cancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        log.LogInformation("Stopping");
+        await app.StopAsync(CancellationToken.None);
+        return 0;
+    }
+
+    /// <summary>The all-in-one process as a web application, not yet started (tests start it too).</summary>
+    public static WebApplication Build(UpSettings settings, string connectionString, HostFacts facts, string schema = FlotillaStore.DefaultSchema)
+    {
+        var dockerApi = Endpoints.Parse(settings.DockerApi, "--docker-api");
+        var http = Endpoints.Parse(settings.Http, "--http");
+        var nodeName = settings.NodeName ?? facts.Hostname;
+        var cluster = new FlotillaClusterOptions
+        {
+            NodeName = nodeName,
+            Roles = [FlotillaClusterOptions.NodeRole, FlotillaClusterOptions.GatewayRole],
+            PostgresConnectionString = connectionString,
+            Schema = schema,
+        };
+        var self = new NodeDescription(nodeName, facts.Hostname, cluster.Roles, facts.Cpus, facts.MemoryBytes, facts.Kernel,
+            facts.OciRuntime, cluster.Labels);
+
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
+        builder.Logging.AddFilter("Microsoft", LogLevel.Warning).AddFilter("Marten", LogLevel.Warning)
+            .AddFilter("Npgsql", LogLevel.Warning).AddFilter("JasperFx", LogLevel.Warning);
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(20));
+        builder.Services.AddFlotillaCluster(cluster, self);
+        builder.AddFlotillaGateway(new GatewayOptions(dockerApi, http),
+            new GatewayInfo(GatewayInfo.AssemblyVersion, nodeName, settings.DataRoot, self, facts));
+
+        var app = builder.Build();
+        app.MapFlotillaGateway();
+        return app;
+    }
+
+    public static Task WhenMemberUp(ActorSystem system)
+    {
+        var up = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Akka.Cluster.Cluster.Get(system).RegisterOnMemberUp(() => up.TrySetResult());
+        return up.Task;
+    }
+}

@@ -1,0 +1,9 @@
+using System.CommandLine;
+using Flotilla.Cli.Commands;
+
+var root = new RootCommand("Flotilla: a distributed container engine that speaks Docker")
+{
+    UpCommand.Create(),
+    NodesCommand.Create(),
+};
+return await root.Parse(args).InvokeAsync();

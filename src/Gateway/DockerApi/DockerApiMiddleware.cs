@@ -1,0 +1,71 @@
+using Flotilla.Contracts;
+using Flotilla.Gateway.Http;
+using Microsoft.AspNetCore.Http;
+
+namespace Flotilla.Gateway.DockerApi;
+
+/// <summary>
+/// Front of the Docker API pipeline, as moby's version middleware: identifies the server on every
+/// response, strips a <c>/v1.NN</c> prefix (refusing versions outside 1.24…1.51 with Docker's
+/// messages), remembers the negotiated version and gives the request its correlation id.
+/// </summary>
+public sealed class DockerApiMiddleware(RequestDelegate next, GatewayInfo info)
+{
+    public const string VersionItem = "docker-api-version";
+    public const string OriginItem = "request-origin";
+    public const string RequestIdHeader = "X-Request-Id";
+
+    public async Task InvokeAsync(HttpContext context)
+    {
+        var headers = context.Response.Headers;
+        headers["Server"] = $"Flotilla/{info.ServerVersion} (linux)";
+        headers["Api-Version"] = ApiVersion.Max.ToString();
+        headers["Ostype"] = "linux";
+        headers["Docker-Experimental"] = "false";
+
+        var requestId = context.Request.Headers[RequestIdHeader].FirstOrDefault();
+        if (string.IsNullOrWhiteSpace(requestId) || requestId.Length > 128) requestId = Guid.NewGuid().ToString("N");
+        headers[RequestIdHeader] = requestId;
+        context.Items[OriginItem] = new RequestOrigin(DockerUser(context), requestId);
+
+        var version = ApiVersion.Max;
+        var path = context.Request.Path.Value ?? "/";
+        if (path.Length > 2 && path[1] == 'v' && char.IsAsciiDigit(path[2]))
+        {
+            var end = path.IndexOf('/', 1);
+            var segment = end < 0 ? path.AsSpan(2) : path.AsSpan(2, end - 2);
+            if (!ApiVersion.TryParse(segment, out version))
+            {
+                await JsonReply.ErrorAsync(context, StatusCodes.Status404NotFound, "page not found");
+                return;
+            }
+            if (version > ApiVersion.Max)
+            {
+                await JsonReply.ErrorAsync(context, StatusCodes.Status400BadRequest,
+                    $"client version {version} is too new. Maximum supported API version is {ApiVersion.Max}");
+                return;
+            }
+            if (version < ApiVersion.Min)
+            {
+                await JsonReply.ErrorAsync(context, StatusCodes.Status400BadRequest,
+                    $"client version {version} is too old. Minimum supported API version is {ApiVersion.Min}, please upgrade your client to a newer version");
+                return;
+            }
+            context.Request.Path = end < 0 ? "/" : path[end..];
+        }
+        context.Items[VersionItem] = version;
+        try
+        {
+            await next(context);
+        }
+        catch (Exception ex) when (!context.Response.HasStarted && !context.RequestAborted.IsCancellationRequested)
+        {
+            // Docker clients only understand their own error shape, even for our bugs.
+            await JsonReply.ErrorAsync(context, StatusCodes.Status500InternalServerError, ex.Message);
+        }
+    }
+
+    /// <summary>The Docker API has no login of its own: the caller is named by where it connects from.</summary>
+    private static string DockerUser(HttpContext context) =>
+        context.Connection.RemoteIpAddress is { } ip ? $"anonymous@{ip}" : "anonymous@local";
+}

@@ -1,0 +1,58 @@
+using System.Net;
+using Flotilla.Cluster.Queries;
+using Flotilla.Gateway.DockerApi;
+using Flotilla.Gateway.Http;
+using Flotilla.Gateway.Native;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Flotilla.Gateway;
+
+/// <summary>Where the gateway listens.</summary>
+public sealed record GatewayOptions(IPEndPoint DockerApi, IPEndPoint NativeApi);
+
+/// <summary>The HTTP surfaces of a gateway, each on its own listener, sharing one Kestrel server.</summary>
+public static class GatewayHosting
+{
+    public static void AddFlotillaGateway(this WebApplicationBuilder builder, GatewayOptions options, GatewayInfo info)
+    {
+        builder.Services.AddSingleton(options);
+        builder.Services.AddSingleton(info);
+        builder.Services.AddRouting();
+        builder.WebHost.ConfigureKestrel(k =>
+        {
+            k.AddServerHeader = false;
+            k.Listen(options.DockerApi);
+            k.Listen(options.NativeApi);
+        });
+    }
+
+    public static void MapFlotillaGateway(this WebApplication app)
+    {
+        var options = app.Services.GetRequiredService<GatewayOptions>();
+        var info = app.Services.GetRequiredService<GatewayInfo>();
+        var queries = app.Services.GetRequiredService<ClusterQueries>();
+
+        app.MapWhen(c => c.Connection.LocalPort == options.DockerApi.Port, docker =>
+        {
+            docker.UseMiddleware<DockerApiMiddleware>(info);
+            docker.UseRouting();
+            docker.UseEndpoints(e =>
+            {
+                e.MapSystemEndpoints(info, queries);
+                e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, "page not found"));
+            });
+        });
+        app.MapWhen(c => c.Connection.LocalPort == options.NativeApi.Port, native =>
+        {
+            native.UseRouting();
+            native.UseEndpoints(e =>
+            {
+                e.MapNodesEndpoints(queries);
+                e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, $"no route for {c.Request.Method} {c.Request.Path}"));
+            });
+        });
+    }
+}
