@@ -1,0 +1,127 @@
+using Akka.Actor;
+using Akka.Configuration;
+using Akka.TestKit.Xunit2;
+using Flotilla.Cluster.Containers;
+using Flotilla.Cluster.EventStore;
+using Flotilla.Cluster.Serialization;
+using Flotilla.Contracts;
+using Flotilla.Contracts.Containers;
+using Flotilla.Tests.Infrastructure;
+using Flotilla.Tests.Wire;
+using Marten;
+using Xunit;
+
+namespace Flotilla.Tests.Containers;
+
+/// <summary>
+/// ContainerEntity against the real journal, in a local actor system that serializes every
+/// message (<c>serialize-messages = on</c>) — so every command and reply has been through MessagePack.
+/// </summary>
+[Collection("postgres")]
+public class ContainerEntitySpec : TestKit, IAsyncLifetime
+{
+    private readonly PostgresFixture _postgres;
+    private DocumentStore _store = null!;
+    private EntityHost _host = null!;
+
+    public ContainerEntitySpec(PostgresFixture postgres)
+        : base(ConfigurationFactory.ParseString("akka.actor.serialize-messages = on\nakka.actor.serialize-creators = off")
+            .WithFallback(ConfigurationFactory.ParseString(SerializerBinding.Hocon)))
+    {
+        _postgres = postgres;
+    }
+
+    public async Task InitializeAsync()
+    {
+        _store = FlotillaStore.Create(await _postgres.NewDatabaseAsync("entity"));
+        await _store.Storage.ApplyAllConfiguredChangesToDatabaseAsync();
+        _host = new EntityHost(new MartenEventJournal(_store), "node-test");
+    }
+
+    public Task DisposeAsync()
+    {
+        _store.Dispose();
+        return Task.CompletedTask;
+    }
+
+    private static readonly RequestOrigin Origin = new("bob", "req-1");
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(10);
+
+    private static CreateContainer Create(string id, string name = "web") =>
+        new(id, name, "busybox:latest", ["sh"], ["A=1"], new Dictionary<string, string> { ["k"] = "v" }, Origin);
+
+    [Fact]
+    public void Create_persists_and_replies_with_the_events()
+    {
+        Assert.True(Sys.Settings.SerializeAllMessages, "serialize-messages is on");
+        Assert.IsType<MessagePackAkkaSerializer>(Sys.Serialization.FindSerializerFor(new GetContainer("c1")));
+        var before = MessagePackAkkaSerializer.Calls.Serialized;
+        var entity = Sys.ActorOf(ContainerEntity.PropsFor(_host, "c1"));
+
+        // Tell with the test actor as sender: replies to an actor cell are serialized too (asks' temp refs are not).
+        entity.Tell(Create("c1"), TestActor);
+        var ok = ExpectMsg<ContainerCommandAccepted>(Wait);
+        Assert.Equal(1, ok.Version);
+        Assert.IsType<ContainerCreated>(Assert.Single(ok.Events));
+
+        entity.Tell(new GetContainer("c1"), TestActor);
+        var snapshot = ExpectMsg<ContainerSnapshot>(Wait);
+        Assert.True(snapshot.Exists);
+        Assert.Equal("web", snapshot.Name);
+        Assert.Equal("node-test", snapshot.HostedOn);
+        Assert.True(MessagePackAkkaSerializer.Calls.Serialized >= before + 4,
+            $"commands and replies went through MessagePack ({before} -> {MessagePackAkkaSerializer.Calls.Serialized})");
+    }
+
+    [Fact]
+    public async Task A_new_incarnation_recovers_state_from_the_stream()
+    {
+        var first = Sys.ActorOf(ContainerEntity.PropsFor(_host, "c2"));
+        await first.Ask<ContainerCommandAccepted>(Create("c2"), Wait);
+        await first.Ask<ContainerCommandAccepted>(new RenameContainer("c2", "renamed", Origin), Wait);
+        await first.GracefulStop(Wait);
+
+        var second = Sys.ActorOf(ContainerEntity.PropsFor(_host, "c2"));
+        var snapshot = await second.Ask<ContainerSnapshot>(new GetContainer("c2"), Wait);
+        Assert.True(snapshot.Exists);
+        Assert.Equal("renamed", snapshot.Name);
+        Assert.Equal(2, snapshot.Version);
+    }
+
+    [Fact]
+    public async Task Creating_twice_is_a_conflict_and_appends_nothing()
+    {
+        var entity = Sys.ActorOf(ContainerEntity.PropsFor(_host, "c3"));
+        await entity.Ask<ContainerCommandAccepted>(Create("c3"), Wait);
+        var rejected = await entity.Ask<CommandRejected>(Create("c3"), Wait);
+        Assert.Equal(RejectionCode.Conflict, rejected.Code);
+        Assert.Equal(1, (await _host.Journal.ReadAsync(ContainerStreams.Key("c3"))).Version);
+    }
+
+    [Fact]
+    public async Task Renaming_a_missing_container_is_not_found()
+    {
+        var entity = Sys.ActorOf(ContainerEntity.PropsFor(_host, "c4"));
+        var rejected = await entity.Ask<CommandRejected>(new RenameContainer("c4", "x", Origin), Wait);
+        Assert.Equal(RejectionCode.NotFound, rejected.Code);
+    }
+
+    [Fact]
+    public async Task Of_two_incarnations_the_stale_one_loses_the_version_check_and_stops()
+    {
+        var a = Sys.ActorOf(ContainerEntity.PropsFor(_host, "c5"));
+        var b = Sys.ActorOf(ContainerEntity.PropsFor(_host, "c5"));
+        // Both have recovered the empty stream before either writes.
+        await a.Ask<ContainerSnapshot>(new GetContainer("c5"), Wait);
+        await b.Ask<ContainerSnapshot>(new GetContainer("c5"), Wait);
+
+        await a.Ask<ContainerCommandAccepted>(Create("c5", "from-a"), Wait);
+        Watch(b);
+        var rejected = await b.Ask<CommandRejected>(Create("c5", "from-b"), Wait);
+        Assert.Equal(RejectionCode.Conflict, rejected.Code);
+        ExpectTerminated(b, Wait);
+
+        var stream = await _host.Journal.ReadAsync(ContainerStreams.Key("c5"));
+        Assert.Equal("from-a", Assert.IsType<ContainerCreated>(Assert.Single(stream.Events)).Name);
+    }
+}

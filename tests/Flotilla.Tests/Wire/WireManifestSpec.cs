@@ -1,0 +1,118 @@
+using Akka.Actor;
+using Akka.Configuration;
+using Flotilla.Cluster.Serialization;
+using Flotilla.Contracts;
+using Flotilla.Contracts.Containers;
+using Flotilla.Contracts.Images;
+using Flotilla.Contracts.Nodes;
+using Flotilla.Contracts.Wire;
+using Xunit;
+
+namespace Flotilla.Tests.Wire;
+
+public class WireManifestSpec : IDisposable
+{
+    private static readonly DateTimeOffset T0 = new(2026, 1, 2, 3, 4, 5, TimeSpan.FromHours(1));
+    private static readonly RequestOrigin Origin = new("alice", "req-1", "cause-1");
+    private static readonly Dictionary<string, string> Labels = new() { ["a"] = "b" };
+
+    private readonly ActorSystem _system = ActorSystem.Create("wire", ConfigurationFactory.ParseString("akka.loglevel = WARNING"));
+
+    public void Dispose() => _system.Terminate().Wait(TimeSpan.FromSeconds(10));
+
+    /// <summary>One instance of every message type, so a new type without a sample fails the coverage test.</summary>
+    public static IEnumerable<object[]> Samples() =>
+    [
+        [new CommandRejected(RejectionCode.Conflict, "taken")],
+        [new NodeJoined("n1", "host", "akka.tcp://flotilla@127.0.0.1:4053", ["node"], 2, 1 << 30, "6.1", "runc 1.1.5", Labels, T0)],
+        [new NodeLeft("n1", "stopped", T0)],
+        [new CreateContainer("c1", "web", "busybox", ["sh"], ["A=1"], Labels, Origin)],
+        [new RenameContainer("c1", "api", Origin)],
+        [new GetContainer("c1")],
+        [new ContainerSnapshot("c1", true, "web", "busybox", ["sh"], [], Labels, T0, 3, "n1")],
+        [new ContainerCommandAccepted("c1", [new ContainerCreated("c1", "web", "busybox", ["sh"], [], Labels, T0), new ContainerRenamed("c1", "web", "api", T0)], 2)],
+        [new ContainerCreated("c1", "web", "busybox", ["sh"], ["A=1"], Labels, T0)],
+        [new ContainerRenamed("c1", "web", "api", T0)],
+        [new GetImage("sha256:abc")],
+        [new ImageSnapshot("sha256:abc", false, ["busybox:latest"], 0, "n1")],
+    ];
+
+    [Fact]
+    public void Every_message_type_in_Contracts_has_a_manifest_code_and_a_sample()
+    {
+        var messageTypes = typeof(IFlotillaMessage).Assembly.GetTypes()
+            .Where(t => typeof(IFlotillaMessage).IsAssignableFrom(t) && t is { IsInterface: false, IsAbstract: false })
+            .ToHashSet();
+        Assert.Equal(messageTypes.OrderBy(t => t.Name), WireManifest.Types.OrderBy(t => t.Name));
+        Assert.Equal(messageTypes.OrderBy(t => t.Name), Samples().Select(s => s[0].GetType()).OrderBy(t => t.Name));
+    }
+
+    [Fact]
+    public void Manifest_codes_are_unique()
+    {
+        Assert.Equal(WireManifest.CodeOf.Count, WireManifest.CodeOf.Values.Distinct().Count());
+    }
+
+    [Fact]
+    public void Akka_picks_the_MessagePack_serializer_for_contracts_when_bound()
+    {
+        var system = ActorSystem.Create("bound", ConfigurationFactory.ParseString(SerializerBinding.Hocon));
+        try
+        {
+            var serializer = system.Serialization.FindSerializerFor(new GetContainer("x"));
+            Assert.IsType<MessagePackAkkaSerializer>(serializer);
+            Assert.Equal(MessagePackAkkaSerializer.SerializerId, serializer.Identifier);
+        }
+        finally
+        {
+            system.Terminate().Wait(TimeSpan.FromSeconds(10));
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Samples))]
+    public void Round_trips_through_MessagePack(object message)
+    {
+        var serializer = new MessagePackAkkaSerializer((ExtendedActorSystem)_system);
+        var manifest = serializer.Manifest(message);
+        var bytes = serializer.ToBinary(message);
+        var back = serializer.FromBinary(bytes, manifest);
+
+        Assert.Equal(message.GetType(), back.GetType());
+        // Records compare collections by reference, so compare the serialized forms instead.
+        Assert.Equal(bytes, serializer.ToBinary(back));
+        Assert.Equal(System.Text.Json.JsonSerializer.Serialize(message, message.GetType()),
+            System.Text.Json.JsonSerializer.Serialize(back, back.GetType()));
+    }
+
+    [Fact]
+    public void Unknown_manifest_is_refused()
+    {
+        var serializer = new MessagePackAkkaSerializer((ExtendedActorSystem)_system);
+        Assert.Throws<System.Runtime.Serialization.SerializationException>(() => serializer.FromBinary([0x90], "nope"));
+    }
+
+    [Fact]
+    public void Garbage_payload_is_refused_not_misread()
+    {
+        var serializer = new MessagePackAkkaSerializer((ExtendedActorSystem)_system);
+        Assert.ThrowsAny<Exception>(() => serializer.FromBinary([0xc1, 0xff, 0x00], "c.create"));
+    }
+}
+
+/// <summary>The serializer binding as plain HOCON, for TestKit systems built without Akka.Hosting.</summary>
+public static class SerializerBinding
+{
+    public const string Hocon = """
+        akka.loglevel = WARNING
+        akka.actor {
+          serializers.flotilla-msgpack = "Flotilla.Cluster.Serialization.MessagePackAkkaSerializer, Flotilla.Cluster"
+          serialization-bindings {
+            "Flotilla.Contracts.Wire.IFlotillaMessage, Flotilla.Contracts" = flotilla-msgpack
+          }
+          serialization-identifiers {
+            "Flotilla.Cluster.Serialization.MessagePackAkkaSerializer, Flotilla.Cluster" = 487
+          }
+        }
+        """;
+}
