@@ -102,7 +102,11 @@ public sealed partial class EmbeddedPostgres : IAsyncDisposable
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            await pg.DisposeAsync().ConfigureAwait(false);
+            if (!pg.Adopted)
+            {
+                await pg.DisposeAsync().ConfigureAwait(false); // ours: do not leave it running
+            }
+
             throw new EmbeddedPostgresException(
                 $"PostgreSQL at {pg.SocketDirectory} is not usable: {ex.Message}\n{pg.LogTail()}", ex);
         }

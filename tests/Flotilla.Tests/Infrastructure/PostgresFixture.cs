@@ -15,7 +15,7 @@ public sealed class PostgresCollection : ICollectionFixture<PostgresFixture>
 /// <see cref="NewDatabaseAsync"/>. Uses <c>FLOTILLA_TEST_POSTGRES</c> (an Npgsql connection string
 /// to any database of an existing server) when set, else an <see cref="EmbeddedPostgres"/> at
 /// <c>/tmp/flotilla-test-pg</c>. That directory is shared by concurrent test runs (other worktrees):
-/// every run holds a shared flock on it, and only the last one out stops the server.
+/// every run holds a shared flock on <c>test-users.lock</c> there, and only the last one out stops the server.
 /// </summary>
 public sealed class PostgresFixture : IAsyncLifetime
 {
@@ -25,6 +25,7 @@ public sealed class PostgresFixture : IAsyncLifetime
     private static readonly SemaphoreSlim Gate = new(1, 1);
     private static int _users;
     private static SharedServer? _shared;
+    private readonly List<string> _databases = [];
 
     /// <summary>Connection string to the server's <c>flotilla</c> (or the external) database.</summary>
     public string ConnectionString { get; private set; } = "";
@@ -46,6 +47,7 @@ public sealed class PostgresFixture : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
+        await DropDatabasesAsync();
         await Gate.WaitAsync();
         try
         {
@@ -72,22 +74,48 @@ public sealed class PostgresFixture : IAsyncLifetime
 
         var stem = clean[..Math.Min(clean.Length, 40)];
         var name = $"{stem}_{Guid.NewGuid():N}"[..(stem.Length + 13)];
+        lock (_databases)
+        {
+            _databases.Add(name);
+        }
+
         return EmbeddedPostgres.EnsureDatabaseAsync(ConnectionString, name);
+    }
+
+    // The shared server outlives test runs: do not let it fill up with test databases.
+    private async Task DropDatabasesAsync()
+    {
+        if (_databases.Count == 0)
+        {
+            return;
+        }
+
+        NpgsqlConnection.ClearAllPools();
+        var admin = new NpgsqlConnectionStringBuilder(ConnectionString) { Pooling = false };
+        await using var conn = new NpgsqlConnection(admin.ConnectionString);
+        await conn.OpenAsync();
+        foreach (var name in _databases)
+        {
+            await using var drop = new NpgsqlCommand($"drop database if exists \"{name}\" with (force)", conn);
+            await drop.ExecuteNonQueryAsync();
+        }
     }
 
     private sealed class SharedServer : IAsyncDisposable
     {
-        private const int LockSh = 1, LockEx = 2, LockNb = 4;
+        private const int LockSh = 1, LockEx = 2, LockNb = 4, LockUn = 8;
         private const int ORdWr = 2, OCreat = 0x40, OCloExec = 0x80000;
 
         private readonly EmbeddedPostgres? _server;
-        private readonly int _lockFd;
+        private readonly int _stateFd;
+        private readonly int _usersFd;
 
-        private SharedServer(string connectionString, EmbeddedPostgres? server, int lockFd)
+        private SharedServer(string connectionString, EmbeddedPostgres? server, int stateFd, int usersFd)
         {
             ConnectionString = connectionString;
             _server = server;
-            _lockFd = lockFd;
+            _stateFd = stateFd;
+            _usersFd = usersFd;
         }
 
         public string ConnectionString { get; }
@@ -97,7 +125,7 @@ public sealed class PostgresFixture : IAsyncLifetime
             var external = Environment.GetEnvironmentVariable(EnvironmentVariable);
             if (!string.IsNullOrWhiteSpace(external))
             {
-                return new SharedServer(external, null, -1);
+                return new SharedServer(external, null, -1, -1);
             }
 
             if (!OperatingSystem.IsLinux())
@@ -106,25 +134,29 @@ public sealed class PostgresFixture : IAsyncLifetime
             }
 
             Directory.CreateDirectory(DefaultDataRoot, (UnixFileMode)0b111_101_101);
-            // Our own fd rather than a FileStream: .NET takes a non-blocking flock of its own on open.
-            var lockPath = Path.Combine(DefaultDataRoot, "test-users.lock");
-            var fd = open(lockPath, ORdWr | OCreat | OCloExec, 0b110_110_110);
-            if (fd < 0)
-            {
-                throw new IOException($"open {lockPath} failed: errno {Marshal.GetLastPInvokeError()}");
-            }
-
+            // Two flock(2) files, opened as our own fds (a .NET FileStream takes a flock of its own):
+            // "state" is held exclusively while starting/adopting or stopping the server; "users" is
+            // held shared by every run using it (test-users.lock), so the last run out can tell that it is the last.
+            var stateFd = OpenLockFile("state.lock");
+            var usersFd = -1;
             try
             {
-                // Exclusive while starting (or adopting) so a run that is stopping the server finishes first.
-                await Task.Run(() => Flock(fd, LockEx));
+                await Task.Run(() => Flock(stateFd, LockEx));
+                usersFd = OpenLockFile("test-users.lock"); // name shared with the first version of this fixture
+                Flock(usersFd, LockSh);
                 var server = await EmbeddedPostgres.StartAsync(DefaultDataRoot, null, CancellationToken.None);
-                Flock(fd, LockSh);
-                return new SharedServer(server.ConnectionString, server, fd);
+                flock(stateFd, LockUn);
+                return new SharedServer(server.ConnectionString, server, stateFd, usersFd);
             }
             catch
             {
-                close(fd);
+                if (usersFd >= 0)
+                {
+                    close(usersFd);
+                }
+
+                flock(stateFd, LockUn);
+                close(stateFd);
                 throw;
             }
         }
@@ -136,13 +168,27 @@ public sealed class PostgresFixture : IAsyncLifetime
                 return;
             }
 
-            // Last user out (no other run holds the shared lock) stops the server; otherwise leave it running.
-            if (flock(_lockFd, LockEx | LockNb) == 0)
+            await Task.Run(() => Flock(_stateFd, LockEx));
+            try
             {
-                await _server.DisposeAsync();
+                // Last user out (no other run holds "users" shared) stops the server; otherwise leave it running.
+                if (flock(_usersFd, LockEx | LockNb) == 0)
+                {
+                    await _server.DisposeAsync();
+                }
             }
+            finally
+            {
+                close(_usersFd);
+                close(_stateFd);
+            }
+        }
 
-            close(_lockFd);
+        private static int OpenLockFile(string name)
+        {
+            var path = Path.Combine(DefaultDataRoot, name);
+            var fd = open(path, ORdWr | OCreat | OCloExec, 0b110_110_110);
+            return fd >= 0 ? fd : throw new IOException($"open {path} failed: errno {Marshal.GetLastPInvokeError()}");
         }
 
         private static void Flock(int fd, int operation)
