@@ -80,11 +80,13 @@ public sealed class NodeAgent : ReceiveActor
 
     private async Task OnPeerRemoved(ClusterEvent.MemberRemoved removed)
     {
-        if (removed.Member.Address.Equals(_cluster.SelfAddress)) return;
+        // A member that is leaving itself sees every peer "removed" as its own cluster view shuts down:
+        // those removals say nothing about the peers, so only a member that is Up speaks for them.
+        if (_left || removed.Member.Address.Equals(_cluster.SelfAddress) || !SelfIsUp()) return;
         var peer = await _queries.NodeByAddressAsync(removed.Member.Address.ToString());
         if (peer is null || peer.Status != NodeStatus.Ready) return;
         var stream = await _host.Journal.ReadAsync(NodeStreams.Key(peer.Name));
-        if (stream.Events.LastOrDefault() is not NodeJoined) return;
+        if (stream.Events.LastOrDefault() is not NodeJoined || _left || !SelfIsUp()) return;
         try
         {
             await _host.Journal.AppendAsync(NodeStreams.Key(peer.Name), stream.Version,
@@ -97,6 +99,8 @@ public sealed class NodeAgent : ReceiveActor
             // Another survivor recorded it first, or the node came back: both are fine.
         }
     }
+
+    private bool SelfIsUp() => !_cluster.IsTerminated && _cluster.SelfMember.Status == Akka.Cluster.MemberStatus.Up;
 
     /// <summary>Appends to this node's own stream; a conflict here only means our read was stale, so re-read once.</summary>
     private async Task AppendWithRetryAsync(string nodeName, Func<long, INodeEvent> make)

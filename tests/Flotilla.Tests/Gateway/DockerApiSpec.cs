@@ -64,7 +64,7 @@ public class DockerApiSpec(RunningFlotilla flotilla) : IClassFixture<RunningFlot
         var result = await flotilla.RunDockerAsync("version");
         Assert.True(result.ExitCode == 0, result.ToString());
         Assert.Contains("Server: Flotilla", result.Stdout);
-        Assert.Contains("API version:       1.51 (minimum version 1.24)", result.Stdout);
+        Assert.Contains("1.51 (minimum version 1.24)", result.Stdout);
 
         var format = await flotilla.RunDockerAsync("version", "--format", "{{.Server.APIVersion}} {{.Server.Os}}");
         Assert.Equal("1.51 linux", format.Stdout.Trim());
