@@ -1,4 +1,5 @@
 using Akka.Actor;
+using Akka.Event;
 using Flotilla.Cluster.EventStore;
 using Flotilla.Contracts;
 using Flotilla.Contracts.Containers;
@@ -16,6 +17,7 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
         ReceiveAsync<CreateContainer>(OnCreate);
         ReceiveAsync<RenameContainer>(OnRename);
         Receive<GetContainer>(_ => Sender.Tell(Snapshot()));
+        Receive<ReconcileContainer>(m => Reconcile(m.Reason));
     }
 
     public static Props PropsFor(EntityHost host, string containerId) => Props.Create(() => new ContainerEntity(host, containerId));
@@ -53,6 +55,18 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
         await PersistAndAcknowledge(cmd.Origin,
             new ContainerRenamed(cmd.ContainerId, State.Name, cmd.NewName, DateTimeOffset.UtcNow));
     }
+
+    protected override void OnRecovered()
+    {
+        if (State.Exists) Log.Debug("{0} recovered at version {1} on {2}", StreamKey, Version, Host.NodeName);
+    }
+
+    /// <summary>
+    /// Desired vs observed. Until containers run on a host there is nothing observed to compare, so
+    /// being started (and so replaying the stream) is the whole of it.
+    /// </summary>
+    private void Reconcile(string reason) =>
+        Log.Info("{0} reconciling ({1}): desired {2}", StreamKey, reason, State.Desired);
 
     private async Task PersistAndAcknowledge(RequestOrigin origin, params IContainerEvent[] events)
     {

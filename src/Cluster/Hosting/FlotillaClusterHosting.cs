@@ -71,7 +71,10 @@ public static class FlotillaClusterHosting
                 .WithShardRegion<ContainerEntity>(ContainerEntity.RegionName,
                     (_, _) => id => ContainerEntity.PropsFor(host, id), new ContainerMessageExtractor(), shardOptions)
                 .WithShardRegion<ImageEntity>(ImageEntity.RegionName,
-                    (_, _) => id => ImageEntity.PropsFor(host, id), new ImageMessageExtractor(), shardOptions);
+                    (_, _) => id => ImageEntity.PropsFor(host, id), new ImageMessageExtractor(), shardOptions)
+                .WithSingleton<ContainerRevival>(ContainerRevival.SingletonName,
+                    (_, registry, _) => ContainerRevival.PropsFor(sp.GetRequiredService<ClusterQueries>(), registry.Get<ContainerEntity>()),
+                    new ClusterSingletonOptions { Role = FlotillaClusterOptions.NodeRole }, createProxyToo: false);
         }
         else
         {

@@ -28,6 +28,14 @@ public sealed record CreateContainer(
 [MessagePackObject(true)]
 public sealed record RenameContainer(string ContainerId, string NewName, RequestOrigin Origin) : IContainerCommand;
 
+/// <summary>
+/// Wakes a container's entity so it compares desired and observed state and acts. Sent after a
+/// full-cluster restart for every container whose desired state is running: remembered entities
+/// do not survive that, the event store does.
+/// </summary>
+[MessagePackObject(true)]
+public sealed record ReconcileContainer(string ContainerId, string Reason) : IWithContainerId;
+
 /// <summary>Asks for the entity's current state; answered with <see cref="ContainerSnapshot"/>.</summary>
 [MessagePackObject(true)]
 public sealed record GetContainer(string ContainerId) : IWithContainerId;

@@ -26,6 +26,7 @@ public static class WireManifest
         (typeof(ContainerRenamed), "c.renamed"),
         (typeof(GetImage), "i.get"),
         (typeof(ImageSnapshot), "i.snap"),
+        (typeof(ReconcileContainer), "c.reconcile"),
     ];
 
     public static readonly FrozenDictionary<Type, string> CodeOf = Entries.ToFrozenDictionary(e => e.Type, e => e.Code);

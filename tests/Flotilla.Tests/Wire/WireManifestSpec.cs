@@ -35,6 +35,7 @@ public class WireManifestSpec : IDisposable
         [new ContainerRenamed("c1", "web", "api", T0)],
         [new GetImage("sha256:abc")],
         [new ImageSnapshot("sha256:abc", false, ["busybox:latest"], 0, "n1")],
+        [new ReconcileContainer("c1", "cluster started")],
     ];
 
     [Fact]
