@@ -2,6 +2,7 @@ using Flotilla.Cluster.Containers;
 using Flotilla.Cluster.Images;
 using Flotilla.Cluster.Nodes;
 using Flotilla.Contracts.Containers;
+using Flotilla.Contracts.Images;
 using Flotilla.Contracts.Nodes;
 using JasperFx;
 using JasperFx.Events;
@@ -35,10 +36,16 @@ public static class FlotillaStore
         opts.Events.AddEventType<NodeLeft>();
         opts.Events.AddEventType<ContainerCreated>();
         opts.Events.AddEventType<ContainerRenamed>();
+        opts.Events.AddEventType<ImageRegistered>();
+        opts.Events.AddEventType<ImageTagged>();
+        opts.Events.AddEventType<ImageUntagged>();
+        opts.Events.AddEventType<ImageRemoved>();
 
         opts.Projections.Add<NodeViewProjection>(ProjectionLifecycle.Inline);
         opts.Projections.Add<ContainerViewProjection>(ProjectionLifecycle.Inline);
-        opts.Schema.For<ImageView>();
+        opts.Projections.Add<ImageViewProjection>(ProjectionLifecycle.Inline);
+        // Name resolution looks images up by id prefix and by reference.
+        opts.Schema.For<ImageView>().Index(x => x.ImageId);
     }
 
     /// <summary>A standalone store (CLI tools, benchmarks, tests); the host uses DI instead.</summary>

@@ -9,12 +9,36 @@ public interface IWithImageId : IFlotillaMessage
     string ImageId { get; }
 }
 
+/// <summary>A command that may change an image; carries who asked.</summary>
+public interface IImageCommand : IWithImageId
+{
+    RequestOrigin Origin { get; }
+}
+
+/// <summary>Records that an image's content is on a node, with the references it should carry.</summary>
+[MessagePackObject(true)]
+public sealed record RegisterImage(string ImageId, ImageSource Source, ImageContent Content, string Node, string? Detail,
+    IReadOnlyList<string> References, RequestOrigin Origin) : IImageCommand;
+
+[MessagePackObject(true)]
+public sealed record TagImage(string ImageId, string Reference, RequestOrigin Origin) : IImageCommand;
+
+[MessagePackObject(true)]
+public sealed record UntagImage(string ImageId, string Reference, string Reason, RequestOrigin Origin) : IImageCommand;
+
+/// <summary>Deletes the image; its remaining references go with it (the caller decided it may).</summary>
+[MessagePackObject(true)]
+public sealed record RemoveImage(string ImageId, RequestOrigin Origin) : IImageCommand;
+
 [MessagePackObject(true)]
 public sealed record GetImage(string ImageId) : IWithImageId;
 
 [MessagePackObject(true)]
-public sealed record ImageSnapshot(string ImageId, bool Exists, IReadOnlyList<string> RepoTags, long Version, string HostedOn)
-    : IFlotillaMessage;
+public sealed record ImageSnapshot(string ImageId, bool Exists, IReadOnlyList<string> RepoTags, IReadOnlyList<string> Nodes,
+    long Version, string HostedOn) : IFlotillaMessage;
+
+[MessagePackObject(true)]
+public sealed record ImageCommandAccepted(string ImageId, IReadOnlyList<IImageEvent> Events, long Version) : IFlotillaMessage;
 
 public static class ImageStreams
 {

@@ -27,6 +27,15 @@ public static class WireManifest
         (typeof(GetImage), "i.get"),
         (typeof(ImageSnapshot), "i.snap"),
         (typeof(ReconcileContainer), "c.reconcile"),
+        (typeof(RegisterImage), "i.register"),
+        (typeof(TagImage), "i.tag"),
+        (typeof(UntagImage), "i.untag"),
+        (typeof(RemoveImage), "i.remove"),
+        (typeof(ImageCommandAccepted), "i.ok"),
+        (typeof(ImageRegistered), "i.registered"),
+        (typeof(ImageTagged), "i.tagged"),
+        (typeof(ImageUntagged), "i.untagged"),
+        (typeof(ImageRemoved), "i.removed"),
     ];
 
     public static readonly FrozenDictionary<Type, string> CodeOf = Entries.ToFrozenDictionary(e => e.Type, e => e.Code);
