@@ -16,6 +16,9 @@ public class WireManifestSpec : IDisposable
     private static readonly RequestOrigin Origin = new("alice", "req-1", "cause-1");
     private static readonly Dictionary<string, string> Labels = new() { ["a"] = "b" };
 
+    private static readonly ImageContent Content = new("sha256:abc", "sha256:def", [new LayerRef("sha256:123", 10)], 10, T0,
+        "amd64", "linux", "{}", "me", "imported", null);
+
     private readonly ActorSystem _system = ActorSystem.Create("wire", ConfigurationFactory.ParseString("akka.loglevel = WARNING"));
 
     public void Dispose() => _system.Terminate().Wait(TimeSpan.FromSeconds(10));
@@ -34,7 +37,16 @@ public class WireManifestSpec : IDisposable
         [new ContainerCreated("c1", "web", "busybox", ["sh"], ["A=1"], Labels, T0)],
         [new ContainerRenamed("c1", "web", "api", T0)],
         [new GetImage("sha256:abc")],
-        [new ImageSnapshot("sha256:abc", false, ["busybox:latest"], 0, "n1")],
+        [new ImageSnapshot("sha256:abc", false, ["busybox:latest"], ["n1"], 0, "n1")],
+        [new RegisterImage("sha256:abc", ImageSource.Imported, Content, "n1", "from stdin", ["docker.io/library/x:1"], Origin)],
+        [new TagImage("sha256:abc", "docker.io/library/x:1", Origin)],
+        [new UntagImage("sha256:abc", "docker.io/library/x:1", "rmi", Origin)],
+        [new RemoveImage("sha256:abc", Origin)],
+        [new ImageCommandAccepted("sha256:abc", [new ImageTagged("sha256:abc", "x:1", T0), new ImageRemoved("sha256:abc", T0)], 4)],
+        [new ImageRegistered("sha256:abc", ImageSource.Loaded, Content, "n1", null, T0)],
+        [new ImageTagged("sha256:abc", "docker.io/library/x:1", T0)],
+        [new ImageUntagged("sha256:abc", "docker.io/library/x:1", "moved", T0)],
+        [new ImageRemoved("sha256:abc", T0)],
         [new ReconcileContainer("c1", "cluster started")],
     ];
 
