@@ -37,6 +37,7 @@ public static class FlotillaClusterHosting
         services.AddSingleton<IEventJournal, MartenEventJournal>();
         services.AddSingleton(sp => new EntityHost(sp.GetRequiredService<IEventJournal>(), options.NodeName));
         services.AddSingleton<ClusterQueries>();
+        services.AddSingleton<ImageService>();
 
         services.AddAkka(ActorSystemName, (builder, sp) => ConfigureActorSystem(builder, sp, options, self));
         return services;
