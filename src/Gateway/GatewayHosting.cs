@@ -1,11 +1,14 @@
 using System.Net;
 using Flotilla.Cluster.Queries;
 using Flotilla.Gateway.DockerApi;
+using Flotilla.Gateway.Hijack;
 using Flotilla.Gateway.Http;
 using Flotilla.Gateway.Native;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace Flotilla.Gateway;
@@ -24,7 +27,18 @@ public static class GatewayHosting
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
-            k.Listen(options.DockerApi);
+            k.Listen(options.DockerApi, listen =>
+            {
+                listen.Protocols = HttpProtocols.Http1;
+                // Attach and exec start are taken over before Kestrel's HTTP layer (see HijackConnectionMiddleware).
+                listen.Use(next =>
+                {
+                    var services = listen.ApplicationServices;
+                    var middleware = new HijackConnectionMiddleware(next, services.GetServices<IHijackHandler>().ToList(),
+                        services.GetRequiredService<ILoggerFactory>().CreateLogger<HijackConnectionMiddleware>());
+                    return middleware.OnConnectedAsync;
+                });
+            });
             k.Listen(options.NativeApi);
         });
     }

@@ -56,7 +56,8 @@ public static class AllInOneHost
     }
 
     /// <summary>The all-in-one process as a web application, not yet started (tests start it too).</summary>
-    public static WebApplication Build(UpSettings settings, string connectionString, HostFacts facts, string schema = FlotillaStore.DefaultSchema)
+    public static WebApplication Build(UpSettings settings, string connectionString, HostFacts facts, string schema = FlotillaStore.DefaultSchema,
+        Action<IServiceCollection>? configureServices = null)
     {
         var dockerApi = Endpoints.Parse(settings.DockerApi, "--docker-api");
         var http = Endpoints.Parse(settings.Http, "--http");
@@ -81,6 +82,7 @@ public static class AllInOneHost
         builder.AddFlotillaGateway(new GatewayOptions(dockerApi, http),
             new GatewayInfo(GatewayInfo.AssemblyVersion, nodeName, settings.DataRoot, self, facts));
 
+        configureServices?.Invoke(builder.Services);
         var app = builder.Build();
         app.MapFlotillaGateway();
         return app;

@@ -27,6 +27,7 @@ public static class SystemEndpoints
                 context.Response.ContentLength = 0;
                 return;
             }
+            context.Response.ContentLength = 2;
             await context.Response.WriteAsync("OK", context.RequestAborted);
         });
 

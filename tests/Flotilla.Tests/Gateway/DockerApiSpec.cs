@@ -12,7 +12,7 @@ using Xunit;
 namespace Flotilla.Tests.Gateway;
 
 /// <summary>The all-in-one host, started on free ports, driven by the real docker CLI and raw HTTP.</summary>
-public sealed class RunningFlotilla : IAsyncLifetime
+public class RunningFlotilla : IAsyncLifetime
 {
     public const string DockerCli = "docker";
 
@@ -32,11 +32,16 @@ public sealed class RunningFlotilla : IAsyncLifetime
         var facts = await HostFacts.ProbeAsync(null);
         var settings = new UpSettings($"127.0.0.1:{DockerPort}", "127.0.0.1:0", $"127.0.0.1:{HttpPort}", DataRoot, connectionString,
             "gw-node", null);
-        _app = AllInOneHost.Build(settings, connectionString, facts);
+        _app = AllInOneHost.Build(settings, connectionString, facts, configureServices: ConfigureServices);
         await _app.StartAsync();
         await AllInOneHost.WhenMemberUp(_app.Services.GetRequiredService<ActorSystem>()).WaitAsync(TimeSpan.FromSeconds(30));
         Docker = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{DockerPort}/") };
         Native = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{HttpPort}/") };
+    }
+
+    /// <summary>Extra services a test class needs in the host (e.g. a hijack handler).</summary>
+    protected virtual void ConfigureServices(Microsoft.Extensions.DependencyInjection.IServiceCollection services)
+    {
     }
 
     public async Task DisposeAsync()

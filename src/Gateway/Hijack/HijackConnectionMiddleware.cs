@@ -1,0 +1,190 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using System.Text.RegularExpressions;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.Extensions.Logging;
+
+namespace Flotilla.Gateway.Hijack;
+
+/// <summary>
+/// Kestrel connection middleware that takes over Docker's hijacked requests (attach, exec start)
+/// before Kestrel's HTTP/1.1 layer sees them: Kestrel refuses to upgrade a request with a body and
+/// aborts a request whose client half-closes. It peeks at the first request of each connection;
+/// anything else is handed to Kestrel untouched. See docs/hijack-on-kestrel.md for the traps.
+/// </summary>
+public sealed partial class HijackConnectionMiddleware(ConnectionDelegate next, IReadOnlyList<IHijackHandler> handlers, ILogger logger)
+{
+    private static readonly TimeSpan PeekTimeout = TimeSpan.FromSeconds(30);
+    private const long MaxBodyBytes = 1 << 20;
+
+    [GeneratedRegex(@"^(/v[0-9]+\.[0-9]+)?(/(exec/[^/]+/start|containers/[^/]+/attach))$")]
+    private static partial Regex HijackPath();
+
+    public async Task OnConnectedAsync(ConnectionContext connection)
+    {
+        var input = connection.Transport.Input;
+        SequencePosition? examined = null;
+        using var timeout = new CancellationTokenSource(PeekTimeout);
+        while (true)
+        {
+            ReadResult result;
+            try
+            {
+                result = await input.ReadAsync(timeout.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                connection.Abort(new ConnectionAbortedException("no request head in time"));
+                return;
+            }
+            var buffer = result.Buffer;
+
+            var line = HttpRequestHead.PeekRequestLine(buffer);
+            if (line is { } l && (l.Method != "POST" || !HijackPath().IsMatch(l.Path)))
+            {
+                HandOver(input, buffer, examined);
+                await next(connection);
+                return;
+            }
+
+            HttpRequestHead? head;
+            SequencePosition headEnd;
+            try
+            {
+                if (!HttpRequestHead.TryParse(buffer, out head, out headEnd))
+                {
+                    if (result.IsCompleted)
+                    {
+                        HandOver(input, buffer, examined);
+                        await next(connection);
+                        return;
+                    }
+                    input.AdvanceTo(buffer.Start, buffer.End);
+                    examined = buffer.End;
+                    continue;
+                }
+            }
+            catch (FormatException)
+            {
+                // Let Kestrel answer a malformed request the usual way.
+                HandOver(input, buffer, examined);
+                await next(connection);
+                return;
+            }
+
+            input.AdvanceTo(headEnd);
+            await HijackAsync(connection, head!, connection.ConnectionClosed);
+            return;
+        }
+    }
+
+    /// <summary>
+    /// Gives the unread bytes back to Kestrel. Marking them examined would make Kestrel's first read
+    /// wait for new bytes that may never come, so only what was examined before this read is marked.
+    /// </summary>
+    private static void HandOver(PipeReader input, ReadOnlySequence<byte> buffer, SequencePosition? examined) =>
+        input.AdvanceTo(buffer.Start, examined ?? buffer.Start);
+
+    private async Task HijackAsync(ConnectionContext connection, HttpRequestHead head, CancellationToken connectionClosed)
+    {
+        var path = HijackPath().Match(head.Path).Groups[2].Value;
+        ReadOnlyMemory<byte> body;
+        try
+        {
+            body = await ReadBodyAsync(connection.Transport.Input, head);
+        }
+        catch (Exception ex) when (ex is FormatException or InvalidDataException)
+        {
+            var bad = new HijackedStream(connection, head, ReadOnlyMemory<byte>.Empty);
+            await bad.RejectAsync(400, ex.Message);
+            await bad.CloseAsync(TimeSpan.FromSeconds(1));
+            return;
+        }
+
+        var stream = new HijackedStream(connection, head, body);
+        var handler = handlers.FirstOrDefault(h => h.Matches(path));
+        try
+        {
+            if (handler is null)
+                await stream.RejectAsync(404, "page not found");
+            else
+                await handler.HandleAsync(stream, path, CancellationToken.None);
+        }
+        catch (Exception ex)
+        {
+            logger.LogError(ex, "hijacked request {Path} failed", path);
+            try
+            {
+                await stream.RejectAsync(500, ex.Message);
+            }
+            catch (InvalidOperationException)
+            {
+                // Already streaming: the client learns through the closed connection.
+            }
+        }
+        finally
+        {
+            await stream.CloseAsync();
+        }
+    }
+
+    /// <summary>Reads exactly the request body (Content-Length or chunked); what follows is stdin.</summary>
+    private static async Task<ReadOnlyMemory<byte>> ReadBodyAsync(PipeReader input, HttpRequestHead head)
+    {
+        if (head.IsChunked) return await ReadChunkedAsync(input);
+        var length = head.ContentLength ?? 0;
+        if (length == 0) return ReadOnlyMemory<byte>.Empty;
+        if (length > MaxBodyBytes) throw new InvalidDataException("request body too large");
+        while (true)
+        {
+            var result = await input.ReadAsync();
+            if (result.Buffer.Length >= length)
+            {
+                var body = result.Buffer.Slice(0, length).ToArray();
+                input.AdvanceTo(result.Buffer.GetPosition(length));
+                return body;
+            }
+            if (result.IsCompleted) throw new InvalidDataException("request body truncated");
+            input.AdvanceTo(result.Buffer.Start, result.Buffer.End);
+        }
+    }
+
+    private static async Task<ReadOnlyMemory<byte>> ReadChunkedAsync(PipeReader input)
+    {
+        var body = new ArrayBufferWriter<byte>();
+        while (true)
+        {
+            var result = await input.ReadAsync();
+            var reader = new SequenceReader<byte>(result.Buffer);
+            var consumed = result.Buffer.Start;
+            var done = false;
+            while (reader.TryReadTo(out ReadOnlySequence<byte> sizeLine, "\r\n"u8))
+            {
+                var sizeText = System.Text.Encoding.ASCII.GetString(sizeLine.ToArray()).Split(';')[0].Trim();
+                if (!int.TryParse(sizeText, System.Globalization.NumberStyles.HexNumber, null, out var size) || size < 0)
+                    throw new FormatException("bad chunk size");
+                if (body.WrittenCount + size > MaxBodyBytes) throw new InvalidDataException("request body too large");
+                if (reader.Remaining < size + 2) break;
+                if (size == 0)
+                {
+                    // Last chunk; no trailers are expected from Docker clients.
+                    if (!reader.IsNext("\r\n"u8, advancePast: true)) break;
+                    consumed = reader.Position;
+                    done = true;
+                    break;
+                }
+                body.Write(reader.UnreadSequence.Slice(0, size).ToArray());
+                reader.Advance(size);
+                if (!reader.IsNext("\r\n"u8, advancePast: true)) throw new FormatException("bad chunk terminator");
+                consumed = reader.Position;
+            }
+            if (done)
+            {
+                input.AdvanceTo(consumed);
+                return body.WrittenMemory;
+            }
+            if (result.IsCompleted) throw new InvalidDataException("request body truncated");
+            input.AdvanceTo(consumed, result.Buffer.End);
+        }
+    }
+}

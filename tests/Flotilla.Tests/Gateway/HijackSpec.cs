@@ -1,0 +1,179 @@
+using System.Buffers.Binary;
+using System.Net.Sockets;
+using System.Text;
+using Flotilla.Gateway.Hijack;
+using Microsoft.Extensions.DependencyInjection;
+using Xunit;
+
+namespace Flotilla.Tests.Gateway;
+
+/// <summary>
+/// A hijack handler that echoes stdin as stdout frames and ends with a stderr line: enough to prove
+/// the transport (handshake, body vs stdin split, half-close, frames, lingering close) byte for byte.
+/// </summary>
+public sealed class EchoHijackHandler : IHijackHandler
+{
+    public bool Matches(string path) => path.StartsWith("/exec/echo", StringComparison.Ordinal);
+
+    public async Task HandleAsync(HijackedStream stream, string path, CancellationToken cancellationToken)
+    {
+        var tty = Encoding.UTF8.GetString(stream.Body.Span).Contains("\"Tty\":true");
+        await stream.AcceptAsync(tty);
+        await stream.WriteFrameAsync(StdStream.Stdout, Encoding.UTF8.GetBytes($"body={Encoding.UTF8.GetString(stream.Body.Span)}\n"));
+        while (true)
+        {
+            var result = await stream.Stdin.ReadAsync(cancellationToken);
+            foreach (var segment in result.Buffer)
+                if (tty) await stream.WriteRawAsync(segment.ToArray());
+                else await stream.WriteFrameAsync(StdStream.Stdout, segment.ToArray());
+            stream.Stdin.AdvanceTo(result.Buffer.End);
+            if (result.IsCompleted) break;
+        }
+        if (!tty) await stream.WriteFrameAsync(StdStream.Stderr, "stdin closed\n"u8.ToArray());
+    }
+}
+
+public sealed class FlotillaWithEcho : RunningFlotilla
+{
+    protected override void ConfigureServices(IServiceCollection services) =>
+        services.AddSingleton<IHijackHandler, EchoHijackHandler>();
+}
+
+public class HijackSpec(FlotillaWithEcho flotilla) : IClassFixture<FlotillaWithEcho>
+{
+    private async Task<NetworkStream> ConnectAsync()
+    {
+        var client = new TcpClient();
+        await client.ConnectAsync("127.0.0.1", flotilla.DockerPort);
+        return client.GetStream();
+    }
+
+    private static async Task<byte[]> ReadToEndAsync(Stream stream)
+    {
+        using var ms = new MemoryStream();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        await stream.CopyToAsync(ms, cts.Token);
+        return ms.ToArray();
+    }
+
+    /// <summary>Splits a response into its head and the stdcopy frames after it.</summary>
+    private static (string Head, List<(byte Stream, string Text)> Frames) Parse(byte[] response)
+    {
+        var text = Encoding.Latin1.GetString(response);
+        var end = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
+        Assert.True(end > 0, $"no response head in: {text}");
+        var frames = new List<(byte, string)>();
+        var i = end + 4;
+        while (i + 8 <= response.Length)
+        {
+            var length = (int)BinaryPrimitives.ReadUInt32BigEndian(response.AsSpan(i + 4));
+            frames.Add((response[i], Encoding.UTF8.GetString(response, i + 8, length)));
+            i += 8 + length;
+        }
+        Assert.Equal(response.Length, i);
+        return (text[..end], frames);
+    }
+
+    [Fact]
+    public async Task Exec_start_with_a_body_is_upgraded_and_stdin_after_the_body_comes_back_framed()
+    {
+        await using var stream = await ConnectAsync();
+        const string body = "{\"Detach\":false,\"Tty\":false}";
+        var request = "POST /v1.50/exec/echo1/start HTTP/1.1\r\nHost: api.moby.localhost\r\nContent-Type: application/json\r\n" +
+            $"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {body.Length}\r\n\r\n{body}hello ";
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(request));
+        await stream.WriteAsync("world"u8.ToArray());
+        await Task.Delay(100);
+        stream.Socket.Shutdown(SocketShutdown.Send);
+
+        var (head, frames) = Parse(await ReadToEndAsync(stream));
+        Assert.StartsWith("HTTP/1.1 101 UPGRADED", head);
+        Assert.Contains("Content-Type: application/vnd.docker.multiplexed-stream", head);
+        Assert.Contains("Upgrade: tcp", head);
+        Assert.Equal((byte)1, frames[0].Stream);
+        Assert.Equal($"body={body}\n", frames[0].Text);
+        Assert.Equal("hello world", string.Concat(frames.Skip(1).Where(f => f.Stream == 1).Select(f => f.Text)));
+        Assert.Equal(((byte)2, "stdin closed\n"), frames[^1]);
+    }
+
+    [Fact]
+    public async Task A_megabyte_of_stdin_comes_back_whole()
+    {
+        await using var stream = await ConnectAsync();
+        var request = "POST /exec/echo2/start HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 2\r\n\r\n{}";
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(request));
+        var payload = new byte[1 << 20];
+        new Random(7).NextBytes(payload);
+        for (var i = 0; i < payload.Length; i++) payload[i] = (byte)('a' + payload[i] % 26);
+        var reading = ReadToEndAsync(stream);
+        await stream.WriteAsync(payload);
+        stream.Socket.Shutdown(SocketShutdown.Send);
+
+        var (_, frames) = Parse(await reading);
+        var echoed = string.Concat(frames.Skip(1).Where(f => f.Stream == 1).Select(f => f.Text));
+        Assert.Equal(Encoding.ASCII.GetString(payload), echoed);
+    }
+
+    [Fact]
+    public async Task Chunked_bodies_are_read_exactly()
+    {
+        await using var stream = await ConnectAsync();
+        var request = "POST /exec/echo3/start HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nTransfer-Encoding: chunked\r\n\r\n" +
+            "4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\nstdin";
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(request));
+        stream.Socket.Shutdown(SocketShutdown.Send);
+        var (_, frames) = Parse(await ReadToEndAsync(stream));
+        Assert.Equal("body={\"a\":1}\n", frames[0].Text);
+        Assert.Equal("stdin", frames[1].Text);
+    }
+
+    [Fact]
+    public async Task Without_upgrade_headers_the_legacy_200_raw_stream_is_used_and_tty_is_not_framed()
+    {
+        await using var stream = await ConnectAsync();
+        const string body = "{\"Tty\":true}";
+        var request = $"POST /v1.41/exec/echo4/start HTTP/1.1\r\nHost: x\r\nContent-Length: {body.Length}\r\n\r\n{body}raw!";
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(request));
+        stream.Socket.Shutdown(SocketShutdown.Send);
+        var text = Encoding.Latin1.GetString(await ReadToEndAsync(stream));
+        Assert.StartsWith("HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.raw-stream\r\n\r\n", text);
+        Assert.EndsWith("raw!", text);
+    }
+
+    [Fact]
+    public async Task An_unknown_hijack_target_gets_dockers_404()
+    {
+        await using var stream = await ConnectAsync();
+        await stream.WriteAsync("POST /containers/nope/attach?stream=1 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"u8.ToArray());
+        var text = Encoding.UTF8.GetString(await ReadToEndAsync(stream));
+        Assert.StartsWith("HTTP/1.1 404", text);
+        Assert.Contains("Content-Type: application/json\r\n", text);
+        Assert.EndsWith("{\"message\":\"page not found\"}", text);
+    }
+
+    [Fact]
+    public async Task Ordinary_requests_pass_through_with_keep_alive_including_split_heads()
+    {
+        await using var stream = await ConnectAsync();
+        // A head that arrives in two pieces, then a second request on the same connection.
+        await stream.WriteAsync("GET /_pi"u8.ToArray());
+        await Task.Delay(50);
+        await stream.WriteAsync("ng HTTP/1.1\r\nHost: x\r\n\r\n"u8.ToArray());
+        var buffer = new byte[4096];
+        var first = Encoding.ASCII.GetString(buffer, 0, await stream.ReadAsync(buffer));
+        Assert.StartsWith("HTTP/1.1 200 OK", first);
+        Assert.EndsWith("OK", first);
+
+        await stream.WriteAsync("GET /version HTTP/1.1\r\nHost: x\r\n\r\n"u8.ToArray());
+        var second = Encoding.ASCII.GetString(buffer, 0, await stream.ReadAsync(buffer));
+        Assert.StartsWith("HTTP/1.1 200 OK", second);
+        Assert.Contains("Content-Type: application/json\r\n", second);
+    }
+
+    [Fact]
+    public async Task A_post_that_is_not_a_hijack_is_served_by_kestrel()
+    {
+        using var response = await flotilla.Docker.PostAsync("v1.51/containers/abc/nothing", new StringContent("{}"));
+        Assert.Equal(System.Net.HttpStatusCode.NotFound, response.StatusCode);
+    }
+}
