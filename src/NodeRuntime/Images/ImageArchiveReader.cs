@@ -374,7 +374,7 @@ public sealed class ImageArchiveReader(ContentStore store, ImageArchiveLimits? l
 /// <summary>Paths inside an archive: relative, slash-separated, never escaping the archive root.</summary>
 internal static class ArchivePath
 {
-    /// <summary>Canonical form (<c>./a//b/</c> → <c>a/b</c>, root → empty), or null when absolute or escaping with <c>..</c>.</summary>
+    /// <summary>Canonical form (<c>./a//b/</c> → <c>a/b</c>, <c>a/../b</c> → <c>b</c>, root → empty), or null when absolute or climbing above the root.</summary>
     public static string? Normalize(string? path)
     {
         if (path is null || path.Contains('\0') || path.StartsWith('/')) return null;
@@ -382,8 +382,12 @@ internal static class ArchivePath
         foreach (var part in path.Split('/'))
         {
             if (part.Length == 0 || part == ".") continue;
-            if (part == "..") return null;
-            parts.Add(part);
+            if (part == "..")
+            {
+                if (parts.Count == 0) return null;
+                parts.RemoveAt(parts.Count - 1);
+            }
+            else parts.Add(part);
         }
         return string.Join('/', parts);
     }
