@@ -83,6 +83,10 @@ public sealed class ImageArchiveReader(ContentStore store, ImageArchiveLimits? l
                     }
                 }
             }
+            catch (EndOfStreamException) when (count == 0)
+            {
+                // Empty input: an archive with nothing in it, reported below as missing its documents.
+            }
             catch (Exception ex) when (IsMalformation(ex))
             {
                 throw new InvalidDataException($"invalid archive: {ex.Message}", ex);
