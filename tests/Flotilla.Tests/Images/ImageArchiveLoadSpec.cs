@@ -42,12 +42,19 @@ public sealed class ImageArchiveLoadSpec : IDisposable
     }
 
     [Fact]
-    public async Task Loads_gzip_and_zstd_compressed_layers_of_a_docker_archive()
+    public async Task Loads_gzip_compressed_layers_of_a_docker_archive()
+    {
+        var image = Busybox();
+        AssertStored(Assert.Single(await LoadAsync(DockerArchive(image, ["x:1"], (_, b) => Gzip(b)))), image);
+    }
+
+    [SkippableFact]
+    public async Task Loads_zstd_compressed_layers_of_a_docker_archive()
     {
         var image = Busybox();
         var zstd = await CompressWithAsync("zstd", image.Layers[1]);
-        var archive = DockerArchive(image, ["x:1"], (i, b) => i == 0 ? Gzip(b) : zstd ?? Gzip(b));
-        AssertStored(Assert.Single(await LoadAsync(archive)), image);
+        Skip.If(zstd is null, "the zstd command is not installed (apt-get install zstd)");
+        AssertStored(Assert.Single(await LoadAsync(DockerArchive(image, ["x:1"], (i, b) => i == 1 ? zstd : b))), image);
     }
 
     [Fact]
