@@ -4,7 +4,7 @@
 # service or create its "main" cluster: Flotilla runs its own (src/Cli/Hosting/EmbeddedPostgres.cs).
 set -euo pipefail
 
-PACKAGES=(postgresql runc crun conmon iproute2 nftables busybox-static uidmap tmux util-linux)
+PACKAGES=(postgresql runc crun conmon iproute2 nftables busybox-static uidmap tmux util-linux podman skopeo xz-utils zstd golang-github-containers-common)
 DOTNET_MAJOR=10
 
 # One dpkg-query for all packages (unknown ones print nothing on stdout).
