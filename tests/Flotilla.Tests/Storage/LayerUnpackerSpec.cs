@@ -94,6 +94,17 @@ public sealed class LayerUnpackerSpec
     }
 
     [Fact]
+    public void A_directory_replaces_an_earlier_symlink_instead_of_following_it()
+    {
+        using var s = new LayerScratch();
+        var tar = new TarBuilder().Symlink("d", s.Sentinel).Dir("d/").File("d/x", "inside").Bytes();
+        LayerUnpacker.Unpack(new MemoryStream(tar), s.Target);
+        Assert.Equal(Native.S_IFDIR, Stat(Path.Combine(s.Target, "d")).Type);
+        Assert.Equal("inside", File.ReadAllText(Path.Combine(s.Target, "d/x")));
+        s.AssertNothingOutside(targetExpected: true);
+    }
+
+    [Fact]
     public void Devices_are_created_when_allowed()
     {
         using var s = new LayerScratch();
@@ -126,6 +137,8 @@ public sealed class LayerUnpackerSpec
         ["long-component"] = (_ => new TarBuilder().File(new string('a', 300), "x").Bytes(), typeof(UnsafeLayerException), null),
         ["too-many-entries"] = (_ => new TarBuilder().File("a", "").File("b", "").File("c", "").File("d", "").Bytes(), typeof(InvalidDataException), new LayerLimits { MaxEntries = 3 }),
         ["oversized-pax-header"] = (_ => new TarBuilder().File("a", "x", pax: new() { ["comment"] = new string('z', 5000) }).Bytes(), typeof(InvalidDataException), new LayerLimits { MaxMetaHeaderBytes = 4096 }),
+        ["huge-gnu-longname"] = (_ => TarBuilder.RawHeader("././@LongLink", 'L', 1L << 33), typeof(InvalidDataException), null),
+        ["whiteout-of-dotdot"] = (_ => new TarBuilder().File("a/.wh...", "").Bytes(), typeof(UnsafeLayerException), null),
         ["huge-pax-size-field"] = (_ => TarBuilder.RawHeader("PaxHeaders/a", 'x', 1L << 33), typeof(InvalidDataException), null),
         ["truncated-data"] = (_ => new TarBuilder().File("a", new string('x', 5000)).Bytes()[..2000], typeof(InvalidDataException), null),
         ["truncated-header"] = (_ => new TarBuilder().File("a", "x").File("b", "y").Bytes()[..(1024 + 100)], typeof(InvalidDataException), null),
