@@ -13,9 +13,31 @@ public sealed class NodeImageStore
     public NodeImageStore(string dataRoot)
     {
         Content = new ContentStore(Path.Combine(dataRoot, "content"));
+        Snapshots = new OverlaySnapshotter(dataRoot);
     }
 
     public ContentStore Content { get; }
+    public OverlaySnapshotter Snapshots { get; }
+
+    /// <summary>
+    /// Unpacks the image's layers into snapshots (bottom first), skipping those already there. This is
+    /// also where an unsafe layer is refused — before anything records the image.
+    /// </summary>
+    public async Task<IReadOnlyList<Digest>> UnpackAsync(IReadOnlyList<Descriptor> layers, CancellationToken cancellationToken = default)
+    {
+        var chain = OverlaySnapshotter.ChainIds(layers.Select(l => l.Digest).ToList());
+        Digest? parent = null;
+        for (var i = 0; i < layers.Count; i++)
+        {
+            if (!Snapshots.Exists(chain[i]))
+            {
+                await using var blob = Content.OpenRead(layers[i].Digest);
+                await Snapshots.ApplyLayerAsync(parent, blob, layers[i].Digest, cancellationToken: cancellationToken);
+            }
+            parent = chain[i];
+        }
+        return chain;
+    }
 
     public Task<LoadedImage> ImportAsync(Stream rootfs, ImportOptions options, CancellationToken cancellationToken = default) =>
         ImportedRootfs.ImportAsync(Content, rootfs, options, cancellationToken);

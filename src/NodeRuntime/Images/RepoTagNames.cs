@@ -17,26 +17,8 @@ public static class RepoTagNames
     {
         if (string.IsNullOrWhiteSpace(raw) || raw.Length > 4096) throw new FormatException($"invalid reference format: '{Show(raw)}'");
         if (raw.Contains('@')) throw new FormatException($"invalid tag reference '{Show(raw)}': digest references cannot be tags");
-        var (name, tag) = SplitRaw(raw);
-        tag ??= DefaultTag;
-        if (!IsValidTag(tag)) throw new FormatException($"invalid reference format: invalid tag '{Show(tag)}'");
-
-        var slash = name.IndexOf('/');
-        string domain, path;
-        if (slash < 0) (domain, path) = (DefaultDomain, name);
-        else
-        {
-            var first = name[..slash];
-            if (first.Contains('.') || first.Contains(':') || first == "localhost" || first.Any(char.IsAsciiLetterUpper))
-                (domain, path) = (first, name[(slash + 1)..]);
-            else (domain, path) = (DefaultDomain, name);
-        }
-        if (domain == "index.docker.io") domain = DefaultDomain;
-        if (domain == DefaultDomain && !path.Contains('/')) path = "library/" + path;
-        foreach (var component in path.Split('/'))
-            if (!IsValidPathComponent(component))
-                throw new FormatException($"invalid reference format: repository name '{Show(path)}' must be lowercase [a-z0-9] separated by . _ __ -");
-        return $"{domain}/{path}:{tag}";
+        // One grammar for the whole engine: Docker's, in ImageReference.
+        return ImageReference.ParseDockerRef(raw).ToString();
     }
 
     public static bool TryNormalize(string raw, out string normalized)
@@ -82,17 +64,6 @@ public static class RepoTagNames
         var colon = raw.LastIndexOf(':');
         if (colon > raw.LastIndexOf('/')) return (raw[..colon], raw[(colon + 1)..]);
         return (raw, null);
-    }
-
-    private static bool IsValidTag(string tag) =>
-        tag.Length is > 0 and <= 128 && (char.IsAsciiLetterOrDigit(tag[0]) || tag[0] == '_') &&
-        tag.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '.' or '-');
-
-    private static bool IsValidPathComponent(string component)
-    {
-        if (component.Length == 0 || !char.IsAsciiLetterLower(component[0]) && !char.IsAsciiDigit(component[0])) return false;
-        if (!char.IsAsciiLetterLower(component[^1]) && !char.IsAsciiDigit(component[^1])) return false;
-        return component.All(c => char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '.' or '_' or '-');
     }
 
     private static string Show(string s) => s.Length > 80 ? s[..80] + "…" : s;
