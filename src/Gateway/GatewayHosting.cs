@@ -27,6 +27,8 @@ public static class GatewayHosting
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
+            // Image imports and loads are archives of any size; they are streamed, never buffered.
+            k.Limits.MaxRequestBodySize = null;
             k.Listen(options.DockerApi, listen =>
             {
                 listen.Protocols = HttpProtocols.Http1;
@@ -56,6 +58,7 @@ public static class GatewayHosting
             docker.UseEndpoints(e =>
             {
                 e.MapSystemEndpoints(info, queries);
+                e.MapImageEndpoints();
                 e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, "page not found"));
             });
         });

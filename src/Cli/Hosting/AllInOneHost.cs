@@ -4,6 +4,7 @@ using Flotilla.Cluster.Hosting;
 using Flotilla.Cluster.Nodes;
 using Flotilla.Gateway;
 using Flotilla.NodeRuntime.Host;
+using Flotilla.NodeRuntime.Images;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -79,6 +80,7 @@ public static class AllInOneHost
             .AddFilter("Npgsql", LogLevel.Warning).AddFilter("JasperFx", LogLevel.Warning);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(20));
         builder.Services.AddFlotillaCluster(cluster, self);
+        builder.Services.AddSingleton(new NodeImageStore(settings.DataRoot));
         builder.AddFlotillaGateway(new GatewayOptions(dockerApi, http),
             new GatewayInfo(GatewayInfo.AssemblyVersion, nodeName, settings.DataRoot, self, facts));
 

@@ -118,6 +118,15 @@ public sealed class ImageService(IDocumentStore store, IRequiredActor<ImageEntit
         return await session.Query<ContainerView>().Where(c => names.Contains(c.Image)).ToListAsync(cancellationToken);
     }
 
+    /// <summary>How many containers use each image id, for listings.</summary>
+    public async Task<IReadOnlyDictionary<string, int>> ContainerCountsByImageAsync(CancellationToken cancellationToken = default)
+    {
+        await using var session = store.QuerySession();
+        var images = await session.Query<ImageView>().ToListAsync(cancellationToken);
+        var containers = await session.Query<ContainerView>().Select(c => c.Image).ToListAsync(cancellationToken);
+        return images.ToDictionary(i => i.ImageId, i => containers.Count(c => c == i.ImageId || i.RepoTags.Contains(c)));
+    }
+
     private async Task<ImageView?> HolderOfAsync(string reference, CancellationToken cancellationToken)
     {
         await using var session = store.QuerySession();

@@ -1,0 +1,365 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Flotilla.Cluster.Images;
+using Flotilla.Contracts;
+using Flotilla.Contracts.Images;
+using Flotilla.Gateway.Http;
+using Flotilla.NodeRuntime.Images;
+using Flotilla.NodeRuntime.Storage;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Flotilla.Gateway.DockerApi;
+
+/// <summary>
+/// Docker's image endpoints. Image names in paths may contain <c>/</c> and <c>:</c> (moby routes
+/// <c>/images/{name:.*}/json</c>), so one catch-all route dispatches on the path's last segment.
+/// </summary>
+public static class ImageEndpoints
+{
+    public static void MapImageEndpoints(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/images/json", ListAsync);
+        app.MapPost("/images/create", CreateAsync);
+        app.MapPost("/images/load", LoadAsync);
+        app.MapGet("/images/get", SaveManyAsync);
+        app.MapPost("/images/prune", PruneAsync);
+        app.MapMethods("/images/{**rest}", [HttpMethods.Get, HttpMethods.Post, HttpMethods.Delete], DispatchAsync);
+    }
+
+    private static async Task DispatchAsync(HttpContext context)
+    {
+        var rest = (string)context.Request.RouteValues["rest"]!;
+        var method = context.Request.Method;
+        await Guarded(context, async () =>
+        {
+            if (HttpMethods.IsDelete(method)) await RemoveAsync(context, rest);
+            else if (HttpMethods.IsGet(method) && rest.EndsWith("/json", StringComparison.Ordinal)) await InspectAsync(context, rest[..^5]);
+            else if (HttpMethods.IsGet(method) && rest.EndsWith("/history", StringComparison.Ordinal)) await HistoryAsync(context, rest[..^8]);
+            else if (HttpMethods.IsGet(method) && rest.EndsWith("/get", StringComparison.Ordinal)) await SaveAsync(context, [rest[..^4]]);
+            else if (HttpMethods.IsPost(method) && rest.EndsWith("/tag", StringComparison.Ordinal)) await TagAsync(context, rest[..^4]);
+            else await JsonReply.ErrorAsync(context, StatusCodes.Status404NotFound, "page not found");
+        });
+    }
+
+    /// <summary>Maps refusals to Docker's statuses while nothing has been sent yet.</summary>
+    private static async Task Guarded(HttpContext context, Func<Task> action)
+    {
+        try
+        {
+            await action();
+        }
+        catch (Exception ex) when (!context.Response.HasStarted && Status(ex) is { } status)
+        {
+            await JsonReply.ErrorAsync(context, status, ex.Message);
+        }
+    }
+
+    private static int? Status(Exception ex) => ex switch
+    {
+        ImageOperationException e => (int)e.Code,
+        NoSuchImageException => StatusCodes.Status404NotFound,
+        FormatException or InvalidDataException or UnsafeLayerException or DigestMismatchException => StatusCodes.Status400BadRequest,
+        _ => null,
+    };
+
+    private sealed class NoSuchImageException(string name) : Exception($"No such image: {name}");
+
+    private static ImageService Images(HttpContext c) => c.RequestServices.GetRequiredService<ImageService>();
+    private static NodeImageStore Store(HttpContext c) => c.RequestServices.GetRequiredService<NodeImageStore>();
+    private static RequestOrigin Origin(HttpContext c) => (RequestOrigin)c.Items[DockerApiMiddleware.OriginItem]!;
+
+    /// <summary>Normalised form of a name as typed, or null when it is not a valid reference (it may still be an id).</summary>
+    private static string? Normalize(string name) =>
+        ImageReference.TryParse(name, out var reference) && reference is not null && reference.Digest is null
+            ? (reference.Tag is null ? reference.WithTag(ImageReference.DefaultTag) : reference).ToString()
+            : null;
+
+    private static async Task<ImageView> ResolveAsync(HttpContext context, string name) =>
+        await Images(context).FindAsync(Normalize(name), name, context.RequestAborted) ?? throw new NoSuchImageException(name);
+
+    private static string Familiar(string normalized) => ImageReference.Parse(normalized).FamiliarString;
+
+    // GET /images/json
+    private static Task ListAsync(HttpContext context) => Guarded(context, async () =>
+    {
+        var filters = DockerFilters.Parse(context.Request.Query["filters"]);
+        filters.Validate("reference", "dangling", "label", "before", "since", "until");
+        var all = await Images(context).ListAsync(context.RequestAborted);
+        IEnumerable<ImageView> images = all;
+
+        if (filters.Get("dangling") is [var dangling, ..])
+        {
+            if (dangling is not ("true" or "false" or "1" or "0")) throw new FormatException($"invalid filter 'dangling={dangling}'");
+            var want = dangling is "true" or "1";
+            images = images.Where(i => (i.RepoTags.Count == 0) == want);
+        }
+        var references = filters.Get("reference");
+        if (references.Count > 0)
+            images = images.Where(i => i.RepoTags.Any(t => references.Any(r => MatchesReference(r, t))));
+        foreach (var label in filters.Get("label"))
+        {
+            var eq = label.IndexOf('=');
+            images = eq < 0
+                ? images.Where(i => i.Labels.ContainsKey(label))
+                : images.Where(i => i.Labels.TryGetValue(label[..eq], out var v) && v == label[(eq + 1)..]);
+        }
+        foreach (var before in filters.Get("before"))
+        {
+            var pivot = await ResolveAsync(context, before);
+            images = images.Where(i => i.Created < pivot.Created);
+        }
+        foreach (var since in filters.Get("since"))
+        {
+            var pivot = await ResolveAsync(context, since);
+            images = images.Where(i => i.Created > pivot.Created);
+        }
+
+        var containers = await Images(context).ContainerCountsByImageAsync(context.RequestAborted);
+        await JsonReply.WriteAsync(context, images.Select(i => new
+        {
+            Id = i.ImageId,
+            ParentId = i.Parent ?? "",
+            RepoTags = i.RepoTags.Select(Familiar).ToArray(),
+            RepoDigests = i.RepoDigests.ToArray(),
+            Created = i.Created.ToUnixTimeSeconds(),
+            i.Size,
+            SharedSize = -1L,
+            VirtualSize = i.Size,
+            Labels = i.Labels.Count == 0 ? null : i.Labels,
+            Containers = containers.TryGetValue(i.ImageId, out var n) ? n : 0,
+        }).ToList());
+    });
+
+    /// <summary>Docker matches the pattern against <c>name:tag</c> and against the name alone, in familiar form.</summary>
+    private static bool MatchesReference(string pattern, string normalizedTag)
+    {
+        var familiar = Familiar(normalizedTag);
+        var name = familiar[..familiar.LastIndexOf(':')];
+        return DockerFilters.GlobMatch(pattern, familiar) || DockerFilters.GlobMatch(pattern, name);
+    }
+
+    // GET /images/{name}/json
+    private static async Task InspectAsync(HttpContext context, string name)
+    {
+        var image = await ResolveAsync(context, name);
+        await JsonReply.WriteAsync(context, InspectBody(image, Store(context)));
+    }
+
+    public static object InspectBody(ImageView image, NodeImageStore store)
+    {
+        var config = JsonNode.Parse(image.ConfigJson)?.AsObject() ?? [];
+        var chain = OverlaySnapshotter.ChainIds(image.Layers.Select(l => Digest.Parse(l.DiffId)).ToList());
+        var dirs = chain.Select(store.Snapshots.PathOf).ToList();
+        return new
+        {
+            Id = image.ImageId,
+            RepoTags = image.RepoTags.Select(Familiar).ToArray(),
+            RepoDigests = image.RepoDigests.ToArray(),
+            Parent = image.Parent ?? "",
+            Comment = image.Comment ?? "",
+            Created = image.Created.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ", CultureInfo.InvariantCulture),
+            DockerVersion = config["docker_version"]?.GetValue<string>() ?? "",
+            Author = image.Author ?? "",
+            Config = config["config"] ?? new JsonObject(),
+            image.Architecture,
+            Variant = config["variant"]?.GetValue<string>(),
+            image.Os,
+            image.Size,
+            VirtualSize = image.Size,
+            GraphDriver = new
+            {
+                Name = "overlay2",
+                Data = dirs.Count == 0 || dirs.Any(d => d is null)
+                    ? null
+                    : new Dictionary<string, string>
+                    {
+                        ["UpperDir"] = dirs[^1]!,
+                        ["LowerDir"] = string.Join(':', dirs.Take(dirs.Count - 1).Reverse()),
+                    },
+            },
+            RootFS = new { Type = "layers", Layers = image.Layers.Select(l => l.DiffId).ToArray() },
+            Metadata = new { LastTagTime = image.LastTagTime?.UtcDateTime.ToString("O") ?? "0001-01-01T00:00:00Z" },
+            Descriptor = image.ManifestDigest is null ? null : new { mediaType = MediaTypes.OciManifest, digest = image.ManifestDigest },
+            Nodes = image.Nodes,
+        };
+    }
+
+    // GET /images/{name}/history
+    private static async Task HistoryAsync(HttpContext context, string name)
+    {
+        var image = await ResolveAsync(context, name);
+        var config = OciJson.Parse<ImageConfigFile>(System.Text.Encoding.UTF8.GetBytes(image.ConfigJson), "image config");
+        var history = config.History is { Count: > 0 } h
+            ? h
+            : image.Layers.Select(_ => new HistoryEntry { Created = image.Created }).ToList();
+        var layerIndex = 0;
+        var rows = new List<object>();
+        foreach (var entry in history)
+        {
+            var empty = entry.EmptyLayer == true;
+            var size = !empty && layerIndex < image.Layers.Count ? image.Layers[layerIndex++].Size : 0;
+            rows.Add(new
+            {
+                Id = "<missing>",
+                Created = (entry.Created ?? image.Created).ToUnixTimeSeconds(),
+                CreatedBy = entry.CreatedBy ?? "",
+                Tags = (string[]?)null,
+                Size = size,
+                Comment = entry.Comment ?? "",
+            });
+        }
+        rows.Reverse();
+        // The newest entry carries the image's id and tags, as Docker shows it.
+        if (rows.Count > 0)
+        {
+            var top = JsonSerializer.SerializeToNode(rows[0])!.AsObject();
+            top["Id"] = image.ImageId;
+            top["Tags"] = new JsonArray(image.RepoTags.Select(t => (JsonNode)Familiar(t)).ToArray());
+            rows[0] = top;
+        }
+        await JsonReply.WriteAsync(context, rows);
+    }
+
+    // POST /images/{name}/tag?repo=&tag=
+    private static async Task TagAsync(HttpContext context, string name)
+    {
+        var image = await ResolveAsync(context, name);
+        var repo = context.Request.Query["repo"].ToString();
+        var tag = context.Request.Query["tag"].ToString();
+        var reference = ImageReference.Parse(repo);
+        if (reference.Digest is not null) throw new FormatException("refusing to create a tag with a digest reference");
+        if (tag.Length > 0) reference = reference.WithTag(tag);
+        else if (reference.Tag is null) reference = reference.WithTag(ImageReference.DefaultTag);
+        await Images(context).TagAsync(image, reference.ToString(), Origin(context), context.RequestAborted);
+        context.Response.StatusCode = StatusCodes.Status201Created;
+    }
+
+    // DELETE /images/{name}?force=&noprune=
+    private static async Task RemoveAsync(HttpContext context, string name)
+    {
+        var image = await ResolveAsync(context, name);
+        var normalized = Normalize(name);
+        var byReference = normalized is not null && image.RepoTags.Contains(normalized) ? normalized : null;
+        var force = Flag(context, "force");
+        var items = await Images(context).RemoveAsync(image, byReference, force, Origin(context), context.RequestAborted);
+        await JsonReply.WriteAsync(context, items.Select(i => i.Untagged is not null
+            ? (object)new { Untagged = Familiar(i.Untagged) }
+            : new { Deleted = i.Deleted }).ToList());
+    }
+
+    // POST /images/prune?filters=
+    private static Task PruneAsync(HttpContext context) => Guarded(context, async () =>
+    {
+        var filters = DockerFilters.Parse(context.Request.Query["filters"]);
+        filters.Validate("dangling", "label", "until");
+        var danglingOnly = filters.Get("dangling") is not ["false" or "0", ..];
+        var deleted = new List<object>();
+        long reclaimed = 0;
+        foreach (var image in await Images(context).ListAsync(context.RequestAborted))
+        {
+            if (danglingOnly && image.RepoTags.Count > 0) continue;
+            if ((await Images(context).ContainersUsingAsync(image, context.RequestAborted)).Count > 0) continue;
+            var items = await Images(context).RemoveAsync(image, null, force: true, Origin(context), context.RequestAborted);
+            deleted.AddRange(items.Select(i => i.Untagged is not null ? (object)new { Untagged = Familiar(i.Untagged) } : new { Deleted = i.Deleted }));
+            reclaimed += image.Size;
+        }
+        await JsonReply.WriteAsync(context, new { ImagesDeleted = deleted.Count == 0 ? null : deleted, SpaceReclaimed = reclaimed });
+    });
+
+    // POST /images/create?fromSrc=-&repo=&tag=&message=&changes=   (import; fromImage= is pull)
+    private static Task CreateAsync(HttpContext context) => Guarded(context, async () =>
+    {
+        var query = context.Request.Query;
+        var fromSrc = query["fromSrc"].ToString();
+        if (query.ContainsKey("fromImage"))
+            throw new ImageOperationException(RejectionCode.Unavailable, "pulling images from registries is not available yet");
+        if (fromSrc != "-")
+            throw new FormatException(fromSrc.Length == 0 ? "either fromImage or fromSrc is required" : "importing from a URL is not supported: use 'docker import -' with the file");
+
+        var references = new List<string>();
+        var repo = query["repo"].ToString();
+        if (repo.Length > 0)
+        {
+            var reference = ImageReference.Parse(repo);
+            if (reference.Digest is not null) throw new FormatException("cannot import digest reference");
+            var tag = query["tag"].ToString();
+            reference = tag.Length > 0 ? reference.WithTag(tag) : reference.Tag is null ? reference.WithTag(ImageReference.DefaultTag) : reference;
+            references.Add(reference.ToString());
+        }
+        var changes = query["changes"].Where(c => !string.IsNullOrWhiteSpace(c)).Select(c => c!).ToList();
+        var message = query["message"].ToString();
+        var options = new ImportOptions { Changes = changes, Message = message.Length > 0 ? message : "Imported from -" };
+        // Validate the changes before reading a possibly large body.
+        DockerfileChange.Apply(null, changes);
+
+        var store = Store(context);
+        var loaded = await store.ImportAsync(context.Request.Body, options, context.RequestAborted);
+        await store.UnpackAsync(loaded.Layers, context.RequestAborted);
+        var info = context.RequestServices.GetRequiredService<GatewayInfo>();
+        var content = await store.DescribeAsync(loaded, context.RequestAborted);
+        await Images(context).RegisterAsync(new RegisterImage(loaded.ImageId.ToString(), ImageSource.Imported, content, info.NodeName,
+            options.Message, references, Origin(context)), context.RequestAborted);
+
+        var stream = new JsonMessageStream(context.Response);
+        await stream.StatusAsync(loaded.ImageId.ToString());
+    });
+
+    // POST /images/load?quiet=
+    private static Task LoadAsync(HttpContext context) => Guarded(context, async () =>
+    {
+        var store = Store(context);
+        var info = context.RequestServices.GetRequiredService<GatewayInfo>();
+        var loaded = await store.LoadAsync(context.Request.Body, context.RequestAborted);
+        foreach (var image in loaded) await store.UnpackAsync(image.Layers, context.RequestAborted);
+
+        var stream = new JsonMessageStream(context.Response);
+        var quiet = Flag(context, "quiet");
+        foreach (var image in loaded)
+        {
+            var content = await store.DescribeAsync(image, context.RequestAborted);
+            await Images(context).RegisterAsync(new RegisterImage(image.ImageId.ToString(), ImageSource.Loaded, content, info.NodeName,
+                null, image.RepoTags, Origin(context)), context.RequestAborted);
+            if (!quiet)
+                foreach (var layer in image.Layers)
+                    await stream.StatusAsync("Loading layer", layer.Digest.Short, new ProgressDetail(layer.Size, layer.Size));
+            if (image.RepoTags.Count == 0)
+                await stream.StreamAsync($"Loaded image ID: {image.ImageId}\n");
+            foreach (var tag in image.RepoTags)
+                await stream.StreamAsync($"Loaded image: {Familiar(tag)}\n");
+        }
+        if (loaded.Count == 0) await stream.StreamAsync("No images found in the archive\n");
+    });
+
+    // GET /images/get?names=a&names=b
+    private static Task SaveManyAsync(HttpContext context) => Guarded(context, () =>
+        SaveAsync(context, context.Request.Query["names"].Where(n => !string.IsNullOrEmpty(n)).Select(n => n!).ToList()));
+
+    private static async Task SaveAsync(HttpContext context, IReadOnlyList<string> names)
+    {
+        if (names.Count == 0) throw new FormatException("no images given to save");
+        var toSave = new Dictionary<string, List<string>>();
+        foreach (var name in names)
+        {
+            var image = await ResolveAsync(context, name);
+            if (!toSave.TryGetValue(image.ImageId, out var tags)) toSave[image.ImageId] = tags = [];
+            var normalized = Normalize(name);
+            // Saved by reference: that tag goes with it; saved by id: none, as Docker does.
+            if (normalized is not null && image.RepoTags.Contains(normalized) && !tags.Contains(normalized)) tags.Add(normalized);
+        }
+        var store = Store(context);
+        foreach (var id in toSave.Keys)
+            if (!store.Content.Exists(Digest.Parse(id)))
+                throw new ImageOperationException(RejectionCode.Unavailable, $"image {id} is not stored on this node");
+        context.Response.StatusCode = StatusCodes.Status200OK;
+        context.Response.ContentType = "application/x-tar";
+        await store.SaveAsync(context.Response.Body,
+            toSave.Select(kv => new ImageToSave(Digest.Parse(kv.Key), kv.Value)).ToList(), context.RequestAborted);
+    }
+
+    private static bool Flag(HttpContext context, string name) =>
+        context.Request.Query[name].ToString() is "1" or "true" or "True";
+}
