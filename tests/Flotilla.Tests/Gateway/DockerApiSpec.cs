@@ -19,7 +19,12 @@ public class RunningFlotilla : IAsyncLifetime
     private readonly PostgresFixture _postgres = new();
     private WebApplication? _app;
 
+    private string _connectionString = "";
+
     public int DockerPort { get; } = FreePort.Next();
+
+    /// <summary>A Marten store on the host's database, to look at the events themselves.</summary>
+    public Marten.DocumentStore OpenStore() => Flotilla.Cluster.EventStore.FlotillaStore.Create(_connectionString);
     public int HttpPort { get; } = FreePort.Next();
     public string DataRoot { get; } = Path.Combine(Path.GetTempPath(), "flotilla-gw-" + Guid.NewGuid().ToString("N")[..8]);
     public HttpClient Docker { get; private set; } = null!;
@@ -28,7 +33,7 @@ public class RunningFlotilla : IAsyncLifetime
     public async Task InitializeAsync()
     {
         await _postgres.InitializeAsync();
-        var connectionString = await _postgres.NewDatabaseAsync("gateway");
+        var connectionString = _connectionString = await _postgres.NewDatabaseAsync("gateway");
         var facts = await HostFacts.ProbeAsync(null);
         var settings = new UpSettings($"127.0.0.1:{DockerPort}", "127.0.0.1:0", $"127.0.0.1:{HttpPort}", DataRoot, connectionString,
             "gw-node", null);
