@@ -386,7 +386,8 @@ public sealed class ConmonMonitor
                     var (pid, error) = await message.WaitAsync(_options.CreateTimeout, cancellationToken);
                     if (pid <= 0)
                     {
-                        var detail = error ?? (await conmonErr).Trim();
+                        // conmon relays runc's stderr: a logrus line around the actual error.
+                        var detail = RuncDriver.ErrorMessage(error ?? await conmonErr.WaitAsync(TimeSpan.FromSeconds(2), CancellationToken.None));
                         throw new OciRuntimeException($"{Runtime.Name} create", 1, detail.Length > 0 ? detail : "conmon reported no container pid");
                     }
                     return pid;
