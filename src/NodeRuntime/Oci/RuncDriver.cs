@@ -209,7 +209,7 @@ public sealed partial class RuncDriver
     private static partial Regex LogrusError();
 
     /// <summary>runc prints a logrus line (<c>level=error msg="…"</c>) and then the bare error; crun a plain line.</summary>
-    internal static string ErrorMessage(string stderr)
+    public static string ErrorMessage(string stderr)
     {
         var lines = stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         foreach (var line in lines.Reverse())
