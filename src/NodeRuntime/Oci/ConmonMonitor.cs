@@ -41,7 +41,7 @@ public sealed record ConmonOptions
 /// the engine, so a restarted engine re-adopts containers from the files on disk (<see cref="AdoptAsync"/>).
 /// Everything here is on the filesystem: two instances over one data dir see the same containers.
 /// </summary>
-public sealed class ConmonMonitor
+public sealed partial class ConmonMonitor
 {
     // pipe() + Process.Start must not interleave: a second child would inherit the first one's pipe ends.
     private static readonly Lock SpawnLock = new();
@@ -213,7 +213,7 @@ public sealed class ConmonMonitor
     /// </summary>
     public async Task<int> ExecAsync(string id, ExecSpec exec, Stream? stdin, Stream stdout, Stream stderr, CancellationToken cancellationToken = default)
     {
-        if (exec.Tty) throw new NotSupportedException("exec with a TTY needs conmon --exec-attach; not implemented yet");
+        if (exec.Tty) throw new NotSupportedException("exec with a TTY goes through ExecAttachedAsync (conmon --exec-attach)");
         var paths = PathsFor(id);
         var spec = LoadSpec(paths);
         var process = _bundles.BuildExecProcess(spec, exec);

@@ -216,6 +216,35 @@ public sealed class ConmonMonitorSpec : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Interactive_exec_through_conmon_with_stdin_and_with_a_tty()
+    {
+        var spec = Spec("sleep", "30");
+        await _monitor.RunAsync(spec);
+
+        await using (var cat = await _monitor.ExecAttachedAsync(spec.Id, new ExecSpec { Args = ["cat"] }, stdin: true, Timeout()))
+        {
+            await cat.Attachment.WriteStdinAsync("hi there\n"u8.ToArray());
+            cat.Attachment.CloseStdin();
+            var output = new StringBuilder();
+            await foreach (var f in cat.Attachment.ReadAllAsync(Timeout())) output.Append(Encoding.UTF8.GetString(f.Data.Span));
+            Assert.Equal("hi there\n", output.ToString());
+            Assert.Equal(0, await cat.WaitForExitAsync(Timeout()));
+        }
+
+        var tty = new ExecSpec { Args = ["sh", "-c", "tty; stty size; exit 3"], Tty = true, ConsoleSize = new ConsoleSize(30, 90) };
+        await using (var session = await _monitor.ExecAttachedAsync(spec.Id, tty, stdin: false, Timeout()))
+        {
+            var output = new StringBuilder();
+            await foreach (var f in session.Attachment.ReadAllAsync(Timeout())) output.Append(Encoding.UTF8.GetString(f.Data.Span));
+            _output.WriteLine(output.ToString());
+            Assert.Matches(@"^/dev/pts/\d+\r\n30 90\r\n$", output.ToString());
+            Assert.Equal(3, await session.WaitForExitAsync(Timeout()));
+        }
+        Assert.False(Directory.Exists(Path.Combine(_monitor.PathsFor(spec.Id).Root, "exec")) &&
+                     Directory.EnumerateDirectories(Path.Combine(_monitor.PathsFor(spec.Id).Root, "exec")).Any());
+    }
+
+    [Fact]
     public async Task Default_containers_get_docker_caps_and_seccomp_privileged_ones_get_neither_limit()
     {
         var (_, log) = await RunToExit(Spec("grep", "-E", "^(CapEff|Seccomp):", "/proc/self/status"));
