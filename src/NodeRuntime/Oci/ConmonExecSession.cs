@@ -87,6 +87,7 @@ public sealed partial class ConmonMonitor
                 (attachRead, attachWrite) = Native.Pipe();
                 Native.SetInheritable(syncWrite, true);
                 Native.SetInheritable(startRead, true);
+                Native.MarkCloseOnExec(syncWrite, startRead, attachWrite);
                 Native.SetInheritable(attachWrite, true);
                 psi.Environment["_OCI_SYNCPIPE"] = syncWrite.ToString(CultureInfo.InvariantCulture);
                 psi.Environment["_OCI_STARTPIPE"] = startRead.ToString(CultureInfo.InvariantCulture);

@@ -358,6 +358,7 @@ public sealed partial class ConmonMonitor
                 (startRead, startWrite) = Native.Pipe();
                 Native.SetInheritable(syncWrite, true);
                 Native.SetInheritable(startRead, true);
+                Native.MarkCloseOnExec(syncWrite, startRead);
                 psi.Environment["_OCI_SYNCPIPE"] = syncWrite.ToString(CultureInfo.InvariantCulture);
                 psi.Environment["_OCI_STARTPIPE"] = startRead.ToString(CultureInfo.InvariantCulture);
                 try

@@ -46,6 +46,21 @@ internal static partial class Native
         if (fcntl(fd, F_SETFD, flags) < 0) throw Error("fcntl");
     }
 
+    /// <summary>
+    /// Marks every open descriptor above stderr close-on-exec except <paramref name="keep"/>. .NET cannot close
+    /// descriptors between fork and exec, so without this a long-lived child (conmon) would hold whatever the
+    /// engine inherited or opened without O_CLOEXEC (seen: a pipe of the test host).
+    /// </summary>
+    public static void MarkCloseOnExec(params int[] keep)
+    {
+        foreach (var entry in Directory.EnumerateFileSystemEntries("/proc/self/fd"))
+        {
+            if (!int.TryParse(Path.GetFileName(entry), out var fd) || fd <= 2 || keep.Contains(fd)) continue;
+            var flags = fcntl(fd, F_GETFD, 0);
+            if (flags >= 0 && (flags & FD_CLOEXEC) == 0) fcntl(fd, F_SETFD, flags | FD_CLOEXEC);
+        }
+    }
+
     public static int OpenPath(string directory)
     {
         var fd = open_(directory, O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
