@@ -247,7 +247,8 @@ public static class Program
         }
 
         private static CreateContainer Create(string id) =>
-            new(id, id, "busybox:latest", ["sh", "-c", "sleep 3600"], ["BENCH=1"], Labels, Origin());
+            new(id, id, ContainerDefinition.Minimal("busybox:latest", "sha256:" + new string('0', 64), ["sh", "-c", "sleep 3600"], ["BENCH=1"], Labels),
+                "bench-node", Origin());
 
         private static RequestOrigin Origin() => new("bench", Guid.NewGuid().ToString("N"));
 
@@ -308,7 +309,8 @@ public static class Program
         private static readonly IReadOnlyDictionary<string, string> Labels = new Dictionary<string, string> { ["bench"] = "1" };
 
         public static ContainerCreated Created(string id) =>
-            new(id, id, "busybox:latest", ["sh", "-c", "sleep 3600"], ["BENCH=1"], Labels, DateTimeOffset.UtcNow);
+            new(id, id, ContainerDefinition.Minimal("busybox:latest", "sha256:" + new string('0', 64), ["sh", "-c", "sleep 3600"], ["BENCH=1"], Labels),
+                "bench-node", DateTimeOffset.UtcNow);
 
         public static ContainerRenamed Renamed(string id, long version) =>
             new(id, $"{id}-{version - 1}", $"{id}-{version}", DateTimeOffset.UtcNow);

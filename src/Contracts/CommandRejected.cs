@@ -6,6 +6,7 @@ namespace Flotilla.Contracts;
 /// <summary>Why a command was refused. Codes map onto HTTP statuses at the gateway.</summary>
 public enum RejectionCode
 {
+    NotModified = 304,
     InvalidArgument = 400,
     NotFound = 404,
     Conflict = 409,

@@ -4,7 +4,9 @@ using Flotilla.Cluster.Hosting;
 using Flotilla.Cluster.Nodes;
 using Flotilla.Gateway;
 using Flotilla.NodeRuntime.Host;
+using Flotilla.NodeRuntime.Containers;
 using Flotilla.NodeRuntime.Images;
+using Flotilla.NodeRuntime.Oci;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -80,7 +82,15 @@ public static class AllInOneHost
             .AddFilter("Npgsql", LogLevel.Warning).AddFilter("JasperFx", LogLevel.Warning);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(20));
         builder.Services.AddFlotillaCluster(cluster, self);
-        builder.Services.AddSingleton(new NodeImageStore(settings.DataRoot));
+        var images = new NodeImageStore(settings.DataRoot);
+        builder.Services.AddSingleton(images);
+        if (facts.OciRuntimePath is { } runtimePath)
+        {
+            var monitor = new ConmonMonitor(new ConmonOptions { DataRoot = settings.DataRoot },
+                new RuncDriver(runtimePath, Path.Combine(settings.DataRoot, "oci")));
+            builder.Services.AddSingleton(monitor);
+            builder.Services.AddSingleton(new NodeContainerRuntime(settings.DataRoot, images, monitor));
+        }
         builder.AddFlotillaGateway(new GatewayOptions(dockerApi, http),
             new GatewayInfo(GatewayInfo.AssemblyVersion, nodeName, settings.DataRoot, self, facts));
 

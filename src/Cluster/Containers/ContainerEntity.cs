@@ -6,75 +6,408 @@ using Flotilla.Contracts.Containers;
 
 namespace Flotilla.Cluster.Containers;
 
-/// <summary>One container: validates commands against its state and persists what follows.</summary>
-public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContainerEvent>
+/// <summary>
+/// One container: validates commands against its state, drives the runtime of the node it is placed
+/// on, and persists what happened. Exits reported by the runtime, restart policies and auto-removal
+/// all go through here, one message at a time.
+/// </summary>
+public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContainerEvent>, IWithTimers
 {
     public const string RegionName = "container";
+    private static readonly TimeSpan RuntimeTimeout = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(30);
+
+    private readonly List<(IActorRef ReplyTo, string Condition)> _waiters = [];
 
     public ContainerEntity(EntityHost host, string containerId)
         : base(host, ContainerStreams.Key(containerId), ContainerState.Empty(containerId))
     {
         ReceiveAsync<CreateContainer>(OnCreate);
+        ReceiveAsync<StartContainer>(m => OnStart(m.Origin, "start"));
+        ReceiveAsync<StopContainer>(OnStop);
+        ReceiveAsync<KillContainer>(OnKill);
+        ReceiveAsync<RestartContainer>(OnRestart);
+        ReceiveAsync<PauseContainer>(m => OnPause(m.Origin, pause: true));
+        ReceiveAsync<UnpauseContainer>(m => OnPause(m.Origin, pause: false));
         ReceiveAsync<RenameContainer>(OnRename);
+        ReceiveAsync<RemoveContainer>(OnRemove);
+        ReceiveAsync<RecordContainerExec>(m => RecordWhileRunning(m.Origin,
+            new ContainerExecStarted(m.ContainerId, m.ExecId, m.Command, m.User, m.Tty, DateTimeOffset.UtcNow)));
+        ReceiveAsync<RecordContainerCommit>(m => Record(m.Origin, new ContainerCommitted(m.ContainerId, m.ImageId, m.Reference, DateTimeOffset.UtcNow)));
+        ReceiveAsync<RecordContainerExport>(m => Record(m.Origin, new ContainerExported(m.ContainerId, DateTimeOffset.UtcNow)));
+        Receive<WaitForContainer>(OnWait);
+        ReceiveAsync<ContainerProcessExited>(OnProcessExited);
+        ReceiveAsync<RestartByPolicy>(OnRestartByPolicy);
+        ReceiveAsync<ReconcileContainer>(m => Reconcile(m.Reason));
         Receive<GetContainer>(_ => Sender.Tell(Snapshot()));
-        Receive<ReconcileContainer>(m => Reconcile(m.Reason));
     }
+
+    public ITimerScheduler Timers { get; set; } = null!;
 
     public static Props PropsFor(EntityHost host, string containerId) => Props.Create(() => new ContainerEntity(host, containerId));
 
     protected override ContainerState Apply(ContainerState state, IContainerEvent e) => ContainerFold.Apply(state, e);
 
+    private sealed record RestartByPolicy(long AfterGeneration);
+
+    private string ShortId => State.ContainerId[..Math.Min(12, State.ContainerId.Length)];
+
+    private bool Reject(RejectionCode code, string message)
+    {
+        Sender.Tell(new CommandRejected(code, message));
+        return false;
+    }
+
+    private bool RequireExists(string? idForMessage = null) =>
+        State.Exists || Reject(RejectionCode.NotFound, $"No such container: {idForMessage ?? State.ContainerId}");
+
     private async Task OnCreate(CreateContainer cmd)
     {
-        if (State.Exists)
+        if (State.Exists || State.Desired == DesiredState.Removed)
         {
-            Sender.Tell(new CommandRejected(RejectionCode.Conflict, $"container {cmd.ContainerId} already exists"));
+            Reject(RejectionCode.Conflict, $"container {cmd.ContainerId} already exists");
             return;
         }
-        if (string.IsNullOrWhiteSpace(cmd.Image))
+        await PersistAndAcknowledge(cmd.Origin, new ContainerCreated(cmd.ContainerId, cmd.Name, cmd.Definition, cmd.Node, DateTimeOffset.UtcNow));
+    }
+
+    private async Task OnStart(RequestOrigin origin, string reason)
+    {
+        if (!RequireExists()) return;
+        if (State.Status == ContainerStatus.Paused)
         {
-            Sender.Tell(new CommandRejected(RejectionCode.InvalidArgument, "image must not be empty"));
+            Reject(RejectionCode.Conflict, "cannot start a paused container, try unpause instead");
             return;
         }
-        await PersistAndAcknowledge(cmd.Origin,
-            new ContainerCreated(cmd.ContainerId, cmd.Name, cmd.Image, cmd.Cmd, cmd.Env, cmd.Labels, DateTimeOffset.UtcNow));
+        if (State.IsRunning)
+        {
+            Reject(RejectionCode.NotModified, "container already started");
+            return;
+        }
+        var replyTo = Sender;
+        var (events, error) = await StartRunAsync(origin, []);
+        if (events is null) return;
+        if (error is not null) replyTo.Tell(new CommandRejected(RejectionCode.Internal, error));
+        else replyTo.Tell(new ContainerCommandAccepted(State.ContainerId, events, Version));
+    }
+
+    /// <summary>
+    /// Starts a new run generation on the container's node and persists the outcome (after any
+    /// <paramref name="before"/> events). Returns the events, and the error when the start failed;
+    /// null events when persisting itself failed (the entity is stopping).
+    /// </summary>
+    private async Task<(IReadOnlyList<IContainerEvent>? Events, string? Error)> StartRunAsync(RequestOrigin origin, IReadOnlyList<IContainerEvent> before)
+    {
+        var generation = State.Generation + 1;
+        object reply;
+        try
+        {
+            var runtime = await RuntimeAsync();
+            reply = await runtime.Ask<object>(new RunContainerProcess(State.ContainerId, State.Name, generation, State.Definition!), RuntimeTimeout);
+        }
+        catch (Exception ex) when (ex is AskTimeoutException or RuntimeUnavailableException)
+        {
+            reply = new ContainerProcessFailed(State.ContainerId, generation, ex.Message, 128);
+        }
+        IContainerEvent outcome = reply switch
+        {
+            ContainerProcessStarted s => new ContainerStarted(State.ContainerId, generation, State.Node, s.Pid, s.At),
+            ContainerProcessFailed f => new ContainerStartFailed(State.ContainerId, generation, f.Error, f.ExitCode, DateTimeOffset.UtcNow),
+            var other => new ContainerStartFailed(State.ContainerId, generation, $"unexpected runtime reply {other.GetType().Name}", 128, DateTimeOffset.UtcNow),
+        };
+        IReadOnlyList<IContainerEvent> events = [.. before, outcome];
+        if (!await PersistAsync(events, origin)) return (null, null);
+        if (outcome is ContainerStartFailed failed)
+        {
+            NotifyWaiters(exited: true, removed: false);
+            return (events, failed.Error);
+        }
+        return (events, null);
+    }
+
+    private async Task OnStop(StopContainer cmd)
+    {
+        if (!RequireExists()) return;
+        if (!State.IsRunning)
+        {
+            Reject(RejectionCode.NotModified, "container already stopped");
+            return;
+        }
+        var replyTo = Sender;
+        var timeout = cmd.TimeoutSeconds ?? State.Definition!.StopTimeout ?? 10;
+        var signal = cmd.Signal ?? State.Definition!.StopSignal;
+        var exited = await StopProcessAsync(signal, timeout, replyTo);
+        if (exited is null) return;
+        IReadOnlyList<IContainerEvent> events =
+        [
+            new ContainerStopped(State.ContainerId, signal, timeout, DateTimeOffset.UtcNow),
+            new ContainerExited(State.ContainerId, exited.Generation, exited.ExitCode, exited.OomKilled, exited.At),
+        ];
+        if (!await PersistAsync(events, cmd.Origin)) return;
+        replyTo.Tell(new ContainerCommandAccepted(State.ContainerId, events, Version));
+        await AfterExitAsync(cmd.Origin);
+    }
+
+    /// <summary>Asks the runtime to stop the current run; null (and the caller told) when it could not.</summary>
+    private async Task<ContainerProcessExited?> StopProcessAsync(string signal, int timeoutSeconds, IActorRef replyTo)
+    {
+        try
+        {
+            var runtime = await RuntimeAsync();
+            var reply = await runtime.Ask<object>(new StopContainerProcess(State.ContainerId, State.Generation, signal, timeoutSeconds),
+                TimeSpan.FromSeconds(timeoutSeconds) + RuntimeTimeout);
+            if (reply is ContainerProcessExited exited) return exited;
+            replyTo.Tell(new CommandRejected(RejectionCode.Internal, reply is RuntimeFailed f ? f.Error : "the runtime did not stop the container"));
+        }
+        catch (Exception ex) when (ex is AskTimeoutException or RuntimeUnavailableException)
+        {
+            replyTo.Tell(new CommandRejected(RejectionCode.Unavailable, ex.Message));
+        }
+        return null;
+    }
+
+    private async Task OnKill(KillContainer cmd)
+    {
+        if (!RequireExists()) return;
+        if (!State.IsRunning)
+        {
+            Reject(RejectionCode.Conflict, $"cannot kill container: {State.ContainerId}: container {State.ContainerId} is not running");
+            return;
+        }
+        var replyTo = Sender;
+        if (!await RuntimeDoAsync(new SignalContainerProcess(State.ContainerId, State.Generation, cmd.Signal), replyTo)) return;
+        await PersistAndAcknowledge(cmd.Origin, replyTo, new ContainerKilled(State.ContainerId, cmd.Signal, DateTimeOffset.UtcNow));
+    }
+
+    private async Task OnRestart(RestartContainer cmd)
+    {
+        if (!RequireExists()) return;
+        var replyTo = Sender;
+        var before = new List<IContainerEvent>();
+        if (State.IsRunning)
+        {
+            if (State.Status == ContainerStatus.Paused &&
+                !await RuntimeDoAsync(new PauseContainerProcess(State.ContainerId, State.Generation, false), replyTo)) return;
+            var timeout = cmd.TimeoutSeconds ?? State.Definition!.StopTimeout ?? 10;
+            var exited = await StopProcessAsync(State.Definition!.StopSignal, timeout, replyTo);
+            if (exited is null) return;
+            before.Add(new ContainerExited(State.ContainerId, exited.Generation, exited.ExitCode, exited.OomKilled, exited.At));
+        }
+        before.Add(new ContainerRestarted(State.ContainerId, "user", State.RestartCount, DateTimeOffset.UtcNow));
+        var (events, error) = await StartRunAsync(cmd.Origin, before);
+        if (events is null) return;
+        if (error is not null) replyTo.Tell(new CommandRejected(RejectionCode.Internal, error));
+        else replyTo.Tell(new ContainerCommandAccepted(State.ContainerId, events, Version));
+    }
+
+    private async Task OnPause(RequestOrigin origin, bool pause)
+    {
+        if (!RequireExists()) return;
+        if (!State.IsRunning)
+        {
+            Reject(RejectionCode.Conflict, $"Container {State.ContainerId} is not running");
+            return;
+        }
+        if (pause && State.Status == ContainerStatus.Paused)
+        {
+            Reject(RejectionCode.Conflict, $"Container {State.ContainerId} is already paused");
+            return;
+        }
+        if (!pause && State.Status != ContainerStatus.Paused)
+        {
+            Reject(RejectionCode.Conflict, $"Container {State.ContainerId} is not paused");
+            return;
+        }
+        var replyTo = Sender;
+        if (!await RuntimeDoAsync(new PauseContainerProcess(State.ContainerId, State.Generation, pause), replyTo)) return;
+        await PersistAndAcknowledge(origin, replyTo, pause
+            ? new ContainerPaused(State.ContainerId, DateTimeOffset.UtcNow)
+            : new ContainerUnpaused(State.ContainerId, DateTimeOffset.UtcNow));
     }
 
     private async Task OnRename(RenameContainer cmd)
     {
-        if (!State.Exists)
-        {
-            Sender.Tell(new CommandRejected(RejectionCode.NotFound, $"No such container: {cmd.ContainerId}"));
-            return;
-        }
+        if (!RequireExists()) return;
         if (State.Name == cmd.NewName)
         {
             Sender.Tell(new ContainerCommandAccepted(cmd.ContainerId, [], Version));
             return;
         }
-        await PersistAndAcknowledge(cmd.Origin,
-            new ContainerRenamed(cmd.ContainerId, State.Name, cmd.NewName, DateTimeOffset.UtcNow));
+        await PersistAndAcknowledge(cmd.Origin, Sender, new ContainerRenamed(cmd.ContainerId, State.Name, cmd.NewName, DateTimeOffset.UtcNow));
     }
 
-    protected override void OnRecovered()
+    private async Task OnRemove(RemoveContainer cmd)
     {
-        if (State.Exists) Log.Debug("{0} recovered at version {1} on {2}", StreamKey, Version, Host.NodeName);
-    }
-
-    /// <summary>
-    /// Desired vs observed. Until containers run on a host there is nothing observed to compare, so
-    /// being started (and so replaying the stream) is the whole of it.
-    /// </summary>
-    private void Reconcile(string reason) =>
-        Log.Info("{0} reconciling ({1}): desired {2}", StreamKey, reason, State.Desired);
-
-    private async Task PersistAndAcknowledge(RequestOrigin origin, params IContainerEvent[] events)
-    {
+        if (!RequireExists()) return;
         var replyTo = Sender;
+        if (State.IsRunning && !cmd.Force)
+        {
+            Reject(RejectionCode.Conflict,
+                $"cannot remove container \"/{State.Name}\": container is {State.Status}: stop the container before removing or force remove");
+            return;
+        }
+        var events = new List<IContainerEvent>();
+        if (State.IsRunning)
+        {
+            var exited = await StopProcessAsync("KILL", 0, replyTo);
+            if (exited is null) return;
+            events.Add(new ContainerExited(State.ContainerId, exited.Generation, exited.ExitCode, exited.OomKilled, exited.At));
+        }
+        if (!await RuntimeDoAsync(new RemoveContainerFiles(State.ContainerId), replyTo)) return;
+        events.Add(new ContainerRemoved(State.ContainerId, DateTimeOffset.UtcNow));
+        if (!await PersistAsync(events, cmd.Origin)) return;
+        replyTo.Tell(new ContainerCommandAccepted(State.ContainerId, events, Version));
+        NotifyWaiters(exited: events.Count > 1, removed: true);
+    }
+
+    private async Task RecordWhileRunning(RequestOrigin origin, IContainerEvent e)
+    {
+        if (!RequireExists()) return;
+        if (!State.IsRunning)
+        {
+            Reject(RejectionCode.Conflict, $"container {State.ContainerId} is not running");
+            return;
+        }
+        await PersistAndAcknowledge(origin, Sender, e);
+    }
+
+    private async Task Record(RequestOrigin origin, IContainerEvent e)
+    {
+        if (!RequireExists()) return;
+        await PersistAndAcknowledge(origin, Sender, e);
+    }
+
+    private void OnWait(WaitForContainer m)
+    {
+        if (m.Condition is not ("not-running" or "next-exit" or "removed"))
+        {
+            Reject(RejectionCode.InvalidArgument, $"invalid condition: \"{m.Condition}\"");
+            return;
+        }
+        if (!State.Exists && State.Desired != DesiredState.Removed)
+        {
+            Reject(RejectionCode.NotFound, $"No such container: {m.ContainerId}");
+            return;
+        }
+        var done = m.Condition switch
+        {
+            "not-running" => !State.IsRunning && State.Status != ContainerStatus.Restarting,
+            "removed" => !State.Exists,
+            _ => !State.Exists,
+        };
+        if (done) Sender.Tell(new ContainerWaitResult(State.ContainerId, State.ExitCode, State.Error.Length > 0 ? State.Error : null));
+        else _waiters.Add((Sender, m.Condition));
+    }
+
+    private void NotifyWaiters(bool exited, bool removed)
+    {
+        var result = new ContainerWaitResult(State.ContainerId, State.ExitCode, State.Error.Length > 0 ? State.Error : null);
+        _waiters.RemoveAll(w =>
+        {
+            var met = w.Condition switch
+            {
+                "removed" => removed,
+                _ => exited || removed,
+            };
+            if (met) w.ReplyTo.Tell(result);
+            return met;
+        });
+    }
+
+    private async Task OnProcessExited(ContainerProcessExited m)
+    {
+        // Only the current run's exit counts; a late report of an older run changes nothing.
+        if (!State.Exists || m.Generation != State.Generation || !State.IsRunning) return;
+        if (!await PersistAsync([new ContainerExited(State.ContainerId, m.Generation, m.ExitCode, m.OomKilled, m.At)], RequestOrigin.System()))
+            return;
+        await AfterExitAsync(RequestOrigin.System());
+    }
+
+    /// <summary>After an exit: wake waiters, then the restart policy or auto-removal.</summary>
+    private async Task AfterExitAsync(RequestOrigin origin)
+    {
+        NotifyWaiters(exited: true, removed: false);
+        if (ContainerFold.ShouldRestart(State, State.ExitCode))
+        {
+            // Docker's backoff: 100 ms doubling per restart, capped; a run of over 10 s resets it.
+            var ranFor = (State.FinishedAt ?? DateTimeOffset.UtcNow) - (State.StartedAt ?? DateTimeOffset.UtcNow);
+            var delay = ranFor > TimeSpan.FromSeconds(10)
+                ? TimeSpan.FromMilliseconds(100)
+                : TimeSpan.FromMilliseconds(Math.Min(MaxBackoff.TotalMilliseconds, 100 * Math.Pow(2, Math.Min(State.RestartCount, 16))));
+            Timers.StartSingleTimer("restart", new RestartByPolicy(State.Generation), delay);
+            return;
+        }
+        if (State.Definition?.AutoRemove == true && State.Exists)
+            await AutoRemoveAsync(origin);
+    }
+
+    private async Task AutoRemoveAsync(RequestOrigin origin)
+    {
+        try
+        {
+            var runtime = await RuntimeAsync();
+            await runtime.Ask<object>(new RemoveContainerFiles(State.ContainerId), RuntimeTimeout);
+        }
+        catch (Exception ex) when (ex is AskTimeoutException or RuntimeUnavailableException)
+        {
+            Log.Warning("{0}: auto-remove could not clean up on {1}: {2}", StreamKey, State.Node, ex.Message);
+        }
+        if (await PersistAsync([new ContainerRemoved(State.ContainerId, DateTimeOffset.UtcNow)], origin))
+            NotifyWaiters(exited: false, removed: true);
+    }
+
+    private async Task OnRestartByPolicy(RestartByPolicy m)
+    {
+        if (m.AfterGeneration != State.Generation || State.IsRunning || State.Desired != DesiredState.Running) return;
+        await StartRunAsync(RequestOrigin.System(),
+            [new ContainerRestarted(State.ContainerId, "restart policy " + State.Definition!.RestartPolicy.Name, State.RestartCount + 1, DateTimeOffset.UtcNow)]);
+    }
+
+    protected override void OnRecovered() => Self.Tell(new ReconcileContainer(State.ContainerId, "entity started"));
+
+    /// <summary>Desired against observed: a container that should run but has exited is restarted if its policy says so.</summary>
+    private async Task Reconcile(string reason)
+    {
+        if (!State.Exists || State.IsRunning || State.Desired != DesiredState.Running) return;
+        if (State.Status == ContainerStatus.Exited && ContainerFold.ShouldRestart(State, State.ExitCode))
+        {
+            Log.Info("{0}: reconciling ({1}): desired running, observed {2}; restarting", StreamKey, reason, State.Status);
+            await OnRestartByPolicy(new RestartByPolicy(State.Generation));
+        }
+    }
+
+    private async Task<bool> RuntimeDoAsync(IRuntimeMessage message, IActorRef replyTo)
+    {
+        try
+        {
+            var runtime = await RuntimeAsync();
+            var reply = await runtime.Ask<object>(message, RuntimeTimeout);
+            if (reply is RuntimeDone) return true;
+            replyTo.Tell(new CommandRejected(RejectionCode.Internal, reply is RuntimeFailed f ? f.Error : $"unexpected runtime reply {reply.GetType().Name}"));
+        }
+        catch (Exception ex) when (ex is AskTimeoutException or RuntimeUnavailableException)
+        {
+            replyTo.Tell(new CommandRejected(RejectionCode.Unavailable, ex.Message));
+        }
+        return false;
+    }
+
+    private sealed class RuntimeUnavailableException(string message) : Exception(message);
+
+    private async Task<ActorSelection> RuntimeAsync() =>
+        Host.Runtimes is null
+            ? throw new RuntimeUnavailableException("no runtime directory configured")
+            : await Host.Runtimes.RuntimeOfAsync(State.Node, Stopping) ?? throw new RuntimeUnavailableException($"node {State.Node} is not available");
+
+    private Task PersistAndAcknowledge(RequestOrigin origin, IContainerEvent e) => PersistAndAcknowledge(origin, Sender, e);
+
+    private async Task PersistAndAcknowledge(RequestOrigin origin, IActorRef replyTo, params IContainerEvent[] events)
+    {
         if (await PersistAsync(events, origin))
             replyTo.Tell(new ContainerCommandAccepted(State.ContainerId, events, Version));
     }
 
-    private ContainerSnapshot Snapshot() => new(State.ContainerId, State.Exists, State.Name, State.Image, State.Cmd,
-        State.Env, State.Labels, State.CreatedAt, Version, Host.NodeName);
+    private ContainerSnapshot Snapshot() => new(State.ContainerId, State.Exists, State.Name, State.Definition, State.Node,
+        State.Status, State.Desired.ToString().ToLowerInvariant(), State.Pid, State.ExitCode, State.OomKilled, State.Error,
+        State.Generation, State.RestartCount, State.CreatedAt, State.StartedAt, State.FinishedAt, State.ExecIds, Version, Host.NodeName);
 }

@@ -6,20 +6,45 @@ namespace Flotilla.Cluster.Containers;
 /// <summary>What the user asked a container to be.</summary>
 public enum DesiredState { None, Created, Running, Stopped, Removed }
 
-/// <summary>A container as its events describe it.</summary>
+/// <summary>
+/// A container as its events describe it: desired state (what the user asked) apart from observed
+/// state (what the runtime reported), and the run generation that ties reports to a start.
+/// </summary>
 public sealed record ContainerState(
     string ContainerId,
     bool Exists,
     string Name,
-    string Image,
-    ImmutableArray<string> Cmd,
-    ImmutableArray<string> Env,
-    ImmutableDictionary<string, string> Labels,
+    ContainerDefinition? Definition,
+    string Node,
     DesiredState Desired,
-    DateTimeOffset CreatedAt)
+    string Status,
+    int Pid,
+    int ExitCode,
+    bool OomKilled,
+    string Error,
+    long Generation,
+    int RestartCount,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset? StartedAt,
+    DateTimeOffset? FinishedAt,
+    ImmutableList<string> ExecIds)
 {
-    public static ContainerState Empty(string containerId) => new(containerId, false, "", "", [], [],
-        ImmutableDictionary<string, string>.Empty, DesiredState.None, default);
+    public static ContainerState Empty(string containerId) => new(containerId, false, "", null, "", DesiredState.None, "",
+        0, 0, false, "", 0, 0, default, null, null, []);
+
+    public bool IsRunning => Status is ContainerStatus.Running or ContainerStatus.Paused;
+}
+
+/// <summary>Docker's status words.</summary>
+public static class ContainerStatus
+{
+    public const string Created = "created";
+    public const string Running = "running";
+    public const string Paused = "paused";
+    public const string Restarting = "restarting";
+    public const string Exited = "exited";
+    public const string Removing = "removing";
+    public const string Dead = "dead";
 }
 
 public static class ContainerFold
@@ -30,17 +55,64 @@ public static class ContainerFold
         {
             Exists = true,
             Name = c.Name,
-            Image = c.Image,
-            Cmd = [.. c.Cmd],
-            Env = [.. c.Env],
-            Labels = c.Labels.ToImmutableDictionary(),
+            Definition = c.Definition,
+            Node = c.Node,
             Desired = DesiredState.Created,
+            Status = ContainerStatus.Created,
             CreatedAt = c.At,
         },
         ContainerRenamed r => state with { Name = r.NewName },
+        ContainerStarted s => state with
+        {
+            Desired = DesiredState.Running,
+            Status = ContainerStatus.Running,
+            Pid = s.Pid,
+            Generation = s.Generation,
+            Node = s.Node,
+            StartedAt = s.At,
+            ExitCode = 0,
+            OomKilled = false,
+            Error = "",
+        },
+        ContainerStartFailed f => state with
+        {
+            Desired = DesiredState.Stopped,
+            Generation = f.Generation,
+            Error = f.Error,
+            ExitCode = f.ExitCode,
+            Status = state.Status == ContainerStatus.Restarting ? ContainerStatus.Exited : state.Status,
+        },
+        ContainerExited x when x.Generation == state.Generation && state.Status != ContainerStatus.Exited => state with
+        {
+            Status = ContainerStatus.Exited,
+            Pid = 0,
+            ExitCode = x.ExitCode,
+            OomKilled = x.OomKilled,
+            FinishedAt = x.At,
+        },
+        ContainerStopped => state with { Desired = DesiredState.Stopped },
+        ContainerKilled k when k.Signal is "KILL" or "SIGKILL" or "9" => state with { Desired = DesiredState.Stopped },
+        ContainerRestarted r => state with { RestartCount = r.RestartCount, Status = state.IsRunning ? state.Status : ContainerStatus.Restarting },
+        ContainerPaused => state with { Status = ContainerStatus.Paused },
+        ContainerUnpaused => state with { Status = ContainerStatus.Running },
+        ContainerExecStarted x => state with { ExecIds = state.ExecIds.Add(x.ExecId) },
+        ContainerRemoved => state with { Exists = false, Desired = DesiredState.Removed, Status = ContainerStatus.Removing, Pid = 0 },
         _ => state,
     };
 
     public static ContainerState Replay(string containerId, IEnumerable<IContainerEvent> events) =>
         events.Aggregate(ContainerState.Empty(containerId), Apply);
+
+    /// <summary>Whether the restart policy wants the container running again after this exit.</summary>
+    public static bool ShouldRestart(ContainerState state, int exitCode)
+    {
+        if (state.Desired != DesiredState.Running || state.Definition is null) return false;
+        var policy = state.Definition.RestartPolicy;
+        return policy.Name switch
+        {
+            "always" or "unless-stopped" => true,
+            "on-failure" => exitCode != 0 && (policy.MaximumRetryCount <= 0 || state.RestartCount < policy.MaximumRetryCount),
+            _ => false,
+        };
+    }
 }

@@ -5,7 +5,7 @@ using Flotilla.Contracts;
 namespace Flotilla.Cluster.EventStore;
 
 /// <summary>What an entity needs from its host: the journal, and the name of the node it runs on.</summary>
-public sealed record EntityHost(IEventJournal Journal, string NodeName);
+public sealed record EntityHost(IEventJournal Journal, string NodeName, Containers.IRuntimeDirectory? Runtimes = null);
 
 /// <summary>
 /// Base of every event-sourced actor: on start it replays its stream through the pure fold;

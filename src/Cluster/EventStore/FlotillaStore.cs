@@ -36,6 +36,18 @@ public static class FlotillaStore
         opts.Events.AddEventType<NodeLeft>();
         opts.Events.AddEventType<ContainerCreated>();
         opts.Events.AddEventType<ContainerRenamed>();
+        opts.Events.AddEventType<ContainerStarted>();
+        opts.Events.AddEventType<ContainerStartFailed>();
+        opts.Events.AddEventType<ContainerExited>();
+        opts.Events.AddEventType<ContainerStopped>();
+        opts.Events.AddEventType<ContainerKilled>();
+        opts.Events.AddEventType<ContainerRestarted>();
+        opts.Events.AddEventType<ContainerPaused>();
+        opts.Events.AddEventType<ContainerUnpaused>();
+        opts.Events.AddEventType<ContainerExecStarted>();
+        opts.Events.AddEventType<ContainerCommitted>();
+        opts.Events.AddEventType<ContainerExported>();
+        opts.Events.AddEventType<ContainerRemoved>();
         opts.Events.AddEventType<ImageRegistered>();
         opts.Events.AddEventType<ImageTagged>();
         opts.Events.AddEventType<ImageUntagged>();
@@ -46,6 +58,7 @@ public static class FlotillaStore
         opts.Projections.Add<ImageViewProjection>(ProjectionLifecycle.Inline);
         // Name resolution looks images up by id prefix and by reference.
         opts.Schema.For<ImageView>().Index(x => x.ImageId);
+        opts.Schema.For<ContainerView>().Index(x => x.ContainerId).Index(x => x.Name);
     }
 
     /// <summary>A standalone store (CLI tools, benchmarks, tests); the host uses DI instead.</summary>

@@ -11,6 +11,8 @@ using Flotilla.Cluster.Nodes;
 using Flotilla.Cluster.Queries;
 using Flotilla.Cluster.Serialization;
 using Flotilla.Contracts.Wire;
+using Flotilla.NodeRuntime;
+using Flotilla.NodeRuntime.Containers;
 using Marten;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -35,7 +37,8 @@ public static class FlotillaClusterHosting
         services.AddMarten(o => FlotillaStore.Configure(o, options.PostgresConnectionString, options.Schema))
             .ApplyAllDatabaseChangesOnStartup();
         services.AddSingleton<IEventJournal, MartenEventJournal>();
-        services.AddSingleton(sp => new EntityHost(sp.GetRequiredService<IEventJournal>(), options.NodeName));
+        services.AddSingleton<IRuntimeDirectory>(sp => new RuntimeDirectory(sp.GetRequiredService<ActorSystem>, sp.GetRequiredService<ClusterQueries>()));
+        services.AddSingleton(sp => new EntityHost(sp.GetRequiredService<IEventJournal>(), options.NodeName, sp.GetRequiredService<IRuntimeDirectory>()));
         services.AddSingleton<ClusterQueries>();
         services.AddSingleton<ImageService>();
 
@@ -89,6 +92,10 @@ public static class FlotillaClusterHosting
             var cluster = Akka.Cluster.Cluster.Get(system);
             if (options.Seeds.Count == 0) cluster.Join(cluster.SelfAddress);
             if (!isNode) return;
+
+            // The runtime actor does this host's container work; it reports exits to the container region.
+            if (sp.GetService<NodeContainerRuntime>() is { } runtime)
+                system.ActorOf(RuntimeActor.PropsFor(runtime, registry.Get<ContainerEntity>()), RuntimeDirectory.RuntimeActorName);
 
             // The agent registers once this member is Up, so its address is final and the journal is ready.
             var queries = sp.GetRequiredService<ClusterQueries>();

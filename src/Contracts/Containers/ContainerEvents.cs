@@ -6,24 +6,74 @@ namespace Flotilla.Contracts.Containers;
 /// <summary>An event in a container's stream (<c>container-&lt;id&gt;</c>).</summary>
 [Union(0, typeof(ContainerCreated))]
 [Union(1, typeof(ContainerRenamed))]
+[Union(2, typeof(ContainerStarted))]
+[Union(3, typeof(ContainerStartFailed))]
+[Union(4, typeof(ContainerExited))]
+[Union(5, typeof(ContainerStopped))]
+[Union(6, typeof(ContainerKilled))]
+[Union(7, typeof(ContainerRestarted))]
+[Union(8, typeof(ContainerPaused))]
+[Union(9, typeof(ContainerUnpaused))]
+[Union(10, typeof(ContainerExecStarted))]
+[Union(11, typeof(ContainerCommitted))]
+[Union(12, typeof(ContainerExported))]
+[Union(13, typeof(ContainerRemoved))]
 public interface IContainerEvent : IFlotillaMessage
 {
     string ContainerId { get; }
 }
 
+/// <summary>The container exists on <paramref name="Node"/> with its definition; nothing runs yet.</summary>
 [MessagePackObject(true)]
-public sealed record ContainerCreated(
-    string ContainerId,
-    string Name,
-    string Image,
-    IReadOnlyList<string> Cmd,
-    IReadOnlyList<string> Env,
-    IReadOnlyDictionary<string, string> Labels,
+public sealed record ContainerCreated(string ContainerId, string Name, ContainerDefinition Definition, string Node, DateTimeOffset At)
+    : IContainerEvent;
+
+[MessagePackObject(true)]
+public sealed record ContainerRenamed(string ContainerId, string OldName, string NewName, DateTimeOffset At) : IContainerEvent;
+
+/// <summary>Run <paramref name="Generation"/> began: the process is <paramref name="Pid"/> on <paramref name="Node"/>.</summary>
+[MessagePackObject(true)]
+public sealed record ContainerStarted(string ContainerId, long Generation, string Node, int Pid, DateTimeOffset At) : IContainerEvent;
+
+/// <summary>The runtime could not start run <paramref name="Generation"/>.</summary>
+[MessagePackObject(true)]
+public sealed record ContainerStartFailed(string ContainerId, long Generation, string Error, int ExitCode, DateTimeOffset At)
+    : IContainerEvent;
+
+/// <summary>The process of run <paramref name="Generation"/> ended.</summary>
+[MessagePackObject(true)]
+public sealed record ContainerExited(string ContainerId, long Generation, int ExitCode, bool OomKilled, DateTimeOffset At)
+    : IContainerEvent;
+
+/// <summary>A user stopped the container: it stays stopped, whatever its restart policy.</summary>
+[MessagePackObject(true)]
+public sealed record ContainerStopped(string ContainerId, string Signal, int TimeoutSeconds, DateTimeOffset At) : IContainerEvent;
+
+[MessagePackObject(true)]
+public sealed record ContainerKilled(string ContainerId, string Signal, DateTimeOffset At) : IContainerEvent;
+
+/// <summary>A restart began (by the user, or by the restart policy after an exit).</summary>
+[MessagePackObject(true)]
+public sealed record ContainerRestarted(string ContainerId, string Reason, int RestartCount, DateTimeOffset At) : IContainerEvent;
+
+[MessagePackObject(true)]
+public sealed record ContainerPaused(string ContainerId, DateTimeOffset At) : IContainerEvent;
+
+[MessagePackObject(true)]
+public sealed record ContainerUnpaused(string ContainerId, DateTimeOffset At) : IContainerEvent;
+
+[MessagePackObject(true)]
+public sealed record ContainerExecStarted(string ContainerId, string ExecId, IReadOnlyList<string> Command, string User, bool Tty,
     DateTimeOffset At) : IContainerEvent;
 
 [MessagePackObject(true)]
-public sealed record ContainerRenamed(string ContainerId, string OldName, string NewName, DateTimeOffset At)
-    : IContainerEvent;
+public sealed record ContainerCommitted(string ContainerId, string ImageId, string? Reference, DateTimeOffset At) : IContainerEvent;
+
+[MessagePackObject(true)]
+public sealed record ContainerExported(string ContainerId, DateTimeOffset At) : IContainerEvent;
+
+[MessagePackObject(true)]
+public sealed record ContainerRemoved(string ContainerId, DateTimeOffset At) : IContainerEvent;
 
 public static class ContainerStreams
 {

@@ -16,17 +16,51 @@ public interface IContainerCommand : IWithContainerId
 }
 
 [MessagePackObject(true)]
-public sealed record CreateContainer(
-    string ContainerId,
-    string Name,
-    string Image,
-    IReadOnlyList<string> Cmd,
-    IReadOnlyList<string> Env,
-    IReadOnlyDictionary<string, string> Labels,
-    RequestOrigin Origin) : IContainerCommand;
+public sealed record CreateContainer(string ContainerId, string Name, ContainerDefinition Definition, string Node, RequestOrigin Origin)
+    : IContainerCommand;
+
+[MessagePackObject(true)]
+public sealed record StartContainer(string ContainerId, RequestOrigin Origin) : IContainerCommand;
+
+/// <summary>Stops the process (signal, then KILL after the timeout) and keeps the container stopped.</summary>
+[MessagePackObject(true)]
+public sealed record StopContainer(string ContainerId, int? TimeoutSeconds, string? Signal, RequestOrigin Origin) : IContainerCommand;
+
+[MessagePackObject(true)]
+public sealed record KillContainer(string ContainerId, string Signal, RequestOrigin Origin) : IContainerCommand;
+
+[MessagePackObject(true)]
+public sealed record RestartContainer(string ContainerId, int? TimeoutSeconds, RequestOrigin Origin) : IContainerCommand;
+
+[MessagePackObject(true)]
+public sealed record PauseContainer(string ContainerId, RequestOrigin Origin) : IContainerCommand;
+
+[MessagePackObject(true)]
+public sealed record UnpauseContainer(string ContainerId, RequestOrigin Origin) : IContainerCommand;
 
 [MessagePackObject(true)]
 public sealed record RenameContainer(string ContainerId, string NewName, RequestOrigin Origin) : IContainerCommand;
+
+[MessagePackObject(true)]
+public sealed record RemoveContainer(string ContainerId, bool Force, RequestOrigin Origin) : IContainerCommand;
+
+/// <summary>Records that an exec began in the running container.</summary>
+[MessagePackObject(true)]
+public sealed record RecordContainerExec(string ContainerId, string ExecId, IReadOnlyList<string> Command, string User, bool Tty,
+    RequestOrigin Origin) : IContainerCommand;
+
+[MessagePackObject(true)]
+public sealed record RecordContainerCommit(string ContainerId, string ImageId, string? Reference, RequestOrigin Origin) : IContainerCommand;
+
+[MessagePackObject(true)]
+public sealed record RecordContainerExport(string ContainerId, RequestOrigin Origin) : IContainerCommand;
+
+/// <summary>Docker's wait conditions: <c>not-running</c>, <c>next-exit</c>, <c>removed</c>.</summary>
+[MessagePackObject(true)]
+public sealed record WaitForContainer(string ContainerId, string Condition) : IWithContainerId;
+
+[MessagePackObject(true)]
+public sealed record ContainerWaitResult(string ContainerId, int StatusCode, string? Error) : IFlotillaMessage;
 
 /// <summary>
 /// Wakes a container's entity so it compares desired and observed state and acts. Sent after a
@@ -46,11 +80,20 @@ public sealed record ContainerSnapshot(
     string ContainerId,
     bool Exists,
     string Name,
-    string Image,
-    IReadOnlyList<string> Cmd,
-    IReadOnlyList<string> Env,
-    IReadOnlyDictionary<string, string> Labels,
+    ContainerDefinition? Definition,
+    string Node,
+    string Status,
+    string Desired,
+    int Pid,
+    int ExitCode,
+    bool OomKilled,
+    string Error,
+    long Generation,
+    int RestartCount,
     DateTimeOffset CreatedAt,
+    DateTimeOffset? StartedAt,
+    DateTimeOffset? FinishedAt,
+    IReadOnlyList<string> ExecIds,
     long Version,
     string HostedOn) : IFlotillaMessage;
 

@@ -3,14 +3,15 @@ using System.Diagnostics;
 namespace Flotilla.NodeRuntime.Host;
 
 /// <summary>What a host reports about itself when it joins: capacity, kernel, and its OCI runtime.</summary>
-public sealed record HostFacts(string Hostname, int Cpus, long MemoryBytes, string Kernel, string OciRuntime, CgroupLayout Cgroups)
+public sealed record HostFacts(string Hostname, int Cpus, long MemoryBytes, string Kernel, string OciRuntime, CgroupLayout Cgroups,
+    string? OciRuntimePath = null)
 {
     public static async Task<HostFacts> ProbeAsync(string? preferredRuntime, CancellationToken cancellationToken = default)
     {
         var cgroups = CgroupLayoutProbe.Detect();
         var runtime = await OciRuntimeSelector.SelectAsync(preferredRuntime, cgroups, cancellationToken);
         return new HostFacts(Environment.MachineName, Environment.ProcessorCount, ReadMemTotal(), ReadKernel(),
-            runtime?.ToString() ?? "none", cgroups);
+            runtime?.ToString() ?? "none", cgroups, runtime?.Path);
     }
 
     private static long ReadMemTotal()

@@ -76,8 +76,8 @@ public class TwoNodeRecoverySpec(PostgresFixture postgres, ITestOutputHelper out
             for (var i = 0; i < 20; i++)
             {
                 var id = $"two-node-{i}";
-                var reply = await regionA.Ask<object>(new CreateContainer(id, $"name-{i}", "busybox", ["sh"], [],
-                    new Dictionary<string, string>(), origin), Wait);
+                var reply = await regionA.Ask<object>(new CreateContainer(id, $"name-{i}",
+                    ContainerDefinition.Minimal("busybox", "sha256:" + new string('b', 64), ["sh"]), "node-a", origin), Wait);
                 Assert.IsType<ContainerCommandAccepted>(reply);
                 hostedOn[id] = (await regionA.Ask<ContainerSnapshot>(new GetContainer(id), Wait)).HostedOn;
             }

@@ -48,7 +48,8 @@ public class ContainerEntitySpec : TestKit, IAsyncLifetime
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(10);
 
     private static CreateContainer Create(string id, string name = "web") =>
-        new(id, name, "busybox:latest", ["sh"], ["A=1"], new Dictionary<string, string> { ["k"] = "v" }, Origin);
+        new(id, name, ContainerDefinition.Minimal("busybox:latest", "sha256:" + new string('a', 64), ["sh"], ["A=1"],
+            new Dictionary<string, string> { ["k"] = "v" }), "node-test", Origin);
 
     [Fact]
     public void Create_persists_and_replies_with_the_events()

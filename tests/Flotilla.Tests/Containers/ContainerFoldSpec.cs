@@ -8,8 +8,11 @@ public class ContainerFoldSpec
 {
     private static readonly DateTimeOffset T0 = new(2026, 1, 2, 3, 4, 5, TimeSpan.Zero);
 
-    private static ContainerCreated Created(string id = "c1") =>
-        new(id, "web", "busybox:latest", ["sh", "-c", "echo hi"], ["A=1"], new Dictionary<string, string> { ["tier"] = "front" }, T0);
+    private static ContainerDefinition Definition(string restart = "no", int max = 0) =>
+        ContainerDefinition.Minimal("busybox:latest", "sha256:" + new string('a', 64), ["sh", "-c", "echo hi"], ["A=1"],
+            new Dictionary<string, string> { ["tier"] = "front" }) with { RestartPolicy = new RestartPolicy(restart, max) };
+
+    private static ContainerCreated Created(string restart = "no", int max = 0) => new("c1", "web", Definition(restart, max), "n1", T0);
 
     [Fact]
     public void Empty_stream_is_a_container_that_does_not_exist()
@@ -20,30 +23,100 @@ public class ContainerFoldSpec
     }
 
     [Fact]
-    public void Created_sets_every_field_from_the_event()
+    public void Created_sets_the_definition_and_status()
     {
         var state = ContainerFold.Replay("c1", [Created()]);
         Assert.True(state.Exists);
         Assert.Equal("web", state.Name);
-        Assert.Equal("busybox:latest", state.Image);
-        Assert.Equal(["sh", "-c", "echo hi"], state.Cmd.ToArray());
-        Assert.Equal(["A=1"], state.Env.ToArray());
-        Assert.Equal("front", state.Labels["tier"]);
+        Assert.Equal("n1", state.Node);
+        Assert.Equal(["sh", "-c", "echo hi"], state.Definition!.Args);
+        Assert.Equal("front", state.Definition.Labels["tier"]);
         Assert.Equal(DesiredState.Created, state.Desired);
-        Assert.Equal(T0, state.CreatedAt);
+        Assert.Equal(ContainerStatus.Created, state.Status);
     }
 
     [Fact]
-    public void Renames_apply_in_order()
+    public void Start_then_exit_keeps_desired_running_but_observes_exited()
     {
         var state = ContainerFold.Replay("c1",
         [
             Created(),
-            new ContainerRenamed("c1", "web", "api", T0.AddMinutes(1)),
-            new ContainerRenamed("c1", "api", "gateway", T0.AddMinutes(2)),
+            new ContainerStarted("c1", 1, "n1", 42, T0),
+            new ContainerExited("c1", 1, 3, false, T0.AddSeconds(1)),
         ]);
-        Assert.Equal("gateway", state.Name);
-        Assert.Equal("busybox:latest", state.Image);
+        Assert.Equal(DesiredState.Running, state.Desired);
+        Assert.Equal(ContainerStatus.Exited, state.Status);
+        Assert.Equal(3, state.ExitCode);
+        Assert.Equal(0, state.Pid);
+    }
+
+    [Fact]
+    public void An_exit_of_an_older_generation_changes_nothing()
+    {
+        var state = ContainerFold.Replay("c1",
+        [
+            Created(),
+            new ContainerStarted("c1", 1, "n1", 42, T0),
+            new ContainerStarted("c1", 2, "n1", 43, T0),
+            new ContainerExited("c1", 1, 137, false, T0),
+        ]);
+        Assert.Equal(ContainerStatus.Running, state.Status);
+        Assert.Equal(43, state.Pid);
+    }
+
+    [Fact]
+    public void A_user_stop_makes_the_desired_state_stopped()
+    {
+        var state = ContainerFold.Replay("c1",
+        [
+            Created("always"),
+            new ContainerStarted("c1", 1, "n1", 42, T0),
+            new ContainerStopped("c1", "TERM", 10, T0),
+            new ContainerExited("c1", 1, 143, false, T0),
+        ]);
+        Assert.Equal(DesiredState.Stopped, state.Desired);
+        Assert.False(ContainerFold.ShouldRestart(state, 143));
+    }
+
+    [Theory]
+    [InlineData("no", 0, 1, 0, false)]
+    [InlineData("always", 0, 0, 0, true)]
+    [InlineData("unless-stopped", 0, 0, 5, true)]
+    [InlineData("on-failure", 0, 0, 0, false)]
+    [InlineData("on-failure", 0, 1, 7, true)]
+    [InlineData("on-failure", 2, 1, 1, true)]
+    [InlineData("on-failure", 2, 1, 2, false)]
+    public void Restart_policies_decide_after_an_exit(string policy, int max, int exitCode, int restarts, bool restart)
+    {
+        var state = ContainerFold.Replay("c1",
+        [
+            Created(policy, max),
+            new ContainerStarted("c1", 1, "n1", 42, T0),
+            new ContainerRestarted("c1", "policy", restarts, T0),
+            new ContainerExited("c1", 1, exitCode, false, T0),
+        ]);
+        Assert.Equal(restart, ContainerFold.ShouldRestart(state, exitCode));
+    }
+
+    [Fact]
+    public void Pause_unpause_rename_exec_and_remove()
+    {
+        var state = ContainerFold.Replay("c1",
+        [
+            Created(),
+            new ContainerStarted("c1", 1, "n1", 42, T0),
+            new ContainerPaused("c1", T0),
+            new ContainerRenamed("c1", "web", "api", T0),
+        ]);
+        Assert.Equal(ContainerStatus.Paused, state.Status);
+        Assert.Equal("api", state.Name);
+        state = ContainerFold.Apply(state, new ContainerUnpaused("c1", T0));
+        state = ContainerFold.Apply(state, new ContainerExecStarted("c1", "e1", ["ls"], "root", false, T0));
+        Assert.Equal(ContainerStatus.Running, state.Status);
+        Assert.Equal(["e1"], state.ExecIds);
+        state = ContainerFold.Apply(state, new ContainerRemoved("c1", T0));
+        Assert.False(state.Exists);
+        Assert.Equal(DesiredState.Removed, state.Desired);
     }
 
     [Fact]

@@ -28,7 +28,7 @@ public class MartenEventJournalSpec(PostgresFixture postgres) : IAsyncLifetime
     }
 
     private static ContainerCreated Created(string id) =>
-        new(id, "web", "busybox", ["sh"], [], new Dictionary<string, string>(), DateTimeOffset.UtcNow);
+        new(id, "web", ContainerDefinition.Minimal("busybox", "sha256:" + new string('a', 64), ["sh"]), "n1", DateTimeOffset.UtcNow);
 
     private static readonly EventMetadata Meta = new("alice", "node-a", "req-42", "cause-7");
 

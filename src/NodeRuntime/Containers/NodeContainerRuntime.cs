@@ -1,0 +1,135 @@
+using System.Globalization;
+using Flotilla.Contracts.Containers;
+using Flotilla.NodeRuntime.Images;
+using Flotilla.NodeRuntime.Oci;
+using Flotilla.NodeRuntime.Storage;
+
+namespace Flotilla.NodeRuntime.Containers;
+
+/// <summary>
+/// The kernel-facing side of containers on one node: rootfs (overlay of the image's snapshots with the
+/// container's own upper dir), bundle and process (through conmon), logs kept across runs, and what a
+/// restarted engine finds. Files of one container live in <c>&lt;data&gt;/ctr/&lt;id&gt;/</c>.
+/// </summary>
+public sealed class NodeContainerRuntime
+{
+    private readonly string _root;
+
+    public NodeContainerRuntime(string dataRoot, NodeImageStore images, ConmonMonitor monitor)
+    {
+        _root = Path.Combine(dataRoot, "ctr");
+        Directory.CreateDirectory(_root);
+        Images = images;
+        Monitor = monitor;
+    }
+
+    public NodeImageStore Images { get; }
+    public ConmonMonitor Monitor { get; }
+
+    public string DirOf(string id) => Path.Combine(_root, id);
+    public string RootfsOf(string id) => Path.Combine(DirOf(id), "rootfs");
+    private string GenerationFile(string id) => Path.Combine(DirOf(id), "generation");
+    private string LogArchive(string id) => Path.Combine(DirOf(id), "logs");
+
+    /// <summary>The run generation recorded for a container's current process, if any.</summary>
+    public long? GenerationOf(string id) =>
+        File.Exists(GenerationFile(id)) && long.TryParse(File.ReadAllText(GenerationFile(id)), CultureInfo.InvariantCulture, out var g) ? g : null;
+
+    /// <summary>Containers this node has files for (a restarted engine re-adopts them).</summary>
+    public IReadOnlyList<string> Known() =>
+        Directory.EnumerateDirectories(_root).Select(Path.GetFileName).Where(n => n is not null && ContainerSpec.IsContainerId(n)).Select(n => n!).ToList();
+
+    /// <summary>Prepares the rootfs and starts run <paramref name="generation"/>; returns the init pid.</summary>
+    public async Task<int> RunAsync(string id, string name, long generation, ContainerDefinition definition, CancellationToken cancellationToken = default)
+    {
+        Directory.CreateDirectory(DirOf(id));
+        var rootfs = await PrepareRootfsAsync(id, definition, cancellationToken);
+
+        // A new run starts from a clean runtime state; the previous run's log is kept for `docker logs`.
+        var paths = Monitor.PathsFor(id);
+        if (File.Exists(paths.Log))
+        {
+            Directory.CreateDirectory(LogArchive(id));
+            File.Move(paths.Log, Path.Combine(LogArchive(id), $"{generation - 1:D8}.log"), overwrite: true);
+        }
+        await Monitor.RemoveAsync(id, cancellationToken);
+
+        var spec = new ContainerSpec
+        {
+            Id = id,
+            Name = name,
+            RootfsPath = rootfs,
+            Args = definition.Args,
+            Env = definition.Env,
+            WorkingDir = definition.WorkingDir,
+            User = definition.User,
+            Hostname = definition.Hostname,
+            Tty = definition.Tty,
+            OpenStdin = definition.OpenStdin,
+            Binds = definition.Mounts.Select(m => new BindMount(m.Source, m.Destination, m.ReadOnly)).ToList(),
+            Memory = definition.Memory,
+            NanoCpus = definition.NanoCpus,
+            CpuShares = definition.CpuShares,
+            PidsLimit = definition.PidsLimit,
+            ReadonlyRootfs = definition.ReadonlyRootfs,
+            CapAdd = definition.CapAdd,
+            CapDrop = definition.CapDrop,
+            Privileged = definition.Privileged,
+            NoNewPrivileges = definition.NoNewPrivileges,
+            NetworkMode = definition.NetworkMode == "host" ? "host" : "none",
+            Labels = definition.Labels,
+        };
+        await File.WriteAllTextAsync(GenerationFile(id), generation.ToString(CultureInfo.InvariantCulture), cancellationToken);
+        var pid = await Monitor.CreateAsync(spec, cancellationToken);
+        await Monitor.StartAsync(id, cancellationToken);
+        return pid;
+    }
+
+    /// <summary>Mounts the image's layers with the container's own upper dir at <c>ctr/&lt;id&gt;/rootfs</c> (once).</summary>
+    private async Task<string> PrepareRootfsAsync(string id, ContainerDefinition definition, CancellationToken cancellationToken)
+    {
+        var target = RootfsOf(id);
+        if (IsMountPoint(target)) return target;
+        var layers = definition.ImageLayers.Select(Digest.Parse).ToList();
+        foreach (var layer in layers)
+            if (!Images.Content.Exists(layer))
+                throw new InvalidOperationException($"image {definition.ImageId} is not stored on this node (layer {layer} missing)");
+        var chain = await Images.UnpackAsync(layers.Select(l => new Descriptor(MediaTypes.OciLayer, l, 0)).ToList(), cancellationToken);
+        var mount = Images.Snapshots.Prepare(id, chain);
+        Directory.CreateDirectory(target);
+        await mount.MountAsync(target, cancellationToken);
+        return target;
+    }
+
+    public static bool IsMountPoint(string path)
+    {
+        var full = Path.GetFullPath(path).TrimEnd('/');
+        foreach (var line in File.ReadLines("/proc/self/mountinfo"))
+        {
+            var fields = line.Split(' ');
+            if (fields.Length > 4 && Unescape(fields[4]) == full) return true;
+        }
+        return false;
+    }
+
+    private static string Unescape(string s) => s.Replace("\\040", " ").Replace("\\011", "\t").Replace("\\012", "\n").Replace("\\134", "\\");
+
+    /// <summary>Removes the process state, unmounts the rootfs and drops the writable layer and logs.</summary>
+    public async Task RemoveAsync(string id, CancellationToken cancellationToken = default)
+    {
+        await Monitor.RemoveAsync(id, cancellationToken);
+        var rootfs = RootfsOf(id);
+        if (IsMountPoint(rootfs)) OverlayMount.Unmount(rootfs);
+        Images.Snapshots.Remove(id);
+        if (Directory.Exists(DirOf(id))) Directory.Delete(DirOf(id), recursive: true);
+    }
+
+    /// <summary>Every log file of the container, oldest run first.</summary>
+    public IReadOnlyList<string> LogFiles(string id)
+    {
+        var files = Directory.Exists(LogArchive(id)) ? Directory.GetFiles(LogArchive(id), "*.log").Order(StringComparer.Ordinal).ToList() : [];
+        var current = Monitor.PathsFor(id).Log;
+        if (File.Exists(current)) files.Add(current);
+        return files;
+    }
+}

@@ -1,0 +1,156 @@
+using System.Collections.Concurrent;
+using Akka.Actor;
+using Akka.Event;
+using Flotilla.Contracts.Containers;
+using Flotilla.NodeRuntime.Containers;
+using Flotilla.NodeRuntime.Oci;
+
+namespace Flotilla.NodeRuntime;
+
+/// <summary>
+/// One per node (<c>/user/runtime</c>): carries out the container entities' requests on this host and
+/// reports every exit to the entity, with the run generation it belongs to. Work runs as tasks piped
+/// back to the asker, so a slow stop of one container does not hold up the others. On start it
+/// re-adopts what still runs and reports what exited while the engine was down.
+/// </summary>
+public sealed class RuntimeActor : ReceiveActor
+{
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly NodeContainerRuntime _runtime;
+    private readonly IActorRef _containers;
+    /// <summary>Containers whose exit is being watched (touched from watcher tasks, hence concurrent).</summary>
+    private readonly ConcurrentDictionary<string, long> _watched = new();
+
+    public RuntimeActor(NodeContainerRuntime runtime, IActorRef containers)
+    {
+        _runtime = runtime;
+        _containers = containers;
+
+        Receive<RunContainerProcess>(m => RunAsync(m).PipeTo(Sender));
+        Receive<StopContainerProcess>(m => StopAsync(m).PipeTo(Sender));
+        Receive<SignalContainerProcess>(m => Do(m.ContainerId, () => _runtime.Monitor.KillAsync(m.ContainerId, m.Signal)).PipeTo(Sender));
+        Receive<PauseContainerProcess>(m => Do(m.ContainerId, () => m.Pause
+            ? _runtime.Monitor.PauseAsync(m.ContainerId)
+            : _runtime.Monitor.ResumeAsync(m.ContainerId)).PipeTo(Sender));
+        Receive<RemoveContainerFiles>(m => Do(m.ContainerId, () => _runtime.RemoveAsync(m.ContainerId)).PipeTo(Sender));
+        Receive<Status.Success>(_ => _log.Debug("re-adoption done"));
+        Receive<Status.Failure>(f => _log.Error(f.Cause, "re-adoption failed"));
+    }
+
+    public static Props PropsFor(NodeContainerRuntime runtime, IActorRef containers) =>
+        Props.Create(() => new RuntimeActor(runtime, containers));
+
+    protected override void PreStart() => AdoptAsync().PipeTo(Self);
+
+    private async Task<IRuntimeMessage> RunAsync(RunContainerProcess m)
+    {
+        try
+        {
+            var pid = await _runtime.RunAsync(m.ContainerId, m.Name, m.Generation, m.Definition);
+            Watch(m.ContainerId, m.Generation);
+            return new ContainerProcessStarted(m.ContainerId, m.Generation, pid, DateTimeOffset.UtcNow);
+        }
+        catch (Exception ex) when (ex is OciRuntimeException or InvalidOperationException or IOException or UnknownUserException
+                                       or ArgumentException or UnauthorizedAccessException)
+        {
+            var message = ex is OciRuntimeException oci ? oci.RuntimeMessage : ex.Message;
+            _log.Warning("{0}: start of run {1} failed: {2}", m.ContainerId[..12], m.Generation, message);
+            return new ContainerProcessFailed(m.ContainerId, m.Generation, $"failed to create task for container: {message}", ExitCodeFor(message));
+        }
+    }
+
+    /// <summary>Docker's convention: 127 command not found, 126 not executable.</summary>
+    private static int ExitCodeFor(string message) =>
+        message.Contains("not found", StringComparison.OrdinalIgnoreCase) || message.Contains("no such file", StringComparison.OrdinalIgnoreCase) ? 127
+        : message.Contains("permission denied", StringComparison.OrdinalIgnoreCase) ? 126
+        : 128;
+
+    private async Task<IRuntimeMessage> StopAsync(StopContainerProcess m)
+    {
+        try
+        {
+            var exit = await _runtime.Monitor.StopAsync(m.ContainerId, TimeSpan.FromSeconds(Math.Max(0, m.TimeoutSeconds)), NormalizeSignal(m.Signal));
+            return new ContainerProcessExited(m.ContainerId, m.Generation, exit.ExitCode, exit.OomKilled, exit.FinishedAt);
+        }
+        catch (Exception ex) when (ex is OciRuntimeException or InvalidOperationException or IOException)
+        {
+            return new RuntimeFailed(m.ContainerId, ex.Message);
+        }
+    }
+
+    private static string NormalizeSignal(string signal) => signal.StartsWith("SIG", StringComparison.Ordinal) ? signal[3..] : signal;
+
+    private async Task<IRuntimeMessage> Do(string id, Func<Task> action)
+    {
+        try
+        {
+            await action();
+            return new RuntimeDone(id);
+        }
+        catch (Exception ex) when (ex is OciRuntimeException or InvalidOperationException or IOException or UnauthorizedAccessException)
+        {
+            return new RuntimeFailed(id, ex is OciRuntimeException oci ? oci.RuntimeMessage : ex.Message);
+        }
+    }
+
+    /// <summary>Reports the exit of this run to the entity once conmon records it.</summary>
+    private void Watch(string id, long generation)
+    {
+        if (_watched.TryGetValue(id, out var watching) && watching == generation) return;
+        _watched[id] = generation;
+        var containers = _containers;
+        var monitor = _runtime.Monitor;
+        var log = _log;
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                var exit = await monitor.WaitForExitAsync(id);
+                containers.Tell(new ContainerProcessExited(id, generation, exit.ExitCode, exit.OomKilled, exit.FinishedAt));
+            }
+            catch (Exception ex)
+            {
+                // The monitor died without an exit record: report the run as dead.
+                log.Warning("{0}: lost the monitor of run {1}: {2}", id[..12], generation, ex.Message);
+                containers.Tell(new ContainerProcessExited(id, generation, 255, false, DateTimeOffset.UtcNow));
+            }
+            finally
+            {
+                _watched.TryRemove(new KeyValuePair<string, long>(id, generation));
+            }
+        });
+    }
+
+    /// <summary>After an engine restart: watch what still runs, report what exited meanwhile.</summary>
+    private async Task<Status> AdoptAsync()
+    {
+        foreach (var id in _runtime.Known())
+        {
+            if (_runtime.GenerationOf(id) is not { } generation) continue;
+            try
+            {
+                var seen = await _runtime.Monitor.AdoptAsync(id);
+                switch (seen.Status)
+                {
+                    case ObservedStatus.Running or ObservedStatus.Paused:
+                        _log.Info("{0}: re-adopted run {1} (pid {2})", id[..12], generation, seen.Pid);
+                        Watch(id, generation);
+                        break;
+                    case ObservedStatus.Exited:
+                        var exit = seen.Exit;
+                        _containers.Tell(new ContainerProcessExited(id, generation, exit?.ExitCode ?? 255, exit?.OomKilled ?? false,
+                            exit?.FinishedAt ?? DateTimeOffset.UtcNow));
+                        break;
+                    case ObservedStatus.Missing:
+                        _containers.Tell(new ContainerProcessExited(id, generation, 255, false, DateTimeOffset.UtcNow));
+                        break;
+                }
+            }
+            catch (Exception ex) when (ex is OciRuntimeException or IOException or InvalidOperationException)
+            {
+                _log.Warning("{0}: could not re-adopt: {1}", id[..12], ex.Message);
+            }
+        }
+        return new Status.Success(null);
+    }
+}
