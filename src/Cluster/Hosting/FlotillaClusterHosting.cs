@@ -41,6 +41,7 @@ public static class FlotillaClusterHosting
         services.AddSingleton(sp => new EntityHost(sp.GetRequiredService<IEventJournal>(), options.NodeName, sp.GetRequiredService<IRuntimeDirectory>()));
         services.AddSingleton<ClusterQueries>();
         services.AddSingleton<ImageService>();
+        services.AddSingleton<ContainerService>();
 
         services.AddAkka(ActorSystemName, (builder, sp) => ConfigureActorSystem(builder, sp, options, self));
         return services;

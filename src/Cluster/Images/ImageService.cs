@@ -4,14 +4,9 @@ using Flotilla.Cluster.Containers;
 using Flotilla.Contracts;
 using Flotilla.Contracts.Images;
 using Marten;
+using Flotilla.Cluster;
 
 namespace Flotilla.Cluster.Images;
-
-/// <summary>A refused image operation, with the code the API maps to a status.</summary>
-public sealed class ImageOperationException(RejectionCode code, string message) : Exception(message)
-{
-    public RejectionCode Code { get; } = code;
-}
 
 /// <summary>One line of an image removal, as Docker reports it.</summary>
 public sealed record ImageDeleteItem(string? Untagged, string? Deleted);
@@ -48,7 +43,7 @@ public sealed class ImageService(IDocumentStore store, IRequiredActor<ImageEntit
         {
             1 => matches[0],
             0 => null,
-            _ => throw new ImageOperationException(RejectionCode.Conflict, $"multiple images found with provided prefix: {hex}"),
+            _ => throw new OperationRejectedException(RejectionCode.Conflict, $"multiple images found with provided prefix: {hex}"),
         };
     }
 
@@ -88,7 +83,7 @@ public sealed class ImageService(IDocumentStore store, IRequiredActor<ImageEntit
         if (byReference is not null && image.RepoTags.Contains(byReference))
         {
             if (users.Count > 0 && image.RepoTags.Count == 1 && !force)
-                throw new ImageOperationException(RejectionCode.Conflict,
+                throw new OperationRejectedException(RejectionCode.Conflict,
                     $"conflict: unable to remove repository reference \"{byReference}\" (must force) - container {users[0].ContainerId[..12]} is using its referenced image {shortId}");
             await AskAsync(new UntagImage(image.ImageId, byReference, "rmi", origin));
             result.Add(new ImageDeleteItem(byReference, null));
@@ -97,11 +92,11 @@ public sealed class ImageService(IDocumentStore store, IRequiredActor<ImageEntit
         else
         {
             if (users.Count > 0)
-                throw new ImageOperationException(RejectionCode.Conflict, force
+                throw new OperationRejectedException(RejectionCode.Conflict, force
                     ? $"conflict: unable to delete {shortId} (cannot be forced) - image is being used by container {users[0].ContainerId[..12]}"
                     : $"conflict: unable to delete {shortId} (must be forced) - image is being used by stopped container {users[0].ContainerId[..12]}");
             if (image.RepoTags.Count > 1 && !force)
-                throw new ImageOperationException(RejectionCode.Conflict,
+                throw new OperationRejectedException(RejectionCode.Conflict,
                     $"conflict: unable to delete {shortId} (must be forced) - image is referenced in multiple repositories");
             result.AddRange(image.RepoTags.Select(t => new ImageDeleteItem(t, null)));
         }
@@ -137,7 +132,7 @@ public sealed class ImageService(IDocumentStore store, IRequiredActor<ImageEntit
         await images.ActorRef.Ask<object>(command, AskTimeout) switch
         {
             ImageCommandAccepted ok => ok,
-            CommandRejected r => throw new ImageOperationException(r.Code, r.Message),
+            CommandRejected r => throw new OperationRejectedException(r.Code, r.Message),
             var other => throw new InvalidOperationException($"unexpected reply {other.GetType().Name}"),
         };
 }

@@ -1,3 +1,4 @@
+using Flotilla.Cluster;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -60,7 +61,7 @@ public static class ImageEndpoints
 
     private static int? Status(Exception ex) => ex switch
     {
-        ImageOperationException e => (int)e.Code,
+        OperationRejectedException e => (int)e.Code,
         NoSuchImageException => StatusCodes.Status404NotFound,
         FormatException or InvalidDataException or UnsafeLayerException or DigestMismatchException => StatusCodes.Status400BadRequest,
         _ => null,
@@ -276,7 +277,7 @@ public static class ImageEndpoints
         var query = context.Request.Query;
         var fromSrc = query["fromSrc"].ToString();
         if (query.ContainsKey("fromImage"))
-            throw new ImageOperationException(RejectionCode.Unavailable, "pulling images from registries is not available yet");
+            throw new OperationRejectedException(RejectionCode.Unavailable, "pulling images from registries is not available yet");
         if (fromSrc != "-")
             throw new FormatException(fromSrc.Length == 0 ? "either fromImage or fromSrc is required" : "importing from a URL is not supported: use 'docker import -' with the file");
 
@@ -353,7 +354,7 @@ public static class ImageEndpoints
         var store = Store(context);
         foreach (var id in toSave.Keys)
             if (!store.Content.Exists(Digest.Parse(id)))
-                throw new ImageOperationException(RejectionCode.Unavailable, $"image {id} is not stored on this node");
+                throw new OperationRejectedException(RejectionCode.Unavailable, $"image {id} is not stored on this node");
         context.Response.StatusCode = StatusCodes.Status200OK;
         context.Response.ContentType = "application/x-tar";
         await store.SaveAsync(context.Response.Body,

@@ -1,0 +1,134 @@
+using System.Security.Cryptography;
+using Akka.Actor;
+using Akka.Hosting;
+using Flotilla.Contracts;
+using Flotilla.Contracts.Containers;
+using Marten;
+
+namespace Flotilla.Cluster.Containers;
+
+/// <summary>
+/// The container use cases the API surfaces share: Docker's name and id resolution over the container
+/// projection, unique names, and commands to the container entities with their refusals as
+/// <see cref="OperationRejectedException"/>.
+/// </summary>
+public sealed class ContainerService(IDocumentStore store, IRequiredActor<ContainerEntity> containers)
+{
+    private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(120);
+
+    public async Task<IReadOnlyList<ContainerView>> ListAsync(CancellationToken cancellationToken = default)
+    {
+        await using var session = store.QuerySession();
+        return await session.Query<ContainerView>().OrderByDescending(c => c.CreatedAt).ToListAsync(cancellationToken);
+    }
+
+    /// <summary>Docker's lookup: full id, then exact name (with or without the leading '/'), then a unique id prefix.</summary>
+    public async Task<ContainerView?> FindAsync(string text, CancellationToken cancellationToken = default)
+    {
+        if (string.IsNullOrEmpty(text)) return null;
+        await using var session = store.QuerySession();
+        var name = text.TrimStart('/');
+        var exact = await session.Query<ContainerView>().Where(c => c.ContainerId == text || c.Name == name).ToListAsync(cancellationToken);
+        if (exact.FirstOrDefault(c => c.ContainerId == text) is { } byId) return byId;
+        if (exact.FirstOrDefault(c => c.Name == name) is { } byName) return byName;
+        if (!text.All(char.IsAsciiHexDigitLower)) return null;
+        var matches = await session.Query<ContainerView>().Where(c => c.ContainerId.StartsWith(text)).Take(2).ToListAsync(cancellationToken);
+        return matches.Count switch
+        {
+            1 => matches[0],
+            0 => null,
+            _ => throw new OperationRejectedException(RejectionCode.InvalidArgument, $"multiple containers found with provided prefix: {text}"),
+        };
+    }
+
+    /// <summary>Like <see cref="FindAsync"/>, but Docker's 404 when there is none.</summary>
+    public async Task<ContainerView> ResolveAsync(string text, CancellationToken cancellationToken = default) =>
+        await FindAsync(text, cancellationToken) ?? throw new OperationRejectedException(RejectionCode.NotFound, $"No such container: {text}");
+
+    public async Task<ContainerSnapshot> GetAsync(string containerId)
+    {
+        var snapshot = await containers.ActorRef.Ask<ContainerSnapshot>(new GetContainer(containerId), AskTimeout);
+        return snapshot.Exists ? snapshot : throw new OperationRejectedException(RejectionCode.NotFound, $"No such container: {containerId}");
+    }
+
+    /// <summary>Creates a container with a fresh id; the name must be free (Docker's conflict message otherwise).</summary>
+    public async Task<string> CreateAsync(string? name, ContainerDefinition definition, string node, RequestOrigin origin,
+        CancellationToken cancellationToken = default)
+    {
+        if (string.IsNullOrEmpty(name)) name = await FreeRandomNameAsync(cancellationToken);
+        else await EnsureNameFreeAsync(name, null, cancellationToken);
+        var id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
+        await SendAsync(new CreateContainer(id, name, definition, node, origin));
+        return id;
+    }
+
+    public async Task RenameAsync(ContainerView container, string newName, RequestOrigin origin, CancellationToken cancellationToken = default)
+    {
+        if (!ContainerNames.IsValid(newName))
+            throw new OperationRejectedException(RejectionCode.InvalidArgument, $"Invalid container name ({newName}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
+        await EnsureNameFreeAsync(newName, container.ContainerId, cancellationToken);
+        await SendAsync(new RenameContainer(container.ContainerId, newName, origin));
+    }
+
+    private async Task EnsureNameFreeAsync(string name, string? exceptId, CancellationToken cancellationToken)
+    {
+        if (!ContainerNames.IsValid(name))
+            throw new OperationRejectedException(RejectionCode.InvalidArgument, $"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
+        await using var session = store.QuerySession();
+        var holder = await session.Query<ContainerView>().FirstOrDefaultAsync(c => c.Name == name, cancellationToken);
+        if (holder is not null && holder.ContainerId != exceptId)
+            throw new OperationRejectedException(RejectionCode.Conflict,
+                $"Conflict. The container name \"/{name}\" is already in use by container \"{holder.ContainerId}\". You have to remove (or rename) that container to be able to reuse that name.");
+    }
+
+    private async Task<string> FreeRandomNameAsync(CancellationToken cancellationToken)
+    {
+        await using var session = store.QuerySession();
+        for (var attempt = 0; ; attempt++)
+        {
+            var name = ContainerNames.Random(attempt > 5);
+            if (!await session.Query<ContainerView>().AnyAsync(c => c.Name == name, cancellationToken)) return name;
+        }
+    }
+
+    /// <summary>Sends a command to the container's entity; a refusal becomes an <see cref="OperationRejectedException"/>.</summary>
+    public async Task<ContainerCommandAccepted> SendAsync(IContainerCommand command, TimeSpan? timeout = null) =>
+        await containers.ActorRef.Ask<object>(command, timeout ?? AskTimeout) switch
+        {
+            ContainerCommandAccepted ok => ok,
+            CommandRejected r => throw new OperationRejectedException(r.Code, r.Message),
+            var other => throw new InvalidOperationException($"unexpected reply {other.GetType().Name}"),
+        };
+
+    /// <summary>Waits for a wait condition; the ask lasts as long as the caller's cancellation allows.</summary>
+    public async Task<ContainerWaitResult> WaitAsync(string containerId, string condition, CancellationToken cancellationToken)
+    {
+        var reply = await containers.ActorRef.Ask<object>(new WaitForContainer(containerId, condition), Timeout.InfiniteTimeSpan, cancellationToken);
+        return reply switch
+        {
+            ContainerWaitResult r => r,
+            CommandRejected r => throw new OperationRejectedException(r.Code, r.Message),
+            var other => throw new InvalidOperationException($"unexpected reply {other.GetType().Name}"),
+        };
+    }
+}
+
+/// <summary>Docker's container names: validation and the random adjective_surname default.</summary>
+public static class ContainerNames
+{
+    private static readonly string[] Adjectives =
+        ["admiring", "bold", "brave", "busy", "calm", "clever", "eager", "elastic", "focused", "gallant", "happy", "jolly",
+         "keen", "loving", "modest", "nifty", "quirky", "sharp", "stoic", "vibrant", "wizardly", "zealous"];
+
+    private static readonly string[] Surnames =
+        ["babbage", "curie", "darwin", "einstein", "feynman", "galileo", "hopper", "kepler", "lamport", "lovelace",
+         "meitner", "newton", "noether", "pasteur", "ritchie", "shannon", "thompson", "torvalds", "turing", "wozniak"];
+
+    public static bool IsValid(string name) =>
+        name.Length is > 0 and <= 255 && char.IsAsciiLetterOrDigit(name[0]) &&
+        name.All(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '.' or '-');
+
+    public static string Random(bool withNumber) =>
+        $"{Adjectives[System.Random.Shared.Next(Adjectives.Length)]}_{Surnames[System.Random.Shared.Next(Surnames.Length)]}" +
+        (withNumber ? System.Random.Shared.Next(1, 100).ToString(System.Globalization.CultureInfo.InvariantCulture) : "");
+}
