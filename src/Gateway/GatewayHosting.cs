@@ -59,6 +59,7 @@ public static class GatewayHosting
             {
                 e.MapSystemEndpoints(info, queries);
                 e.MapImageEndpoints();
+                e.MapContainerEndpoints();
                 e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, "page not found"));
             });
         });
