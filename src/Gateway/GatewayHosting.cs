@@ -60,6 +60,7 @@ public static class GatewayHosting
                 e.MapSystemEndpoints(info, queries);
                 e.MapImageEndpoints();
                 e.MapContainerEndpoints();
+                e.MapVolumeEndpoints();
                 e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, "page not found"));
             });
         });
