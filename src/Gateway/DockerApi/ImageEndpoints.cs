@@ -247,6 +247,7 @@ public static class ImageEndpoints
         var byReference = normalized is not null && image.RepoTags.Contains(normalized) ? normalized : null;
         var force = Flag(context, "force");
         var items = await Images(context).RemoveAsync(image, byReference, force, Origin(context), context.RequestAborted);
+        if (items.Any(i => i.Deleted is not null)) await CollectGarbageAsync(context);
         await JsonReply.WriteAsync(context, items.Select(i => i.Untagged is not null
             ? (object)new { Untagged = Familiar(i.Untagged) }
             : new { Deleted = i.Deleted }).ToList());
@@ -268,8 +269,20 @@ public static class ImageEndpoints
             deleted.AddRange(items.Select(i => i.Untagged is not null ? (object)new { Untagged = Familiar(i.Untagged) } : new { Deleted = i.Deleted }));
             reclaimed += image.Size;
         }
+        if (deleted.Count > 0) reclaimed = await CollectGarbageAsync(context);
         await JsonReply.WriteAsync(context, new { ImagesDeleted = deleted.Count == 0 ? null : deleted, SpaceReclaimed = reclaimed });
     });
+
+    /// <summary>Frees this node's layers and blobs that no remaining image or container uses.</summary>
+    private static async Task<long> CollectGarbageAsync(HttpContext context)
+    {
+        var images = await Images(context).ListAsync(context.RequestAborted);
+        var containers = await context.RequestServices.GetRequiredService<Flotilla.Cluster.Containers.ContainerService>().ListAsync(context.RequestAborted);
+        var byId = images.ToDictionary(i => i.ImageId);
+        return Store(context).CollectGarbage(
+            images.Select(i => (i.ImageId, i.ManifestDigest, (IReadOnlyList<string>)i.Layers.Select(l => l.DiffId).ToList())),
+            containers.Select(c => byId.TryGetValue(c.ImageId, out var i) ? (IReadOnlyList<string>)i.Layers.Select(l => l.DiffId).ToList() : []));
+    }
 
     // POST /images/create?fromSrc=-&repo=&tag=&message=&changes=   (import; fromImage= is pull)
     private static Task CreateAsync(HttpContext context) => Guarded(context, async () =>
@@ -298,6 +311,7 @@ public static class ImageEndpoints
         DockerfileChange.Apply(null, changes);
 
         var store = Store(context);
+        using var lease = store.BeginWrite();
         var loaded = await store.ImportAsync(context.Request.Body, options, context.RequestAborted);
         await store.UnpackAsync(loaded.Layers, context.RequestAborted);
         var info = context.RequestServices.GetRequiredService<GatewayInfo>();
@@ -313,6 +327,7 @@ public static class ImageEndpoints
     private static Task LoadAsync(HttpContext context) => Guarded(context, async () =>
     {
         var store = Store(context);
+        using var lease = store.BeginWrite();
         var info = context.RequestServices.GetRequiredService<GatewayInfo>();
         var loaded = await store.LoadAsync(context.Request.Body, context.RequestAborted);
         foreach (var image in loaded) await store.UnpackAsync(image.Layers, context.RequestAborted);

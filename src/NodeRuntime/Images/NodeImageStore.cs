@@ -19,6 +19,28 @@ public sealed class NodeImageStore
     public ContentStore Content { get; }
     public OverlaySnapshotter Snapshots { get; }
 
+    private int _writers;
+
+    /// <summary>
+    /// Held while new content is written and until the image is recorded: garbage collection does not
+    /// run meanwhile, so blobs that no image references *yet* are never taken for garbage.
+    /// </summary>
+    public IDisposable BeginWrite()
+    {
+        Interlocked.Increment(ref _writers);
+        return new WriteLease(this);
+    }
+
+    private sealed class WriteLease(NodeImageStore store) : IDisposable
+    {
+        private int _disposed;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0) Interlocked.Decrement(ref store._writers);
+        }
+    }
+
     /// <summary>
     /// Unpacks the image's layers into snapshots (bottom first), skipping those already there. This is
     /// also where an unsafe layer is refused — before anything records the image.
@@ -47,6 +69,45 @@ public sealed class NodeImageStore
 
     public Task SaveAsync(Stream output, IReadOnlyList<ImageToSave> images, CancellationToken cancellationToken = default) =>
         new ImageArchiveWriter(Content).WriteAsync(output, images, cancellationToken);
+
+    /// <summary>
+    /// Deletes what no image or container on this node needs any more: layer snapshots whose chain is
+    /// not used, and blobs (configs, manifests, layers) no image references. Blobs being ingested live
+    /// in the ingest dir and are never touched. Returns the bytes reclaimed.
+    /// </summary>
+    public long CollectGarbage(IEnumerable<(string ConfigDigest, string? ManifestDigest, IReadOnlyList<string> DiffIds)> images,
+        IEnumerable<IReadOnlyList<string>> containerLayers)
+    {
+        if (Volatile.Read(ref _writers) > 0) return 0;
+        var keepBlobs = new HashSet<Digest>();
+        var keepChains = new HashSet<Digest>();
+        void KeepLayers(IReadOnlyList<string> diffIds)
+        {
+            var digests = diffIds.Select(Digest.Parse).ToList();
+            keepBlobs.UnionWith(digests);
+            keepChains.UnionWith(OverlaySnapshotter.ChainIds(digests));
+        }
+        foreach (var (config, manifest, diffIds) in images)
+        {
+            keepBlobs.Add(Digest.Parse(config));
+            if (manifest is not null) keepBlobs.Add(Digest.Parse(manifest));
+            KeepLayers(diffIds);
+        }
+        foreach (var layers in containerLayers) KeepLayers(layers);
+
+        long reclaimed = 0;
+        foreach (var chain in Snapshots.Layers().Where(c => !keepChains.Contains(c)).ToList())
+        {
+            reclaimed += Snapshots.UsageOf(chain) ?? 0;
+            Snapshots.RemoveLayer(chain);
+        }
+        foreach (var blob in Content.List().Where(b => !keepBlobs.Contains(b)).ToList())
+        {
+            reclaimed += Content.SizeOf(blob) ?? 0;
+            Content.Delete(blob);
+        }
+        return reclaimed;
+    }
 
     /// <summary>Whether every blob of the image (config and layers) is in this node's store.</summary>
     public bool Has(Digest configDigest, IEnumerable<Digest> layers) => Content.Exists(configDigest) && layers.All(Content.Exists);

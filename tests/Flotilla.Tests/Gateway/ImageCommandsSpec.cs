@@ -154,6 +154,25 @@ public class ImageCommandsSpec(RunningFlotilla flotilla) : IClassFixture<Running
     }
 
     [Fact]
+    public async Task Removing_the_last_image_of_a_layer_frees_its_blob_and_snapshot()
+    {
+        var unique = ArchiveFixtures.SmallLayer("unique.txt", Guid.NewGuid().ToString());
+        var diffId = "sha256:" + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(unique));
+        var id = (await DockerOk("import", WriteFile("unique.tar", unique), "gc:1")).Trim();
+        var blob = Path.Combine(flotilla.DataRoot, "content", "blobs", "sha256", diffId[7..]);
+        var config = Path.Combine(flotilla.DataRoot, "content", "blobs", "sha256", id[7..]);
+        Assert.True(File.Exists(blob) && File.Exists(config));
+        var inspect = JsonDocument.Parse(await DockerOk("image", "inspect", "gc:1")).RootElement[0];
+        var snapshot = inspect.GetProperty("GraphDriver").GetProperty("Data").GetProperty("UpperDir").GetString()!;
+        Assert.True(Directory.Exists(snapshot));
+
+        await DockerOk("rmi", "gc:1");
+        Assert.False(File.Exists(blob), "layer blob freed");
+        Assert.False(File.Exists(config), "config blob freed");
+        Assert.False(Directory.Exists(snapshot), "snapshot freed");
+    }
+
+    [Fact]
     public async Task Bad_changes_and_names_get_dockers_errors()
     {
         var rootfs = WriteFile("bad.tar", ArchiveFixtures.BusyboxRootfs());
