@@ -176,3 +176,27 @@ public class DockerApiSpec(RunningFlotilla flotilla) : IClassFixture<RunningFlot
         Assert.Equal("my-trace-1", response.Headers.GetValues("X-Request-Id").Single());
     }
 }
+
+/// <summary><c>flotilla nodes</c> against the running native API, as a user runs it.</summary>
+public class NodesCliSpec(RunningFlotilla flotilla) : IClassFixture<RunningFlotilla>
+{
+    [Fact]
+    public async Task Flotilla_nodes_prints_the_node_as_a_table_and_as_json()
+    {
+        Assert.True(await Eventually.TrueAsync(async () =>
+            JsonDocument.Parse(await flotilla.Native.GetStringAsync("api/nodes")).RootElement.GetArrayLength() == 1, TimeSpan.FromSeconds(15)));
+        var cli = typeof(Flotilla.Cli.Commands.NodesCommand).Assembly.Location;
+        var table = await ProcessRunner.RunAsync("dotnet", [cli, "nodes", "--http", $"127.0.0.1:{flotilla.HttpPort}"]);
+        Assert.True(table.ExitCode == 0, table.ToString());
+        Assert.Contains("gw-node", table.Stdout);
+        Assert.Contains("ready", table.Stdout);
+
+        var json = await ProcessRunner.RunAsync("dotnet", [cli, "nodes", "--json"],
+            env: new Dictionary<string, string> { ["FLOTILLA_HTTP"] = $"127.0.0.1:{flotilla.HttpPort}" });
+        Assert.Equal("gw-node", JsonDocument.Parse(json.Stdout).RootElement[0].GetProperty("name").GetString());
+
+        var down = await ProcessRunner.RunAsync("dotnet", [cli, "nodes", "--http", $"127.0.0.1:{FreePort.Next()}"]);
+        Assert.Equal(1, down.ExitCode);
+        Assert.Contains("Is `flotilla up` running?", down.Stderr);
+    }
+}

@@ -60,6 +60,7 @@ public class ReadoptionSpec(PostgresFixture postgres)
             await Task.Delay(3000); // shortlived exits while nobody watches
 
             app = await StartAsync(connectionString);
+            Assert.Contains("box", (await Docker("images", "--format", "{{.Repository}}:{{.Tag}}")).Stdout);
             var after = await State("ticker");
             Assert.Equal("running", after.GetProperty("Status").GetString());
             Assert.Equal(pid, after.GetProperty("Pid").GetInt32());
