@@ -62,7 +62,9 @@ public static class GatewayHosting
             {
                 e.MapSystemEndpoints(info, queries);
                 e.MapImageEndpoints();
+                e.MapContainerEndpoints();
                 e.MapContainerStreamEndpoints();
+                e.MapVolumeEndpoints();
                 e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, "page not found"));
             });
         });

@@ -7,6 +7,7 @@ using Flotilla.NodeRuntime.Host;
 using Flotilla.NodeRuntime.Containers;
 using Flotilla.NodeRuntime.Images;
 using Flotilla.NodeRuntime.Oci;
+using Flotilla.NodeRuntime.Volumes;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -84,6 +85,7 @@ public static class AllInOneHost
         builder.Services.AddFlotillaCluster(cluster, self);
         var images = new NodeImageStore(settings.DataRoot);
         builder.Services.AddSingleton(images);
+        builder.Services.AddSingleton(new VolumeStore(settings.DataRoot));
         if (facts.OciRuntimePath is { } runtimePath)
         {
             var monitor = new ConmonMonitor(new ConmonOptions { DataRoot = settings.DataRoot },

@@ -1,0 +1,412 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Flotilla.Cluster;
+using Flotilla.Cluster.Containers;
+using Flotilla.Cluster.Images;
+using Flotilla.Contracts;
+using Flotilla.Contracts.Containers;
+using Flotilla.Gateway.Http;
+using Flotilla.NodeRuntime.Containers;
+using Flotilla.NodeRuntime.Images;
+using Flotilla.NodeRuntime.Oci;
+using Flotilla.NodeRuntime.Volumes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Flotilla.Gateway.DockerApi;
+
+/// <summary>Docker's container lifecycle endpoints: create, start, stop, kill, restart, wait, ps, inspect, logs, rm, rename, pause.</summary>
+public static class ContainerEndpoints
+{
+    public static void MapContainerEndpoints(this IEndpointRouteBuilder app)
+    {
+        app.MapPost("/containers/create", CreateAsync);
+        app.MapGet("/containers/json", ListAsync);
+        app.MapGet("/containers/{id}/json", InspectAsync);
+        app.MapPost("/containers/{id}/start", (HttpContext c, string id) => Command(c, id, (v, o) => new StartContainer(v, o), StatusCodes.Status204NoContent));
+        app.MapPost("/containers/{id}/stop", (HttpContext c, string id) => Command(c, id,
+            (v, o) => new StopContainer(v, IntQuery(c, "t"), SignalQuery(c), o), StatusCodes.Status204NoContent));
+        app.MapPost("/containers/{id}/restart", (HttpContext c, string id) => Command(c, id,
+            (v, o) => new RestartContainer(v, IntQuery(c, "t"), o), StatusCodes.Status204NoContent));
+        app.MapPost("/containers/{id}/kill", (HttpContext c, string id) => Command(c, id,
+            (v, o) => new KillContainer(v, SignalQuery(c) ?? "KILL", o), StatusCodes.Status204NoContent));
+        app.MapPost("/containers/{id}/pause", (HttpContext c, string id) => Command(c, id, (v, o) => new PauseContainer(v, o), StatusCodes.Status204NoContent));
+        app.MapPost("/containers/{id}/unpause", (HttpContext c, string id) => Command(c, id, (v, o) => new UnpauseContainer(v, o), StatusCodes.Status204NoContent));
+        app.MapPost("/containers/{id}/rename", RenameAsync);
+        app.MapPost("/containers/{id}/wait", WaitAsync);
+        app.MapDelete("/containers/{id}", RemoveAsync);
+        app.MapGet("/containers/{id}/logs", LogsAsync);
+        app.MapPost("/containers/prune", PruneAsync);
+    }
+
+    private static ContainerService Containers(HttpContext c) => c.RequestServices.GetRequiredService<ContainerService>();
+    private static RequestOrigin Origin(HttpContext c) => (RequestOrigin)c.Items[DockerApiMiddleware.OriginItem]!;
+
+    private static int? IntQuery(HttpContext c, string name) =>
+        int.TryParse(c.Request.Query[name], NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v : null;
+
+    private static string? SignalQuery(HttpContext c) =>
+        c.Request.Query["signal"].ToString() is { Length: > 0 } s ? (s.StartsWith("SIG", StringComparison.Ordinal) ? s[3..] : s) : null;
+
+    private static bool Flag(HttpContext c, string name) => c.Request.Query[name].ToString() is "1" or "true" or "True";
+
+    /// <summary>Refusals become Docker's error shape; 304 has no body.</summary>
+    public static async Task Guarded(HttpContext context, Func<Task> action)
+    {
+        try
+        {
+            await action();
+        }
+        catch (OperationRejectedException ex) when (!context.Response.HasStarted)
+        {
+            if (ex.Code == RejectionCode.NotModified) context.Response.StatusCode = StatusCodes.Status304NotModified;
+            else await JsonReply.ErrorAsync(context, (int)ex.Code, ex.Message);
+        }
+        catch (Exception ex) when (!context.Response.HasStarted && ex is FormatException or JsonException or InvalidDataException)
+        {
+            await JsonReply.ErrorAsync(context, StatusCodes.Status400BadRequest, ex.Message);
+        }
+    }
+
+    private static Task Command(HttpContext context, string id, Func<string, RequestOrigin, IContainerCommand> make, int status) =>
+        Guarded(context, async () =>
+        {
+            var container = await Containers(context).ResolveAsync(id, context.RequestAborted);
+            await Containers(context).SendAsync(make(container.ContainerId, Origin(context)));
+            context.Response.StatusCode = status;
+        });
+
+    // POST /containers/create?name=
+    private static Task CreateAsync(HttpContext context) => Guarded(context, async () =>
+    {
+        JsonObject body;
+        try
+        {
+            body = await JsonSerializer.DeserializeAsync<JsonObject>(context.Request.Body, cancellationToken: context.RequestAborted)
+                ?? throw new FormatException("config cannot be empty in order to create a container");
+        }
+        catch (JsonException ex)
+        {
+            throw new FormatException($"invalid JSON: {ex.Message}");
+        }
+        var imageText = body["Image"]?.ToString();
+        if (string.IsNullOrWhiteSpace(imageText)) throw ContainerCreateRequest.Invalid("config cannot be empty in order to create a container");
+
+        var images = context.RequestServices.GetRequiredService<ImageService>();
+        var normalized = ImageReference.TryParse(imageText, out var reference) && reference is not null && reference.Digest is null
+            ? (reference.Tag is null ? reference.WithTag(ImageReference.DefaultTag) : reference).ToString()
+            : null;
+        var image = await images.FindAsync(normalized, imageText, context.RequestAborted)
+            ?? throw new OperationRejectedException(RejectionCode.NotFound,
+                $"No such image: {(normalized is null ? imageText : ImageReference.Parse(normalized).FamiliarString)}");
+
+        var volumes = context.RequestServices.GetRequiredService<VolumeStore>();
+        var definition = ContainerCreateRequest.Build(body, image, imageText,
+            name => new ContainerMount("volume", volumes.Ensure(name), "", false, name));
+        var info = context.RequestServices.GetRequiredService<GatewayInfo>();
+        var id = await Containers(context).CreateAsync(context.Request.Query["name"].ToString(), definition, info.NodeName,
+            Origin(context), context.RequestAborted);
+        await JsonReply.WriteAsync(context, new { Id = id, Warnings = Array.Empty<string>() }, StatusCodes.Status201Created);
+    });
+
+    // POST /containers/{id}/rename?name=
+    private static Task RenameAsync(HttpContext context, string id) => Guarded(context, async () =>
+    {
+        var container = await Containers(context).ResolveAsync(id, context.RequestAborted);
+        var name = context.Request.Query["name"].ToString().TrimStart('/');
+        await Containers(context).RenameAsync(container, name, Origin(context), context.RequestAborted);
+        context.Response.StatusCode = StatusCodes.Status204NoContent;
+    });
+
+    // POST /containers/{id}/wait?condition=
+    private static Task WaitAsync(HttpContext context, string id) => Guarded(context, async () =>
+    {
+        var container = await Containers(context).ResolveAsync(id, context.RequestAborted);
+        var condition = context.Request.Query["condition"].ToString() is { Length: > 0 } c ? c : "not-running";
+        if (condition is not ("not-running" or "next-exit" or "removed"))
+            throw ContainerCreateRequest.Invalid($"invalid condition: \"{condition}\"");
+        // The CLI sends wait before start and blocks until the headers arrive: send them now.
+        context.Response.StatusCode = StatusCodes.Status200OK;
+        context.Response.ContentType = JsonReply.ContentType;
+        await context.Response.StartAsync(context.RequestAborted);
+        await context.Response.Body.FlushAsync(context.RequestAborted);
+        var result = await Containers(context).WaitAsync(container.ContainerId, condition, context.RequestAborted);
+        await JsonSerializer.SerializeAsync(context.Response.Body,
+            new { result.StatusCode, Error = result.Error is null ? null : new { Message = result.Error } }, JsonReply.Docker, context.RequestAborted);
+    });
+
+    // DELETE /containers/{id}?force=&v=
+    private static Task RemoveAsync(HttpContext context, string id) => Guarded(context, async () =>
+    {
+        var container = await Containers(context).ResolveAsync(id, context.RequestAborted);
+        await Containers(context).SendAsync(new RemoveContainer(container.ContainerId, Flag(context, "force"), Origin(context)));
+        if (Flag(context, "v"))
+        {
+            // Anonymous volumes (64-hex names) go with the container; named ones stay, as in Docker.
+            var volumes = context.RequestServices.GetRequiredService<VolumeStore>();
+            foreach (var m in container.Mounts.Where(m => m.VolumeName is { Length: 64 }))
+                volumes.Remove(m.VolumeName!);
+        }
+        context.Response.StatusCode = StatusCodes.Status204NoContent;
+    });
+
+    // POST /containers/prune
+    private static Task PruneAsync(HttpContext context) => Guarded(context, async () =>
+    {
+        var deleted = new List<string>();
+        foreach (var c in await Containers(context).ListAsync(context.RequestAborted))
+        {
+            if (c.Status is ContainerStatus.Running or ContainerStatus.Paused or ContainerStatus.Restarting) continue;
+            await Containers(context).SendAsync(new RemoveContainer(c.ContainerId, false, Origin(context)));
+            deleted.Add(c.ContainerId);
+        }
+        await JsonReply.WriteAsync(context, new { ContainersDeleted = deleted.Count == 0 ? null : deleted, SpaceReclaimed = 0 });
+    });
+
+    // GET /containers/json?all=&limit=&size=&filters=
+    private static Task ListAsync(HttpContext context) => Guarded(context, async () =>
+    {
+        var filters = DockerFilters.Parse(context.Request.Query["filters"]);
+        filters.Validate("status", "name", "label", "ancestor", "id", "exited", "before", "since", "network", "volume", "health", "publish", "expose", "isolation", "is-task");
+        var all = Flag(context, "all");
+        IEnumerable<ContainerView> list = await Containers(context).ListAsync(context.RequestAborted);
+        var statuses = filters.Get("status");
+        foreach (var s in statuses)
+            if (s is not ("created" or "restarting" or "running" or "removing" or "paused" or "exited" or "dead"))
+                throw new FormatException($"invalid filter 'status={s}'");
+        if (!all && statuses.Count == 0) list = list.Where(c => c.Status is ContainerStatus.Running or ContainerStatus.Paused or ContainerStatus.Restarting);
+        if (statuses.Count > 0) list = list.Where(c => statuses.Contains(c.Status));
+        foreach (var name in filters.Get("name")) list = list.Where(c => c.Name.Contains(name.TrimStart('/'), StringComparison.Ordinal));
+        foreach (var id in filters.Get("id")) list = list.Where(c => c.ContainerId.StartsWith(id, StringComparison.Ordinal));
+        foreach (var label in filters.Get("label"))
+        {
+            var eq = label.IndexOf('=');
+            list = eq < 0 ? list.Where(c => c.Labels.ContainsKey(label))
+                : list.Where(c => c.Labels.TryGetValue(label[..eq], out var v) && v == label[(eq + 1)..]);
+        }
+        var ancestors = filters.Get("ancestor");
+        if (ancestors.Count > 0)
+        {
+            var images = context.RequestServices.GetRequiredService<ImageService>();
+            var ids = new HashSet<string>();
+            foreach (var a in ancestors)
+            {
+                var n = ImageReference.TryParse(a, out var r) && r is not null && r.Digest is null ? (r.Tag is null ? r.WithTag("latest") : r).ToString() : null;
+                if (await images.FindAsync(n, a, context.RequestAborted) is { } img) ids.Add(img.ImageId);
+            }
+            list = list.Where(c => ids.Contains(c.ImageId));
+        }
+        foreach (var exited in filters.Get("exited"))
+            list = list.Where(c => c.Status == ContainerStatus.Exited && c.ExitCode.ToString(CultureInfo.InvariantCulture) == exited);
+        if (IntQuery(context, "limit") is { } limit && limit > 0) list = list.Take(limit);
+
+        var now = DateTimeOffset.UtcNow;
+        await JsonReply.WriteAsync(context, list.Select(c => new
+        {
+            Id = c.ContainerId,
+            Names = new[] { "/" + c.Name },
+            c.Image,
+            ImageID = c.ImageId,
+            c.Command,
+            Created = c.CreatedAt.ToUnixTimeSeconds(),
+            Ports = Array.Empty<object>(),
+            Labels = c.Labels,
+            State = c.Status,
+            Status = StatusText(c, now),
+            HostConfig = new { NetworkMode = c.NetworkMode },
+            NetworkSettings = new { Networks = new Dictionary<string, object>() },
+            Mounts = c.Mounts.Select(MountJson).ToArray(),
+            Node = c.Node,
+        }).ToList());
+    });
+
+    /// <summary>Docker's human status: "Up 5 seconds", "Exited (0) 3 minutes ago", "Created".</summary>
+    public static string StatusText(ContainerView c, DateTimeOffset now) => c.Status switch
+    {
+        ContainerStatus.Running => $"Up {HumanDuration(now - (c.StartedAt ?? now))}",
+        ContainerStatus.Paused => $"Up {HumanDuration(now - (c.StartedAt ?? now))} (Paused)",
+        ContainerStatus.Restarting => $"Restarting ({c.ExitCode}) {HumanDuration(now - (c.FinishedAt ?? now))} ago",
+        ContainerStatus.Exited => $"Exited ({c.ExitCode}) {HumanDuration(now - (c.FinishedAt ?? now))} ago",
+        ContainerStatus.Removing => "Removal In Progress",
+        _ => "Created",
+    };
+
+    /// <summary>go-units HumanDuration.</summary>
+    public static string HumanDuration(TimeSpan d)
+    {
+        var seconds = (int)d.TotalSeconds;
+        if (seconds < 1) return "Less than a second";
+        if (seconds == 1) return "1 second";
+        if (seconds < 60) return $"{seconds} seconds";
+        var minutes = (int)d.TotalMinutes;
+        if (minutes == 1) return "About a minute";
+        if (minutes < 60) return $"{minutes} minutes";
+        var hours = (int)Math.Round(d.TotalHours);
+        if (hours == 1) return "About an hour";
+        if (hours < 48) return $"{hours} hours";
+        if (hours < 24 * 7 * 2) return $"{hours / 24} days";
+        if (hours < 24 * 30 * 2) return $"{hours / 24 / 7} weeks";
+        if (hours < 24 * 365 * 2) return $"{hours / 24 / 30} months";
+        return $"{hours / 24 / 365} years";
+    }
+
+    private static object MountJson(ContainerMount m) => new
+    {
+        Type = m.Type,
+        Name = m.VolumeName,
+        Source = m.Source,
+        Destination = m.Destination,
+        Driver = m.Type == "volume" ? "local" : null,
+        Mode = m.ReadOnly ? "ro" : "",
+        RW = !m.ReadOnly,
+        Propagation = m.Type == "bind" ? "rprivate" : "",
+    };
+
+    // GET /containers/{id}/json
+    private static Task InspectAsync(HttpContext context, string id) => Guarded(context, async () =>
+    {
+        var view = await Containers(context).ResolveAsync(id, context.RequestAborted);
+        var s = await Containers(context).GetAsync(view.ContainerId);
+        var d = s.Definition!;
+        var runtime = context.RequestServices.GetService<NodeContainerRuntime>();
+        var paths = runtime?.Monitor.PathsFor(s.ContainerId);
+        var upper = runtime?.Images.Snapshots.UpperOf(s.ContainerId);
+        var config = JsonNode.Parse(d.ConfigJson) as JsonObject ?? [];
+        if (config["Hostname"]?.ToString() is null or "") config["Hostname"] = d.Hostname.Length > 0 ? d.Hostname : s.ContainerId[..12];
+        var hostConfig = JsonNode.Parse(d.HostConfigJson) as JsonObject ?? [];
+        hostConfig["NetworkMode"] ??= d.NetworkMode;
+        hostConfig["RestartPolicy"] = new JsonObject { ["Name"] = d.RestartPolicy.Name, ["MaximumRetryCount"] = d.RestartPolicy.MaximumRetryCount };
+        hostConfig["AutoRemove"] = d.AutoRemove;
+        hostConfig["Privileged"] = d.Privileged;
+        hostConfig["ReadonlyRootfs"] = d.ReadonlyRootfs;
+        hostConfig["Memory"] = d.Memory;
+        hostConfig["NanoCpus"] = d.NanoCpus;
+        hostConfig["CpuShares"] = d.CpuShares;
+        hostConfig["PidsLimit"] = d.PidsLimit;
+        hostConfig["LogConfig"] = new JsonObject { ["Type"] = "json-file", ["Config"] = new JsonObject() };
+
+        await JsonReply.WriteAsync(context, new
+        {
+            Id = s.ContainerId,
+            Created = Rfc3339(s.CreatedAt),
+            Path = d.Args.Count > 0 ? d.Args[0] : "",
+            Args = d.Args.Skip(1).ToArray(),
+            State = new
+            {
+                Status = s.Status,
+                Running = s.Status is ContainerStatus.Running or ContainerStatus.Paused,
+                Paused = s.Status == ContainerStatus.Paused,
+                Restarting = s.Status == ContainerStatus.Restarting,
+                OOMKilled = s.OomKilled,
+                Dead = s.Status == ContainerStatus.Dead,
+                s.Pid,
+                s.ExitCode,
+                s.Error,
+                StartedAt = s.StartedAt is { } st ? Rfc3339(st) : "0001-01-01T00:00:00Z",
+                FinishedAt = s.FinishedAt is { } ft ? Rfc3339(ft) : "0001-01-01T00:00:00Z",
+            },
+            Image = d.ImageId,
+            ResolvConfPath = paths is null ? "" : Path.Combine(paths.Bundle, "resolv.conf"),
+            HostnamePath = paths is null ? "" : Path.Combine(paths.Bundle, "hostname"),
+            HostsPath = paths is null ? "" : Path.Combine(paths.Bundle, "hosts"),
+            LogPath = paths?.Log ?? "",
+            Name = "/" + s.Name,
+            s.RestartCount,
+            Driver = "overlay2",
+            Platform = "linux",
+            MountLabel = "",
+            ProcessLabel = "",
+            AppArmorProfile = "",
+            ExecIDs = s.ExecIds.Count == 0 ? null : s.ExecIds,
+            HostConfig = hostConfig,
+            GraphDriver = new
+            {
+                Name = "overlay2",
+                Data = upper is null ? null : new Dictionary<string, string>
+                {
+                    ["MergedDir"] = runtime!.RootfsOf(s.ContainerId),
+                    ["UpperDir"] = upper,
+                    ["WorkDir"] = Path.Combine(Path.GetDirectoryName(upper)!, "work"),
+                },
+            },
+            Mounts = d.Mounts.Select(MountJson).ToArray(),
+            Config = config,
+            NetworkSettings = new
+            {
+                Bridge = "",
+                SandboxID = "",
+                SandboxKey = s.Pid > 0 ? $"/proc/{s.Pid}/ns/net" : "",
+                Ports = new Dictionary<string, object>(),
+                IPAddress = "",
+                Networks = new Dictionary<string, object>(),
+            },
+            // Flotilla's own section: where the container runs and which run it is.
+            Node = new { Name = s.Node, s.Generation, Desired = s.Desired },
+        });
+    });
+
+    private static string Rfc3339(DateTimeOffset t) => t.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffff'Z'", CultureInfo.InvariantCulture);
+
+    // GET /containers/{id}/logs?stdout=&stderr=&follow=&timestamps=&since=&until=&tail=
+    private static Task LogsAsync(HttpContext context, string id) => Guarded(context, async () =>
+    {
+        var view = await Containers(context).ResolveAsync(id, context.RequestAborted);
+        var stdout = Flag(context, "stdout");
+        var stderr = Flag(context, "stderr");
+        if (!stdout && !stderr) throw ContainerCreateRequest.Invalid("Bad parameters: you must choose at least one stream");
+        var runtime = context.RequestServices.GetService<NodeContainerRuntime>()
+            ?? throw new OperationRejectedException(RejectionCode.Unavailable, "no container runtime on this gateway's node");
+        var snapshot = await Containers(context).GetAsync(view.ContainerId);
+        var tty = snapshot.Definition!.Tty;
+        var follow = Flag(context, "follow");
+        var timestamps = Flag(context, "timestamps");
+        var tailText = context.Request.Query["tail"].ToString();
+        int? tail = tailText is "" or "all" ? null : int.TryParse(tailText, out var t) && t >= 0 ? t : null;
+        var since = UnixTime(context.Request.Query["since"]);
+        var until = UnixTime(context.Request.Query["until"]);
+
+        context.Response.StatusCode = StatusCodes.Status200OK;
+        context.Response.ContentType = tty ? "application/vnd.docker.raw-stream" : "application/vnd.docker.multiplexed-stream";
+        await context.Response.StartAsync(context.RequestAborted);
+        await context.Response.Body.FlushAsync(context.RequestAborted);
+
+        // Follow ends when the container is no longer running.
+        var stopped = follow && snapshot.Status is ContainerStatus.Running or ContainerStatus.Paused or ContainerStatus.Restarting
+            ? Containers(context).WaitAsync(view.ContainerId, "not-running", context.RequestAborted)
+            : Task.CompletedTask;
+        var files = runtime.LogFiles(view.ContainerId);
+        var entries = new List<LogEntry>();
+        var options = new LogReadOptions { Stdout = stdout, Stderr = stderr, Since = since, Until = until };
+        // Earlier runs first (complete), then the current run (followed when asked).
+        foreach (var file in files.Take(Math.Max(0, files.Count - 1)))
+            await foreach (var e in ContainerLogReader.ReadAsync(file, options, null, context.RequestAborted)) entries.Add(e);
+        var current = files.Count > 0 ? files[^1] : runtime.Monitor.PathsFor(view.ContainerId).Log;
+        if (!follow)
+        {
+            await foreach (var e in ContainerLogReader.ReadAsync(current, options, null, context.RequestAborted)) entries.Add(e);
+            foreach (var e in tail is { } n ? entries.TakeLast(n) : entries)
+                await DockerLogFrame.WriteEntryAsync(context.Response.Body, e, timestamps, tty, context.RequestAborted);
+            return;
+        }
+        foreach (var e in tail is { } n2 ? entries.TakeLast(n2) : entries)
+            await DockerLogFrame.WriteEntryAsync(context.Response.Body, e, timestamps, tty, context.RequestAborted);
+        var remaining = tail is { } n3 ? Math.Max(0, n3 - entries.Count) : (int?)null;
+        await foreach (var e in ContainerLogReader.ReadAsync(current, options with { Follow = true, Tail = remaining }, stopped, context.RequestAborted))
+        {
+            await DockerLogFrame.WriteEntryAsync(context.Response.Body, e, timestamps, tty, context.RequestAborted);
+            await context.Response.Body.FlushAsync(context.RequestAborted);
+        }
+    });
+
+    /// <summary>Docker's log time bounds: unix seconds with optional fraction; 0 or empty = none.</summary>
+    private static DateTimeOffset? UnixTime(string? text)
+    {
+        if (string.IsNullOrEmpty(text) || text == "0") return null;
+        if (!decimal.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds))
+            throw new FormatException($"invalid value for time: {text}");
+        return DateTimeOffset.UnixEpoch.AddTicks((long)(seconds * TimeSpan.TicksPerSecond));
+    }
+}
