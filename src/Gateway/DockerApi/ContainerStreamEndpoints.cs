@@ -33,6 +33,7 @@ public static class ContainerStreamEndpoints
         app.MapPost("/containers/{name}/exec", ExecCreateAsync);
         app.MapGet("/exec/{id}/json", ExecInspectAsync);
         app.MapPost("/exec/{id}/resize", ExecResizeAsync);
+        app.MapPost("/exec/{id}/start", ExecStartAsync);
         app.MapPost("/containers/{name}/resize", ResizeAsync);
         app.MapGet("/containers/{name}/top", TopAsync);
         app.MapGet("/containers/{name}/stats", StatsAsync);
@@ -146,6 +147,22 @@ public static class ContainerStreamEndpoints
             throw new FormatException("invalid height or width: h and w must be numbers");
         return new ConsoleSize(h, w);
     }
+
+    // POST /exec/{id}/start that reached Kestrel (a reused connection): only Detach can be served without a hijack.
+    private static Task ExecStartAsync(HttpContext context, string id) => Guarded(context, async () =>
+    {
+        var detach = false;
+        if (context.Request.ContentLength is > 0 || context.Request.Headers.TransferEncoding.Count > 0)
+        {
+            using var body = await JsonDocument.ParseAsync(context.Request.Body, cancellationToken: context.RequestAborted);
+            detach = body.RootElement.ValueKind == JsonValueKind.Object && body.RootElement.TryGetProperty("Detach", out var d) && d.ValueKind == JsonValueKind.True;
+        }
+        if (!detach)
+            throw new OperationRejectedException(RejectionCode.InvalidArgument, "an attached exec start must be the first request of its connection and ask to upgrade (Connection: Upgrade, Upgrade: tcp)");
+        var handler = context.RequestServices.GetServices<Flotilla.Gateway.Hijack.IHijackHandler>().OfType<Flotilla.Gateway.Hijack.ExecStartHijackHandler>().Single();
+        await handler.StartDetachedAsync(id);
+        context.Response.StatusCode = StatusCodes.Status200OK;
+    });
 
     // POST /exec/{id}/resize?h=&w=
     private static Task ExecResizeAsync(HttpContext context, string id) => Guarded(context, async () =>

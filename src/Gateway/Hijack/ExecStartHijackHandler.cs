@@ -47,7 +47,6 @@ public sealed class ExecStartHijackHandler(IServiceProvider services, ExecRegist
             await stream.RejectAsync(404, $"No such exec instance: {id}");
             return;
         }
-        var containers = services.GetRequiredService<ContainerService>();
         var runtime = services.GetService<NodeContainerRuntime>();
         if (runtime is null)
         {
@@ -56,42 +55,14 @@ public sealed class ExecStartHijackHandler(IServiceProvider services, ExecRegist
         }
         try
         {
-            var snapshot = await containers.GetAsync(exec.ContainerId);
-            if (snapshot.Status == "paused")
-                throw new OperationRejectedException(RejectionCode.Conflict, $"Container {exec.ContainerId} is paused, unpause the container before exec");
-            if (snapshot.Status != "running")
-                throw new OperationRejectedException(RejectionCode.Conflict, $"Container {exec.ContainerId} is not running");
-            if (!exec.TryStart())
-                throw new OperationRejectedException(RejectionCode.Conflict,
-                    exec.Running ? $"Error: Exec command {exec.Id} is already running" : $"Error: Exec command {exec.Id} has already run");
-            var config = exec.Config;
-            try
-            {
-                await containers.SendAsync(new RecordContainerExec(exec.ContainerId, exec.Id, config.Cmd, config.User, config.Tty,
-                    new RequestOrigin("anonymous@local", Guid.NewGuid().ToString("N"))));
-            }
-            catch (OperationRejectedException)
-            {
-                exec.Finish(126);
-                throw;
-            }
+            await PrepareAsync(exec);
         }
         catch (OperationRejectedException e)
         {
             await stream.RejectAsync((int)e.Code, e.Message);
             return;
         }
-
-        var spec = new ExecSpec
-        {
-            Args = exec.Config.Cmd,
-            Env = exec.Config.Env,
-            User = exec.Config.User,
-            WorkingDir = exec.Config.WorkingDir,
-            Tty = exec.Config.Tty,
-            Privileged = exec.Config.Privileged,
-            ConsoleSize = exec.PendingSize ?? exec.Config.ConsoleSize,
-        };
+        var spec = SpecOf(exec);
 
         if (detach)
         {
@@ -121,8 +92,8 @@ public sealed class ExecStartHijackHandler(IServiceProvider services, ExecRegist
         }
         catch (OciRuntimeException e)
         {
+            // runc's own stderr (the reason) already went to the client as stderr.
             code = StartFailureCode(e.RuntimeMessage);
-            await stream.WriteFrameAsync(StdStream.Stdout, System.Text.Encoding.UTF8.GetBytes($"OCI runtime exec failed: {e.RuntimeMessage}: unknown\r\n"));
         }
         catch (Exception e) when (e is IOException or InvalidOperationException or UnknownUserException)
         {
@@ -187,6 +158,56 @@ public sealed class ExecStartHijackHandler(IServiceProvider services, ExecRegist
             exec.Finish(code);
             await stopStdin.CancelAsync();
             await stdinPump;
+        }
+    }
+
+    /// <summary>
+    /// Exec start without a hijack (<c>docker exec -d</c> on a reused keep-alive connection reaches Kestrel, not the
+    /// connection middleware): checks, records and runs the exec detached. Throws <see cref="OperationRejectedException"/>.
+    /// </summary>
+    public async Task StartDetachedAsync(string id)
+    {
+        var exec = execs.Find(id) ?? throw new OperationRejectedException(RejectionCode.NotFound, $"No such exec instance: {id}");
+        var runtime = services.GetService<NodeContainerRuntime>()
+                      ?? throw new OperationRejectedException(RejectionCode.Unavailable, "this gateway has no container runtime: exec on remote nodes is not available yet");
+        await PrepareAsync(exec);
+        var spec = SpecOf(exec);
+        _ = Task.Run(() => RunDetachedAsync(runtime, exec, spec), CancellationToken.None);
+    }
+
+    private static ExecSpec SpecOf(ExecInstance exec) => new()
+    {
+        Args = exec.Config.Cmd,
+        Env = exec.Config.Env,
+        User = exec.Config.User,
+        WorkingDir = exec.Config.WorkingDir,
+        Tty = exec.Config.Tty,
+        Privileged = exec.Config.Privileged,
+        ConsoleSize = exec.PendingSize ?? exec.Config.ConsoleSize,
+    };
+
+    /// <summary>The container must run; an exec runs once; the exec is recorded in the container's stream.</summary>
+    private async Task PrepareAsync(ExecInstance exec)
+    {
+        var containers = services.GetRequiredService<ContainerService>();
+        var snapshot = await containers.GetAsync(exec.ContainerId);
+        if (snapshot.Status == "paused")
+            throw new OperationRejectedException(RejectionCode.Conflict, $"Container {exec.ContainerId} is paused, unpause the container before exec");
+        if (snapshot.Status != "running")
+            throw new OperationRejectedException(RejectionCode.Conflict, $"Container {exec.ContainerId} is not running");
+        if (!exec.TryStart())
+            throw new OperationRejectedException(RejectionCode.Conflict,
+                exec.Running ? $"Error: Exec command {exec.Id} is already running" : $"Error: Exec command {exec.Id} has already run");
+        var config = exec.Config;
+        try
+        {
+            await containers.SendAsync(new RecordContainerExec(exec.ContainerId, exec.Id, config.Cmd, config.User, config.Tty,
+                new RequestOrigin("anonymous@local", Guid.NewGuid().ToString("N"))));
+        }
+        catch (OperationRejectedException)
+        {
+            exec.Finish(126);
+            throw;
         }
     }
 
