@@ -202,7 +202,7 @@ public class ContainerStreamsSpec(RunningFlotilla flotilla) : IClassFixture<Runn
             await ProcessRunner.RunAsync("tmux", ["new-session", "-d", "-s", session, "-x", "100", "-y", "25", command + "; echo EXIT=$?; sleep 30"]);
             try
             {
-                Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("# "), TimeSpan.FromSeconds(20)), await Capture(session));
+                Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("/ #"), TimeSpan.FromSeconds(20)), await Capture(session));
                 await ProcessRunner.RunAsync("tmux", ["send-keys", "-t", session, "echo hi-$((1+1)); stty size", "Enter"]);
                 Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("hi-2"), TimeSpan.FromSeconds(10)), await Capture(session));
                 Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("25 100"), TimeSpan.FromSeconds(10)), await Capture(session));
