@@ -102,7 +102,8 @@ public sealed partial class HijackConnectionMiddleware(ConnectionDelegate next, 
         }
 
         var stream = new HijackedStream(connection, head, body);
-        var handler = handlers.FirstOrDefault(h => h.Matches(path));
+        // The last registration wins, as usual in DI: a host may override a built-in handler.
+        var handler = handlers.LastOrDefault(h => h.Matches(path));
         try
         {
             if (handler is null)

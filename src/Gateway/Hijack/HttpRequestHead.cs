@@ -7,7 +7,6 @@ namespace Flotilla.Gateway.Hijack;
 public sealed class HttpRequestHead
 {
     public const int MaxHeadBytes = 64 * 1024;
-    private static readonly byte[] HeadEnd = "\r\n\r\n"u8.ToArray();
 
     private HttpRequestHead(string method, string target, Dictionary<string, string> headers)
     {
@@ -56,17 +55,33 @@ public sealed class HttpRequestHead
     {
         head = null;
         end = buffer.Start;
-        var reader = new SequenceReader<byte>(buffer);
-        if (!reader.TryReadTo(out ReadOnlySequence<byte> headBytes, HeadEnd, advancePastDelimiter: true))
+        // Lines end in CRLF, or a bare LF as Go's server tolerates (Docker.DotNet's ManagedHandler sends those).
+        var scan = buffer.Length > MaxHeadBytes + 4 ? buffer.Slice(0, MaxHeadBytes + 4).ToArray() : buffer.ToArray();
+        var headLength = -1;
+        var consumed = 0;
+        var lineStart = 0;
+        for (var i = 0; i < scan.Length; i++)
+        {
+            if (scan[i] != (byte)'\n') continue;
+            var lineEnd = i > lineStart && scan[i - 1] == (byte)'\r' ? i - 1 : i;
+            if (lineEnd == lineStart && lineStart > 0)
+            {
+                headLength = lineStart;
+                consumed = i + 1;
+                break;
+            }
+            lineStart = i + 1;
+        }
+        if (headLength < 0)
         {
             if (buffer.Length > MaxHeadBytes) throw new FormatException("request head too large");
             return false;
         }
-        if (headBytes.Length > MaxHeadBytes) throw new FormatException("request head too large");
-        end = reader.Position;
+        if (headLength > MaxHeadBytes) throw new FormatException("request head too large");
+        end = buffer.GetPosition(consumed);
 
-        var text = Encoding.Latin1.GetString(headBytes);
-        var lines = text.Split("\r\n");
+        var text = Encoding.Latin1.GetString(scan, 0, headLength);
+        var lines = text.Split('\n').Select(l => l.TrimEnd('\r')).Where(l => l.Length > 0).ToArray();
         var requestLine = lines[0].Split(' ');
         if (requestLine.Length != 3 || !requestLine[2].StartsWith("HTTP/1.", StringComparison.Ordinal))
             throw new FormatException("malformed request line");

@@ -141,14 +141,35 @@ public class HijackSpec(FlotillaWithEcho flotilla) : IClassFixture<FlotillaWithE
     }
 
     [Fact]
-    public async Task An_unknown_hijack_target_gets_dockers_404()
+    public async Task A_post_that_is_no_hijack_target_falls_through_to_dockers_404()
+    {
+        await using var stream = await ConnectAsync();
+        await stream.WriteAsync("POST /exec/nope/resume HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"u8.ToArray());
+        var text = Encoding.UTF8.GetString(await ReadToEndAsync(stream));
+        Assert.StartsWith("HTTP/1.1 404", text);
+        Assert.Contains("Content-Type: application/json\r\n", text);
+        Assert.Contains("{\"message\":\"page not found\"}", text);
+    }
+
+    [Fact]
+    public async Task Attach_to_an_unknown_container_gets_dockers_404_before_the_upgrade()
     {
         await using var stream = await ConnectAsync();
         await stream.WriteAsync("POST /containers/nope/attach?stream=1 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"u8.ToArray());
         var text = Encoding.UTF8.GetString(await ReadToEndAsync(stream));
         Assert.StartsWith("HTTP/1.1 404", text);
-        Assert.Contains("Content-Type: application/json\r\n", text);
-        Assert.EndsWith("{\"message\":\"page not found\"}", text);
+        Assert.EndsWith("{\"message\":\"No such container: nope\"}", text);
+    }
+
+    [Fact]
+    public async Task A_head_with_bare_line_feeds_is_hijacked_as_docker_dotnet_sends_it()
+    {
+        await using var stream = await ConnectAsync();
+        await stream.WriteAsync("POST /exec/echo1/start HTTP/1.1\r\nHost: x\nConnection: close\nContent-Type: application/json\nContent-Length: 2\n\r\n{}"u8.ToArray());
+        stream.Socket.Shutdown(SocketShutdown.Send);
+        var (head, frames) = Parse(await ReadToEndAsync(stream));
+        Assert.StartsWith("HTTP/1.1 200 OK", head);
+        Assert.Equal((1, "body={}\n"), frames[0]);
     }
 
     [Fact]

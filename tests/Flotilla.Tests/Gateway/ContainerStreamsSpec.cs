@@ -1,0 +1,222 @@
+using System.Text;
+using System.Text.Json;
+using Docker.DotNet;
+using Docker.DotNet.Models;
+using Flotilla.Tests.Support;
+using Xunit;
+
+namespace Flotilla.Tests.Gateway;
+
+/// <summary>
+/// attach, exec, resize, top, stats, export, commit and cp through the real docker CLI (and Docker.DotNet for the
+/// hijacked streams) against the all-in-one host with real runc containers; interactive TTYs driven through tmux.
+/// </summary>
+public class ContainerStreamsSpec(RunningFlotilla flotilla) : IClassFixture<RunningFlotilla>, IAsyncLifetime
+{
+    private const string Image = "streambox:1";
+
+    public async Task InitializeAsync()
+    {
+        if ((await flotilla.RunDockerAsync("image", "inspect", Image)).ExitCode == 0) return;
+        Directory.CreateDirectory(flotilla.DataRoot);
+        var path = Path.Combine(flotilla.DataRoot, "streambox-rootfs.tar");
+        await File.WriteAllBytesAsync(path, BusyboxImage.Rootfs());
+        await DockerOk("import", "-c", "CMD [\"/bin/sh\"]", path, Image);
+    }
+
+    public Task DisposeAsync() => Task.CompletedTask;
+
+    private Dictionary<string, string> Env => new()
+    {
+        ["DOCKER_HOST"] = $"tcp://127.0.0.1:{flotilla.DockerPort}",
+        ["DOCKER_CONFIG"] = Path.Combine(flotilla.DataRoot, "docker-config"),
+    };
+
+    private async Task<string> DockerOk(params string[] args)
+    {
+        var result = await flotilla.RunDockerAsync(args);
+        Assert.True(result.ExitCode == 0, $"docker {string.Join(' ', args)}: {result}");
+        return result.Stdout;
+    }
+
+    /// <summary>A shell line with the docker CLI pointed at the host (pipes for stdin).</summary>
+    private Task<ProcessResult> Sh(string script) => ProcessRunner.RunAsync("/bin/sh", ["-c", script], TimeSpan.FromSeconds(60), Env);
+
+    private async Task<string> RunningContainer(string name)
+    {
+        var id = (await DockerOk("run", "-d", "--name", name, Image, "sleep", "600")).Trim();
+        return id;
+    }
+
+    private DockerClient Client() => new DockerClientConfiguration(new Uri($"tcp://127.0.0.1:{flotilla.DockerPort}")).CreateClient();
+
+    [Fact]
+    public async Task Docker_run_prints_the_output_of_a_fast_echo_every_time()
+    {
+        for (var i = 0; i < 20; i++)
+        {
+            var result = await flotilla.RunDockerAsync("run", "--rm", Image, "echo", "hi");
+            Assert.True(result.ExitCode == 0, $"run {i}: {result}");
+            Assert.Equal("hi\n", result.Stdout);
+        }
+    }
+
+    [Fact]
+    public async Task Docker_run_separates_stdout_and_stderr_and_returns_the_exit_code()
+    {
+        var result = await flotilla.RunDockerAsync("run", "--rm", Image, "sh", "-c", "echo out; echo err >&2; exit 5");
+        Assert.Equal(5, result.ExitCode);
+        Assert.Equal("out\n", result.Stdout);
+        Assert.Equal("err\n", result.Stderr);
+    }
+
+    [Fact]
+    public async Task Docker_run_i_pipes_stdin_and_start_a_attaches()
+    {
+        var piped = await Sh("printf 'one\\ntwo\\n' | docker run -i --rm " + Image + " cat");
+        Assert.True(piped.ExitCode == 0, piped.ToString());
+        Assert.Equal("one\ntwo\n", piped.Stdout);
+
+        await DockerOk("create", "--name", "starta", Image, "sh", "-c", "echo started; exit 4");
+        var started = await flotilla.RunDockerAsync("start", "-a", "starta");
+        Assert.Equal(4, started.ExitCode);
+        Assert.Equal("started\n", started.Stdout);
+    }
+
+    [Fact]
+    public async Task Docker_exec_runs_with_user_workdir_env_stdin_and_exit_codes()
+    {
+        await RunningContainer("execs");
+        Assert.Contains("bin", await DockerOk("exec", "execs", "ls", "/"));
+        Assert.Equal("65534\n", await DockerOk("exec", "-u", "nobody", "execs", "id", "-u"));
+        Assert.Equal("/tmp\n", await DockerOk("exec", "-w", "/tmp", "execs", "pwd"));
+        Assert.Contains("A=1\n", await DockerOk("exec", "-e", "A=1", "execs", "env"));
+        var stdin = await Sh("echo abc | docker exec -i execs cat");
+        Assert.Equal("abc\n", stdin.Stdout);
+        Assert.Equal(3, (await flotilla.RunDockerAsync("exec", "execs", "sh", "-c", "exit 3")).ExitCode);
+        Assert.Equal(127, (await flotilla.RunDockerAsync("exec", "execs", "no-such-command")).ExitCode);
+
+        await DockerOk("exec", "-d", "execs", "sh", "-c", "echo detached > /tmp/d");
+        Assert.True(await Eventually.TrueAsync(async () => (await flotilla.RunDockerAsync("exec", "execs", "cat", "/tmp/d")).Stdout == "detached\n",
+            TimeSpan.FromSeconds(10)));
+        await DockerOk("rm", "-f", "execs");
+    }
+
+    [Fact]
+    public async Task Exec_and_attach_through_docker_dotnet()
+    {
+        var id = await RunningContainer("dotnet-exec");
+        using var client = Client();
+        var exec = await client.Exec.ExecCreateContainerAsync(id, new ContainerExecCreateParameters
+        {
+            Cmd = ["sh", "-c", "echo to-out; echo to-err >&2; exit 2"],
+            AttachStdout = true,
+            AttachStderr = true,
+        });
+        using (var stream = await client.Exec.StartAndAttachContainerExecAsync(exec.ID, false))
+        {
+            var (stdout, stderr) = await stream.ReadOutputToEndAsync(CancellationToken.None);
+            Assert.Equal("to-out\n", stdout);
+            Assert.Equal("to-err\n", stderr);
+        }
+        var inspect = await client.Exec.InspectContainerExecAsync(exec.ID);
+        Assert.False(inspect.Running);
+        Assert.Equal(2, inspect.ExitCode);
+        Assert.Equal(id, inspect.ContainerID);
+
+        await DockerOk("create", "--name", "dotnet-attach", Image, "sh", "-c", "echo attached-out; echo attached-err >&2");
+        using (var attach = await client.Containers.AttachContainerAsync("dotnet-attach", false,
+                   new ContainerAttachParameters { Stream = true, Stdout = true, Stderr = true }))
+        {
+            await client.Containers.StartContainerAsync("dotnet-attach", new ContainerStartParameters());
+            var (stdout, stderr) = await attach.ReadOutputToEndAsync(CancellationToken.None);
+            Assert.Equal("attached-out\n", stdout);
+            Assert.Equal("attached-err\n", stderr);
+        }
+        await DockerOk("rm", "-f", "dotnet-exec", "dotnet-attach");
+    }
+
+    [Fact]
+    public async Task Top_stats_and_resize()
+    {
+        await RunningContainer("tops");
+        var top = await DockerOk("top", "tops");
+        Assert.Contains("PID", top);
+        Assert.Contains("sleep 600", top);
+
+        var stats = await DockerOk("stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}} {{.MemUsage}}", "tops");
+        Assert.Matches(@"^tops 1 \d", stats);
+
+        using var json = await flotilla.Docker.GetAsync("containers/tops/stats?stream=0&one-shot=1");
+        var body = JsonDocument.Parse(await json.Content.ReadAsStringAsync()).RootElement;
+        Assert.True(body.GetProperty("cpu_stats").GetProperty("cpu_usage").GetProperty("total_usage").GetInt64() > 0);
+        Assert.True(body.GetProperty("memory_stats").GetProperty("usage").GetInt64() > 0);
+        Assert.Equal("/tops", body.GetProperty("name").GetString());
+
+        var notTty = await flotilla.Docker.PostAsync("containers/tops/resize?h=30&w=100", null);
+        Assert.True((int)notTty.StatusCode is 200 or 409, notTty.StatusCode.ToString());
+        await DockerOk("rm", "-f", "tops");
+    }
+
+    [Fact]
+    public async Task Export_commit_and_cp()
+    {
+        await RunningContainer("files");
+        await DockerOk("exec", "files", "sh", "-c", "echo made-in-c > /made.txt");
+
+        var tar = Path.Combine(flotilla.DataRoot, "files-export.tar");
+        await DockerOk("export", "-o", tar, "files");
+        var names = await ProcessRunner.RunAsync("tar", ["tf", tar]);
+        Assert.Contains("made.txt", names.Stdout);
+        Assert.Contains("bin/busybox", names.Stdout);
+
+        var id = (await DockerOk("commit", "files", "committed:1")).Trim();
+        Assert.StartsWith("sha256:", id);
+        Assert.Equal("made-in-c\n", await DockerOk("run", "--rm", "committed:1", "cat", "/made.txt"));
+
+        var local = Path.Combine(flotilla.DataRoot, "cp-out");
+        await DockerOk("cp", "files:/etc/passwd", local);
+        Assert.Contains("nobody", await File.ReadAllTextAsync(local));
+
+        var upload = Path.Combine(flotilla.DataRoot, "upload.txt");
+        await File.WriteAllTextAsync(upload, "uploaded\n");
+        await DockerOk("cp", upload, "files:/tmp/");
+        Assert.Equal("uploaded\n", await DockerOk("exec", "files", "cat", "/tmp/upload.txt"));
+
+        // A symlink in the container pointing out of the rootfs is not followed on the way in.
+        await DockerOk("exec", "files", "sh", "-c", "ln -s / /tmp/escape");
+        var escape = await flotilla.RunDockerAsync("cp", upload, "files:/tmp/escape/");
+        Assert.False(File.Exists("/upload.txt") && File.ReadAllText("/upload.txt") == "uploaded\n", "wrote outside the rootfs");
+        _ = escape;
+        await DockerOk("rm", "-f", "files");
+    }
+
+    [Fact]
+    public async Task Interactive_tty_run_and_exec_through_tmux()
+    {
+        if (!File.Exists("/usr/bin/tmux")) return;
+        await RunningContainer("ttys");
+        var docker = $"DOCKER_HOST={Env["DOCKER_HOST"]} DOCKER_CONFIG={Env["DOCKER_CONFIG"]} docker";
+        foreach (var (session, command) in new[] { ("fl-exec-it", $"{docker} exec -it ttys sh"), ("fl-run-it", $"{docker} run -it --rm {Image} sh") })
+        {
+            await ProcessRunner.RunAsync("tmux", ["new-session", "-d", "-s", session, "-x", "100", "-y", "25", command + "; echo EXIT=$?; sleep 30"]);
+            try
+            {
+                Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("/ #"), TimeSpan.FromSeconds(20)), await Capture(session));
+                await ProcessRunner.RunAsync("tmux", ["send-keys", "-t", session, "echo hi-$((1+1)); stty size", "Enter"]);
+                Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("hi-2"), TimeSpan.FromSeconds(10)), await Capture(session));
+                Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("25 100"), TimeSpan.FromSeconds(10)), await Capture(session));
+                await ProcessRunner.RunAsync("tmux", ["send-keys", "-t", session, "exit 7", "Enter"]);
+                Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("EXIT=7"), TimeSpan.FromSeconds(15)), await Capture(session));
+            }
+            finally
+            {
+                await ProcessRunner.RunAsync("tmux", ["kill-session", "-t", session]);
+            }
+        }
+        await DockerOk("rm", "-f", "ttys");
+    }
+
+    private static async Task<string> Capture(string session) =>
+        (await ProcessRunner.RunAsync("tmux", ["capture-pane", "-t", session, "-p"])).Stdout;
+}
