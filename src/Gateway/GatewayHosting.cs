@@ -24,6 +24,9 @@ public static class GatewayHosting
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(info);
         builder.Services.AddRouting();
+        builder.Services.AddSingleton<ExecRegistry>();
+        builder.Services.AddSingleton<IHijackHandler, AttachHijackHandler>();
+        builder.Services.AddSingleton<IHijackHandler, ExecStartHijackHandler>();
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
@@ -60,6 +63,7 @@ public static class GatewayHosting
                 e.MapSystemEndpoints(info, queries);
                 e.MapImageEndpoints();
                 e.MapContainerEndpoints();
+                e.MapContainerStreamEndpoints();
                 e.MapVolumeEndpoints();
                 e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, "page not found"));
             });

@@ -47,9 +47,18 @@ public sealed class HijackedStream(ConnectionContext connection, HttpRequestHead
         if (_answered) throw new InvalidOperationException("the stream was already accepted");
         _answered = true;
         var json = System.Text.Json.JsonSerializer.Serialize(new { message });
-        var reason = status switch { 400 => "Bad Request", 404 => "Not Found", 409 => "Conflict", 500 => "Internal Server Error", _ => "Error" };
+        var reason = status switch { 400 => "Bad Request", 404 => "Not Found", 409 => "Conflict", 500 => "Internal Server Error", 503 => "Service Unavailable", _ => "Error" };
         var response = $"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {Encoding.UTF8.GetByteCount(json)}\r\nConnection: close\r\n\r\n{json}";
         await WriteAsync(Encoding.UTF8.GetBytes(response));
+    }
+
+    /// <summary>A plain HTTP answer without a body (exec start with Detach): the connection closes afterwards.</summary>
+    public async Task RespondEmptyAsync(int status = 200)
+    {
+        if (_answered) throw new InvalidOperationException("the stream was already accepted");
+        _answered = true;
+        var reason = status switch { 200 => "OK", 204 => "No Content", _ => "OK" };
+        await WriteAsync(Encoding.ASCII.GetBytes($"HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"));
     }
 
     /// <summary>One stdcopy frame: 8-byte header (stream, 0, 0, 0, big-endian length) and the payload.</summary>

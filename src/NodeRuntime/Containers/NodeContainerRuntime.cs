@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Globalization;
 using Flotilla.Contracts.Containers;
 using Flotilla.NodeRuntime.Images;
@@ -25,6 +26,46 @@ public sealed class NodeContainerRuntime
 
     public NodeImageStore Images { get; }
     public ConmonMonitor Monitor { get; }
+
+    /// <summary>Attachers waiting for a container's next run (docker run / start -a attach before start).</summary>
+    private readonly ConcurrentDictionary<string, ConcurrentDictionary<TaskCompletionSource<ContainerAttachment>, byte>> _waitingAttachers = new();
+
+    /// <summary>
+    /// An attachment to the container's next run, connected to conmon's attach socket after <c>runc create</c> and
+    /// before <c>runc start</c>, so no output of the process is missed. Cancel to give up; an attachment that
+    /// arrives after the cancellation is disposed.
+    /// </summary>
+    public async Task<ContainerAttachment> AttachToNextRunAsync(string id, CancellationToken cancellationToken)
+    {
+        var waiting = new TaskCompletionSource<ContainerAttachment>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var set = _waitingAttachers.GetOrAdd(id, _ => new());
+        set[waiting] = 0;
+        await using var registration = cancellationToken.Register(() =>
+        {
+            set.TryRemove(waiting, out _);
+            if (!waiting.TrySetCanceled(cancellationToken) && waiting.Task.IsCompletedSuccessfully) waiting.Task.Result.Dispose();
+        });
+        return await waiting.Task;
+    }
+
+    /// <summary>Hands the waiting attachers their connection to the just created (not yet started) container.</summary>
+    private async Task ConnectWaitingAttachersAsync(string id)
+    {
+        if (!_waitingAttachers.TryGetValue(id, out var set)) return;
+        foreach (var waiting in set.Keys)
+        {
+            if (!set.TryRemove(waiting, out _)) continue;
+            try
+            {
+                var attachment = await Monitor.AttachAsync(id);
+                if (!waiting.TrySetResult(attachment)) attachment.Dispose();
+            }
+            catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
+            {
+                waiting.TrySetException(ex);
+            }
+        }
+    }
 
     public string DirOf(string id) => Path.Combine(_root, id);
     public string RootfsOf(string id) => Path.Combine(DirOf(id), "rootfs");
@@ -81,6 +122,7 @@ public sealed class NodeContainerRuntime
         };
         await File.WriteAllTextAsync(GenerationFile(id), generation.ToString(CultureInfo.InvariantCulture), cancellationToken);
         var pid = await Monitor.CreateAsync(spec, cancellationToken);
+        await ConnectWaitingAttachersAsync(id);
         await Monitor.StartAsync(id, cancellationToken);
         return pid;
     }
