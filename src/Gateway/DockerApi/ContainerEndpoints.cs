@@ -53,23 +53,7 @@ public static class ContainerEndpoints
 
     private static bool Flag(HttpContext c, string name) => c.Request.Query[name].ToString() is "1" or "true" or "True";
 
-    /// <summary>Refusals become Docker's error shape; 304 has no body.</summary>
-    public static async Task Guarded(HttpContext context, Func<Task> action)
-    {
-        try
-        {
-            await action();
-        }
-        catch (OperationRejectedException ex) when (!context.Response.HasStarted)
-        {
-            if (ex.Code == RejectionCode.NotModified) context.Response.StatusCode = StatusCodes.Status304NotModified;
-            else await JsonReply.ErrorAsync(context, (int)ex.Code, ex.Message);
-        }
-        catch (Exception ex) when (!context.Response.HasStarted && ex is FormatException or JsonException or InvalidDataException)
-        {
-            await JsonReply.ErrorAsync(context, StatusCodes.Status400BadRequest, ex.Message);
-        }
-    }
+    public static Task Guarded(HttpContext context, Func<Task> action) => DockerErrors.Guarded(context, action);
 
     private static Task Command(HttpContext context, string id, Func<string, RequestOrigin, IContainerCommand> make, int status) =>
         Guarded(context, async () =>

@@ -43,28 +43,7 @@ public static class ContainerStreamEndpoints
         app.MapPut("/containers/{name}/archive", ArchivePutAsync);
     }
 
-    private static async Task Guarded(HttpContext context, Func<Task> action)
-    {
-        try
-        {
-            await action();
-        }
-        catch (Exception ex) when (!context.Response.HasStarted && Status(ex) is { } status)
-        {
-            await JsonReply.ErrorAsync(context, status, ex.Message);
-        }
-    }
-
-    private static int? Status(Exception ex) => ex switch
-    {
-        OperationRejectedException e => (int)e.Code,
-        NotFoundException => StatusCodes.Status404NotFound,
-        FormatException or InvalidDataException or JsonException or UnsafeLayerException => StatusCodes.Status400BadRequest,
-        OciRuntimeException => StatusCodes.Status500InternalServerError,
-        _ => null,
-    };
-
-    private sealed class NotFoundException(string message) : Exception(message);
+    private static Task Guarded(HttpContext context, Func<Task> action) => DockerErrors.Guarded(context, action);
 
     private static ContainerService Containers(HttpContext c) => c.RequestServices.GetRequiredService<ContainerService>();
     private static ExecRegistry Execs(HttpContext c) => c.RequestServices.GetRequiredService<ExecRegistry>();
@@ -116,7 +95,7 @@ public static class ContainerStreamEndpoints
     // GET /exec/{id}/json
     private static Task ExecInspectAsync(HttpContext context, string id) => Guarded(context, async () =>
     {
-        var exec = Execs(context).Find(id) ?? throw new NotFoundException($"No such exec instance: {id}");
+        var exec = Execs(context).Find(id) ?? throw DockerErrors.NotFound($"No such exec instance: {id}");
         var c = exec.Config;
         await JsonReply.WriteAsync(context, new
         {
@@ -167,7 +146,7 @@ public static class ContainerStreamEndpoints
     // POST /exec/{id}/resize?h=&w=
     private static Task ExecResizeAsync(HttpContext context, string id) => Guarded(context, async () =>
     {
-        var exec = Execs(context).Find(id) ?? throw new NotFoundException($"No such exec instance: {id}");
+        var exec = Execs(context).Find(id) ?? throw DockerErrors.NotFound($"No such exec instance: {id}");
         var size = SizeFromQuery(context);
         exec.PendingSize = size;
         if (exec.Session is { } session)
@@ -648,7 +627,7 @@ public static class ContainerStreamEndpoints
     private static FileSystemInfo Existing(string path, string containerPath)
     {
         FileSystemInfo info = Directory.Exists(path) && new FileInfo(path).LinkTarget is null ? new DirectoryInfo(path) : new FileInfo(path);
-        if (!info.Exists && info.LinkTarget is null) throw new NotFoundException($"Could not find the file {containerPath} in container");
+        if (!info.Exists && info.LinkTarget is null) throw DockerErrors.NotFound($"Could not find the file {containerPath} in container");
         return info;
     }
 
@@ -688,7 +667,7 @@ public static class ContainerStreamEndpoints
         var root = Path.GetFullPath(live).TrimEnd('/');
         var target = RootfsPaths.SecureJoin(root, containerPath.StartsWith('/') ? containerPath : "/" + containerPath);
         if (!Directory.Exists(target))
-            throw new NotFoundException($"Could not find the file {containerPath} in container {name}");
+            throw DockerErrors.NotFound($"Could not find the file {containerPath} in container {name}");
         if (OperatingSystem.IsWindows()) throw new PlatformNotSupportedException();
         await ArchiveExtractor.ExtractAsync(context.Request.Body, root, target, noOverwriteDirNonDir, context.RequestAborted);
         context.Response.StatusCode = StatusCodes.Status200OK;

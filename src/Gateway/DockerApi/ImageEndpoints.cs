@@ -46,28 +46,7 @@ public static class ImageEndpoints
         });
     }
 
-    /// <summary>Maps refusals to Docker's statuses while nothing has been sent yet.</summary>
-    private static async Task Guarded(HttpContext context, Func<Task> action)
-    {
-        try
-        {
-            await action();
-        }
-        catch (Exception ex) when (!context.Response.HasStarted && Status(ex) is { } status)
-        {
-            await JsonReply.ErrorAsync(context, status, ex.Message);
-        }
-    }
-
-    private static int? Status(Exception ex) => ex switch
-    {
-        OperationRejectedException e => (int)e.Code,
-        NoSuchImageException => StatusCodes.Status404NotFound,
-        FormatException or InvalidDataException or UnsafeLayerException or DigestMismatchException => StatusCodes.Status400BadRequest,
-        _ => null,
-    };
-
-    private sealed class NoSuchImageException(string name) : Exception($"No such image: {name}");
+    private static Task Guarded(HttpContext context, Func<Task> action) => DockerErrors.Guarded(context, action);
 
     private static ImageService Images(HttpContext c) => c.RequestServices.GetRequiredService<ImageService>();
     private static NodeImageStore Store(HttpContext c) => c.RequestServices.GetRequiredService<NodeImageStore>();
@@ -80,7 +59,7 @@ public static class ImageEndpoints
             : null;
 
     private static async Task<ImageView> ResolveAsync(HttpContext context, string name) =>
-        await Images(context).FindAsync(Normalize(name), name, context.RequestAborted) ?? throw new NoSuchImageException(name);
+        await Images(context).FindAsync(Normalize(name), name, context.RequestAborted) ?? throw DockerErrors.NotFound($"No such image: {name}");
 
     private static string Familiar(string normalized) => ImageReference.Parse(normalized).FamiliarString;
 

@@ -129,7 +129,7 @@ public sealed class LayerTarReader : IDisposable
     }
 
     /// <summary>Bytes already read from the head of a stream, then the rest of it.</summary>
-    private sealed class PrefixStream(ReadOnlyMemory<byte> prefix, Stream rest) : Stream
+    private sealed class PrefixStream(ReadOnlyMemory<byte> prefix, Stream rest) : ReadOnlyStream
     {
         private ReadOnlyMemory<byte> _prefix = prefix;
 
@@ -150,22 +150,13 @@ public sealed class LayerTarReader : IDisposable
             base.Dispose(disposing);
         }
 
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
     /// <summary>
     /// A pass-through stream that tracks tar block structure: every header block is checked before
     /// the reader parses it, and every byte is hashed and counted.
     /// </summary>
-    private sealed class GuardStream(Stream inner, LayerLimits limits) : Stream
+    private sealed class GuardStream(Stream inner, LayerLimits limits) : ReadOnlyStream
     {
         private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         private readonly byte[] _header = new byte[512];
@@ -373,14 +364,5 @@ public sealed class LayerTarReader : IDisposable
             base.Dispose(disposing);
         }
 
-        public override bool CanRead => true;
-        public override bool CanSeek => false;
-        public override bool CanWrite => false;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override void Flush() { }
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }

@@ -1,0 +1,41 @@
+using System.Text.Json;
+using Flotilla.Cluster;
+using Flotilla.Contracts;
+using Flotilla.Gateway.Http;
+using Flotilla.NodeRuntime.Oci;
+using Flotilla.NodeRuntime.Storage;
+using Microsoft.AspNetCore.Http;
+
+namespace Flotilla.Gateway.DockerApi;
+
+/// <summary>The one mapping of refusals to Docker's statuses and error shape, for every Docker API endpoint.</summary>
+public static class DockerErrors
+{
+    /// <summary>Runs the endpoint; a refusal before anything was sent becomes <c>{"message": …}</c> (304 has no body).</summary>
+    public static async Task Guarded(HttpContext context, Func<Task> action)
+    {
+        try
+        {
+            await action();
+        }
+        catch (OperationRejectedException ex) when (!context.Response.HasStarted && ex.Code == RejectionCode.NotModified)
+        {
+            context.Response.StatusCode = StatusCodes.Status304NotModified;
+        }
+        catch (Exception ex) when (!context.Response.HasStarted && Status(ex) is { } status)
+        {
+            await JsonReply.ErrorAsync(context, status, ex.Message);
+        }
+    }
+
+    public static int? Status(Exception ex) => ex switch
+    {
+        OperationRejectedException e => (int)e.Code,
+        FormatException or InvalidDataException or JsonException or UnsafeLayerException or DigestMismatchException
+            => StatusCodes.Status400BadRequest,
+        OciRuntimeException => StatusCodes.Status500InternalServerError,
+        _ => null,
+    };
+
+    public static OperationRejectedException NotFound(string message) => new(RejectionCode.NotFound, message);
+}
