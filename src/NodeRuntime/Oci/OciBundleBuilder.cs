@@ -55,6 +55,8 @@ public sealed class OciBundleBuilder
     private readonly OciBundleOptions _options;
     private readonly Lazy<string?> _profile;
     private readonly Lazy<IReadOnlyList<string>> _hostCaps = new(Capabilities.Host);
+    /// <summary>Converted profiles by capability set: converting costs milliseconds on every start otherwise.</summary>
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, JsonNode> _seccompByCaps = new();
 
     public OciBundleBuilder(OciBundleOptions? options = null)
     {
@@ -101,7 +103,9 @@ public sealed class OciBundleBuilder
         {
             linux["maskedPaths"] = new JsonArray(MaskedPaths.Select(p => (JsonNode)p).ToArray());
             linux["readonlyPaths"] = new JsonArray(ReadonlyPaths.Select(p => (JsonNode)p).ToArray());
-            if (_profile.Value is { } profile) linux["seccomp"] = SeccompProfileConverter.Convert(profile, caps);
+            if (_profile.Value is { } profile)
+                linux["seccomp"] = _seccompByCaps.GetOrAdd(string.Join(',', caps.Order(StringComparer.Ordinal)),
+                    _ => SeccompProfileConverter.Convert(profile, caps)).DeepClone();
         }
 
         var annotations = new JsonObject();
