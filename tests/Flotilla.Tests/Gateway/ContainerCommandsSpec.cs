@@ -179,4 +179,39 @@ public class ContainerCommandsSpec(RunningFlotilla flotilla) : IClassFixture<Run
         Assert.Contains("Seccomp:\t2", status);
         await DockerOk("rm", "-f", "sec");
     }
+
+    [Fact]
+    public async Task Resource_limits_and_security_options_reach_the_kernel()
+    {
+        await DockerOk("run", "-d", "--name", "limited", "-m", "64m", "--cpus", "0.5", "--pids-limit", "50", "--read-only",
+            "--cap-drop", "NET_RAW", Image, "sleep", "300");
+        var id = (await Inspect("limited")).GetProperty("Id").GetString()!;
+        var pid = (await Inspect("limited")).GetProperty("State").GetProperty("Pid").GetInt32();
+        var cgroups = await File.ReadAllLinesAsync($"/proc/{pid}/cgroup");
+        string Cgroup(string controller) => cgroups.Select(l => l.Split(':', 3)).First(p => p[1].Split(',').Contains(controller))[2];
+
+        Assert.Equal((64 * 1024 * 1024).ToString(), (await File.ReadAllTextAsync($"/sys/fs/cgroup/memory{Cgroup("memory")}/memory.limit_in_bytes")).Trim());
+        Assert.Equal("50", (await File.ReadAllTextAsync($"/sys/fs/cgroup/pids{Cgroup("pids")}/pids.max")).Trim());
+        Assert.Equal("50000", (await File.ReadAllTextAsync($"/sys/fs/cgroup/cpu{Cgroup("cpu")}/cpu.cfs_quota_us")).Trim());
+        // Docker's defaults minus NET_RAW (bit 13).
+        Assert.Contains("CapEff:\t00000000a80405fb", await File.ReadAllTextAsync($"/proc/{pid}/status"));
+
+        var write = await flotilla.RunDockerAsync("exec", "limited", "touch", "/new-file");
+        Assert.NotEqual(0, write.ExitCode);
+        Assert.Contains("Read-only file system", write.Stderr);
+        Assert.StartsWith(id, (await DockerOk("ps", "-q", "--no-trunc", "--filter", "name=limited")).Trim());
+        await DockerOk("rm", "-f", "limited");
+    }
+
+    [Fact]
+    public async Task Privileged_gets_every_capability_of_the_host_and_no_seccomp()
+    {
+        await DockerOk("run", "-d", "--name", "priv", "--privileged", Image, "sleep", "300");
+        var pid = (await Inspect("priv")).GetProperty("State").GetProperty("Pid").GetInt32();
+        var status = await File.ReadAllTextAsync($"/proc/{pid}/status");
+        Assert.Contains("Seccomp:\t0", status);
+        var capEff = status.Split('\n').First(l => l.StartsWith("CapEff:")).Split('\t')[1];
+        Assert.NotEqual("00000000a80425fb", capEff);
+        await DockerOk("rm", "-f", "priv");
+    }
 }
