@@ -83,4 +83,45 @@ public class ReadoptionSpec(PostgresFixture postgres)
             await app.DisposeAsync();
         }
     }
+
+    [Fact]
+    public async Task A_restart_policy_applies_to_an_exit_that_happened_while_flotilla_was_down()
+    {
+        var connectionString = await postgres.NewDatabaseAsync("readopt_policy");
+        Directory.CreateDirectory(_data);
+        var rootfs = Path.Combine(_data, "rootfs.tar");
+        await File.WriteAllBytesAsync(rootfs, BusyboxImage.Rootfs());
+
+        var app = await StartAsync(connectionString);
+        try
+        {
+            Assert.Equal(0, (await Docker("import", rootfs, "box:1")).ExitCode);
+            Assert.Equal(0, (await Docker("run", "-d", "--name", "always", "--restart", "always", "box:1", "sleep", "300")).ExitCode);
+            Assert.Equal(0, (await Docker("run", "-d", "--name", "never", "box:1", "sleep", "300")).ExitCode);
+            var alwaysPid = (await State("always")).GetProperty("Pid").GetInt32();
+            var neverPid = (await State("never")).GetProperty("Pid").GetInt32();
+
+            await app.StopAsync();
+            await app.DisposeAsync();
+            System.Diagnostics.Process.GetProcessById(alwaysPid).Kill();
+            System.Diagnostics.Process.GetProcessById(neverPid).Kill();
+            await Task.Delay(1500);
+
+            app = await StartAsync(connectionString);
+            Assert.True(await Eventually.TrueAsync(async () =>
+            {
+                var s = await State("always");
+                return s.GetProperty("Status").GetString() == "running" && s.GetProperty("Pid").GetInt32() != alwaysPid;
+            }, TimeSpan.FromSeconds(20)), "restarted by its policy");
+            Assert.True(await Eventually.TrueAsync(async () =>
+                (await State("never")).GetProperty("Status").GetString() == "exited", TimeSpan.FromSeconds(20)), "no policy: stays exited");
+            Assert.Equal(137, (await State("never")).GetProperty("ExitCode").GetInt32());
+            await Docker("rm", "-f", "always", "never");
+        }
+        finally
+        {
+            await app.StopAsync();
+            await app.DisposeAsync();
+        }
+    }
 }
