@@ -188,6 +188,12 @@ public static class ContainerEndpoints
         if (IntQuery(context, "limit") is { } limit && limit > 0) list = list.Take(limit);
 
         var now = DateTimeOffset.UtcNow;
+        var withSize = Flag(context, "size");
+        var runtime = context.RequestServices.GetService<NodeContainerRuntime>();
+        var imageSizes = withSize
+            ? (await context.RequestServices.GetRequiredService<ImageService>().ListAsync(context.RequestAborted)).ToDictionary(i => i.ImageId, i => i.Size)
+            : [];
+        long? SizeRw(ContainerView c) => withSize && runtime?.Images.Snapshots.UpperOf(c.ContainerId) is { } upper ? DirectorySize(upper) : withSize ? 0 : null;
         await JsonReply.WriteAsync(context, list.Select(c => new
         {
             Id = c.ContainerId,
@@ -203,9 +209,25 @@ public static class ContainerEndpoints
             HostConfig = new { NetworkMode = c.NetworkMode },
             NetworkSettings = new { Networks = new Dictionary<string, object>() },
             Mounts = c.Mounts.Select(MountJson).ToArray(),
+            SizeRw = SizeRw(c),
+            SizeRootFs = withSize ? SizeRw(c) + imageSizes.GetValueOrDefault(c.ImageId) : null,
             Node = c.Node,
         }).ToList());
     });
+
+    /// <summary>Apparent size of the files under a directory (a container's writable layer).</summary>
+    private static long DirectorySize(string path)
+    {
+        try
+        {
+            return new DirectoryInfo(path).EnumerateFiles("*", new EnumerationOptions { RecurseSubdirectories = true, AttributesToSkip = 0 })
+                .Sum(f => f.Length);
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+    }
 
     /// <summary>Docker's human status: "Up 5 seconds", "Exited (0) 3 minutes ago", "Created".</summary>
     public static string StatusText(ContainerView c, DateTimeOffset now) => c.Status switch

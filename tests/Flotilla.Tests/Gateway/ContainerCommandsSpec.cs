@@ -214,4 +214,17 @@ public class ContainerCommandsSpec(RunningFlotilla flotilla) : IClassFixture<Run
         Assert.NotEqual("00000000a80425fb", capEff);
         await DockerOk("rm", "-f", "priv");
     }
+
+    [Fact]
+    public async Task Ps_size_shows_the_writable_layer()
+    {
+        await DockerOk("run", "-d", "--name", "sized", Image, "sh", "-c", "head -c 300000 /bin/busybox > /tmp/blob; sleep 300");
+        Assert.True(await Eventually.TrueAsync(async () =>
+        {
+            var json = JsonDocument.Parse((await flotilla.Docker.GetStringAsync("containers/json?size=1"))).RootElement;
+            return json.EnumerateArray().Any(c => c.GetProperty("Names")[0].GetString() == "/sized" && c.GetProperty("SizeRw").GetInt64() >= 300000);
+        }, TimeSpan.FromSeconds(10)));
+        Assert.Contains("300kB", await DockerOk("ps", "-s", "--filter", "name=sized", "--format", "{{.Size}}"));
+        await DockerOk("rm", "-f", "sized");
+    }
 }
