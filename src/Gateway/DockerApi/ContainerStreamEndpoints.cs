@@ -497,6 +497,8 @@ public static class ContainerStreamEndpoints
         var snapshot = await SnapshotAsync(context, query["container"].ToString());
         var runtime = Runtime(context);
         var store = runtime.Images;
+        // The new layer is content no image references until the commit is recorded: hold off GC.
+        using var lease = store.BeginWrite();
         var definition = snapshot.Definition!;
 
         string? reference = null;
@@ -531,9 +533,12 @@ public static class ContainerStreamEndpoints
         };
         var config = DockerfileChange.Apply(baseConfig, changes);
 
-        // The writable layer as an uncompressed tar: its digest is its DiffID.
+        // The writable layer as an uncompressed tar: its digest is its DiffID. Docker pauses a running
+        // container meanwhile (pause=1 by default) so the layer is read consistently.
         Descriptor layer;
         var temp = Path.Combine(runtime.DirOf(snapshot.ContainerId), "commit-" + Guid.NewGuid().ToString("N")[..8] + ".tar");
+        var pause = query["pause"].ToString() is not ("0" or "false" or "False") && snapshot.Status == ContainerStatus.Running;
+        if (pause) await Containers(context).SendAsync(new PauseContainer(snapshot.ContainerId, Origin(context)));
         try
         {
             await using (var file = File.Create(temp))
@@ -548,6 +553,7 @@ public static class ContainerStreamEndpoints
         finally
         {
             File.Delete(temp);
+            if (pause) await Containers(context).SendAsync(new UnpauseContainer(snapshot.ContainerId, Origin(context)));
         }
 
         var created = DateTimeOffset.UtcNow;

@@ -1,3 +1,4 @@
+using Marten;
 using System.Text;
 using System.Text.Json;
 using Docker.DotNet;
@@ -172,6 +173,15 @@ public class ContainerStreamsSpec(RunningFlotilla flotilla) : IClassFixture<Runn
 
         var id = (await DockerOk("commit", "files", "committed:1")).Trim();
         Assert.StartsWith("sha256:", id);
+        // A running container is paused while its layer is read, then resumed; the commit is an event.
+        await using (var store = flotilla.OpenStore())
+        await using (var session = store.QuerySession())
+        {
+            var containerId = JsonDocument.Parse(await DockerOk("inspect", "files")).RootElement[0].GetProperty("Id").GetString();
+            var types = (await session.Events.FetchStreamAsync("container-" + containerId)).Select(e => e.EventTypeName).ToList();
+            Assert.Equal(["container_paused", "container_unpaused", "container_committed"], types.TakeLast(3));
+        }
+        Assert.Equal("running", JsonDocument.Parse(await DockerOk("inspect", "files")).RootElement[0].GetProperty("State").GetProperty("Status").GetString());
         Assert.Equal("made-in-c\n", await DockerOk("run", "--rm", "committed:1", "cat", "/made.txt"));
 
         var local = Path.Combine(flotilla.DataRoot, "cp-out");
