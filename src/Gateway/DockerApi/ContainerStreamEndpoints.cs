@@ -665,11 +665,10 @@ public static class ContainerStreamEndpoints
         var noOverwriteDirNonDir = Flag(context, "noOverwriteDirNonDir");
         var snapshot = await SnapshotAsync(context, name);
         var runtime = Runtime(context);
-        var live = runtime.RootfsOf(snapshot.ContainerId);
-        if (!NodeContainerRuntime.IsMountPoint(live))
-            throw new OperationRejectedException(RejectionCode.Conflict, $"container {snapshot.ContainerId} does not run: copying into a stopped container is not supported yet");
         if (snapshot.Definition!.ReadonlyRootfs)
             throw new OperationRejectedException(RejectionCode.Conflict, "container rootfs is marked read-only");
+        // A container that does not run gets its writable rootfs mounted, as a start would; the next start reuses it.
+        var live = await runtime.PrepareRootfsAsync(snapshot.ContainerId, snapshot.Definition, context.RequestAborted);
         var root = Path.GetFullPath(live).TrimEnd('/');
         var target = RootfsPaths.SecureJoin(root, containerPath.StartsWith('/') ? containerPath : "/" + containerPath);
         if (!Directory.Exists(target))

@@ -129,7 +129,7 @@ public sealed class NodeContainerRuntime
     }
 
     /// <summary>Mounts the image's layers with the container's own upper dir at <c>ctr/&lt;id&gt;/rootfs</c> (once).</summary>
-    private async Task<string> PrepareRootfsAsync(string id, ContainerDefinition definition, CancellationToken cancellationToken)
+    public async Task<string> PrepareRootfsAsync(string id, ContainerDefinition definition, CancellationToken cancellationToken)
     {
         var target = RootfsOf(id);
         if (IsMountPoint(target)) return target;

@@ -227,4 +227,16 @@ public class ContainerCommandsSpec(RunningFlotilla flotilla) : IClassFixture<Run
         Assert.Contains("300kB", await DockerOk("ps", "-s", "--filter", "name=sized", "--format", "{{.Size}}"));
         await DockerOk("rm", "-f", "sized");
     }
+
+    [Fact]
+    public async Task Cp_into_a_created_container_is_there_when_it_starts()
+    {
+        await DockerOk("create", "--name", "cpin", Image, "cat", "/tmp/in.txt");
+        var local = Path.Combine(flotilla.DataRoot, "in.txt");
+        await File.WriteAllTextAsync(local, "copied before start\n");
+        await DockerOk("cp", local, "cpin:/tmp/in.txt");
+        await DockerOk("start", "-a", "cpin");
+        Assert.Equal("copied before start\n", await DockerOk("logs", "cpin"));
+        await DockerOk("rm", "cpin");
+    }
 }
