@@ -421,14 +421,14 @@ internal sealed record TestImage(string Tag, string ArchivePath, string LayerPat
                 tar.WriteEntry(new PaxTarEntry(TarEntryType.Directory, d) { Mode = (UnixFileMode)0b111_101_101, ModificationTime = mtime });
             var busybox = File.ReadAllBytes("/bin/busybox");
             tar.WriteEntry(new PaxTarEntry(TarEntryType.RegularFile, "bin/busybox")
-                { Mode = (UnixFileMode)0b111_101_101, ModificationTime = mtime, DataStream = new MemoryStream(busybox) });
+            { Mode = (UnixFileMode)0b111_101_101, ModificationTime = mtime, DataStream = new MemoryStream(busybox) });
             tar.WriteEntry(new PaxTarEntry(TarEntryType.SymbolicLink, "bin/sh") { LinkName = "busybox", ModificationTime = mtime });
             var buffer = new byte[1 << 20];
             for (var i = 0; i < mb; i++)
             {
                 random.NextBytes(buffer);
                 tar.WriteEntry(new PaxTarEntry(TarEntryType.RegularFile, $"data/random-{i:D4}.bin")
-                    { Mode = (UnixFileMode)0b110_100_100, ModificationTime = mtime, DataStream = new MemoryStream(buffer, writable: false) });
+                { Mode = (UnixFileMode)0b110_100_100, ModificationTime = mtime, DataStream = new MemoryStream(buffer, writable: false) });
             }
         }
         var layerBytes = new FileInfo(layerPath).Length;
@@ -457,11 +457,11 @@ internal sealed record TestImage(string Tag, string ArchivePath, string LayerPat
         {
             tar.WriteEntry(new UstarTarEntry(TarEntryType.Directory, diffId[7..] + "/") { Mode = (UnixFileMode)0b111_101_101, ModificationTime = mtime });
             tar.WriteEntry(new UstarTarEntry(TarEntryType.RegularFile, layerName)
-                { Mode = (UnixFileMode)0b110_100_100, ModificationTime = mtime, DataStream = File.OpenRead(layerPath) });
+            { Mode = (UnixFileMode)0b110_100_100, ModificationTime = mtime, DataStream = File.OpenRead(layerPath) });
             tar.WriteEntry(new UstarTarEntry(TarEntryType.RegularFile, configHex + ".json")
-                { Mode = (UnixFileMode)0b110_100_100, ModificationTime = mtime, DataStream = new MemoryStream(config) });
+            { Mode = (UnixFileMode)0b110_100_100, ModificationTime = mtime, DataStream = new MemoryStream(config) });
             tar.WriteEntry(new UstarTarEntry(TarEntryType.RegularFile, "manifest.json")
-                { Mode = (UnixFileMode)0b110_100_100, ModificationTime = mtime, DataStream = new MemoryStream(manifest) });
+            { Mode = (UnixFileMode)0b110_100_100, ModificationTime = mtime, DataStream = new MemoryStream(manifest) });
         }
         return new TestImage(tag, archivePath, layerPath, "sha256:" + configHex, new FileInfo(archivePath).Length, layerBytes);
     }

@@ -315,7 +315,8 @@ internal sealed class RunBench(string root, int iterations, string? debsDir) : I
                 await s.ConnectAsync(new UnixDomainSocketEndPoint(socket), ct);
                 return new NetworkStream(s, ownsSocket: true);
             },
-        }) { BaseAddress = new Uri("http://localhost"), Timeout = TimeSpan.FromMinutes(2) };
+        })
+        { BaseAddress = new Uri("http://localhost"), Timeout = TimeSpan.FromMinutes(2) };
     }
 
     // ---------------------------------------------------------------------------------------------------------------
@@ -370,7 +371,9 @@ internal sealed class RunBench(string root, int iterations, string? debsDir) : I
         var log = Path.Combine(_dockerd, "dockerd.log");
         var psi = new ProcessStartInfo(Path.Combine(unpacked, "usr/sbin/dockerd"))
         {
-            UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true,
+            UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
         };
         foreach (var a in new[]
                  {
@@ -515,7 +518,7 @@ internal sealed class RunBench(string root, int iterations, string? debsDir) : I
         using var tar = new TarWriter(file, TarEntryFormat.Pax, leaveOpen: false);
         tar.WriteEntry(new PaxTarEntry(TarEntryType.Directory, "bin/") { Mode = (UnixFileMode)0b111_101_101, ModificationTime = mtime });
         tar.WriteEntry(new PaxTarEntry(TarEntryType.RegularFile, "bin/busybox")
-            { Mode = (UnixFileMode)0b111_101_101, ModificationTime = mtime, DataStream = new MemoryStream(File.ReadAllBytes("/bin/busybox")) });
+        { Mode = (UnixFileMode)0b111_101_101, ModificationTime = mtime, DataStream = new MemoryStream(File.ReadAllBytes("/bin/busybox")) });
         foreach (var link in new[] { "true", "sh" })
             tar.WriteEntry(new PaxTarEntry(TarEntryType.SymbolicLink, $"bin/{link}") { LinkName = "busybox", ModificationTime = mtime });
     }

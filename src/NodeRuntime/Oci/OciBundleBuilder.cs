@@ -224,7 +224,11 @@ public sealed class OciBundleBuilder
 
         static JsonObject Dev(char type, int major, int minor) => new()
         {
-            ["allow"] = true, ["type"] = type.ToString(), ["major"] = major, ["minor"] = minor, ["access"] = "rwm",
+            ["allow"] = true,
+            ["type"] = type.ToString(),
+            ["major"] = major,
+            ["minor"] = minor,
+            ["access"] = "rwm",
         };
     }
 

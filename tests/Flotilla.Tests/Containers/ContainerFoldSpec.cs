@@ -10,7 +10,8 @@ public class ContainerFoldSpec
 
     private static ContainerDefinition Definition(string restart = "no", int max = 0) =>
         ContainerDefinition.Minimal("busybox:latest", "sha256:" + new string('a', 64), ["sh", "-c", "echo hi"], ["A=1"],
-            new Dictionary<string, string> { ["tier"] = "front" }) with { RestartPolicy = new RestartPolicy(restart, max) };
+            new Dictionary<string, string> { ["tier"] = "front" }) with
+        { RestartPolicy = new RestartPolicy(restart, max) };
 
     private static ContainerCreated Created(string restart = "no", int max = 0) => new("c1", "web", Definition(restart, max), "n1", T0);
 

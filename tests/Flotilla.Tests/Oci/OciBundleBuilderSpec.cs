@@ -15,7 +15,10 @@ public sealed class OciBundleBuilderSpec : IDisposable
 
     private ContainerSpec Spec() => new()
     {
-        Id = new string('c', 64), RootfsPath = _fs.Rootfs, Args = ["sh", "-c", "echo hi"], Env = ["A=1", "PATH=/bin"],
+        Id = new string('c', 64),
+        RootfsPath = _fs.Rootfs,
+        Args = ["sh", "-c", "echo hi"],
+        Env = ["A=1", "PATH=/bin"],
     };
 
     private static string[] Strings(JsonNode? n) => n!.AsArray().Select(x => (string)x!).ToArray();
@@ -60,8 +63,15 @@ public sealed class OciBundleBuilderSpec : IDisposable
     {
         var spec = Spec() with
         {
-            Memory = 1 << 30, NanoCpus = 1_500_000_000, CpuShares = 512, PidsLimit = 100, Tty = true, ConsoleSize = new ConsoleSize(40, 120),
-            Binds = [new BindMount("/srv/data", "/data", ReadOnly: true)], NetworkMode = "/run/netns/x", ReadonlyRootfs = true,
+            Memory = 1 << 30,
+            NanoCpus = 1_500_000_000,
+            CpuShares = 512,
+            PidsLimit = 100,
+            Tty = true,
+            ConsoleSize = new ConsoleSize(40, 120),
+            Binds = [new BindMount("/srv/data", "/data", ReadOnly: true)],
+            NetworkMode = "/run/netns/x",
+            ReadonlyRootfs = true,
             Labels = new Dictionary<string, string> { ["com.example"] = "yes" },
         };
         var config = new OciBundleBuilder().BuildConfig(spec, _bundle);

@@ -20,7 +20,8 @@ public class WireManifestSpec : IDisposable
         "amd64", "linux", "{}", "me", "imported", null);
 
     private static readonly ContainerDefinition Definition = ContainerDefinition.Minimal("busybox", "sha256:abc", ["sh"], ["A=1"], Labels,
-        ["sha256:123"]) with { RestartPolicy = new RestartPolicy("on-failure", 3), Mounts = [new ContainerMount("bind", "/a", "/b", true, null)] };
+        ["sha256:123"]) with
+    { RestartPolicy = new RestartPolicy("on-failure", 3), Mounts = [new ContainerMount("bind", "/a", "/b", true, null)] };
 
     private readonly ActorSystem _system = ActorSystem.Create("wire", ConfigurationFactory.ParseString("akka.loglevel = WARNING"));
 
