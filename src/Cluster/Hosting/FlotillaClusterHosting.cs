@@ -1,7 +1,7 @@
 using Akka.Actor;
-using Akka.Event;
 using Akka.Cluster.Hosting;
 using Akka.Cluster.Hosting.SBR;
+using Akka.Event;
 using Akka.Hosting;
 using Akka.Remote.Hosting;
 using Flotilla.Cluster.Containers;

@@ -1,10 +1,10 @@
 using Akka.Actor;
 using Akka.Hosting;
+using Flotilla.Cluster;
 using Flotilla.Cluster.Containers;
 using Flotilla.Contracts;
 using Flotilla.Contracts.Images;
 using Marten;
-using Flotilla.Cluster;
 
 namespace Flotilla.Cluster.Images;
 

@@ -1,7 +1,7 @@
-using Flotilla.Cluster;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Flotilla.Cluster;
 using Flotilla.Cluster.Images;
 using Flotilla.Contracts;
 using Flotilla.Contracts.Images;

@@ -1,6 +1,6 @@
 using System.IO.Compression;
-using SharpCompress.Compressors.Xz;
 using SharpCompress.Common;
+using SharpCompress.Compressors.Xz;
 using SharpCompress.Providers;
 
 namespace Flotilla.NodeRuntime.Images;

@@ -1,9 +1,9 @@
-using Marten;
 using System.Text;
 using System.Text.Json;
 using Docker.DotNet;
 using Docker.DotNet.Models;
 using Flotilla.Tests.Support;
+using Marten;
 using Xunit;
 
 namespace Flotilla.Tests.Gateway;

@@ -1,10 +1,10 @@
-using Xunit;
 using System.Formats.Tar;
 using System.IO.Compression;
 using System.Text;
 using Flotilla.NodeRuntime.Images;
 using Flotilla.NodeRuntime.Storage;
 using Flotilla.Tests.Support;
+using Xunit;
 
 namespace Flotilla.Tests.Images;
 

@@ -1,7 +1,7 @@
-using Xunit;
 using System.Text;
 using Flotilla.NodeRuntime.Images;
 using Flotilla.NodeRuntime.Storage;
+using Xunit;
 using static Flotilla.Tests.Images.ArchiveFixtures;
 
 namespace Flotilla.Tests.Images;
