@@ -88,10 +88,18 @@ public sealed class AttachHijackHandler(IServiceProvider services, ILogger<Attac
         await using (attachment)
         {
             using var stopStdin = new CancellationTokenSource();
-            var stdinPump = wantStdin ? PumpStdinAsync(stream, attachment, definition.StdinOnce, stopStdin.Token) : Task.CompletedTask;
+            using var detached = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            // As moby: when the client ends stdin, a StdinOnce non-TTY container gets its stdin closed; any
+            // other attach ends there (that is how the CLI detaches on Ctrl-P Ctrl-Q), the container runs on.
+            var endsAttach = !(definition.StdinOnce && !definition.Tty);
+            var keys = DetachKeys.Parse(stream.Head.Query().GetValueOrDefault("detachKeys")) ?? DetachKeys.Default;
+            var stdinPump = wantStdin
+                ? PumpStdinAsync(stream, attachment, definition.StdinOnce && !definition.Tty, stopStdin.Token, new DetachKeys(keys))
+                    .ContinueWith(t => { if (t.Result == StdinEnd.Detached || (t.Result == StdinEnd.Closed && endsAttach)) detached.Cancel(); }, TaskScheduler.Default)
+                : Task.CompletedTask;
             try
             {
-                while (await attachment.ReadAsync(cancellationToken) is { } frame)
+                while (await attachment.ReadAsync(detached.Token) is { } frame)
                 {
                     if (stream.ClientGone) break;
                     var isStderr = frame.Stream == OciStream.Stderr;
@@ -99,6 +107,10 @@ public sealed class AttachHijackHandler(IServiceProvider services, ILogger<Attac
                     if (definition.Tty) await stream.WriteRawAsync(frame.Data);
                     else await stream.WriteFrameAsync(isStderr ? StdStream.Stderr : StdStream.Stdout, frame.Data);
                 }
+            }
+            catch (OperationCanceledException) when (detached.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+            {
+                logger.LogDebug("attach to {Id}: the client ended stdin; detached", id[..12]);
             }
             catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or ObjectDisposedException)
             {
@@ -109,8 +121,12 @@ public sealed class AttachHijackHandler(IServiceProvider services, ILogger<Attac
         }
     }
 
-    /// <summary>Client bytes into the container's stdin; the client's half-close closes it only for StdinOnce containers.</summary>
-    internal static async Task PumpStdinAsync(HijackedStream stream, ContainerAttachment attachment, bool closeOnEof, CancellationToken stop)
+    /// <summary>
+    /// Client bytes into the container's stdin; the client's half-close closes it only when <paramref name="closeOnEof"/>.
+    /// Returns true when the client ended its stdin (rather than the pump being stopped).
+    /// </summary>
+    internal static async Task<StdinEnd> PumpStdinAsync(HijackedStream stream, ContainerAttachment attachment, bool closeOnEof, CancellationToken stop,
+        DetachKeys? detachKeys = null)
     {
         try
         {
@@ -118,12 +134,25 @@ public sealed class AttachHijackHandler(IServiceProvider services, ILogger<Attac
             {
                 var result = await stream.Stdin.ReadAsync(stop);
                 foreach (var segment in result.Buffer)
-                    await attachment.WriteStdinAsync(segment, stop);
+                {
+                    if (detachKeys is null)
+                    {
+                        await attachment.WriteStdinAsync(segment, stop);
+                        continue;
+                    }
+                    var (forward, detach) = detachKeys.Feed(segment.Span);
+                    if (forward.Length > 0) await attachment.WriteStdinAsync(forward, stop);
+                    if (detach)
+                    {
+                        stream.Stdin.AdvanceTo(result.Buffer.End);
+                        return StdinEnd.Detached;
+                    }
+                }
                 stream.Stdin.AdvanceTo(result.Buffer.End);
                 if (result.IsCompleted || result.IsCanceled)
                 {
                     if (closeOnEof && result.IsCompleted) attachment.CloseStdin();
-                    return;
+                    return result.IsCompleted ? StdinEnd.Closed : StdinEnd.Stopped;
                 }
             }
         }
@@ -131,5 +160,9 @@ public sealed class AttachHijackHandler(IServiceProvider services, ILogger<Attac
                                        or ObjectDisposedException or InvalidOperationException or Microsoft.AspNetCore.Connections.ConnectionResetException)
         {
         }
+        return StdinEnd.Stopped;
     }
 }
+
+/// <summary>How a stdin pump ended: the client closed its stdin, typed the detach keys, or the pump was stopped.</summary>
+internal enum StdinEnd { Stopped, Closed, Detached }
