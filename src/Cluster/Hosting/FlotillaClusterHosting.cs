@@ -37,7 +37,7 @@ public static class FlotillaClusterHosting
         services.AddMarten(o => FlotillaStore.Configure(o, options.PostgresConnectionString, options.Schema))
             .ApplyAllDatabaseChangesOnStartup();
         services.AddSingleton<IEventJournal, MartenEventJournal>();
-        services.AddSingleton<IRuntimeDirectory>(sp => new RuntimeDirectory(sp.GetRequiredService<ActorSystem>, sp.GetRequiredService<ClusterQueries>()));
+        services.AddSingleton<IRuntimeDirectory>(sp => new RuntimeDirectory(sp.GetRequiredService<ActorSystem>, sp.GetRequiredService<ClusterQueries>(), options.NodeName));
         services.AddSingleton(sp => new EntityHost(sp.GetRequiredService<IEventJournal>(), options.NodeName, sp.GetRequiredService<IRuntimeDirectory>()));
         services.AddSingleton<ClusterQueries>();
         services.AddSingleton<ImageService>();

@@ -55,10 +55,12 @@ public class RunningFlotilla : IAsyncLifetime
         Native?.Dispose();
         if (_app is not null)
         {
+            await DataRootCleanup.RemoveContainersAsync(DockerPort);
             await _app.StopAsync();
             await _app.DisposeAsync();
         }
         await _postgres.DisposeAsync();
+        await DataRootCleanup.DeleteAsync(DataRoot);
     }
 
     public Task<ProcessResult> RunDockerAsync(params string[] args) =>

@@ -79,8 +79,10 @@ public class ReadoptionSpec(PostgresFixture postgres)
         }
         finally
         {
+            await DataRootCleanup.RemoveContainersAsync(_port);
             await app.StopAsync();
             await app.DisposeAsync();
+            await DataRootCleanup.DeleteAsync(_data);
         }
     }
 
@@ -120,8 +122,10 @@ public class ReadoptionSpec(PostgresFixture postgres)
         }
         finally
         {
+            await DataRootCleanup.RemoveContainersAsync(_port);
             await app.StopAsync();
             await app.DisposeAsync();
+            await DataRootCleanup.DeleteAsync(_data);
         }
     }
 }
