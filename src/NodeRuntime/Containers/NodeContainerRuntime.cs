@@ -120,12 +120,33 @@ public sealed class NodeContainerRuntime
             NoNewPrivileges = definition.NoNewPrivileges,
             NetworkMode = definition.NetworkMode == "host" ? "host" : "none",
             Labels = definition.Labels,
+            ConsoleSize = ConsoleSizeOf(definition),
         };
         await File.WriteAllTextAsync(GenerationFile(id), generation.ToString(CultureInfo.InvariantCulture), cancellationToken);
         var pid = await Monitor.CreateAsync(spec, cancellationToken);
         await ConnectWaitingAttachersAsync(id);
         await Monitor.StartAsync(id, cancellationToken);
         return pid;
+    }
+
+    /// <summary>
+    /// The terminal size the client asked for at create (HostConfig.ConsoleSize = [rows, columns]): a TTY
+    /// starts at that size, so a shell is right even before the client's first resize arrives.
+    /// </summary>
+    private static ConsoleSize? ConsoleSizeOf(ContainerDefinition definition)
+    {
+        if (!definition.Tty) return null;
+        try
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(definition.HostConfigJson);
+            if (doc.RootElement.TryGetProperty("ConsoleSize", out var size) && size.ValueKind == System.Text.Json.JsonValueKind.Array &&
+                size.GetArrayLength() == 2 && size[0].TryGetUInt16(out var rows) && size[1].TryGetUInt16(out var columns) && rows > 0 && columns > 0)
+                return new ConsoleSize(rows, columns);
+        }
+        catch (System.Text.Json.JsonException)
+        {
+        }
+        return null;
     }
 
     /// <summary>Mounts the image's layers with the container's own upper dir at <c>ctr/&lt;id&gt;/rootfs</c> (once).</summary>
