@@ -119,37 +119,13 @@ public sealed class LayerTarReader : IDisposable
             if (r == 0) break;
             n += r;
         }
-        Stream whole = new PrefixStream(head.AsMemory(0, n), blob);
+        Stream whole = new Images.PrefixedStream(head.AsMemory(0, n), blob, leaveOpen: false);
         var h = head.AsSpan(0, n);
         if (h.StartsWith((ReadOnlySpan<byte>)[0x1f, 0x8b])) return (new GZipStream(whole, CompressionMode.Decompress), LayerCompression.Gzip);
         if (h.StartsWith((ReadOnlySpan<byte>)[0x28, 0xb5, 0x2f, 0xfd])) return (new ZstdSharp.DecompressionStream(whole), LayerCompression.Zstd);
         if (h.StartsWith("BZh"u8)) throw new InvalidDataException("bzip2-compressed layers are not supported");
         if (h.StartsWith((ReadOnlySpan<byte>)[0xfd, (byte)'7', (byte)'z', (byte)'X', (byte)'Z', 0])) throw new InvalidDataException("xz-compressed layers are not supported");
         return (whole, LayerCompression.None);
-    }
-
-    /// <summary>Bytes already read from the head of a stream, then the rest of it.</summary>
-    private sealed class PrefixStream(ReadOnlyMemory<byte> prefix, Stream rest) : ReadOnlyStream
-    {
-        private ReadOnlyMemory<byte> _prefix = prefix;
-
-        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
-
-        public override int Read(Span<byte> buffer)
-        {
-            if (_prefix.IsEmpty) return rest.Read(buffer);
-            var n = Math.Min(buffer.Length, _prefix.Length);
-            _prefix.Span[..n].CopyTo(buffer);
-            _prefix = _prefix[n..];
-            return n;
-        }
-
-        protected override void Dispose(bool disposing)
-        {
-            if (disposing) rest.Dispose();
-            base.Dispose(disposing);
-        }
-
     }
 
     /// <summary>
