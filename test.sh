@@ -59,6 +59,26 @@ for proj in tests/*/*.csproj; do
   fi
 done
 
-((failed)) && status=1
+# Recap of the failures right above the summary line, so a log that keeps only its tail
+# (CI) still says which test failed and why.
+recap() {
+  perl -0777 -ne '
+    while (/<UnitTestResult\b([^>]*)>(.*?)<\/UnitTestResult>/sg) {
+      my ($attrs, $body) = ($1, $2);
+      next unless $attrs =~ /outcome="(Failed|Error|Timeout|Aborted)"/;
+      my ($name) = $attrs =~ /testName="([^"]*)"/;
+      my ($msg) = $body =~ /<Message>(.*?)<\/Message>/s;
+      my ($stack) = $body =~ /<StackTrace>(.*?)<\/StackTrace>/s;
+      for ($name, $msg, $stack) { $_ //= ""; s/&lt;/</g; s/&gt;/>/g; s/&quot;/"/g; s/&apos;/\x27/g; s/&amp;/&/g; }
+      my @stack = grep { /Flotilla/ } split /\n/, $stack;
+      splice @stack, 6 if @stack > 6;
+      print "FAILED $name\n  ", substr($msg, 0, 2000) =~ s/\n/\n  /gr, "\n", map("  $_\n", @stack);
+    }' "$@"
+}
+if ((failed)); then
+  status=1
+  echo "== failures"
+  recap "$results"/*.trx || true
+fi
 summary
 exit "$status"
