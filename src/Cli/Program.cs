@@ -5,5 +5,6 @@ var root = new RootCommand("Flotilla: a distributed container engine that speaks
 {
     UpCommand.Create(),
     NodesCommand.Create(),
+    new Command("registry", "The built-in registry") { RegistryUserCommand.Create() },
 };
 return await root.Parse(args).InvokeAsync();

@@ -74,6 +74,7 @@ public static class GatewayHosting
             native.UseEndpoints(e =>
             {
                 e.MapNodesEndpoints(queries);
+                e.MapRegistryUsersEndpoints();
                 e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, $"no route for {c.Request.Method} {c.Request.Path}"));
             });
         });

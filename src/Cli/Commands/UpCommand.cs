@@ -14,15 +14,18 @@ public static class UpCommand
         var data = Flags.WithEnv("--data", "FLOTILLA_DATA", "/var/lib/flotilla", "data directory");
         var postgres = Flags.OptionalWithEnv("--postgres", "FLOTILLA_POSTGRES", "PostgreSQL connection string (default: embedded)");
         var name = Flags.OptionalWithEnv("--name", "FLOTILLA_NODE_NAME", "node name (default: hostname)");
+        var anonymousPull = Flags.WithEnv("--registry-anonymous-pull", "FLOTILLA_REGISTRY_ANONYMOUS_PULL", "auto",
+            "may anyone pull from the registry without logging in once users exist: auto (yes on loopback), true, false");
         var runtime = Flags.OptionalWithEnv("--runtime", "FLOTILLA_RUNTIME", "OCI runtime: runc or crun (default: the one that works here)");
 
         var command = new Command("up", "Run Flotilla (node, gateway, embedded PostgreSQL) in this process")
         {
-            dockerApi, registry, http, data, postgres, name, runtime,
+            dockerApi, registry, http, data, postgres, name, runtime, anonymousPull,
         };
         command.SetAction((result, cancellationToken) => AllInOneHost.RunAsync(new UpSettings(
             result.GetValue(dockerApi)!, result.GetValue(registry)!, result.GetValue(http)!,
-            Path.GetFullPath(result.GetValue(data)!), result.GetValue(postgres), result.GetValue(name), result.GetValue(runtime)),
+            Path.GetFullPath(result.GetValue(data)!), result.GetValue(postgres), result.GetValue(name), result.GetValue(runtime),
+            result.GetValue(anonymousPull)!),
             cancellationToken));
         return command;
     }

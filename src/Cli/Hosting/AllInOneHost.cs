@@ -3,6 +3,7 @@ using Flotilla.Cluster.EventStore;
 using Flotilla.Cluster.Hosting;
 using Flotilla.Cluster.Nodes;
 using Flotilla.Gateway;
+using Flotilla.Gateway.Registry.Auth;
 using Flotilla.NodeRuntime.Containers;
 using Flotilla.NodeRuntime.Host;
 using Flotilla.NodeRuntime.Images;
@@ -95,6 +96,8 @@ public static class AllInOneHost
         }
         builder.AddFlotillaGateway(new GatewayOptions(dockerApi, http),
             new GatewayInfo(GatewayInfo.AssemblyVersion, nodeName, settings.DataRoot, self, facts));
+
+        builder.AddRegistryAuth(Endpoints.Parse(settings.Registry, "--registry"), settings.DataRoot, settings.RegistryAnonymousPull);
 
         configureServices?.Invoke(builder.Services);
         var app = builder.Build();

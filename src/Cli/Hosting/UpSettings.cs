@@ -8,4 +8,5 @@ public sealed record UpSettings(
     string DataRoot,
     string? Postgres,
     string? NodeName,
-    string? Runtime);
+    string? Runtime,
+    string RegistryAnonymousPull = "auto");

@@ -41,6 +41,8 @@ public static class FlotillaClusterHosting
         services.AddSingleton(sp => new EntityHost(sp.GetRequiredService<IEventJournal>(), options.NodeName, sp.GetRequiredService<IRuntimeDirectory>()));
         services.AddSingleton<ClusterQueries>();
         services.AddSingleton<ImageService>();
+        services.AddSingleton(sp => new Registry.RegistryUserService(sp.GetRequiredService<Marten.IDocumentStore>(),
+            sp.GetRequiredService<IEventJournal>(), options.NodeName));
         services.AddSingleton<ContainerService>();
 
         services.AddAkka(ActorSystemName, (builder, sp) => ConfigureActorSystem(builder, sp, options, self));

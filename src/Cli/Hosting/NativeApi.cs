@@ -1,0 +1,49 @@
+using System.Net.Http.Json;
+using System.Text.Json;
+
+namespace Flotilla.Cli.Hosting;
+
+/// <summary>The CLI's client of Flotilla's native API; failures become one readable line on stderr.</summary>
+public sealed class NativeApi(string address) : IDisposable
+{
+    private readonly HttpClient _client = new()
+    {
+        BaseAddress = new Uri($"http://{Endpoints.Parse(address, "--http")}/"),
+        Timeout = TimeSpan.FromSeconds(30),
+    };
+
+    public static readonly JsonSerializerOptions Json = JsonSerializerOptions.Web;
+
+    /// <summary>Sends the request; the response when it succeeded, otherwise null after printing why.</summary>
+    public async Task<HttpResponseMessage?> SendAsync(HttpMethod method, string path, object? body, CancellationToken cancellationToken)
+    {
+        using var request = new HttpRequestMessage(method, path);
+        if (body is not null) request.Content = JsonContent.Create(body, body.GetType(), options: Json);
+        HttpResponseMessage response;
+        try
+        {
+            response = await _client.SendAsync(request, cancellationToken);
+        }
+        catch (HttpRequestException ex)
+        {
+            Console.Error.WriteLine($"Cannot reach Flotilla at {_client.BaseAddress}: {ex.Message}. Is `flotilla up` running?");
+            return null;
+        }
+        if (response.IsSuccessStatusCode) return response;
+        var text = await response.Content.ReadAsStringAsync(cancellationToken);
+        string message = text;
+        try
+        {
+            using var doc = JsonDocument.Parse(text);
+            if (doc.RootElement.TryGetProperty("message", out var m)) message = m.GetString() ?? text;
+        }
+        catch (JsonException)
+        {
+        }
+        Console.Error.WriteLine($"Error ({(int)response.StatusCode}): {message}");
+        response.Dispose();
+        return null;
+    }
+
+    public void Dispose() => _client.Dispose();
+}

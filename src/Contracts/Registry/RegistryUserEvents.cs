@@ -1,0 +1,46 @@
+using MessagePack;
+
+namespace Flotilla.Contracts.Registry;
+
+/// <summary>What a registry user may do to repositories. <c>pull</c> reads, <c>push</c> writes, <c>delete</c> removes.</summary>
+public static class RegistryActions
+{
+    public const string Pull = "pull";
+    public const string Push = "push";
+    public const string Delete = "delete";
+    /// <summary>The <c>registry:catalog:*</c> scope: listing every repository.</summary>
+    public const string Catalog = "*";
+
+    public static readonly IReadOnlyList<string> All = [Pull, Push, Delete];
+}
+
+/// <summary>An event in a registry user's stream (<c>registry-user-&lt;name&gt;</c>).</summary>
+public interface IRegistryUserEvent
+{
+    string Name { get; }
+}
+
+/// <summary>A user was created (or re-created after removal). The password is kept only as a salted hash.</summary>
+[MessagePackObject(true)]
+public sealed record RegistryUserAdded(string Name, string PasswordHash, IReadOnlyList<string> Rights, DateTimeOffset At)
+    : IRegistryUserEvent;
+
+[MessagePackObject(true)]
+public sealed record RegistryUserPasswordChanged(string Name, string PasswordHash, DateTimeOffset At) : IRegistryUserEvent;
+
+[MessagePackObject(true)]
+public sealed record RegistryUserRemoved(string Name, DateTimeOffset At) : IRegistryUserEvent;
+
+/// <summary>
+/// The registry refused someone: wrong credentials, or a user (or anonymous) asking for an action it lacks.
+/// Stored in <c>registry-access</c>; the metadata user is who asked.
+/// </summary>
+[MessagePackObject(true)]
+public sealed record RegistryAccessDenied(string User, string Resource, IReadOnlyList<string> Actions, string Reason,
+    string? RemoteAddress, DateTimeOffset At);
+
+public static class RegistryUserStreams
+{
+    public const string Access = "registry-access";
+    public static string Key(string name) => "registry-user-" + name;
+}

@@ -1,0 +1,68 @@
+using System.Text.Json;
+using Flotilla.Cluster;
+using Flotilla.Cluster.Registry;
+using Flotilla.Contracts;
+using Flotilla.Gateway.Http;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace Flotilla.Gateway.Native;
+
+/// <summary>Registry users on the native API: <c>/api/registry/users</c> (list, add, change password, remove).</summary>
+public static class RegistryUsersEndpoints
+{
+    public sealed record AddUserRequest(string? Name, string? Password, IReadOnlyList<string>? Rights);
+    public sealed record PasswordRequest(string? Password);
+    public sealed record UserDto(string Name, IReadOnlyList<string> Rights, DateTimeOffset Created);
+
+    public static void MapRegistryUsersEndpoints(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/api/registry/users", (HttpContext context, RegistryUserService users) => Guarded(context, async () =>
+        {
+            var list = await users.ListAsync(context.RequestAborted);
+            await JsonReply.WriteAsync(context, list.Select(u => new UserDto(u.Name, u.Rights, u.Created)).ToList(), options: JsonReply.Native);
+        }));
+        app.MapPost("/api/registry/users", (HttpContext context, RegistryUserService users) => Guarded(context, async () =>
+        {
+            var body = await ReadAsync<AddUserRequest>(context);
+            var user = await users.AddAsync(body.Name ?? "", body.Password ?? "", body.Rights ?? RegistryUserService.DefaultRights,
+                Origin(context), context.RequestAborted);
+            await JsonReply.WriteAsync(context, new UserDto(user.Name, user.Rights, user.Created), StatusCodes.Status201Created, JsonReply.Native);
+        }));
+        app.MapPut("/api/registry/users/{name}/password", (HttpContext context, string name, RegistryUserService users) => Guarded(context, async () =>
+        {
+            var body = await ReadAsync<PasswordRequest>(context);
+            await users.SetPasswordAsync(name, body.Password ?? "", Origin(context), context.RequestAborted);
+            context.Response.StatusCode = StatusCodes.Status204NoContent;
+        }));
+        app.MapDelete("/api/registry/users/{name}", (HttpContext context, string name, RegistryUserService users) => Guarded(context, async () =>
+        {
+            await users.RemoveAsync(name, Origin(context), context.RequestAborted);
+            context.Response.StatusCode = StatusCodes.Status204NoContent;
+        }));
+    }
+
+    // The native API listens on loopback and has no users of its own yet: changes are attributed to the local operator.
+    private static RequestOrigin Origin(HttpContext context) => new("local", context.TraceIdentifier);
+
+    private static async Task<T> ReadAsync<T>(HttpContext context) =>
+        await JsonSerializer.DeserializeAsync<T>(context.Request.Body, JsonReply.Native, context.RequestAborted)
+        ?? throw new OperationRejectedException(RejectionCode.InvalidArgument, "a JSON body is required");
+
+    private static async Task Guarded(HttpContext context, Func<Task> action)
+    {
+        try
+        {
+            await action();
+        }
+        catch (OperationRejectedException ex) when (!context.Response.HasStarted)
+        {
+            await JsonReply.ErrorAsync(context, (int)ex.Code, ex.Message);
+        }
+        catch (JsonException ex) when (!context.Response.HasStarted)
+        {
+            await JsonReply.ErrorAsync(context, StatusCodes.Status400BadRequest, $"invalid JSON: {ex.Message}");
+        }
+    }
+}

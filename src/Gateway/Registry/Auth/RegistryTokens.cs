@@ -1,0 +1,110 @@
+using System.Security.Cryptography;
+using System.Text.Json;
+using Microsoft.IdentityModel.JsonWebTokens;
+using Microsoft.IdentityModel.Tokens;
+
+namespace Flotilla.Gateway.Registry.Auth;
+
+/// <summary>
+/// Issues and checks the registry's bearer tokens: JWTs (HS256) with the distribution token spec's claims
+/// (<c>iss, sub, aud, exp, nbf, iat, jti, access</c>). The registry is its own token server, so one symmetric key,
+/// kept in the data directory, serves both sides.
+/// </summary>
+public sealed class RegistryTokens
+{
+    public const string Issuer = "flotilla";
+    private readonly SymmetricSecurityKey _key;
+    private readonly JsonWebTokenHandler _handler = new() { SetDefaultTimesOnTokenCreation = false };
+    private readonly TokenValidationParameters _validation;
+
+    public RegistryTokens(byte[] signingKey, string service, TimeSpan lifetime)
+    {
+        if (signingKey.Length < 32) throw new ArgumentException("the signing key must have at least 256 bits", nameof(signingKey));
+        _key = new SymmetricSecurityKey(signingKey);
+        Service = service;
+        Lifetime = lifetime;
+        _validation = new TokenValidationParameters
+        {
+            ValidIssuer = Issuer,
+            ValidAudience = service,
+            IssuerSigningKey = _key,
+            ValidAlgorithms = [SecurityAlgorithms.HmacSha256],
+            ClockSkew = TimeSpan.FromSeconds(30),
+        };
+    }
+
+    public string Service { get; }
+    public TimeSpan Lifetime { get; }
+
+    /// <summary>The key file under <paramref name="directory"/>, created (owner-only) on first use.</summary>
+    public static byte[] LoadOrCreateKey(string directory)
+    {
+        Directory.CreateDirectory(directory);
+        var path = Path.Combine(directory, "token-signing.key");
+        if (File.Exists(path))
+        {
+            var existing = File.ReadAllBytes(path);
+            if (existing.Length >= 32) return existing;
+        }
+        var key = RandomNumberGenerator.GetBytes(32);
+        var temp = path + ".tmp";
+        File.WriteAllBytes(temp, key);
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        File.Move(temp, path, overwrite: true);
+        return key;
+    }
+
+    public string Issue(string subject, IReadOnlyList<RegistryScope> access, DateTimeOffset now)
+    {
+        var descriptor = new SecurityTokenDescriptor
+        {
+            Issuer = Issuer,
+            Audience = Service,
+            IssuedAt = now.UtcDateTime,
+            NotBefore = now.UtcDateTime,
+            Expires = (now + Lifetime).UtcDateTime,
+            SigningCredentials = new SigningCredentials(_key, SecurityAlgorithms.HmacSha256),
+            Claims = new Dictionary<string, object>
+            {
+                ["sub"] = subject,
+                ["jti"] = Guid.NewGuid().ToString("N"),
+                ["access"] = access.Select(a => new Dictionary<string, object>
+                {
+                    ["type"] = a.Type, ["name"] = a.Name, ["actions"] = a.Actions.ToArray(),
+                }).ToArray(),
+            },
+        };
+        return _handler.CreateToken(descriptor);
+    }
+
+    /// <summary>The token's subject and granted access, or null when it is not a valid, current token of ours.</summary>
+    public async Task<GrantedAccess?> ValidateAsync(string token)
+    {
+        var result = await _handler.ValidateTokenAsync(token, _validation);
+        if (!result.IsValid || result.SecurityToken is not JsonWebToken jwt) return null;
+        var payload = JsonDocument.Parse(Base64UrlEncoder.DecodeBytes(jwt.EncodedPayload)).RootElement;
+        var subject = payload.TryGetProperty("sub", out var sub) && sub.ValueKind == JsonValueKind.String ? sub.GetString()! : "";
+        var scopes = new List<RegistryScope>();
+        if (payload.TryGetProperty("access", out var access) && access.ValueKind == JsonValueKind.Array)
+        {
+            foreach (var entry in access.EnumerateArray())
+            {
+                if (entry.ValueKind != JsonValueKind.Object) continue;
+                var type = entry.TryGetProperty("type", out var t) ? t.GetString() : null;
+                var name = entry.TryGetProperty("name", out var n) ? n.GetString() : null;
+                if (type is null || name is null || !entry.TryGetProperty("actions", out var actions) || actions.ValueKind != JsonValueKind.Array)
+                    continue;
+                scopes.Add(new RegistryScope(type, name, actions.EnumerateArray().Select(a => a.GetString() ?? "").ToList()));
+            }
+        }
+        return new GrantedAccess(subject, scopes);
+    }
+}
+
+/// <summary>Who a token speaks for (empty subject = anonymous) and what it allows.</summary>
+public sealed record GrantedAccess(string Subject, IReadOnlyList<RegistryScope> Scopes)
+{
+    public bool Allows(RegistryScope needed) =>
+        needed.Actions.All(action => Scopes.Any(s => s.Type == needed.Type && s.Name == needed.Name &&
+            (s.Actions.Contains(action) || s.Actions.Contains("*"))));
+}
