@@ -9,6 +9,8 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Akka.Actor;
+using Flotilla.Bench.Common;
+using static Flotilla.Bench.Common.BenchStats;
 using Flotilla.Cli.Hosting;
 using Flotilla.Cluster.Images;
 using Flotilla.Contracts;
@@ -78,11 +80,10 @@ internal sealed class LoadBench(string root, int iterations, int sizeMb) : IAsyn
 {
     private const string Repo = "localhost/flotilla-bench/load";
     private readonly string _archives = Path.Combine(root, "archives");
-    private readonly string _flotillaData = Path.Combine(root, "flotilla");
+    private readonly string _flotillaData = Path.Combine(root, "flotilla") /* BenchFlotilla.DataRoot */;
     private readonly string _podmanRoot = Path.Combine(root, "podman");
-    private EmbeddedPostgres? _postgres;
-    private WebApplication? _app;
-    private int _dockerPort;
+    private BenchFlotilla? _flotilla;
+    private int DockerPort => _flotilla!.DockerPort;
 
     public async Task RunAsync(CancellationToken ct)
     {
@@ -102,16 +103,9 @@ internal sealed class LoadBench(string root, int iterations, int sizeMb) : IAsyn
 
         // 2. Flotilla: embedded PostgreSQL + the all-in-one host (as `flotilla up` builds it) on free ports.
         Console.WriteLine("[flotilla] starting embedded PostgreSQL and the all-in-one host ...");
-        _postgres = await EmbeddedPostgres.StartAsync(Path.Combine(root, "pg"), null, ct);
-        _dockerPort = FreePort();
-        var facts = await HostFacts.ProbeAsync(null, ct);
-        var settings = new UpSettings($"127.0.0.1:{_dockerPort}", "127.0.0.1:0", $"127.0.0.1:{FreePort()}", _flotillaData,
-            _postgres.ConnectionString, "bench-node", null);
-        _app = AllInOneHost.Build(settings, _postgres.ConnectionString, facts);
-        await _app.StartAsync(ct);
-        await AllInOneHost.WhenMemberUp(_app.Services.GetRequiredService<ActorSystem>()).WaitAsync(TimeSpan.FromSeconds(60), ct);
+        _flotilla = await BenchFlotilla.StartAsync(root, ct);
         var version = await DockerAsync(ct, "version", "--format", "{{.Server.Version}} (API {{.Server.APIVersion}})");
-        Console.WriteLine($"[flotilla] up: Docker API tcp://127.0.0.1:{_dockerPort}, server {version.Stdout.Trim()}, docker CLI " +
+        Console.WriteLine($"[flotilla] up: Docker API tcp://127.0.0.1:{DockerPort}, server {version.Stdout.Trim()}, docker CLI " +
             (await Proc.RunAsync("docker", ["version", "--format", "{{.Client.Version}}"], null, ct)).Stdout.Trim());
 
         // 3. Podman: private storage under the temp root, default overlay driver if it works here, else vfs.
@@ -217,43 +211,15 @@ internal sealed class LoadBench(string root, int iterations, int sizeMb) : IAsyn
             $"reloadAfterRmi flotilla={reloadF:F3}s podman={reloadP:F3}s goal={(ratio <= 1.0 ? "met" : "missed")}"));
     }
 
-    private static string Samples(List<double> xs) => string.Join(" ", xs.Select(x => x.ToString("F3", CultureInfo.InvariantCulture)));
-
-    private static double Median(List<double> xs)
-    {
-        var s = xs.Order().ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
-    }
-
     // ---------------------------------------------------------------------------------------------------------------
 
-    private Task<ProcResult> DockerAsync(CancellationToken ct, params string[] args) =>
-        Proc.RunAsync("docker", ["-H", $"tcp://127.0.0.1:{_dockerPort}", .. args],
-            new Dictionary<string, string> { ["DOCKER_CONFIG"] = Path.Combine(root, "docker-config") }, ct);
+    private Task<ProcResult> DockerAsync(CancellationToken ct, params string[] args) => _flotilla!.DockerAsync(ct, args);
 
-    private string? _driver;
+    private BenchPodman? _podman;
 
-    private Task<ProcResult> PodmanAsync(CancellationToken ct, params string[] args) =>
-        Proc.RunAsync("podman",
-            ["--root", Path.Combine(_podmanRoot, "root"), "--runroot", Path.Combine(_podmanRoot, "run"),
-             .. _driver is null ? Array.Empty<string>() : ["--storage-driver", _driver],
-             "--events-backend", "file", "--cgroup-manager", "cgroupfs", "--tmpdir", Path.Combine(_podmanRoot, "tmp"), .. args],
-            new Dictionary<string, string> { ["TMPDIR"] = Path.Combine(_podmanRoot, "tmp") }, ct);
+    private Task<ProcResult> PodmanAsync(CancellationToken ct, params string[] args) => _podman!.RunAsync(ct, args);
 
-    private async Task<string> PickPodmanDriverAsync(CancellationToken ct)
-    {
-        Directory.CreateDirectory(Path.Combine(_podmanRoot, "tmp"));
-        foreach (var driver in new[] { "overlay", "vfs" })
-        {
-            _driver = driver;
-            var probe = await PodmanAsync(ct, "info", "--format", "{{.Store.GraphDriverName}}");
-            if (probe.ExitCode == 0 && probe.Stdout.Trim() == driver) return driver;
-            Console.WriteLine($"[podman] driver {driver} does not work here: {probe.Stderr.Trim()}");
-            Cleanup.Remove(_podmanRoot);
-            Directory.CreateDirectory(Path.Combine(_podmanRoot, "tmp"));
-        }
-        throw new InvalidOperationException("podman runs with neither the overlay nor the vfs driver here");
-    }
+    private Task<string> PickPodmanDriverAsync(CancellationToken ct) => (_podman = new BenchPodman(_podmanRoot)).PickDriverAsync(ct);
 
     private async Task<double> FlotillaLoadAsync(TestImage image, CancellationToken ct)
     {
@@ -304,7 +270,7 @@ internal sealed class LoadBench(string root, int iterations, int sizeMb) : IAsyn
 
     private string PodmanLeftovers()
     {
-        var overlay = Path.Combine(_podmanRoot, "root", _driver!);
+        var overlay = Path.Combine(_podmanRoot, "root", _podman!.Driver!);
         var layers = Directory.Exists(overlay) ? Directory.GetDirectories(overlay).Count(d => Path.GetFileName(d) != "l") : 0;
         return $"{layers} layer dirs, {DirBytes(Path.Combine(_podmanRoot, "root")) / 1e6:F0} MB under --root: rmi deletes the layers";
     }
@@ -324,7 +290,7 @@ internal sealed class LoadBench(string root, int iterations, int sizeMb) : IAsyn
     /// <summary>The steps of POST /images/load (ImageEndpoints.LoadAsync), each timed, on the host's own services.</summary>
     private async Task<Phases> PhasesAsync(TestImage image, CancellationToken ct)
     {
-        var services = _app!.Services;
+        var services = _flotilla!.App.Services;
         var store = services.GetRequiredService<NodeImageStore>();
         var images = services.GetRequiredService<ImageService>();
 
@@ -381,27 +347,9 @@ internal sealed class LoadBench(string root, int iterations, int sizeMb) : IAsyn
 
     // ---------------------------------------------------------------------------------------------------------------
 
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
-    private static string LoadAverage()
-    {
-        try { return string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)); }
-        catch (IOException) { return "?"; }
-    }
-
     public async ValueTask DisposeAsync()
     {
-        if (_app is not null)
-        {
-            try { await _app.StopAsync(CancellationToken.None); } catch (Exception e) { Console.Error.WriteLine($"host stop: {e.Message}"); }
-            await _app.DisposeAsync();
-        }
-        if (_postgres is not null) await _postgres.DisposeAsync();
+        if (_flotilla is not null) await _flotilla.DisposeAsync();
     }
 }
 
@@ -465,84 +413,4 @@ internal sealed record TestImage(string Tag, string ArchivePath, string LayerPat
         }
         return new TestImage(tag, archivePath, layerPath, "sha256:" + configHex, new FileInfo(archivePath).Length, layerBytes);
     }
-}
-
-internal sealed record ProcResult(int ExitCode, string Stdout, string Stderr);
-
-internal static class Proc
-{
-    public static async Task<ProcResult> RunAsync(string file, IReadOnlyList<string> args, IReadOnlyDictionary<string, string>? env,
-        CancellationToken ct)
-    {
-        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        if (env is not null) foreach (var (k, v) in env) psi.Environment[k] = v;
-        using var process = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {file}");
-        var stdout = process.StandardOutput.ReadToEndAsync(CancellationToken.None);
-        var stderr = process.StandardError.ReadToEndAsync(CancellationToken.None);
-        try
-        {
-            await process.WaitForExitAsync(ct).WaitAsync(TimeSpan.FromMinutes(5), ct);
-        }
-        catch
-        {
-            try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
-            throw;
-        }
-        return new ProcResult(process.ExitCode, await stdout, await stderr);
-    }
-}
-
-internal static class Cleanup
-{
-    /// <summary>Unmounts whatever podman's overlay driver left mounted under <paramref name="dir"/>, then deletes it.</summary>
-    public static void Remove(string dir)
-    {
-        try
-        {
-            var full = Path.GetFullPath(dir);
-            var mounts = File.ReadAllLines("/proc/self/mountinfo").Select(l => l.Split(' ')[4])
-                .Where(m => m == full || m.StartsWith(full + "/", StringComparison.Ordinal)).Reverse().ToList();
-            foreach (var m in mounts) umount2(m, 2 /* MNT_DETACH */);
-            if (Directory.Exists(full)) Directory.Delete(full, recursive: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            Console.Error.WriteLine($"cleanup of {dir}: {e.Message}");
-        }
-    }
-
-    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
-#pragma warning disable SYSLIB1054
-    private static extern int umount2(string target, int flags);
-#pragma warning restore SYSLIB1054
-}
-
-/// <summary>Drops Akka's [INFO]/[DEBUG] lines from stdout.</summary>
-internal sealed class InfoFilter(TextWriter inner) : TextWriter
-{
-    private readonly StringBuilder _line = new();
-    private readonly Lock _gate = new();
-
-    public override Encoding Encoding => inner.Encoding;
-
-    public override void Write(char value)
-    {
-        lock (_gate)
-        {
-            if (value != '\n') { _line.Append(value); return; }
-            var line = _line.ToString();
-            _line.Clear();
-            if (!line.StartsWith("[INFO]", StringComparison.Ordinal) && !line.StartsWith("[DEBUG]", StringComparison.Ordinal))
-                inner.WriteLine(line.TrimEnd('\r'));
-        }
-    }
-
-    public override void Write(string? value)
-    {
-        if (value is null) return;
-        lock (_gate) foreach (var c in value) Write(c);
-    }
-
-    public override void Flush() => inner.Flush();
 }

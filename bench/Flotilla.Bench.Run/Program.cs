@@ -10,6 +10,8 @@ using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using Akka.Actor;
+using Flotilla.Bench.Common;
+using static Flotilla.Bench.Common.BenchStats;
 using Flotilla.Cli.Hosting;
 using Flotilla.NodeRuntime.Host;
 using Microsoft.AspNetCore.Builder;
@@ -78,12 +80,11 @@ public static class Program
 internal sealed class RunBench(string root, int iterations, string? debsDir) : IAsyncDisposable
 {
     private const string Image = "localhost/flotilla-bench/run:latest";
-    private readonly string _flotillaData = Path.Combine(root, "flotilla");
+    private readonly string _flotillaData = Path.Combine(root, "flotilla") /* BenchFlotilla.DataRoot */;
     private readonly string _podmanRoot = Path.Combine(root, "podman");
     private readonly string _dockerd = Path.Combine(root, "dockerd");
-    private EmbeddedPostgres? _postgres;
-    private WebApplication? _app;
-    private int _dockerPort;
+    private BenchFlotilla? _flotilla;
+    private int DockerPort => _flotilla!.DockerPort;
     private Process? _dockerdProcess;
     private string? _podmanDriver;
     private bool _fallback; // attached `docker run` does not work through Flotilla: all three measured as run -d --rm + wait
@@ -102,16 +103,9 @@ internal sealed class RunBench(string root, int iterations, string? debsDir) : I
 
         // 2. Flotilla: embedded PostgreSQL + the all-in-one host (as `flotilla up` builds it) on free ports.
         Console.WriteLine("[flotilla] starting embedded PostgreSQL and the all-in-one host ...");
-        _postgres = await EmbeddedPostgres.StartAsync(Path.Combine(root, "pg"), null, ct);
-        _dockerPort = FreePort();
-        var facts = await HostFacts.ProbeAsync(null, ct);
-        var settings = new UpSettings($"127.0.0.1:{_dockerPort}", "127.0.0.1:0", $"127.0.0.1:{FreePort()}", _flotillaData,
-            _postgres.ConnectionString, "bench-node", null);
-        _app = AllInOneHost.Build(settings, _postgres.ConnectionString, facts);
-        await _app.StartAsync(ct);
-        await AllInOneHost.WhenMemberUp(_app.Services.GetRequiredService<ActorSystem>()).WaitAsync(TimeSpan.FromSeconds(60), ct);
+        _flotilla = await BenchFlotilla.StartAsync(root, ct);
         var fv = await Check(await Flotilla(ct, "version", "--format", "{{.Server.Version}} (API {{.Server.APIVersion}})"), "docker version (flotilla)");
-        Console.WriteLine($"[flotilla] up: Docker API tcp://127.0.0.1:{_dockerPort}, server {fv.Stdout.Trim()}, docker CLI " +
+        Console.WriteLine($"[flotilla] up: Docker API tcp://127.0.0.1:{DockerPort}, server {fv.Stdout.Trim()}, docker CLI " +
             (await Proc.RunAsync("docker", ["version", "--format", "{{.Client.Version}}"], null, ct)).Stdout.Trim());
         await Check(await Flotilla(ct, "import", rootfsTar, Image), "docker import (flotilla)");
 
@@ -154,7 +148,7 @@ internal sealed class RunBench(string root, int iterations, string? debsDir) : I
         // 7. Where the time goes: the API calls of a run, timed one by one over HTTP against Flotilla and dockerd, plus
         //    fixed costs (a CLI round trip, podman's process start) and runc alone on the same rootfs.
         Console.WriteLine("[phases] timing the API calls individually ...");
-        var flotillaApi = ApiClient.Tcp(_dockerPort);
+        var flotillaApi = ApiClient.Tcp(DockerPort);
         var dockerdApi = ApiClient.Unix(DockerdSocket);
         var phasesF = new List<Phases>();
         var phasesD = new List<Phases>();
@@ -462,35 +456,17 @@ internal sealed class RunBench(string root, int iterations, string? debsDir) : I
 
     // ---------------------------------------------------------------------------------------------------------------
 
-    private Task<ProcResult> Flotilla(CancellationToken ct, params string[] args) =>
-        Proc.RunAsync("docker", ["-H", $"tcp://127.0.0.1:{_dockerPort}", .. args],
-            new Dictionary<string, string> { ["DOCKER_CONFIG"] = Path.Combine(root, "docker-config") }, ct);
+    private Task<ProcResult> Flotilla(CancellationToken ct, params string[] args) => _flotilla!.DockerAsync(ct, args);
 
     private Task<ProcResult> Dockerd(CancellationToken ct, params string[] args) =>
         Proc.RunAsync("docker", ["-H", "unix://" + DockerdSocket, .. args],
             new Dictionary<string, string> { ["DOCKER_CONFIG"] = Path.Combine(root, "docker-config") }, ct);
 
-    private Task<ProcResult> Podman(CancellationToken ct, params string[] args) =>
-        Proc.RunAsync("podman",
-            ["--root", Path.Combine(_podmanRoot, "root"), "--runroot", Path.Combine(_podmanRoot, "run"),
-             .. _podmanDriver is null ? Array.Empty<string>() : ["--storage-driver", _podmanDriver],
-             "--events-backend", "file", "--cgroup-manager", "cgroupfs", "--tmpdir", Path.Combine(_podmanRoot, "tmp"), .. args],
-            new Dictionary<string, string> { ["TMPDIR"] = Path.Combine(_podmanRoot, "tmp") }, ct);
+    private BenchPodman? _podman;
 
-    private async Task<string> PickPodmanDriverAsync(CancellationToken ct)
-    {
-        Directory.CreateDirectory(Path.Combine(_podmanRoot, "tmp"));
-        foreach (var driver in new[] { "overlay", "vfs" })
-        {
-            _podmanDriver = driver;
-            var probe = await Podman(ct, "info", "--format", "{{.Store.GraphDriverName}}");
-            if (probe.ExitCode == 0 && probe.Stdout.Trim() == driver) return driver;
-            Console.WriteLine($"[podman] driver {driver} does not work here: {probe.Stderr.Trim()}");
-            Cleanup.Remove(_podmanRoot);
-            Directory.CreateDirectory(Path.Combine(_podmanRoot, "tmp"));
-        }
-        throw new InvalidOperationException("podman runs with neither the overlay nor the vfs driver here");
-    }
+    private Task<ProcResult> Podman(CancellationToken ct, params string[] args) => _podman!.RunAsync(ct, args);
+
+    private Task<string> PickPodmanDriverAsync(CancellationToken ct) => (_podman = new BenchPodman(_podmanRoot)).PickDriverAsync(ct);
 
     private static Task<ProcResult> Check(ProcResult? r, string what) =>
         r is { ExitCode: 0 } ? Task.FromResult(r)
@@ -568,124 +544,10 @@ internal sealed class RunBench(string root, int iterations, string? debsDir) : I
             $"flotilla/dockerd={rd:F2} flotilla/podman={rp:F2} runc={Median(refs["runc"]):F3}s goal={(rd <= 0.4 ? "met" : "missed")}"));
     }
 
-    private static string Samples(List<double> xs) => string.Join(" ", xs.Select(x => x.ToString("F3", CultureInfo.InvariantCulture)));
-
-    private static double Median(List<double> xs)
-    {
-        var s = xs.Order().ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
-    }
-
-    /// <summary>Nearest-rank 90th percentile.</summary>
-    private static double P90(List<double> xs)
-    {
-        var s = xs.Order().ToArray();
-        return s[Math.Max(0, (int)Math.Ceiling(0.9 * s.Length) - 1)];
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
-    private static string LoadAverage()
-    {
-        try { return string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3)); }
-        catch (IOException) { return "?"; }
-    }
-
     public async ValueTask DisposeAsync()
     {
         await StopDockerdAsync();
-        if (_app is not null)
-        {
-            try { await _app.StopAsync(CancellationToken.None); } catch (Exception e) { Console.Error.WriteLine($"host stop: {e.Message}"); }
-            await _app.DisposeAsync();
-        }
-        if (_postgres is not null) await _postgres.DisposeAsync();
+        if (_flotilla is not null) await _flotilla.DisposeAsync();
         KillStragglers();
     }
-}
-
-internal sealed record ProcResult(int ExitCode, string Stdout, string Stderr);
-
-internal static class Proc
-{
-    public static async Task<ProcResult> RunAsync(string file, IReadOnlyList<string> args, IReadOnlyDictionary<string, string>? env,
-        CancellationToken ct, string? workingDirectory = null)
-    {
-        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        if (workingDirectory is not null) psi.WorkingDirectory = workingDirectory;
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        if (env is not null) foreach (var (k, v) in env) psi.Environment[k] = v;
-        using var process = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {file}");
-        var stdout = process.StandardOutput.ReadToEndAsync(CancellationToken.None);
-        var stderr = process.StandardError.ReadToEndAsync(CancellationToken.None);
-        try
-        {
-            await process.WaitForExitAsync(ct).WaitAsync(TimeSpan.FromMinutes(5), ct);
-        }
-        catch
-        {
-            try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
-            throw;
-        }
-        return new ProcResult(process.ExitCode, await stdout, await stderr);
-    }
-}
-
-internal static class Cleanup
-{
-    /// <summary>Unmounts whatever podman's overlay driver left mounted under <paramref name="dir"/>, then deletes it.</summary>
-    public static void Remove(string dir)
-    {
-        try
-        {
-            var full = Path.GetFullPath(dir);
-            var mounts = File.ReadAllLines("/proc/self/mountinfo").Select(l => l.Split(' ')[4])
-                .Where(m => m == full || m.StartsWith(full + "/", StringComparison.Ordinal)).Reverse().ToList();
-            foreach (var m in mounts) umount2(m, 2 /* MNT_DETACH */);
-            if (Directory.Exists(full)) Directory.Delete(full, recursive: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            Console.Error.WriteLine($"cleanup of {dir}: {e.Message}");
-        }
-    }
-
-    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true)]
-#pragma warning disable SYSLIB1054
-    private static extern int umount2(string target, int flags);
-#pragma warning restore SYSLIB1054
-}
-
-/// <summary>Drops Akka's [INFO]/[DEBUG] lines from stdout.</summary>
-internal sealed class InfoFilter(TextWriter inner) : TextWriter
-{
-    private readonly StringBuilder _line = new();
-    private readonly Lock _gate = new();
-
-    public override Encoding Encoding => inner.Encoding;
-
-    public override void Write(char value)
-    {
-        lock (_gate)
-        {
-            if (value != '\n') { _line.Append(value); return; }
-            var line = _line.ToString();
-            _line.Clear();
-            if (!line.StartsWith("[INFO]", StringComparison.Ordinal) && !line.StartsWith("[DEBUG]", StringComparison.Ordinal))
-                inner.WriteLine(line.TrimEnd('\r'));
-        }
-    }
-
-    public override void Write(string? value)
-    {
-        if (value is null) return;
-        lock (_gate) foreach (var c in value) Write(c);
-    }
-
-    public override void Flush() => inner.Flush();
 }

@@ -48,7 +48,7 @@ public static class Program
         }
 
         // Akka's logger writes INFO lines (cluster start/stop) to stdout; keep the report readable.
-        Console.SetOut(new AkkaInfoFilter(Console.Out));
+        Console.SetOut(new Flotilla.Bench.Common.InfoFilter(Console.Out));
 
         using var cts = new CancellationTokenSource();
         Console.CancelKeyPress += (_, e) =>
@@ -667,53 +667,5 @@ public sealed class BenchDatabase : IAsyncDisposable
         {
             Console.Error.WriteLine($"could not delete {dir}: {e.Message}");
         }
-    }
-}
-
-/// <summary>Drops Akka's [INFO]/[DEBUG] stdout lines; everything else passes through unchanged.</summary>
-public sealed class AkkaInfoFilter(TextWriter inner) : TextWriter
-{
-    private readonly System.Text.StringBuilder _line = new();
-    private readonly Lock _gate = new();
-
-    public override System.Text.Encoding Encoding => inner.Encoding;
-
-    public override void Write(char value)
-    {
-        lock (_gate)
-        {
-            if (value != '\n')
-            {
-                _line.Append(value);
-                return;
-            }
-            var line = _line.ToString();
-            _line.Clear();
-            if (!line.StartsWith("[INFO]", StringComparison.Ordinal) && !line.StartsWith("[DEBUG]", StringComparison.Ordinal))
-                inner.WriteLine(line.TrimEnd('\r'));
-        }
-    }
-
-    public override void Write(string? value)
-    {
-        if (value is null) return;
-        lock (_gate)
-        {
-            foreach (var c in value) Write(c);
-        }
-    }
-
-    public override void WriteLine(string? value)
-    {
-        lock (_gate)
-        {
-            Write(value);
-            Write('\n');
-        }
-    }
-
-    public override void Flush()
-    {
-        lock (_gate) inner.Flush();
     }
 }
