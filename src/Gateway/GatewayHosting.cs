@@ -14,7 +14,8 @@ using Microsoft.Extensions.Logging;
 namespace Flotilla.Gateway;
 
 /// <summary>Where the gateway listens.</summary>
-public sealed record GatewayOptions(IPEndPoint DockerApi, IPEndPoint NativeApi);
+/// <param name="DockerSocket">A unix socket for the Docker API too (as dockerd's <c>/var/run/docker.sock</c>), or null.</param>
+public sealed record GatewayOptions(IPEndPoint DockerApi, IPEndPoint NativeApi, string? DockerSocket = null);
 
 /// <summary>The HTTP surfaces of a gateway, each on its own listener, sharing one Kestrel server.</summary>
 public static class GatewayHosting
@@ -32,19 +33,23 @@ public static class GatewayHosting
             k.AddServerHeader = false;
             // Image imports and loads are archives of any size; they are streamed, never buffered.
             k.Limits.MaxRequestBodySize = null;
-            k.Listen(options.DockerApi, listen =>
-            {
-                listen.Protocols = HttpProtocols.Http1;
-                // Attach and exec start are taken over before Kestrel's HTTP layer (see HijackConnectionMiddleware).
-                listen.Use(next =>
-                {
-                    var services = listen.ApplicationServices;
-                    var middleware = new HijackConnectionMiddleware(next, services.GetServices<IHijackHandler>().ToList(),
-                        services.GetRequiredService<ILoggerFactory>().CreateLogger<HijackConnectionMiddleware>());
-                    return middleware.OnConnectedAsync;
-                });
-            });
+            k.Listen(options.DockerApi, ConfigureDockerListener);
+            if (options.DockerSocket is { } socket && DockerSocketFile.Prepare(socket))
+                k.ListenUnixSocket(socket, ConfigureDockerListener);
             k.Listen(options.NativeApi);
+        });
+    }
+
+    private static void ConfigureDockerListener(ListenOptions listen)
+    {
+        listen.Protocols = HttpProtocols.Http1;
+        // Attach and exec start are taken over before Kestrel's HTTP layer (see HijackConnectionMiddleware).
+        listen.Use(next =>
+        {
+            var services = listen.ApplicationServices;
+            var middleware = new HijackConnectionMiddleware(next, services.GetServices<IHijackHandler>().ToList(),
+                services.GetRequiredService<ILoggerFactory>().CreateLogger<HijackConnectionMiddleware>());
+            return middleware.OnConnectedAsync;
         });
     }
 
@@ -54,7 +59,10 @@ public static class GatewayHosting
         var info = app.Services.GetRequiredService<GatewayInfo>();
         var queries = app.Services.GetRequiredService<ClusterQueries>();
 
-        app.MapWhen(c => c.Connection.LocalPort == options.DockerApi.Port, docker =>
+        // Unix socket connections have no local IP address; the only unix socket the gateway listens on is the Docker API's.
+        bool IsDockerApi(HttpContext c) => c.Connection.LocalPort == options.DockerApi.Port ||
+            (options.DockerSocket is not null && c.Connection.LocalIpAddress is null);
+        app.MapWhen(IsDockerApi, docker =>
         {
             docker.UseMiddleware<DockerApiMiddleware>(info);
             docker.UseRouting();

@@ -44,6 +44,7 @@ public static class AllInOneHost
 
         Console.WriteLine($"Flotilla {GatewayInfo.AssemblyVersion} is ready on node {nodeName} ({facts.OciRuntime}).");
         Console.WriteLine($"  Docker API  tcp://{dockerApi}");
+        if (settings.DockerSocket is { } socket && File.Exists(socket)) Console.WriteLine($"              unix://{socket}");
         Console.WriteLine($"  native API  http://{http}");
         Console.WriteLine($"  data        {settings.DataRoot}{(postgres is null ? "" : $" (embedded PostgreSQL at {postgres.DataDirectory})")}");
         Console.WriteLine($"export DOCKER_HOST=tcp://{dockerApi}");
@@ -94,7 +95,7 @@ public static class AllInOneHost
             builder.Services.AddSingleton(monitor);
             builder.Services.AddSingleton(new NodeContainerRuntime(settings.DataRoot, images, monitor));
         }
-        builder.AddFlotillaGateway(new GatewayOptions(dockerApi, http),
+        builder.AddFlotillaGateway(new GatewayOptions(dockerApi, http, settings.DockerSocket),
             new GatewayInfo(GatewayInfo.AssemblyVersion, nodeName, settings.DataRoot, self, facts));
 
         builder.AddRegistryAuth(Endpoints.Parse(settings.Registry, "--registry"), settings.DataRoot, settings.RegistryAnonymousPull);

@@ -9,4 +9,5 @@ public sealed record UpSettings(
     string? Postgres,
     string? NodeName,
     string? Runtime,
-    string RegistryAnonymousPull = "auto");
+    string RegistryAnonymousPull = "auto",
+    string? DockerSocket = null);

@@ -108,6 +108,7 @@ public sealed class NodeContainerRuntime
             Hostname = definition.Hostname,
             Tty = definition.Tty,
             OpenStdin = definition.OpenStdin,
+            StdinOnce = definition.StdinOnce,
             Binds = definition.Mounts.Select(m => new BindMount(m.Source, m.Destination, m.ReadOnly)).ToList(),
             Memory = definition.Memory,
             NanoCpus = definition.NanoCpus,

@@ -346,6 +346,10 @@ public sealed partial class ConmonMonitor
         ];
         foreach (var a in args) psi.ArgumentList.Add(a);
         if (spec.OpenStdin) psi.ArgumentList.Add("-i");
+        // Conmon closes stdin when an attached client goes, unless told otherwise. Docker does that only for StdinOnce
+        // non-TTY containers (`echo x | docker run -i … cat` must see EOF); a TTY container's shell must survive a
+        // detach (ctrl-p ctrl-q) and take input again on the next attach.
+        if (spec.OpenStdin && (spec.Tty || !spec.StdinOnce)) psi.ArgumentList.Add("--leave-stdin-open");
         if (spec.Tty) psi.ArgumentList.Add("-t");
 
         int syncRead = -1, syncWrite = -1, startRead = -1, startWrite = -1;

@@ -27,6 +27,8 @@ public sealed record ContainerSpec
     public string Hostname { get; init; } = "";
     public bool Tty { get; init; }
     public bool OpenStdin { get; init; }
+    /// <summary>Docker's StdinOnce: the first attach to end closes stdin — for non-TTY containers only, as in moby.</summary>
+    public bool StdinOnce { get; init; }
     public IReadOnlyList<BindMount> Binds { get; init; } = [];
 
     /// <summary>Memory limit in bytes; 0 = unlimited.</summary>

@@ -227,6 +227,41 @@ public class ContainerStreamsSpec(RunningFlotilla flotilla) : IClassFixture<Runn
         await DockerOk("rm", "-f", "ttys");
     }
 
+    [Fact]
+    public async Task Ctrl_p_ctrl_q_detaches_run_it_and_attach_through_the_unix_socket_and_the_container_runs_on()
+    {
+        if (!File.Exists("/usr/bin/tmux")) return;
+        var docker = $"DOCKER_HOST=unix://{flotilla.DockerSocket} DOCKER_CONFIG={Env["DOCKER_CONFIG"]} docker";
+        var sessions = new[] { ("fl-detach-run", $"{docker} run -it --name detaching {Image} sh"), ("fl-detach-attach", $"{docker} attach detaching") };
+        try
+        {
+            foreach (var (session, command) in sessions)
+            {
+                await ProcessRunner.RunAsync("tmux", ["new-session", "-d", "-s", session, "-x", "100", "-y", "25", command + "; echo EXIT=$?; sleep 30"]);
+                // Keys typed before the CLI holds the terminal in raw mode can be lost: type until the shell answers.
+                Assert.True(await Eventually.TrueAsync(async () =>
+                {
+                    await ProcessRunner.RunAsync("tmux", ["send-keys", "-t", session, "echo up-$((40+2))", "Enter"]);
+                    await Task.Delay(500);
+                    return (await Capture(session)).Contains("up-42");
+                }, TimeSpan.FromSeconds(20)), await Capture(session));
+                await ProcessRunner.RunAsync("tmux", ["send-keys", "-t", session, "C-p", "C-q"]);
+                // `docker run` returns 0 quietly; `docker attach` says "read escape sequence" (and exits 1), as against dockerd.
+                var detached = session == "fl-detach-run" ? "EXIT=0" : "read escape sequence";
+                Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("EXIT="), TimeSpan.FromSeconds(15)), await Capture(session));
+                Assert.Contains(detached, await Capture(session));
+                var state = await flotilla.RunDockerAsync("inspect", "-f", "{{.State.Running}}", "detaching");
+                Assert.Equal("true", state.Stdout.Trim());
+                await ProcessRunner.RunAsync("tmux", ["kill-session", "-t", session]);
+            }
+        }
+        finally
+        {
+            foreach (var (session, _) in sessions) await ProcessRunner.RunAsync("tmux", ["kill-session", "-t", session]);
+            await flotilla.RunDockerAsync("rm", "-f", "detaching");
+        }
+    }
+
     private static async Task<string> Capture(string session) =>
         (await ProcessRunner.RunAsync("tmux", ["capture-pane", "-t", session, "-p"])).Stdout;
 }

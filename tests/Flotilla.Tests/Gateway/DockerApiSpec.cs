@@ -27,6 +27,8 @@ public class RunningFlotilla : IAsyncLifetime
     public Marten.DocumentStore OpenStore() => Flotilla.Cluster.EventStore.FlotillaStore.Create(_connectionString);
     public int HttpPort { get; } = FreePort.Next();
     public string DataRoot { get; } = Path.Combine(Path.GetTempPath(), "flotilla-gw-" + Guid.NewGuid().ToString("N")[..8]);
+    /// <summary>The Docker API's unix socket (the CLI detaches with ctrl-p ctrl-q only through one).</summary>
+    public string DockerSocket => Path.Combine(DataRoot, "docker.sock");
     public HttpClient Docker { get; private set; } = null!;
     public HttpClient Native { get; private set; } = null!;
 
@@ -36,7 +38,7 @@ public class RunningFlotilla : IAsyncLifetime
         var connectionString = _connectionString = await _postgres.NewDatabaseAsync("gateway");
         var facts = await HostFacts.ProbeAsync(null);
         var settings = new UpSettings($"127.0.0.1:{DockerPort}", "127.0.0.1:0", $"127.0.0.1:{HttpPort}", DataRoot, connectionString,
-            "gw-node", null);
+            "gw-node", null, DockerSocket: DockerSocket);
         _app = AllInOneHost.Build(settings, connectionString, facts, configureServices: ConfigureServices);
         await _app.StartAsync();
         await AllInOneHost.WhenMemberUp(_app.Services.GetRequiredService<ActorSystem>()).WaitAsync(TimeSpan.FromSeconds(30));

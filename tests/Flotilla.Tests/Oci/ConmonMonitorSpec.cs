@@ -135,7 +135,7 @@ public sealed class ConmonMonitorSpec : IAsyncLifetime
     [Fact]
     public async Task Stdin_goes_through_the_attach_socket_and_output_comes_back()
     {
-        var spec = Spec("cat") with { OpenStdin = true };
+        var spec = Spec("cat") with { OpenStdin = true, StdinOnce = true }; // as `docker run -i` creates it
         await _monitor.CreateAsync(spec);
         await using var attach = await _monitor.AttachAsync(spec.Id);
         await _monitor.StartAsync(spec.Id);
@@ -151,6 +151,28 @@ public sealed class ConmonMonitorSpec : IAsyncLifetime
         Assert.Equal("ping\npong\n", stdout.ToString());
         Assert.Equal(0, (await _monitor.WaitForExitAsync(spec.Id, Timeout())).ExitCode);
         Assert.Equal("ping\npong\n", await ReadLog(spec.Id));
+    }
+
+    [Fact]
+    public async Task Stdin_stays_open_across_attaches_unless_stdin_once()
+    {
+        // Regression: conmon closed stdin when the first attached client went, so a detached `docker run -it` shell
+        // (or a `docker run -d -i` container) could never take input again.
+        var spec = Spec("cat") with { OpenStdin = true };
+        await _monitor.CreateAsync(spec);
+        await using (var first = await _monitor.AttachAsync(spec.Id))
+        {
+            await _monitor.StartAsync(spec.Id);
+            await first.WriteStdinAsync("one\n"u8.ToArray());
+            Assert.True(await Support.Eventually.TrueAsync(async () => await ReadLog(spec.Id) == "one\n", TimeSpan.FromSeconds(10)));
+        }
+        await using (var second = await _monitor.AttachAsync(spec.Id))
+        {
+            await second.WriteStdinAsync("two\n"u8.ToArray());
+            Assert.True(await Support.Eventually.TrueAsync(async () => await ReadLog(spec.Id) == "one\ntwo\n", TimeSpan.FromSeconds(10)),
+                await ReadLog(spec.Id));
+        }
+        await _monitor.StopAsync(spec.Id, TimeSpan.FromSeconds(1));
     }
 
     [Fact]
