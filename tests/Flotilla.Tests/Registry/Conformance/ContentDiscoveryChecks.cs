@@ -268,6 +268,6 @@ public abstract partial class ContentDiscoveryChecks<TRegistry>(TRegistry regist
     {
         var graph = await GraphAsync();
         var manifests = ParseReferrers(await GetAsync($"/v2/{graph.Repository}/referrers/{graph.MissingSubject.Digest}"));
-        Assert.Equal([graph.OrphanReferrer.Digest], manifests.Select(m => m.GetProperty("digest").GetString()).ToArray());
+        Assert.Equal([graph.OrphanReferrer.Digest], manifests.Select(m => m.GetProperty("digest").GetString()!).ToArray());
     });
 }
