@@ -26,6 +26,9 @@ public class RunningFlotilla : IAsyncLifetime
     /// <summary>A Marten store on the host's database, to look at the events themselves.</summary>
     public Marten.DocumentStore OpenStore() => Flotilla.Cluster.EventStore.FlotillaStore.Create(_connectionString);
     public int HttpPort { get; } = FreePort.Next();
+
+    /// <summary>The embedded registry's port (UpSettings.Registry).</summary>
+    public int RegistryPort { get; } = FreePort.Next();
     public string DataRoot { get; } = Path.Combine(Path.GetTempPath(), "flotilla-gw-" + Guid.NewGuid().ToString("N")[..8]);
     /// <summary>The Docker API's unix socket (the CLI detaches with ctrl-p ctrl-q only through one).</summary>
     public string DockerSocket => Path.Combine(DataRoot, "docker.sock");
@@ -37,7 +40,7 @@ public class RunningFlotilla : IAsyncLifetime
         await _postgres.InitializeAsync();
         var connectionString = _connectionString = await _postgres.NewDatabaseAsync("gateway");
         var facts = await HostFacts.ProbeAsync(null);
-        var settings = new UpSettings($"127.0.0.1:{DockerPort}", "127.0.0.1:0", $"127.0.0.1:{HttpPort}", DataRoot, connectionString,
+        var settings = new UpSettings($"127.0.0.1:{DockerPort}", $"127.0.0.1:{RegistryPort}", $"127.0.0.1:{HttpPort}", DataRoot, connectionString,
             "gw-node", null, DockerSocket: DockerSocket);
         _app = AllInOneHost.Build(settings, connectionString, facts, configureServices: ConfigureServices);
         await _app.StartAsync();
