@@ -6,5 +6,7 @@ var root = new RootCommand("Flotilla: a distributed container engine that speaks
     UpCommand.Create(),
     NodesCommand.Create(),
     new Command("registry", "The built-in registry") { RegistryUserCommand.Create() },
+    new Command("audit", "The audit log") { LedgerCommands.Verify() },
+    LedgerCommands.Replay(),
 };
 return await root.Parse(args).InvokeAsync();

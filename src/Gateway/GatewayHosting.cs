@@ -83,6 +83,7 @@ public static class GatewayHosting
             {
                 e.MapNodesEndpoints(queries);
                 e.MapRegistryUsersEndpoints();
+                e.MapLedgerEndpoints();
                 e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, $"no route for {c.Request.Method} {c.Request.Path}"));
             });
         });

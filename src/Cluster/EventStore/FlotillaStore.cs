@@ -63,10 +63,16 @@ public static class FlotillaStore
         opts.Projections.Add<ContainerViewProjection>(ProjectionLifecycle.Inline);
         opts.Projections.Add<ImageViewProjection>(ProjectionLifecycle.Inline);
         opts.Projections.Add<RegistryUserViewProjection>(ProjectionLifecycle.Inline);
+        // Keep Projections (below) in step: `flotilla replay` rebuilds exactly those.
         // Name resolution looks images up by id prefix and by reference.
         opts.Schema.For<ImageView>().Index(x => x.ImageId);
+        opts.Schema.For<Audit.AuditCheckpoint>();
         opts.Schema.For<ContainerView>().Index(x => x.ContainerId).Index(x => x.Name);
     }
+
+    /// <summary>Every read model folded from the events, for <see cref="Audit.ProjectionReplay"/>.</summary>
+    public static readonly IReadOnlyList<Type> Projections =
+        [typeof(NodeViewProjection), typeof(ContainerViewProjection), typeof(ImageViewProjection), typeof(RegistryUserViewProjection)];
 
     /// <summary>A standalone store (CLI tools, benchmarks, tests); the host uses DI instead.</summary>
     public static DocumentStore Create(string connectionString, string schema = DefaultSchema) =>

@@ -27,11 +27,23 @@ public sealed class MartenEventJournal(IDocumentStore store) : IEventJournal
         session.LastModifiedBy = metadata.User;
         session.SetHeader(NodeHeader, metadata.Node);
 
+        // Each event chains to the one before it in its stream (see EventHashChain).
+        var previous = expectedVersion == 0 ? "" : await PreviousHashAsync(session, streamKey, expectedVersion, cancellationToken);
+        var chained = new object[events.Count];
+        for (var i = 0; i < events.Count; i++)
+        {
+            var hash = EventHashChain.Compute(previous, streamKey, expectedVersion + i + 1, events[i], metadata);
+            var e = session.Events.BuildEvent(events[i]);
+            e.SetHeader(EventHashChain.Header, hash);
+            chained[i] = e;
+            previous = hash;
+        }
+
         if (expectedVersion == 0)
-            session.Events.StartStream(streamKey, events.ToArray());
+            session.Events.StartStream(streamKey, chained);
         else
             // Marten's Append takes the version the stream will have *after* this append.
-            session.Events.Append(streamKey, expectedVersion + events.Count, events.ToArray());
+            session.Events.Append(streamKey, expectedVersion + events.Count, chained);
 
         try
         {
@@ -42,6 +54,15 @@ public sealed class MartenEventJournal(IDocumentStore store) : IEventJournal
             throw new StreamVersionConflictException(streamKey, expectedVersion, ex);
         }
         return expectedVersion + events.Count;
+    }
+
+    /// <summary>The hash of the stream's event at <paramref name="version"/>; "" when it has none (written before chaining).</summary>
+    private static async Task<string> PreviousHashAsync(IQuerySession session, string streamKey, long version, CancellationToken cancellationToken)
+    {
+        var last = await session.Events.QueryAllRawEvents()
+            .Where(e => e.StreamKey == streamKey && e.Version == version)
+            .FirstOrDefaultAsync(cancellationToken);
+        return last?.Headers is { } headers && headers.TryGetValue(EventHashChain.Header, out var hash) ? hash?.ToString() ?? "" : "";
     }
 
     private static bool IsVersionConflict(Exception ex) => ex switch

@@ -44,6 +44,8 @@ public static class FlotillaClusterHosting
         services.AddSingleton(sp => new Registry.RegistryUserService(sp.GetRequiredService<Marten.IDocumentStore>(),
             sp.GetRequiredService<IEventJournal>(), options.NodeName));
         services.AddSingleton<ContainerService>();
+        services.AddSingleton<Audit.AuditLedger>();
+        services.AddSingleton<Audit.ProjectionReplay>();
 
         services.AddAkka(ActorSystemName, (builder, sp) => ConfigureActorSystem(builder, sp, options, self));
         return services;
@@ -81,6 +83,9 @@ public static class FlotillaClusterHosting
                     (_, _) => id => ImageEntity.PropsFor(host, id), new ImageMessageExtractor(), shardOptions)
                 .WithSingleton<ContainerRevival>(ContainerRevival.SingletonName,
                     (_, registry, _) => ContainerRevival.PropsFor(sp.GetRequiredService<ClusterQueries>(), registry.Get<ContainerEntity>()),
+                    new ClusterSingletonOptions { Role = FlotillaClusterOptions.NodeRole }, createProxyToo: false)
+                .WithSingleton<Audit.AuditCheckpointer>(Audit.AuditCheckpointer.SingletonName,
+                    (_, _, _) => Audit.AuditCheckpointer.PropsFor(sp.GetRequiredService<Audit.AuditLedger>(), options.AuditCheckpointInterval),
                     new ClusterSingletonOptions { Role = FlotillaClusterOptions.NodeRole }, createProxyToo: false);
         }
         else

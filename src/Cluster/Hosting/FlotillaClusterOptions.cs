@@ -24,5 +24,8 @@ public sealed record FlotillaClusterOptions
     /// <summary>How long the Split Brain Resolver waits for a stable membership before downing.</summary>
     public TimeSpan StableAfter { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>How often the global event sequence is checkpointed for tamper evidence.</summary>
+    public TimeSpan AuditCheckpointInterval { get; init; } = TimeSpan.FromSeconds(30);
+
     public bool HasRole(string role) => Roles.Contains(role);
 }

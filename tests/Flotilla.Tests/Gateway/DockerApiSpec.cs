@@ -25,6 +25,7 @@ public class RunningFlotilla : IAsyncLifetime
 
     /// <summary>A Marten store on the host's database, to look at the events themselves.</summary>
     public Marten.DocumentStore OpenStore() => Flotilla.Cluster.EventStore.FlotillaStore.Create(_connectionString);
+    public string ConnectionString => _connectionString;
     public int HttpPort { get; } = FreePort.Next();
 
     /// <summary>The embedded registry's port (UpSettings.Registry).</summary>
