@@ -121,6 +121,20 @@ public static class Program
             results.Add(await JournalPath.SinglesAsync(journal, "bench-j", n, ct));
             Console.WriteLine("[journal] batches ...");
             results.Add(await JournalPath.BatchesAsync(journal, "bench-jb", BatchFactor * n, ct));
+
+            // The same journal without hash chaining: what tamper evidence costs per append.
+            var unchained = new MartenEventJournal(store, chainHashes: false);
+            Console.WriteLine("[journal] single appends and batches, hash chaining off ...");
+            results.Add(await JournalPath.SinglesAsync(unchained, "bench-ju", n, ct) with
+            {
+                Key = "journal-single-unchained",
+                Name = "journal: single appends, hash chaining off",
+            });
+            results.Add(await JournalPath.BatchesAsync(unchained, "bench-jub", BatchFactor * n, ct) with
+            {
+                Key = "journal-batch-unchained",
+                Name = "journal: batches, hash chaining off",
+            });
         }
 
         // (c) Raw Npgsql peer into a comparable table.
@@ -460,6 +474,8 @@ public static class Program
                 ("journal-single", "flotilla.mt_events", "container-bench-j-%"),
                 ("journal-single-host", "flotilla.mt_events", "container-bench-jh-%"),
                 ("journal-batch", "flotilla.mt_events", "container-bench-jb-%"),
+                ("journal-single-unchained", "flotilla.mt_events", "container-bench-ju-%"),
+                ("journal-batch-unchained", "flotilla.mt_events", "container-bench-jub-%"),
                 ("raw-insert", "bench_raw.events", "container-bench-r-%"),
                 ("raw-insert-8", "bench_raw.events", "container-bench-r8-%"),
                 ("raw-copy", "bench_raw.events", "container-bench-rc-%"),
@@ -521,6 +537,8 @@ public static class Program
                 ("journal single append / raw single INSERT", Ratio("journal-single", "raw-insert")),
                 ("entity path (1 client) / journal single append", Ratio("entity-1", "journal-single")),
                 ($"journal batch {BatchSize} / raw COPY batch {BatchSize}", Ratio("journal-batch", "raw-copy")),
+                ("hash-chained / unchained single append (goal >= 0.90)", Ratio("journal-single", "journal-single-unchained")),
+                ($"hash-chained / unchained batch {BatchSize} (goal >= 0.90)", Ratio("journal-batch", "journal-batch-unchained")),
             };
             Console.WriteLine("ratios (events/s, higher = closer to the raw peer):");
             foreach (var (label, value) in ratios)
@@ -528,10 +546,12 @@ public static class Program
             Console.WriteLine();
             Console.WriteLine(string.Format(inv,
                 "SUMMARY events={0} entity1={1:F0}/s entity8={2:F0}/s journal1={3:F0}/s rawInsert1={4:F0}/s " +
-                "entity1/rawInsert={5:F2} journalBatch={6:F0}/s rawCopy={7:F0}/s journalBatch/rawCopy={8:F2} pg={9}",
+                "entity1/rawInsert={5:F2} journalBatch={6:F0}/s rawCopy={7:F0}/s journalBatch/rawCopy={8:F2} pg={9} " +
+                "hashChainCost single={10:F2} batch={11:F2}",
                 o.Events, r["entity-1"].EventsPerSecond, r["entity-8"].EventsPerSecond, r["journal-single"].EventsPerSecond,
                 r["raw-insert"].EventsPerSecond, Ratio("entity-1", "raw-insert"), r["journal-batch"].EventsPerSecond,
-                r["raw-copy"].EventsPerSecond, Ratio("journal-batch", "raw-copy"), db.Kind));
+                r["raw-copy"].EventsPerSecond, Ratio("journal-batch", "raw-copy"), db.Kind,
+                Ratio("journal-single", "journal-single-unchained"), Ratio("journal-batch", "journal-batch-unchained")));
         }
     }
 }

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using JasperFx;
 using JasperFx.Events;
 using Marten;
@@ -5,9 +6,14 @@ using Marten;
 namespace Flotilla.Cluster.EventStore;
 
 /// <summary><see cref="IEventJournal"/> over Marten's event store (string stream keys).</summary>
-public sealed class MartenEventJournal(IDocumentStore store) : IEventJournal
+/// <param name="chainHashes">Off only to measure what hash chaining costs (bench/Flotilla.Bench); never in a host.</param>
+public sealed class MartenEventJournal(IDocumentStore store, bool chainHashes = true) : IEventJournal
 {
     public const string NodeHeader = "node";
+
+    /// <summary>Streams whose tail this journal wrote last: saves the read of the previous hash on the next append.</summary>
+    private readonly ConcurrentDictionary<string, (long Version, string Hash)> _tails = new();
+    private const int MaxTails = 50_000;
 
     public async Task<StoredStream> ReadAsync(string streamKey, CancellationToken cancellationToken = default)
     {
@@ -28,10 +34,17 @@ public sealed class MartenEventJournal(IDocumentStore store) : IEventJournal
         session.SetHeader(NodeHeader, metadata.Node);
 
         // Each event chains to the one before it in its stream (see EventHashChain).
-        var previous = expectedVersion == 0 ? "" : await PreviousHashAsync(session, streamKey, expectedVersion, cancellationToken);
+        var previous = expectedVersion == 0 ? ""
+            : _tails.TryGetValue(streamKey, out var tail) && tail.Version == expectedVersion ? tail.Hash
+            : chainHashes ? await PreviousHashAsync(session, streamKey, expectedVersion, cancellationToken) : "";
         var chained = new object[events.Count];
         for (var i = 0; i < events.Count; i++)
         {
+            if (!chainHashes)
+            {
+                chained[i] = events[i];
+                continue;
+            }
             var hash = EventHashChain.Compute(previous, streamKey, expectedVersion + i + 1, events[i], metadata);
             var e = session.Events.BuildEvent(events[i]);
             e.SetHeader(EventHashChain.Header, hash);
@@ -51,7 +64,13 @@ public sealed class MartenEventJournal(IDocumentStore store) : IEventJournal
         }
         catch (Exception ex) when (IsVersionConflict(ex))
         {
+            _tails.TryRemove(streamKey, out _);
             throw new StreamVersionConflictException(streamKey, expectedVersion, ex);
+        }
+        if (chainHashes)
+        {
+            if (_tails.Count >= MaxTails) _tails.Clear();
+            _tails[streamKey] = (expectedVersion + events.Count, previous);
         }
         return expectedVersion + events.Count;
     }
