@@ -5,5 +5,6 @@ var root = new RootCommand("Flotilla: a distributed container engine that speaks
 {
     UpCommand.Create(),
     NodesCommand.Create(),
+    RegistryCommand.Create(),
 };
 return await root.Parse(args).InvokeAsync();

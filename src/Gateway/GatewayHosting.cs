@@ -4,6 +4,7 @@ using Flotilla.Gateway.DockerApi;
 using Flotilla.Gateway.Hijack;
 using Flotilla.Gateway.Http;
 using Flotilla.Gateway.Native;
+using Flotilla.Gateway.Registry;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -13,8 +14,8 @@ using Microsoft.Extensions.Logging;
 
 namespace Flotilla.Gateway;
 
-/// <summary>Where the gateway listens.</summary>
-public sealed record GatewayOptions(IPEndPoint DockerApi, IPEndPoint NativeApi);
+/// <summary>Where the gateway listens. Without <paramref name="Registry"/> there is no registry listener.</summary>
+public sealed record GatewayOptions(IPEndPoint DockerApi, IPEndPoint NativeApi, IPEndPoint? Registry = null);
 
 /// <summary>The HTTP surfaces of a gateway, each on its own listener, sharing one Kestrel server.</summary>
 public static class GatewayHosting
@@ -45,6 +46,7 @@ public static class GatewayHosting
                 });
             });
             k.Listen(options.NativeApi);
+            if (options.Registry is { } registry) k.Listen(registry, listen => listen.Protocols = HttpProtocols.Http1);
         });
     }
 
@@ -74,8 +76,19 @@ public static class GatewayHosting
             native.UseEndpoints(e =>
             {
                 e.MapNodesEndpoints(queries);
+                e.MapRegistryGcEndpoints();
                 e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, $"no route for {c.Request.Method} {c.Request.Path}"));
             });
         });
+        if (options.Registry is { } registryEndpoint)
+        {
+            app.MapWhen(c => c.Connection.LocalPort == registryEndpoint.Port, registry =>
+            {
+                // auth middleware goes here
+                registry.UseMiddleware<RegistryHeadersMiddleware>();
+                registry.UseRouting();
+                registry.UseEndpoints(e => e.MapRegistryEndpoints());
+            });
+        }
     }
 }

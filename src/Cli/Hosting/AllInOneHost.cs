@@ -7,6 +7,7 @@ using Flotilla.NodeRuntime.Containers;
 using Flotilla.NodeRuntime.Host;
 using Flotilla.NodeRuntime.Images;
 using Flotilla.NodeRuntime.Oci;
+using Flotilla.NodeRuntime.Registry;
 using Flotilla.NodeRuntime.Volumes;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
@@ -20,7 +21,6 @@ public static class AllInOneHost
 {
     public static async Task<int> RunAsync(UpSettings settings, CancellationToken cancellationToken)
     {
-        Endpoints.Parse(settings.Registry, "--registry");
         Directory.CreateDirectory(settings.DataRoot);
 
         using var loggerFactory = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Information));
@@ -36,6 +36,7 @@ public static class AllInOneHost
         var nodeName = app.Services.GetRequiredService<FlotillaClusterOptions>().NodeName;
         var dockerApi = app.Services.GetRequiredService<GatewayOptions>().DockerApi;
         var http = app.Services.GetRequiredService<GatewayOptions>().NativeApi;
+        var registry = app.Services.GetRequiredService<GatewayOptions>().Registry;
         await app.StartAsync(cancellationToken);
 
         var system = app.Services.GetRequiredService<ActorSystem>();
@@ -44,6 +45,7 @@ public static class AllInOneHost
         Console.WriteLine($"Flotilla {GatewayInfo.AssemblyVersion} is ready on node {nodeName} ({facts.OciRuntime}).");
         Console.WriteLine($"  Docker API  tcp://{dockerApi}");
         Console.WriteLine($"  native API  http://{http}");
+        Console.WriteLine($"  registry    http://{registry}");
         Console.WriteLine($"  data        {settings.DataRoot}{(postgres is null ? "" : $" (embedded PostgreSQL at {postgres.DataDirectory})")}");
         Console.WriteLine($"export DOCKER_HOST=tcp://{dockerApi}");
 
@@ -65,6 +67,7 @@ public static class AllInOneHost
     {
         var dockerApi = Endpoints.Parse(settings.DockerApi, "--docker-api");
         var http = Endpoints.Parse(settings.Http, "--http");
+        var registry = Endpoints.Parse(settings.Registry, "--registry");
         var nodeName = settings.NodeName ?? facts.Hostname;
         var cluster = new FlotillaClusterOptions
         {
@@ -86,6 +89,8 @@ public static class AllInOneHost
         var images = new NodeImageStore(settings.DataRoot);
         builder.Services.AddSingleton(images);
         builder.Services.AddSingleton(new VolumeStore(settings.DataRoot));
+        // The registry's own content store: image GC and registry GC never see each other's blobs.
+        builder.Services.AddSingleton(new RegistryBlobStore(Path.Combine(settings.DataRoot, "registry")));
         if (facts.OciRuntimePath is { } runtimePath)
         {
             var monitor = new ConmonMonitor(new ConmonOptions { DataRoot = settings.DataRoot },
@@ -93,7 +98,7 @@ public static class AllInOneHost
             builder.Services.AddSingleton(monitor);
             builder.Services.AddSingleton(new NodeContainerRuntime(settings.DataRoot, images, monitor));
         }
-        builder.AddFlotillaGateway(new GatewayOptions(dockerApi, http),
+        builder.AddFlotillaGateway(new GatewayOptions(dockerApi, http, registry),
             new GatewayInfo(GatewayInfo.AssemblyVersion, nodeName, settings.DataRoot, self, facts));
 
         configureServices?.Invoke(builder.Services);

@@ -1,9 +1,11 @@
 using Flotilla.Cluster.Containers;
 using Flotilla.Cluster.Images;
 using Flotilla.Cluster.Nodes;
+using Flotilla.Cluster.Registry;
 using Flotilla.Contracts.Containers;
 using Flotilla.Contracts.Images;
 using Flotilla.Contracts.Nodes;
+using Flotilla.Contracts.Registry;
 using JasperFx;
 using JasperFx.Events;
 using JasperFx.Events.Projections;
@@ -52,10 +54,17 @@ public static class FlotillaStore
         opts.Events.AddEventType<ImageTagged>();
         opts.Events.AddEventType<ImageUntagged>();
         opts.Events.AddEventType<ImageRemoved>();
+        opts.Events.AddEventType<BlobLinked>();
+        opts.Events.AddEventType<BlobUnlinked>();
+        opts.Events.AddEventType<ManifestPushed>();
+        opts.Events.AddEventType<ManifestTagged>();
+        opts.Events.AddEventType<TagDeleted>();
+        opts.Events.AddEventType<ManifestDeleted>();
 
         opts.Projections.Add<NodeViewProjection>(ProjectionLifecycle.Inline);
         opts.Projections.Add<ContainerViewProjection>(ProjectionLifecycle.Inline);
         opts.Projections.Add<ImageViewProjection>(ProjectionLifecycle.Inline);
+        opts.Projections.Add<RepositoryViewProjection>(ProjectionLifecycle.Inline);
         // Name resolution looks images up by id prefix and by reference.
         opts.Schema.For<ImageView>().Index(x => x.ImageId);
         opts.Schema.For<ContainerView>().Index(x => x.ContainerId).Index(x => x.Name);
