@@ -288,8 +288,14 @@ public static class RegistryApi
 
     private static async Task PutManifestAsync(HttpContext c, string name, string reference)
     {
-        if (c.Request.ContentLength > RegistryManifest.MaxSize) throw ManifestTooLarge();
-        var body = await ReadLimitedAsync(c.Request.Body, RegistryManifest.MaxSize, c.RequestAborted) ?? throw ManifestTooLarge();
+        var body = c.Request.ContentLength > RegistryManifest.MaxSize ? null
+            : await ReadLimitedAsync(c.Request.Body, RegistryManifest.MaxSize, c.RequestAborted);
+        if (body is null)
+        {
+            await RegistryErrors.WriteAsync(c, RegistryErrorCodes.SizeInvalid, $"manifest is larger than {RegistryManifest.MaxSize} bytes",
+                null, StatusCodes.Status413PayloadTooLarge);
+            return;
+        }
         var (digest, manifest) = await Service(c).PushManifestAsync(name, reference, body, c.Request.ContentType, Origin(c), c.RequestAborted);
         var response = c.Response;
         response.StatusCode = StatusCodes.Status201Created;
@@ -298,9 +304,6 @@ public static class RegistryApi
         if (manifest.Subject is { } subject) response.Headers["OCI-Subject"] = subject;
         response.ContentLength = 0;
     }
-
-    private static RegistryException ManifestTooLarge() =>
-        new(RegistryErrorCodes.SizeInvalid, $"manifest is larger than {RegistryManifest.MaxSize} bytes");
 
     private static async Task DeleteManifestAsync(HttpContext c, string name, string reference)
     {
