@@ -33,6 +33,11 @@ public static class GatewayHosting
             k.AddServerHeader = false;
             // Image imports and loads are archives of any size; they are streamed, never buffered.
             k.Limits.MaxRequestBodySize = null;
+            // Registry blobs stream both ways: a few MiB in flight per connection keeps the socket busy
+            // while the next MiB is hashed and written (upload) or read from disk (download). The 1 MiB /
+            // 64 KiB defaults cap a 50 MB push or pull well below what the disk and loopback can do.
+            k.Limits.MaxRequestBufferSize = 4 * 1024 * 1024;
+            k.Limits.MaxResponseBufferSize = 4 * 1024 * 1024;
             k.Listen(options.DockerApi, listen =>
             {
                 listen.Protocols = HttpProtocols.Http1;

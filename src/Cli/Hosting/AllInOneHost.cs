@@ -90,7 +90,10 @@ public static class AllInOneHost
         builder.Services.AddSingleton(images);
         builder.Services.AddSingleton(new VolumeStore(settings.DataRoot));
         // The registry's own content store: image GC and registry GC never see each other's blobs.
-        builder.Services.AddSingleton(new RegistryBlobStore(Path.Combine(settings.DataRoot, "registry")));
+        // FLOTILLA_REGISTRY_FSYNC=0 publishes blobs without fsync, as distribution does (faster pushes; a
+        // power cut, not a crash, may then leave a published blob short).
+        builder.Services.AddSingleton(new RegistryBlobStore(Path.Combine(settings.DataRoot, "registry"),
+            durable: Environment.GetEnvironmentVariable("FLOTILLA_REGISTRY_FSYNC") != "0"));
         if (facts.OciRuntimePath is { } runtimePath)
         {
             var monitor = new ConmonMonitor(new ConmonOptions { DataRoot = settings.DataRoot },

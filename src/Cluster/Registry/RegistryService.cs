@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Akka.Actor;
 using Akka.Hosting;
 using Flotilla.Contracts;
@@ -32,10 +33,35 @@ public sealed class RegistryService(IDocumentStore store, IRequiredActor<Reposit
 
     public RegistryBlobStore Blobs => blobs;
 
+    /// <summary>
+    /// How long a repository's view is reused without asking PostgreSQL. A pull is a burst of requests on one
+    /// repository (manifest, config, layers) and each lookup would otherwise be a database round trip on the
+    /// blob path. Changes made through this process drop the entry at once; changes made through another
+    /// gateway are seen after at most this long.
+    /// </summary>
+    public static readonly TimeSpan ViewCacheTtl = TimeSpan.FromSeconds(2);
+
+    private readonly ConcurrentDictionary<string, (RepositoryView? View, long LoadedAt, long Generation)> _views = new();
+    private readonly ConcurrentDictionary<string, long> _generations = new();
+
     public async Task<RepositoryView?> FindAsync(string repository, CancellationToken cancellationToken = default)
     {
+        var now = Environment.TickCount64;
+        var generation = _generations.GetValueOrDefault(repository);
+        if (_views.TryGetValue(repository, out var cached) && cached.Generation == generation &&
+            now - cached.LoadedAt < (long)ViewCacheTtl.TotalMilliseconds)
+            return cached.View;
         await using var session = store.QuerySession();
-        return await session.LoadAsync<RepositoryView>(RepositoryStreams.Key(repository), cancellationToken);
+        var view = await session.LoadAsync<RepositoryView>(RepositoryStreams.Key(repository), cancellationToken);
+        // Only cache what was read after the last local change (a change racing this load bumps the generation).
+        if (_generations.GetValueOrDefault(repository) == generation) _views[repository] = (view, now, generation);
+        return view;
+    }
+
+    private void Invalidate(string repository)
+    {
+        _generations.AddOrUpdate(repository, 1, (_, g) => g + 1);
+        _views.TryRemove(repository, out _);
     }
 
     /// <summary>The blob's size when it is linked into the repository (or is one of its manifests) and on disk.</summary>
@@ -197,7 +223,15 @@ public sealed class RegistryService(IDocumentStore store, IRequiredActor<Reposit
     {
         for (var attempt = 1; ; attempt++)
         {
-            var reply = await repositories.ActorRef.Ask<object>(command, AskTimeout);
+            object reply;
+            try
+            {
+                reply = await repositories.ActorRef.Ask<object>(command, AskTimeout);
+            }
+            finally
+            {
+                Invalidate(command.Repository);
+            }
             switch (reply)
             {
                 case RepositoryCommandAccepted:

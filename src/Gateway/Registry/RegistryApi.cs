@@ -101,7 +101,7 @@ public static class RegistryApi
         if (HttpMethods.IsHead(c.Request.Method) || length == 0) return;
         try
         {
-            await response.SendFileAsync(Blobs(c).PathOf(digest), offset, length, c.RequestAborted);
+            await Blobs(c).CopyToAsync(digest, offset, length, response.Body, c.RequestAborted);
         }
         catch (FileNotFoundException) when (!response.HasStarted)
         {
