@@ -63,36 +63,36 @@ public sealed record RegistryManifest(
             switch (mediaType)
             {
                 case DockerManifest or OciManifest:
-                {
-                    if (!root.TryGetProperty("config", out var config) || config.ValueKind != JsonValueKind.Object)
-                        throw Invalid("manifest has no config descriptor");
-                    var references = new List<string> { DescriptorDigest(config, "config") };
-                    if (root.TryGetProperty("layers", out var layers))
                     {
-                        if (layers.ValueKind != JsonValueKind.Array) throw Invalid("layers is not an array");
-                        foreach (var layer in layers.EnumerateArray())
+                        if (!root.TryGetProperty("config", out var config) || config.ValueKind != JsonValueKind.Object)
+                            throw Invalid("manifest has no config descriptor");
+                        var references = new List<string> { DescriptorDigest(config, "config") };
+                        if (root.TryGetProperty("layers", out var layers))
                         {
-                            var digest = DescriptorDigest(layer, "layer");
-                            // Foreign (non-distributable) layers live elsewhere: their URLs say where.
-                            if (layer.TryGetProperty("urls", out var urls) && urls.ValueKind == JsonValueKind.Array && urls.GetArrayLength() > 0)
-                                continue;
-                            references.Add(digest);
+                            if (layers.ValueKind != JsonValueKind.Array) throw Invalid("layers is not an array");
+                            foreach (var layer in layers.EnumerateArray())
+                            {
+                                var digest = DescriptorDigest(layer, "layer");
+                                // Foreign (non-distributable) layers live elsewhere: their URLs say where.
+                                if (layer.TryGetProperty("urls", out var urls) && urls.ValueKind == JsonValueKind.Array && urls.GetArrayLength() > 0)
+                                    continue;
+                                references.Add(digest);
+                            }
                         }
+                        else if (mediaType == DockerManifest)
+                        {
+                            throw Invalid("manifest has no layers");
+                        }
+                        artifactType ??= OptionalString(config, "mediaType");
+                        return new RegistryManifest(mediaType, subject, artifactType, annotations, references.Distinct().ToList(), []);
                     }
-                    else if (mediaType == DockerManifest)
-                    {
-                        throw Invalid("manifest has no layers");
-                    }
-                    artifactType ??= OptionalString(config, "mediaType");
-                    return new RegistryManifest(mediaType, subject, artifactType, annotations, references.Distinct().ToList(), []);
-                }
                 case DockerManifestList or OciIndex:
-                {
-                    if (!root.TryGetProperty("manifests", out var manifests) || manifests.ValueKind != JsonValueKind.Array)
-                        throw Invalid("index has no manifests array");
-                    var children = manifests.EnumerateArray().Select(m => DescriptorDigest(m, "manifests[]")).Distinct().ToList();
-                    return new RegistryManifest(mediaType, subject, artifactType, annotations, [], children);
-                }
+                    {
+                        if (!root.TryGetProperty("manifests", out var manifests) || manifests.ValueKind != JsonValueKind.Array)
+                            throw Invalid("index has no manifests array");
+                        var children = manifests.EnumerateArray().Select(m => DescriptorDigest(m, "manifests[]")).Distinct().ToList();
+                        return new RegistryManifest(mediaType, subject, artifactType, annotations, [], children);
+                    }
                 default:
                     throw Invalid($"unsupported manifest media type {mediaType}");
             }

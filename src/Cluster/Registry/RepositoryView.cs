@@ -69,8 +69,14 @@ public sealed class RepositoryViewProjection : SingleStreamProjection<Repository
             case ManifestPushed m:
                 view.Manifests[m.Digest] = new ManifestEntry
                 {
-                    MediaType = m.MediaType, Size = m.Size, Subject = m.Subject, ArtifactType = m.ArtifactType,
-                    Annotations = m.Annotations?.ToDictionary(), References = [.. m.References], Children = [.. m.Children], PushedAt = m.At,
+                    MediaType = m.MediaType,
+                    Size = m.Size,
+                    Subject = m.Subject,
+                    ArtifactType = m.ArtifactType,
+                    Annotations = m.Annotations?.ToDictionary(),
+                    References = [.. m.References],
+                    Children = [.. m.Children],
+                    PushedAt = m.At,
                 };
                 view.UpdatedAt = m.At;
                 break;
