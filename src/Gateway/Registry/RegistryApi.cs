@@ -38,9 +38,8 @@ public static class RegistryApi
         }
         if (RegistryRoute.Parse(rest) is not { } route)
         {
-            // Not one of the spec's routes; a malformed name in one that looks like it is still NAME_INVALID.
-            await RegistryErrors.WriteAsync(c, RegistryErrorCodes.NameInvalid, "invalid repository name or route", rest,
-                StatusCodes.Status404NotFound);
+            // Not one of the spec's routes (a name inside one of them is checked below: NAME_INVALID).
+            await RegistryErrors.WriteAsync(c, RegistryErrorCodes.NameUnknown, "no such route", rest);
             return;
         }
         if (!RegistryNames.IsValidRepository(route.Name))
@@ -139,6 +138,8 @@ public static class RegistryApi
         else if (query.TryGetValue("digest", out var digestValue))
         {
             var digest = ParseDigest(digestValue.ToString());
+            // Held until the blob is linked: a GC sweep in between must not take it.
+            using var pin = Blobs(c).Pin(digest);
             var blob = await UploadOrInvalidAsync(() => Blobs(c).UploadAsync(name, c.Request.Body, digest, c.Request.ContentLength, c.RequestAborted));
             await Service(c).LinkBlobAsync(name, blob, "upload", Origin(c));
             BlobCreated(c, name, digest);
@@ -180,6 +181,8 @@ public static class RegistryApi
         var session = await FindUploadAsync(c, name, id);
         var (start, _) = ChunkOf(c);
         var hasBody = c.Request.ContentLength is > 0 || (c.Request.ContentLength is null && c.Request.Headers.TransferEncoding.Count > 0);
+        // Held until the blob is linked: a GC sweep in between must not take it.
+        using var pin = Blobs(c).Pin(digest);
         Descriptor blob;
         try
         {
