@@ -39,20 +39,23 @@ make_layout() {
   echo '{"imageLayoutVersion":"1.0.0"}' > "$dir/oci-layout"
 }
 
-measure() {
-  local name=$1 host=$2 push_total=0 pull_total=0
-  for i in $(seq 1 "$RUNS"); do
-    local layout="$WORK/layout-$name-$i"; make_layout "$layout"
-    local t0; t0=$(now)
-    skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$layout:bench" "docker://$host/bench/$name-$i:v1"
-    local t1; t1=$(now)
-    skopeo --insecure-policy copy -q --src-tls-verify=false "docker://$host/bench/$name-$i:v1" "dir:$WORK/pulled-$name-$i"
-    local t2; t2=$(now)
-    rm -rf "$layout" "$WORK/pulled-$name-$i"
-    push_total=$(echo "$push_total + $t1 - $t0" | bc -l); pull_total=$(echo "$pull_total + $t2 - $t1" | bc -l)
-  done
+# Runs alternate between the two registries, so a change of load on the shared machine hits both alike.
+declare -A PUSH PULL
+run_once() {
+  local name=$1 host=$2 i=$3
+  local layout="$WORK/layout-$name-$i"; make_layout "$layout"
+  local t0; t0=$(now)
+  skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$layout:bench" "docker://$host/bench/$name-$i:v1"
+  local t1; t1=$(now)
+  skopeo --insecure-policy copy -q --src-tls-verify=false "docker://$host/bench/$name-$i:v1" "dir:$WORK/pulled-$name-$i"
+  local t2; t2=$(now)
+  rm -rf "$layout" "$WORK/pulled-$name-$i"
+  PUSH[$name]=$(echo "${PUSH[$name]:-0} + $t1 - $t0" | bc -l); PULL[$name]=$(echo "${PULL[$name]:-0} + $t2 - $t1" | bc -l)
+}
+report() {
+  local name=$1
   printf '%-18s push %6.1f MB/s   pull %6.1f MB/s   (%d runs of %d MB)\n' "$name" \
-    "$(echo "$SIZE_MB * $RUNS / $push_total" | bc -l)" "$(echo "$SIZE_MB * $RUNS / $pull_total" | bc -l)" "$RUNS" "$SIZE_MB"
+    "$(echo "$SIZE_MB * $RUNS / ${PUSH[$name]}" | bc -l)" "$(echo "$SIZE_MB * $RUNS / ${PULL[$name]}" | bc -l)" "$RUNS" "$SIZE_MB"
 }
 
 # docker-registry (distribution) with filesystem storage under WORK.
@@ -75,7 +78,13 @@ for _ in $(seq 1 120); do
 done
 curl -sf "http://127.0.0.1:$REG_PORT/v2/" >/dev/null || { cat "$WORK/flotilla.log"; exit 1; }
 
-# One warm-up push each (JIT, connection setup), not counted.
-SAVED_RUNS=$RUNS; RUNS=1; measure warmup-dist "127.0.0.1:$DIST_PORT" >/dev/null; measure warmup-flotilla "127.0.0.1:$REG_PORT" >/dev/null; RUNS=$SAVED_RUNS
-measure docker-registry "127.0.0.1:$DIST_PORT"
-measure flotilla "127.0.0.1:$REG_PORT"
+# One warm-up round each (JIT, connection setup), not counted.
+run_once warmup-dist "127.0.0.1:$DIST_PORT" 0; run_once warmup-flotilla "127.0.0.1:$REG_PORT" 0
+for i in $(seq 1 "$RUNS"); do
+  run_once docker-registry "127.0.0.1:$DIST_PORT" "$i"
+  run_once flotilla "127.0.0.1:$REG_PORT" "$i"
+done
+report docker-registry
+report flotilla
+printf 'ratio flotilla/docker-registry: push %.2f, pull %.2f\n' "$(echo "${PUSH[docker-registry]} / ${PUSH[flotilla]}" | bc -l)" \
+  "$(echo "${PULL[docker-registry]} / ${PULL[flotilla]}" | bc -l)"

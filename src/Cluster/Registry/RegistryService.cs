@@ -36,32 +36,42 @@ public sealed class RegistryService(IDocumentStore store, IRequiredActor<Reposit
     /// <summary>
     /// How long a repository's view is reused without asking PostgreSQL. A pull is a burst of requests on one
     /// repository (manifest, config, layers) and each lookup would otherwise be a database round trip on the
-    /// blob path. Changes made through this process drop the entry at once; changes made through another
-    /// gateway are seen after at most this long.
+    /// blob path. A change made through this process replaces the entry at once (with a fresh load started
+    /// right after the change, which the next request joins); changes made through another gateway are seen
+    /// after at most this long.
     /// </summary>
     public static readonly TimeSpan ViewCacheTtl = TimeSpan.FromSeconds(2);
 
-    private readonly ConcurrentDictionary<string, (RepositoryView? View, long LoadedAt, long Generation)> _views = new();
+    private readonly ConcurrentDictionary<string, CachedView> _views = new();
     private readonly ConcurrentDictionary<string, long> _generations = new();
+
+    private sealed record CachedView(Task<RepositoryView?> Load, long LoadedAt, long Generation);
 
     public async Task<RepositoryView?> FindAsync(string repository, CancellationToken cancellationToken = default)
     {
-        var now = Environment.TickCount64;
         var generation = _generations.GetValueOrDefault(repository);
-        if (_views.TryGetValue(repository, out var cached) && cached.Generation == generation &&
-            now - cached.LoadedAt < (long)ViewCacheTtl.TotalMilliseconds)
-            return cached.View;
-        await using var session = store.QuerySession();
-        var view = await session.LoadAsync<RepositoryView>(RepositoryStreams.Key(repository), cancellationToken);
-        // Only cache what was read after the last local change (a change racing this load bumps the generation).
-        if (_generations.GetValueOrDefault(repository) == generation) _views[repository] = (view, now, generation);
-        return view;
+        if (!_views.TryGetValue(repository, out var cached) || cached.Generation != generation ||
+            Environment.TickCount64 - cached.LoadedAt >= (long)ViewCacheTtl.TotalMilliseconds || cached.Load.IsFaulted)
+        {
+            cached = new CachedView(LoadAsync(repository), Environment.TickCount64, generation);
+            // Only cache what was read after the last local change (a change racing this load bumps the generation).
+            if (_generations.GetValueOrDefault(repository) == generation) _views[repository] = cached;
+        }
+        return await cached.Load.WaitAsync(cancellationToken);
     }
 
+    // Shared by every request that joins it, so not tied to any one request's cancellation.
+    private async Task<RepositoryView?> LoadAsync(string repository)
+    {
+        await using var session = store.QuerySession();
+        return await session.LoadAsync<RepositoryView>(RepositoryStreams.Key(repository), CancellationToken.None);
+    }
+
+    /// <summary>After a local change: the cached view is stale; start loading the new one for the request that follows.</summary>
     private void Invalidate(string repository)
     {
-        _generations.AddOrUpdate(repository, 1, (_, g) => g + 1);
-        _views.TryRemove(repository, out _);
+        var generation = _generations.AddOrUpdate(repository, 1, (_, g) => g + 1);
+        _views[repository] = new CachedView(LoadAsync(repository), Environment.TickCount64, generation);
     }
 
     /// <summary>The blob's size when it is linked into the repository (or is one of its manifests) and on disk.</summary>
