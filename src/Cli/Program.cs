@@ -5,8 +5,8 @@ var root = new RootCommand("Flotilla: a distributed container engine that speaks
 {
     UpCommand.Create(),
     NodesCommand.Create(),
-    new Command("registry", "The built-in registry") { RegistryUserCommand.Create() },
     new Command("audit", "The audit log") { LedgerCommands.Verify() },
     LedgerCommands.Replay(),
+    RegistryCommand.Create(),
 };
 return await root.Parse(args).InvokeAsync();

@@ -4,6 +4,8 @@ using Flotilla.Gateway.DockerApi;
 using Flotilla.Gateway.Hijack;
 using Flotilla.Gateway.Http;
 using Flotilla.Gateway.Native;
+using Flotilla.Gateway.Registry;
+using Flotilla.Gateway.Registry.Auth;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
@@ -13,9 +15,9 @@ using Microsoft.Extensions.Logging;
 
 namespace Flotilla.Gateway;
 
-/// <summary>Where the gateway listens.</summary>
+/// <summary>Where the gateway listens. Without <paramref name="Registry"/> there is no registry listener.</summary>
 /// <param name="DockerSocket">A unix socket for the Docker API too (as dockerd's <c>/var/run/docker.sock</c>), or null.</param>
-public sealed record GatewayOptions(IPEndPoint DockerApi, IPEndPoint NativeApi, string? DockerSocket = null);
+public sealed record GatewayOptions(IPEndPoint DockerApi, IPEndPoint NativeApi, IPEndPoint? Registry = null, string? DockerSocket = null);
 
 /// <summary>The HTTP surfaces of a gateway, each on its own listener, sharing one Kestrel server.</summary>
 public static class GatewayHosting
@@ -33,10 +35,16 @@ public static class GatewayHosting
             k.AddServerHeader = false;
             // Image imports and loads are archives of any size; they are streamed, never buffered.
             k.Limits.MaxRequestBodySize = null;
+            // Registry blobs stream both ways: a few MiB in flight per connection keeps the socket busy
+            // while the next MiB is hashed and written (upload) or read from disk (download). The 1 MiB /
+            // 64 KiB defaults cap a 50 MB push or pull well below what the disk and loopback can do.
+            k.Limits.MaxRequestBufferSize = 4 * 1024 * 1024;
+            k.Limits.MaxResponseBufferSize = 4 * 1024 * 1024;
             k.Listen(options.DockerApi, ConfigureDockerListener);
             if (options.DockerSocket is { } socket && DockerSocketFile.Prepare(socket))
                 k.ListenUnixSocket(socket, ConfigureDockerListener);
             k.Listen(options.NativeApi);
+            if (options.Registry is { } registry) k.Listen(registry, listen => listen.Protocols = HttpProtocols.Http1);
         });
     }
 
@@ -84,8 +92,23 @@ public static class GatewayHosting
                 e.MapNodesEndpoints(queries);
                 e.MapRegistryUsersEndpoints();
                 e.MapLedgerEndpoints();
+                e.MapRegistryGcEndpoints();
                 e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, $"no route for {c.Request.Method} {c.Request.Path}"));
             });
         });
+        if (options.Registry is { } registryEndpoint)
+        {
+            app.MapWhen(c => c.Connection.LocalPort == registryEndpoint.Port, registry =>
+            {
+                registry.UseMiddleware<RegistryHeadersMiddleware>();
+                registry.UseMiddleware<Registry.Auth.RegistryAuthMiddleware>();
+                registry.UseRouting();
+                registry.UseEndpoints(e =>
+                {
+                    e.MapRegistryTokenEndpoint();
+                    e.MapRegistryEndpoints();
+                });
+            });
+        }
     }
 }

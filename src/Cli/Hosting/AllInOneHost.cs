@@ -8,6 +8,7 @@ using Flotilla.NodeRuntime.Containers;
 using Flotilla.NodeRuntime.Host;
 using Flotilla.NodeRuntime.Images;
 using Flotilla.NodeRuntime.Oci;
+using Flotilla.NodeRuntime.Registry;
 using Flotilla.NodeRuntime.Volumes;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
@@ -21,7 +22,6 @@ public static class AllInOneHost
 {
     public static async Task<int> RunAsync(UpSettings settings, CancellationToken cancellationToken)
     {
-        Endpoints.Parse(settings.Registry, "--registry");
         Directory.CreateDirectory(settings.DataRoot);
 
         using var loggerFactory = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Information));
@@ -37,6 +37,7 @@ public static class AllInOneHost
         var nodeName = app.Services.GetRequiredService<FlotillaClusterOptions>().NodeName;
         var dockerApi = app.Services.GetRequiredService<GatewayOptions>().DockerApi;
         var http = app.Services.GetRequiredService<GatewayOptions>().NativeApi;
+        var registry = app.Services.GetRequiredService<GatewayOptions>().Registry;
         await app.StartAsync(cancellationToken);
 
         var system = app.Services.GetRequiredService<ActorSystem>();
@@ -46,6 +47,7 @@ public static class AllInOneHost
         Console.WriteLine($"  Docker API  tcp://{dockerApi}");
         if (settings.DockerSocket is { } socket && File.Exists(socket)) Console.WriteLine($"              unix://{socket}");
         Console.WriteLine($"  native API  http://{http}");
+        Console.WriteLine($"  registry    http://{registry}");
         Console.WriteLine($"  data        {settings.DataRoot}{(postgres is null ? "" : $" (embedded PostgreSQL at {postgres.DataDirectory})")}");
         Console.WriteLine($"export DOCKER_HOST=tcp://{dockerApi}");
 
@@ -67,6 +69,7 @@ public static class AllInOneHost
     {
         var dockerApi = Endpoints.Parse(settings.DockerApi, "--docker-api");
         var http = Endpoints.Parse(settings.Http, "--http");
+        var registry = Endpoints.Parse(settings.Registry, "--registry");
         var nodeName = settings.NodeName ?? facts.Hostname;
         var cluster = new FlotillaClusterOptions
         {
@@ -88,6 +91,11 @@ public static class AllInOneHost
         var images = new NodeImageStore(settings.DataRoot);
         builder.Services.AddSingleton(images);
         builder.Services.AddSingleton(new VolumeStore(settings.DataRoot));
+        // The registry's own content store: image GC and registry GC never see each other's blobs.
+        // FLOTILLA_REGISTRY_FSYNC=0 publishes blobs without fsync, as distribution does (faster pushes; a
+        // power cut, not a crash, may then leave a published blob short).
+        builder.Services.AddSingleton(new RegistryBlobStore(Path.Combine(settings.DataRoot, "registry"),
+            durable: Environment.GetEnvironmentVariable("FLOTILLA_REGISTRY_FSYNC") != "0"));
         if (facts.OciRuntimePath is { } runtimePath)
         {
             var monitor = new ConmonMonitor(new ConmonOptions { DataRoot = settings.DataRoot },
@@ -95,7 +103,7 @@ public static class AllInOneHost
             builder.Services.AddSingleton(monitor);
             builder.Services.AddSingleton(new NodeContainerRuntime(settings.DataRoot, images, monitor));
         }
-        builder.AddFlotillaGateway(new GatewayOptions(dockerApi, http, settings.DockerSocket),
+        builder.AddFlotillaGateway(new GatewayOptions(dockerApi, http, registry, settings.DockerSocket),
             new GatewayInfo(GatewayInfo.AssemblyVersion, nodeName, settings.DataRoot, self, facts));
 
         builder.AddRegistryAuth(Endpoints.Parse(settings.Registry, "--registry"), settings.DataRoot, settings.RegistryAnonymousPull);

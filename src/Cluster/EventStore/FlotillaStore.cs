@@ -58,12 +58,19 @@ public static class FlotillaStore
         opts.Events.AddEventType<RegistryUserPasswordChanged>();
         opts.Events.AddEventType<RegistryUserRemoved>();
         opts.Events.AddEventType<RegistryAccessDenied>();
+        opts.Events.AddEventType<BlobLinked>();
+        opts.Events.AddEventType<BlobUnlinked>();
+        opts.Events.AddEventType<ManifestPushed>();
+        opts.Events.AddEventType<ManifestTagged>();
+        opts.Events.AddEventType<TagDeleted>();
+        opts.Events.AddEventType<ManifestDeleted>();
 
         opts.Projections.Add<NodeViewProjection>(ProjectionLifecycle.Inline);
         opts.Projections.Add<ContainerViewProjection>(ProjectionLifecycle.Inline);
         opts.Projections.Add<ImageViewProjection>(ProjectionLifecycle.Inline);
         opts.Projections.Add<RegistryUserViewProjection>(ProjectionLifecycle.Inline);
         // Keep Projections (below) in step: `flotilla replay` rebuilds exactly those.
+        opts.Projections.Add<RepositoryViewProjection>(ProjectionLifecycle.Inline);
         // Name resolution looks images up by id prefix and by reference.
         opts.Schema.For<ImageView>().Index(x => x.ImageId);
         opts.Schema.For<Audit.AuditCheckpoint>();
@@ -72,7 +79,8 @@ public static class FlotillaStore
 
     /// <summary>Every read model folded from the events, for <see cref="Audit.ProjectionReplay"/>.</summary>
     public static readonly IReadOnlyList<Type> Projections =
-        [typeof(NodeViewProjection), typeof(ContainerViewProjection), typeof(ImageViewProjection), typeof(RegistryUserViewProjection)];
+        [typeof(NodeViewProjection), typeof(ContainerViewProjection), typeof(ImageViewProjection), typeof(RegistryUserViewProjection),
+         typeof(RepositoryViewProjection)];
 
     /// <summary>A standalone store (CLI tools, benchmarks, tests); the host uses DI instead.</summary>
     public static DocumentStore Create(string connectionString, string schema = DefaultSchema) =>

@@ -9,6 +9,7 @@ using Flotilla.Cluster.EventStore;
 using Flotilla.Cluster.Images;
 using Flotilla.Cluster.Nodes;
 using Flotilla.Cluster.Queries;
+using Flotilla.Cluster.Registry;
 using Flotilla.Cluster.Serialization;
 using Flotilla.Contracts.Wire;
 using Flotilla.NodeRuntime;
@@ -46,6 +47,8 @@ public static class FlotillaClusterHosting
         services.AddSingleton<ContainerService>();
         services.AddSingleton<Audit.AuditLedger>();
         services.AddSingleton<Audit.ProjectionReplay>();
+        // Needs a RegistryBlobStore from the host (the all-in-one host registers one under <data>/registry).
+        services.AddSingleton<RegistryService>();
 
         services.AddAkka(ActorSystemName, (builder, sp) => ConfigureActorSystem(builder, sp, options, self));
         return services;
@@ -81,6 +84,8 @@ public static class FlotillaClusterHosting
                     (_, _) => id => ContainerEntity.PropsFor(host, id), new ContainerMessageExtractor(), shardOptions)
                 .WithShardRegion<ImageEntity>(ImageEntity.RegionName,
                     (_, _) => id => ImageEntity.PropsFor(host, id), new ImageMessageExtractor(), shardOptions)
+                .WithShardRegion<RepositoryEntity>(RepositoryEntity.RegionName,
+                    (_, _) => id => RepositoryEntity.PropsFor(host, id), new RepositoryMessageExtractor(), shardOptions)
                 .WithSingleton<ContainerRevival>(ContainerRevival.SingletonName,
                     (_, registry, _) => ContainerRevival.PropsFor(sp.GetRequiredService<ClusterQueries>(), registry.Get<ContainerEntity>()),
                     new ClusterSingletonOptions { Role = FlotillaClusterOptions.NodeRole }, createProxyToo: false)
@@ -92,7 +97,8 @@ public static class FlotillaClusterHosting
         {
             builder
                 .WithShardRegionProxy<ContainerEntity>(ContainerEntity.RegionName, FlotillaClusterOptions.NodeRole, new ContainerMessageExtractor())
-                .WithShardRegionProxy<ImageEntity>(ImageEntity.RegionName, FlotillaClusterOptions.NodeRole, new ImageMessageExtractor());
+                .WithShardRegionProxy<ImageEntity>(ImageEntity.RegionName, FlotillaClusterOptions.NodeRole, new ImageMessageExtractor())
+                .WithShardRegionProxy<RepositoryEntity>(RepositoryEntity.RegionName, FlotillaClusterOptions.NodeRole, new RepositoryMessageExtractor());
         }
 
         builder.WithActors((system, registry) =>

@@ -2,6 +2,7 @@ using System.Collections.Frozen;
 using Flotilla.Contracts.Containers;
 using Flotilla.Contracts.Images;
 using Flotilla.Contracts.Nodes;
+using Flotilla.Contracts.Registry;
 
 namespace Flotilla.Contracts.Wire;
 
@@ -70,6 +71,19 @@ public static class WireManifest
         (typeof(ContainerProcessExited), "r.exited"),
         (typeof(RuntimeDone), "r.done"),
         (typeof(RuntimeFailed), "r.error"),
+        (typeof(LinkBlob), "reg.link"),
+        (typeof(UnlinkBlob), "reg.unlink"),
+        (typeof(PushManifest), "reg.push"),
+        (typeof(DeleteTag), "reg.deltag"),
+        (typeof(DeleteManifest), "reg.delmanifest"),
+        (typeof(RepositoryCommandAccepted), "reg.ok"),
+        (typeof(RepositoryCommandRejected), "reg.rej"),
+        (typeof(BlobLinked), "reg.linked"),
+        (typeof(BlobUnlinked), "reg.unlinked"),
+        (typeof(ManifestPushed), "reg.pushed"),
+        (typeof(ManifestTagged), "reg.tagged"),
+        (typeof(TagDeleted), "reg.tagdeleted"),
+        (typeof(ManifestDeleted), "reg.manifestdeleted"),
     ];
 
 

@@ -27,27 +27,44 @@ public class RunningFlotilla : IAsyncLifetime
     public Marten.DocumentStore OpenStore() => Flotilla.Cluster.EventStore.FlotillaStore.Create(_connectionString);
     public string ConnectionString => _connectionString;
     public int HttpPort { get; } = FreePort.Next();
-
-    /// <summary>The embedded registry's port (UpSettings.Registry).</summary>
+    /// <summary>The built-in registry's listener (<c>--registry</c>).</summary>
     public int RegistryPort { get; } = FreePort.Next();
     public string DataRoot { get; } = Path.Combine(Path.GetTempPath(), "flotilla-gw-" + Guid.NewGuid().ToString("N")[..8]);
     /// <summary>The Docker API's unix socket (the CLI detaches with ctrl-p ctrl-q only through one).</summary>
     public string DockerSocket => Path.Combine(DataRoot, "docker.sock");
     public HttpClient Docker { get; private set; } = null!;
     public HttpClient Native { get; private set; } = null!;
+    public HttpClient Registry { get; private set; } = null!;
 
     public async Task InitializeAsync()
     {
         await _postgres.InitializeAsync();
-        var connectionString = _connectionString = await _postgres.NewDatabaseAsync("gateway");
-        var facts = await HostFacts.ProbeAsync(null);
-        var settings = new UpSettings($"127.0.0.1:{DockerPort}", $"127.0.0.1:{RegistryPort}", $"127.0.0.1:{HttpPort}", DataRoot, connectionString,
-            "gw-node", null, DockerSocket: DockerSocket);
-        _app = AllInOneHost.Build(settings, connectionString, facts, configureServices: ConfigureServices);
-        await _app.StartAsync();
-        await AllInOneHost.WhenMemberUp(_app.Services.GetRequiredService<ActorSystem>()).WaitAsync(TimeSpan.FromSeconds(30));
+        _connectionString = await _postgres.NewDatabaseAsync("gateway");
+        await StartHostAsync();
         Docker = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{DockerPort}/") };
         Native = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{HttpPort}/") };
+        Registry = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{RegistryPort}/") };
+    }
+
+    private async Task StartHostAsync()
+    {
+        var facts = await HostFacts.ProbeAsync(null);
+        var settings = new UpSettings($"127.0.0.1:{DockerPort}", $"127.0.0.1:{RegistryPort}", $"127.0.0.1:{HttpPort}", DataRoot,
+            _connectionString, "gw-node", null, DockerSocket: DockerSocket);
+        _app = AllInOneHost.Build(settings, _connectionString, facts, configureServices: ConfigureServices);
+        await _app.StartAsync();
+        await AllInOneHost.WhenMemberUp(_app.Services.GetRequiredService<ActorSystem>()).WaitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    /// <summary>Stops the host and starts a new one on the same data root, database and ports (state must come back from disk and Marten).</summary>
+    public async Task RestartAsync()
+    {
+        if (_app is not null)
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+        }
+        await StartHostAsync();
     }
 
     /// <summary>Extra services a test class needs in the host (e.g. a hijack handler).</summary>
@@ -59,6 +76,7 @@ public class RunningFlotilla : IAsyncLifetime
     {
         Docker?.Dispose();
         Native?.Dispose();
+        Registry?.Dispose();
         if (_app is not null)
         {
             await DataRootCleanup.RemoveContainersAsync(DockerPort);

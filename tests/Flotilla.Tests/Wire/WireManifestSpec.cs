@@ -5,6 +5,7 @@ using Flotilla.Contracts;
 using Flotilla.Contracts.Containers;
 using Flotilla.Contracts.Images;
 using Flotilla.Contracts.Nodes;
+using Flotilla.Contracts.Registry;
 using Flotilla.Contracts.Wire;
 using Xunit;
 
@@ -86,6 +87,20 @@ public class WireManifestSpec : IDisposable
         [new ImageUntagged("sha256:abc", "docker.io/library/x:1", "moved", T0)],
         [new ImageRemoved("sha256:abc", T0)],
         [new ReconcileContainer("c1", "cluster started")],
+        [new LinkBlob("lib/x", "sha256:abc", 10, "upload", Origin)],
+        [new UnlinkBlob("lib/x", "sha256:abc", Origin)],
+        [new PushManifest("lib/x", "sha256:m", "application/vnd.oci.image.manifest.v1+json", 100, "sha256:s", "text/plain",
+            Labels, ["sha256:abc"], [], "v1", Origin)],
+        [new DeleteTag("lib/x", "v1", Origin)],
+        [new DeleteManifest("lib/x", "sha256:m", Origin)],
+        [new RepositoryCommandAccepted("lib/x", [new BlobLinked("lib/x", "sha256:abc", 10, "upload", T0), new TagDeleted("lib/x", "v1", "sha256:m", T0)], 2)],
+        [new RepositoryCommandRejected("lib/x", "MANIFEST_BLOB_UNKNOWN", "blob unknown to registry", "sha256:abc")],
+        [new BlobLinked("lib/x", "sha256:abc", 10, "mount from lib/y", T0)],
+        [new BlobUnlinked("lib/x", "sha256:abc", T0)],
+        [new ManifestPushed("lib/x", "sha256:m", "application/vnd.oci.image.index.v1+json", 100, null, null, null, [], ["sha256:c"], T0)],
+        [new ManifestTagged("lib/x", "v1", "sha256:m", "sha256:old", T0)],
+        [new TagDeleted("lib/x", "v1", "sha256:m", T0)],
+        [new ManifestDeleted("lib/x", "sha256:m", T0)],
     ];
 
     [Fact]
