@@ -217,7 +217,7 @@ public class RegistryServerSpec(RegistryFlotilla flotilla)
     public async Task Traversal_that_the_server_normalizes_away_reaches_nothing()
     {
         var (status, _) = await RawGetAsync("/v2/../../etc/passwd");
-        Assert.Equal(404, status);
+        Assert.True(status is 400 or 404, status.ToString()); // NAME_INVALID: the raw target aimed at /v2/
         // a/%2e%2e/b is a/../b is b: a repository name like any other, empty here.
         var (dotted, body) = await RawGetAsync("/v2/a/%2e%2e/b/manifests/latest");
         Assert.Equal(404, dotted);
