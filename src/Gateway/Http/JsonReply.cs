@@ -15,6 +15,9 @@ public static class JsonReply
     /// <summary>Docker's PascalCase names, as declared on the DTOs.</summary>
     public static readonly JsonSerializerOptions Docker = new()
     {
+        // As Go's encoder: '+' (media types, time offsets) stays '+'. Go's time.Time reads a string's raw bytes,
+        // so an escaped "\u002B00:00" is not a time to it.
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
         PropertyNamingPolicy = null,
         DefaultIgnoreCondition = JsonIgnoreCondition.Never,
     };
@@ -22,6 +25,7 @@ public static class JsonReply
     /// <summary>camelCase for Flotilla's own native API.</summary>
     public static readonly JsonSerializerOptions Native = new(JsonSerializerDefaults.Web)
     {
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
         Converters = { new JsonStringEnumConverter() },
     };
 

@@ -90,7 +90,9 @@ public static class TokenEndpoint
 
         var token = tokens.Issue(user?.Name ?? "", granted, now);
         context.Response.Headers.CacheControl = "no-store";
-        await JsonReply.WriteAsync(context, new TokenResponse(token, token, (int)tokens.Lifetime.TotalSeconds, now.ToString("O")));
+        await JsonReply.WriteAsync(context, new TokenResponse(token, token, (int)tokens.Lifetime.TotalSeconds,
+            // RFC 3339 in UTC: Go clients parse this field's raw bytes, so no offset that JSON could escape.
+            now.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", System.Globalization.CultureInfo.InvariantCulture)));
     }
 
     private static RequestOrigin Origin(HttpContext context, string? user) =>
