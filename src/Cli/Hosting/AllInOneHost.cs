@@ -4,6 +4,7 @@ using Flotilla.Cluster.Hosting;
 using Flotilla.Cluster.Nodes;
 using Flotilla.Gateway;
 using Flotilla.NodeRuntime.Containers;
+using Flotilla.NodeRuntime.Distribution;
 using Flotilla.NodeRuntime.Host;
 using Flotilla.NodeRuntime.Images;
 using Flotilla.NodeRuntime.Oci;
@@ -85,6 +86,7 @@ public static class AllInOneHost
         builder.Services.AddFlotillaCluster(cluster, self);
         var images = new NodeImageStore(settings.DataRoot);
         builder.Services.AddSingleton(images);
+        builder.Services.AddSingleton(new ImageDistribution(images));
         builder.Services.AddSingleton(new VolumeStore(settings.DataRoot));
         if (facts.OciRuntimePath is { } runtimePath)
         {

@@ -52,6 +52,8 @@ public static class FlotillaStore
         opts.Events.AddEventType<ImageTagged>();
         opts.Events.AddEventType<ImageUntagged>();
         opts.Events.AddEventType<ImageRemoved>();
+        opts.Events.AddEventType<ImagePulled>();
+        opts.Events.AddEventType<ImagePushed>();
 
         opts.Projections.Add<NodeViewProjection>(ProjectionLifecycle.Inline);
         opts.Projections.Add<ContainerViewProjection>(ProjectionLifecycle.Inline);

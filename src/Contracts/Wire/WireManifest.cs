@@ -70,6 +70,9 @@ public static class WireManifest
         (typeof(ContainerProcessExited), "r.exited"),
         (typeof(RuntimeDone), "r.done"),
         (typeof(RuntimeFailed), "r.error"),
+        (typeof(RecordImageDistribution), "i.distribution"),
+        (typeof(ImagePulled), "i.pulled"),
+        (typeof(ImagePushed), "i.pushed"),
     ];
 
 

@@ -31,6 +31,7 @@ public static class DockerErrors
     public static int? Status(Exception ex) => ex switch
     {
         OperationRejectedException e => (int)e.Code,
+        Flotilla.NodeRuntime.Distribution.RegistryException e => e.Status,
         FormatException or InvalidDataException or JsonException or UnsafeLayerException or DigestMismatchException
             => StatusCodes.Status400BadRequest,
         OciRuntimeException => StatusCodes.Status500InternalServerError,

@@ -85,6 +85,9 @@ public class WireManifestSpec : IDisposable
         [new ImageTagged("sha256:abc", "docker.io/library/x:1", T0)],
         [new ImageUntagged("sha256:abc", "docker.io/library/x:1", "moved", T0)],
         [new ImageRemoved("sha256:abc", T0)],
+        [new RecordImageDistribution("sha256:abc", true, "127.0.0.1:5000/x:1", "sha256:def", "127.0.0.1:5000", Origin)],
+        [new ImagePulled("sha256:abc", "127.0.0.1:5000/x:1", "sha256:def", "127.0.0.1:5000", T0)],
+        [new ImagePushed("sha256:abc", "127.0.0.1:5000/x:1", "sha256:def", "127.0.0.1:5000", T0)],
         [new ReconcileContainer("c1", "cluster started")],
     ];
 

@@ -1,0 +1,24 @@
+namespace Flotilla.NodeRuntime.Distribution;
+
+/// <summary>
+/// Where pull and push progress goes: one line per call, in the terms of Docker's JSON message stream
+/// (<c>status</c>, <c>id</c>, and <c>progressDetail</c> current/total).
+/// </summary>
+public interface IDistributionProgress
+{
+    Task ReportAsync(string status, string? id = null, long? current = null, long? total = null);
+}
+
+/// <summary>Limits "Downloading"/"Pushing" lines to a few per second per layer; the first and last always pass.</summary>
+internal sealed class ProgressThrottle(TimeSpan interval)
+{
+    private long _lastTicks = -1;
+
+    public bool ShouldReport(bool final)
+    {
+        var now = Environment.TickCount64;
+        if (!final && _lastTicks >= 0 && now - _lastTicks < interval.TotalMilliseconds) return false;
+        _lastTicks = now;
+        return true;
+    }
+}
