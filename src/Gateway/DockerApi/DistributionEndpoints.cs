@@ -170,6 +170,11 @@ public static class DistributionEndpoints
         {
             throw new RegistryException(500, $"login to {domain} timed out");
         }
+        catch (RegistryException ex) when (ex.Status is 401 or 403)
+        {
+            await JsonReply.ErrorAsync(context, StatusCodes.Status401Unauthorized, ex.Message);
+            return;
+        }
         await JsonReply.WriteAsync(context, new { Status = "Login Succeeded", IdentityToken = "" });
     });
 

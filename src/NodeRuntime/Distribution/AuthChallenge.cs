@@ -51,6 +51,12 @@ public sealed record AuthChallenge(string Scheme, IReadOnlyDictionary<string, st
                     break;
                 }
                 pos++; // '='
+                if (pos < s.Length && s[pos] == '=')
+                {
+                    // token68 padding ("abc=="): a credential blob, not a parameter.
+                    while (pos < s.Length && s[pos] == '=') pos++;
+                    break;
+                }
                 SkipSpaces(s, ref pos);
                 var value = pos < s.Length && s[pos] == '"' ? ReadQuoted(s, ref pos) : ReadToken(s, ref pos);
                 parameters.TryAdd(name.ToLowerInvariant(), value);

@@ -195,10 +195,13 @@ public sealed class RegistryClient : IDisposable
             await session.FetchTokenAsync(challenge, [], cancellationToken);
             return;
         }
-        using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(session.BaseUri, "v2/"));
+        var request = new HttpRequestMessage(HttpMethod.Get, new Uri(session.BaseUri, "v2/"));
         if (credentials.HasBasic) request.Headers.Authorization = new AuthenticationHeaderValue("Basic", credentials.BasicHeaderValue);
+        var uri = request.RequestUri;
         using var response = await SendSmallAsync(request, cancellationToken);
         if (response.IsSuccessStatusCode) return;
+        if (response.StatusCode == HttpStatusCode.Unauthorized)
+            throw new RegistryException(401, $"login attempt to {uri} failed with status: 401 Unauthorized");
         throw await RegistrySession.ErrorFromAsync(response, "login", cancellationToken);
     }
 

@@ -1,0 +1,302 @@
+using System.Text.Json;
+using Flotilla.NodeRuntime.Images;
+using Flotilla.NodeRuntime.Storage;
+using Flotilla.Tests.Gateway;
+using Flotilla.Tests.Images;
+using Flotilla.Tests.Support;
+using Marten;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Xunit;
+
+namespace Flotilla.Tests.Registry.Client;
+
+/// <summary>
+/// The engine as a registry client, driven by the real docker CLI: push, rmi, pull, run. Written against any V2
+/// registry at <see cref="Registry"/> (host:port on loopback, plain HTTP): subclass it for another server.
+/// </summary>
+public abstract class RegistryInteropTests(RunningFlotilla flotilla)
+{
+    /// <summary>The registry under test, <c>127.0.0.1:&lt;port&gt;</c>.</summary>
+    protected abstract string Registry { get; }
+
+    protected RunningFlotilla Flotilla => flotilla;
+
+    private static readonly SemaphoreSlim ImportLock = new(1, 1);
+
+    protected async Task<string> DockerOk(params string[] args)
+    {
+        var result = await flotilla.RunDockerAsync(args);
+        Assert.True(result.ExitCode == 0, $"docker {string.Join(' ', args)}: {result}");
+        return result.Stdout;
+    }
+
+    /// <summary>A runnable busybox image, imported once per host as <c>interop/busybox:1</c>.</summary>
+    protected async Task<string> BusyboxAsync()
+    {
+        const string name = "interop/busybox:1";
+        await ImportLock.WaitAsync();
+        try
+        {
+            if ((await flotilla.RunDockerAsync("image", "inspect", name)).ExitCode != 0)
+            {
+                Directory.CreateDirectory(flotilla.DataRoot);
+                var path = Path.Combine(flotilla.DataRoot, "interop-rootfs.tar");
+                await File.WriteAllBytesAsync(path, BusyboxImage.Rootfs());
+                await DockerOk("import", "-c", "CMD [\"/bin/sh\"]", path, name);
+            }
+        }
+        finally
+        {
+            ImportLock.Release();
+        }
+        return name;
+    }
+
+    protected static string Unique(string name) => $"{name}-{Guid.NewGuid().ToString("N")[..6]}";
+
+    private async Task<IReadOnlyList<JasperFx.Events.IEvent>> ImageEventsAsync(string imageId)
+    {
+        await using var store = flotilla.OpenStore();
+        await using var session = store.QuerySession();
+        return await session.Events.FetchStreamAsync("image-" + imageId);
+    }
+
+    [Fact]
+    public async Task Push_rmi_pull_and_run_round_trips_an_image()
+    {
+        var source = await BusyboxAsync();
+        var repo = $"{Registry}/{Unique("roundtrip")}";
+        await DockerOk("tag", source, repo);
+
+        var push = await DockerOk("push", repo);
+        Assert.Contains($"The push refers to repository [{repo}]", push);
+        Assert.Contains("Pushed", push);
+        Assert.Matches(@"latest: digest: sha256:[0-9a-f]{64} size: \d+", push);
+        var pushedDigest = System.Text.RegularExpressions.Regex.Match(push, "digest: (sha256:[0-9a-f]{64})").Groups[1].Value;
+
+        var again = await DockerOk("push", repo);
+        Assert.Contains("Layer already exists", again);
+        Assert.DoesNotContain("Pushed", again);
+
+        var imageId = (await DockerOk("image", "inspect", "-f", "{{.Id}}", repo)).Trim();
+        var pushedEvents = await ImageEventsAsync(imageId);
+        var pushed = Assert.Single(pushedEvents, e => e.EventTypeName == "image_pushed");
+        Assert.StartsWith("anonymous@", pushed.UserName);
+
+        await DockerOk("rmi", repo);
+        await DockerOk("rmi", source);
+        Assert.NotEqual(0, (await flotilla.RunDockerAsync("image", "inspect", repo)).ExitCode);
+
+        var pull = await DockerOk("pull", repo);
+        Assert.Contains("Pull complete", pull);
+        Assert.Contains($"Digest: {pushedDigest}", pull);
+        Assert.Contains($"Status: Downloaded newer image for {repo}:latest", pull);
+        Assert.Equal(imageId, (await DockerOk("image", "inspect", "-f", "{{.Id}}", repo)).Trim());
+        Assert.Contains($"{repo}@{pushedDigest}", await DockerOk("image", "inspect", "-f", "{{json .RepoDigests}}", repo));
+
+        Assert.Equal("hello from flotilla", (await DockerOk("run", "--rm", repo, "cat", "/hello.txt")).Trim());
+
+        var upToDate = await DockerOk("pull", repo);
+        Assert.Contains($"Status: Image is up to date for {repo}:latest", upToDate);
+
+        var events = await ImageEventsAsync(imageId);
+        var pulls = events.Where(e => e.EventTypeName == "image_pulled").ToList();
+        Assert.Equal(2, pulls.Count);
+        var pulled = (Flotilla.Contracts.Images.ImagePulled)pulls[0].Data;
+        Assert.Equal(pushedDigest, pulled.ManifestDigest);
+        Assert.Equal(Registry, pulled.Registry);
+        Assert.StartsWith("anonymous@", pulls[0].UserName);
+
+        // The same layers pushed to another repository of the registry are mounted, not uploaded.
+        var other = $"{Registry}/{Unique("mounted")}";
+        await DockerOk("tag", repo, other);
+        var mount = await DockerOk("push", other);
+        Assert.Contains("Mounted from", mount);
+    }
+
+    [Fact]
+    public async Task Pull_of_an_unknown_tag_fails_with_the_registrys_message()
+    {
+        var result = await flotilla.RunDockerAsync("pull", $"{Registry}/{Unique("nothing")}:nope");
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Contains("manifest unknown", result.Stderr);
+    }
+
+    [Fact]
+    public async Task Pull_decompresses_gzip_layers_and_runs()
+    {
+        var rootfs = BusyboxImage.Rootfs();
+        var config = ArchiveFixtures.ConfigFor([rootfs]);
+        var repo = Unique("gzipped");
+        await new RegistrySeeder(Registry).PushImageAsync(repo, "v1", config, [(ArchiveFixtures.Gzip(rootfs), MediaTypes.DockerLayerGzip)]);
+
+        var pull = await DockerOk("pull", $"{Registry}/{repo}:v1");
+        Assert.Contains("Pull complete", pull);
+        Assert.Equal(Digest.Of(config).ToString(), (await DockerOk("image", "inspect", "-f", "{{.Id}}", $"{Registry}/{repo}:v1")).Trim());
+        Assert.Equal("hello from flotilla", (await DockerOk("run", "--rm", $"{Registry}/{repo}:v1", "cat", "/hello.txt")).Trim());
+    }
+
+    [Fact]
+    public async Task Pull_of_a_manifest_list_picks_the_host_platform_or_the_asked_one()
+    {
+        var seeder = new RegistrySeeder(Registry);
+        var repo = Unique("multi");
+        var entries = new List<OciDescriptor>();
+        var configs = new Dictionary<string, byte[]>();
+        foreach (var arch in new[] { "arm64", "amd64" })
+        {
+            var layer = ArchiveFixtures.SmallLayer("arch.txt", arch + "\n");
+            var config = OciJson.Serialize(new ImageConfigFile
+            {
+                Architecture = arch,
+                Os = "linux",
+                RootFs = new RootFs { DiffIds = [Digest.Of(layer).ToString()] },
+            });
+            configs[arch] = config;
+            var manifest = await seeder.PushImageAsync(repo, Digest.Of(OciJson.Serialize(arch)).Hex[..8], config, [(ArchiveFixtures.Gzip(layer), MediaTypes.DockerLayerGzip)]);
+            entries.Add(manifest with { Platform = new OciPlatform { Architecture = arch, Os = "linux", Variant = arch == "arm64" ? "v8" : null } });
+        }
+        var list = OciJson.Serialize(new OciIndex { MediaType = MediaTypes.DockerManifestList, Manifests = entries });
+        await seeder.PutManifestAsync(repo, "both", list, MediaTypes.DockerManifestList);
+
+        var reference = $"{Registry}/{repo}:both";
+        var pull = await DockerOk("pull", reference);
+        Assert.Contains($"Digest: {Digest.Of(list)}", pull);
+        Assert.Equal($"{Digest.Of(configs["amd64"])} amd64", (await DockerOk("image", "inspect", "-f", "{{.Id}} {{.Architecture}}", reference)).Trim());
+
+        await DockerOk("pull", "--platform", "linux/arm64", reference);
+        Assert.Equal($"{Digest.Of(configs["arm64"])} arm64", (await DockerOk("image", "inspect", "-f", "{{.Id}} {{.Architecture}}", reference)).Trim());
+    }
+
+    [Fact]
+    public async Task Login_to_an_open_registry_succeeds()
+    {
+        var login = await DockerOk("login", "-u", "anyone", "-p", "anything", Registry);
+        Assert.Contains("Login Succeeded", login);
+    }
+}
+
+/// <summary>Against Debian's docker-registry (CNCF distribution 2.8.2).</summary>
+public sealed class DistributionRegistryInteropSpec(RunningFlotilla flotilla, DistributionRegistry registry, DistributionRegistryWithBasicAuth secured)
+    : RegistryInteropTests(flotilla), IClassFixture<RunningFlotilla>, IClassFixture<DistributionRegistry>, IClassFixture<DistributionRegistryWithBasicAuth>
+{
+    protected override string Registry => registry.Address;
+
+    [Fact]
+    public async Task Pull_of_an_image_pushed_by_skopeo_with_gzip_layers_runs()
+    {
+        var rootfs = BusyboxImage.Rootfs();
+        var layer = ArchiveFixtures.Gzip(rootfs);
+        var config = ArchiveFixtures.ConfigFor([rootfs]);
+        var dir = Path.Combine(Flotilla.DataRoot, Unique("oci-layout"));
+        Directory.CreateDirectory(Path.Combine(dir, "blobs", "sha256"));
+        async Task<OciDescriptor> Blob(byte[] bytes, string type)
+        {
+            await File.WriteAllBytesAsync(Path.Combine(dir, "blobs", "sha256", Digest.Of(bytes).Hex), bytes);
+            return new OciDescriptor { MediaType = type, Digest = Digest.Of(bytes).ToString(), Size = bytes.Length };
+        }
+        var manifest = OciJson.Serialize(new OciManifest
+        {
+            MediaType = MediaTypes.OciManifest,
+            Config = await Blob(config, MediaTypes.OciConfig),
+            Layers = [await Blob(layer, MediaTypes.OciLayerGzip)],
+        });
+        var manifestDescriptor = await Blob(manifest, MediaTypes.OciManifest);
+        await File.WriteAllTextAsync(Path.Combine(dir, "oci-layout"), """{"imageLayoutVersion":"1.0.0"}""");
+        await File.WriteAllBytesAsync(Path.Combine(dir, "index.json"), OciJson.Serialize(new OciIndex
+        {
+            Manifests = [manifestDescriptor with { Annotations = new() { ["org.opencontainers.image.ref.name"] = "v1" } }],
+        }));
+
+        var repo = $"{Registry}/{Unique("skopeo")}";
+        var copy = await ProcessRunner.RunAsync("skopeo", ["--insecure-policy", "copy", "--dest-tls-verify=false", $"oci:{dir}:v1", $"docker://{repo}:v1"]);
+        Assert.True(copy.ExitCode == 0, copy.ToString());
+
+        Assert.Contains("Pull complete", await DockerOk("pull", $"{repo}:v1"));
+        Assert.Equal("hello from flotilla", (await DockerOk("run", "--rm", $"{repo}:v1", "cat", "/hello.txt")).Trim());
+    }
+
+    [Fact]
+    public async Task Login_with_basic_auth_checks_the_password_and_push_uses_the_credentials()
+    {
+        var bad = await Flotilla.RunDockerAsync("login", "-u", DistributionRegistryWithBasicAuth.User, "-p", "wrong", secured.Address);
+        Assert.NotEqual(0, bad.ExitCode);
+        Assert.Contains("unauthorized", bad.Stderr, StringComparison.OrdinalIgnoreCase);
+
+        var anonymous = await Flotilla.RunDockerAsync("pull", $"{secured.Address}/private:1");
+        Assert.NotEqual(0, anonymous.ExitCode);
+        Assert.Contains("unauthorized", anonymous.Stderr, StringComparison.OrdinalIgnoreCase);
+
+        Assert.Contains("Login Succeeded", await DockerOk("login", "-u", DistributionRegistryWithBasicAuth.User, "-p",
+            DistributionRegistryWithBasicAuth.Password, secured.Address));
+        var repo = $"{secured.Address}/private";
+        await DockerOk("tag", await BusyboxAsync(), $"{repo}:1");
+        Assert.Contains("1: digest: sha256:", await DockerOk("push", $"{repo}:1"));
+        await DockerOk("rmi", $"{repo}:1");
+        Assert.Contains("Downloaded newer image", await DockerOk("pull", $"{repo}:1"));
+    }
+
+    [Fact]
+    public async Task Search_asks_the_registrys_v1_search_and_filters_like_docker()
+    {
+        await using var index = await FakeSearchIndex.StartAsync();
+        var found = await DockerOk("search", "--format", "{{.Name}}|{{.Description}}|{{.StarCount}}|{{.IsOfficial}}", $"{index.Address}/bus");
+        Assert.Equal(["busybox|tiny|12|true", "team/busy|a team's|3|false"], found.Trim().Split('\n'));
+        Assert.Equal("bus", index.LastQuery);
+
+        Assert.Equal("busybox", (await DockerOk("search", "--format", "{{.Name}}", "--filter", "is-official=true", $"{index.Address}/bus")).Trim());
+        Assert.Equal("busybox", (await DockerOk("search", "--format", "{{.Name}}", "--filter", "stars=5", $"{index.Address}/bus")).Trim());
+        Assert.Equal("busybox", (await DockerOk("search", "--format", "{{.Name}}", "--limit", "1", $"{index.Address}/bus")).Trim());
+        Assert.Equal("1", index.LastLimit);
+    }
+
+    [Fact]
+    public async Task Search_on_a_registry_without_v1_search_reports_its_status()
+    {
+        var result = await Flotilla.RunDockerAsync("search", $"{Registry}/anything");
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Contains("Unexpected status code 404", result.Stderr);
+    }
+}
+
+/// <summary>A registry v1 search endpoint (<c>/v1/_ping</c>, <c>/v1/search</c>) on plain HTTP, as old registries serve it.</summary>
+internal sealed class FakeSearchIndex : IAsyncDisposable
+{
+    private Microsoft.AspNetCore.Builder.WebApplication _app = null!;
+
+    public string Address { get; private set; } = "";
+    public string? LastQuery { get; private set; }
+    public string? LastLimit { get; private set; }
+
+    public static async Task<FakeSearchIndex> StartAsync()
+    {
+        var index = new FakeSearchIndex();
+        var port = FreePort.Next();
+        var builder = Microsoft.AspNetCore.Builder.WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
+        var app = builder.Build();
+        app.MapGet("/v1/_ping", () => Microsoft.AspNetCore.Http.Results.Text("true", "application/json"));
+        app.MapGet("/v1/search", (Microsoft.AspNetCore.Http.HttpContext c) =>
+        {
+            index.LastQuery = c.Request.Query["q"];
+            index.LastLimit = c.Request.Query["n"];
+            Assert.Equal("true", c.Request.Headers["X-Docker-Token"].ToString());
+            return Microsoft.AspNetCore.Http.Results.Text("""
+                {"query":"bus","num_results":2,"results":[
+                  {"name":"busybox","description":"tiny","star_count":12,"is_official":true,"is_automated":false},
+                  {"name":"team/busy","description":"a team's","star_count":3,"is_official":false,"is_automated":true}]}
+                """, "application/json");
+        });
+        await app.StartAsync();
+        index._app = app;
+        index.Address = $"127.0.0.1:{port}";
+        return index;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _app.StopAsync();
+        await _app.DisposeAsync();
+    }
+}
