@@ -5,12 +5,14 @@ namespace Flotilla.NodeRuntime.Distribution;
 
 /// <summary>
 /// What a pull will fetch, known before any progress is written (so a missing manifest or refused credentials
-/// are a plain API error): the platform's manifest and the verified image config.
+/// are a plain API error): the platform's manifest and the verified image config. <paramref name="ManifestDigest"/> is the
+/// digest the reference resolved to (a manifest list's, when it is one): the one Docker prints and records as repo digest.
 /// </summary>
 public sealed record PullPlan(
     ImageReference Reference,
     RegistrySession Session,
     Digest ManifestDigest,
+    Digest PlatformManifestDigest,
     OciManifest Manifest,
     Digest ConfigDigest,
     byte[] ConfigBytes,
@@ -35,6 +37,7 @@ public sealed class ImagePuller(NodeImageStore store, RegistryClient client, Blo
         var session = await client.OpenAsync(reference.Domain, credentials, cancellationToken);
         var repository = reference.Path;
         var manifest = await session.GetManifestAsync(repository, reference.Digest ?? reference.Tag ?? ImageReference.DefaultTag, cancellationToken);
+        var resolved = manifest.Digest;
         for (var depth = 0; MediaTypes.IsIndex(manifest.MediaType); depth++)
         {
             if (depth >= MaxIndexDepth) throw new RegistryException(500, $"manifest lists nested deeper than {MaxIndexDepth}");
@@ -73,7 +76,7 @@ public sealed class ImagePuller(NodeImageStore store, RegistryClient client, Blo
             if (!Digest.TryParse(layer.Digest, out _)) throw new InvalidDataException($"manifest {manifest.Digest} layer {i} has invalid digest '{layer.Digest}'");
             if (!IsLayerMediaType(layer.MediaType)) throw new RegistryException(400, $"unsupported layer media type '{layer.MediaType}'");
         }
-        return new PullPlan(reference, session, manifest.Digest, image, configDigest, configBytes, config);
+        return new PullPlan(reference, session, resolved, manifest.Digest, image, configDigest, configBytes, config);
     }
 
     private static bool IsLayerMediaType(string mediaType) => mediaType is
