@@ -94,13 +94,11 @@ public sealed class ImagePuller(NodeImageStore store, RegistryClient client, Blo
         var repository = plan.Reference.Path;
         var layers = plan.Manifest.Layers;
         var diffIds = plan.Config.RootFs.DiffIds.Select(Digest.Parse).ToList();
-        var missing = new bool[layers.Count];
-        for (var i = 0; i < layers.Count; i++)
-        {
-            var id = Digest.Parse(layers[i].Digest).Short;
-            missing[i] = !store.Content.Exists(diffIds[i]);
-            await progress.ReportAsync(missing[i] ? "Pulling fs layer" : "Already exists", id);
-        }
+        var missing = diffIds.Select(d => !store.Content.Exists(d)).ToArray();
+        // An image that is all here already prints no layer lines, as dockerd does when it has the config.
+        var complete = !missing.Any(m => m) && store.Content.Exists(plan.ConfigDigest);
+        for (var i = 0; i < layers.Count && !complete; i++)
+            await progress.ReportAsync(missing[i] ? "Pulling fs layer" : "Already exists", Digest.Parse(layers[i].Digest).Short);
 
         var stored = new List<Descriptor>(layers.Count);
         for (var i = 0; i < layers.Count; i++)

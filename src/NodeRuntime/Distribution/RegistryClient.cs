@@ -192,7 +192,8 @@ public sealed class RegistryClient : IDisposable
         }
         if (challenge.IsBearer)
         {
-            await session.FetchTokenAsync(challenge, [], cancellationToken);
+            // Always asks the token server: a login checks the credentials, a cached token would not.
+            await session.FetchTokenAsync(challenge, [], cancellationToken, useCache: false);
             return;
         }
         var request = new HttpRequestMessage(HttpMethod.Get, new Uri(session.BaseUri, "v2/"));

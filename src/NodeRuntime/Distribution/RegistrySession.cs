@@ -271,11 +271,13 @@ public sealed class RegistrySession
     /// the OAuth refresh-token form with an identity token. Tokens are cached per registry, user and scope set.
     /// </summary>
     internal async Task<(string Token, string Key)> FetchTokenAsync(AuthChallenge challenge, IReadOnlyList<string> scopes,
-        CancellationToken cancellationToken)
+        CancellationToken cancellationToken, bool useCache = true)
     {
         if (Credentials?.RegistryToken is { Length: > 0 } registryToken) return (registryToken, "");
-        var key = $"{Host}|{Credentials?.Username}|{string.Join(' ', scopes)}";
-        if (_client.TryGetToken(key, out var cached)) return (cached, key);
+        // Keyed by the secret too (hashed): another password for the same user must not reuse a token.
+        var secret = Credentials is null ? "" : Digest.Of(Encoding.UTF8.GetBytes($"{Credentials.Username}:{Credentials.Password}:{Credentials.IdentityToken}")).Short;
+        var key = $"{Host}|{Credentials?.Username}|{secret}|{string.Join(' ', scopes)}";
+        if (useCache && _client.TryGetToken(key, out var cached)) return (cached, key);
 
         var realm = challenge["realm"];
         if (realm is null || !Uri.TryCreate(realm, UriKind.Absolute, out var realmUri) || realmUri.Scheme is not ("http" or "https"))
