@@ -64,11 +64,14 @@ public static class DistributionEndpoints
         try
         {
             await stream.StatusAsync($"Pulling from {reference.Path}", reference.Digest ?? reference.Tag);
-            var previous = reference.Tag is null ? null : await Images(context).FindAsync(reference.ToString(), reference.ToString(), context.RequestAborted);
+            var imageId = plan.ImageId.ToString();
+            var before = await Images(context).FindAsync(null, imageId, context.RequestAborted);
+            var repoDigest = $"{reference.Name}@{plan.ManifestDigest}";
+            // Up to date: the image is here and the reference already named it (dockerd's rule).
+            var named = before is not null && (reference.Tag is not null ? before.RepoTags.Contains(reference.ToString()) : before.RepoDigests.Contains(repoDigest));
             var layersWereHere = plan.Config.RootFs.DiffIds.All(d => distribution.Store.Content.Exists(NodeRuntime.Storage.Digest.Parse(d)));
             var loaded = await distribution.Puller.FetchAsync(plan, new JsonMessageProgress(stream), context.RequestAborted);
 
-            var imageId = loaded.ImageId.ToString();
             var info = context.RequestServices.GetRequiredService<GatewayInfo>();
             var references = reference.Tag is null ? (IReadOnlyList<string>)[] : [reference.ToString()];
             var existing = await Images(context).FindAsync(null, imageId, context.RequestAborted);
@@ -81,12 +84,12 @@ public static class DistributionEndpoints
             {
                 var content = await distribution.Store.DescribeAsync(loaded, context.RequestAborted);
                 await Images(context).RegisterAsync(new RegisterImage(imageId, ImageSource.Pulled, content, info.NodeName,
-                    $"{reference.Name}@{plan.ManifestDigest}", references, Origin(context)), context.RequestAborted);
+                    repoDigest, references, Origin(context)), context.RequestAborted);
             }
             await Images(context).RecordDistributionAsync(new RecordImageDistribution(imageId, Pushed: false, reference.ToString(),
                 plan.ManifestDigest.ToString(), reference.Domain, Origin(context)));
 
-            var upToDate = previous?.ImageId == imageId && layersWereHere;
+            var upToDate = named && layersWereHere;
             await stream.StatusAsync($"Digest: {plan.ManifestDigest}");
             await stream.StatusAsync(upToDate
                 ? $"Status: Image is up to date for {reference.FamiliarString}"
