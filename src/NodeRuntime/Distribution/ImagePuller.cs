@@ -30,6 +30,7 @@ public sealed class ImagePuller(NodeImageStore store, RegistryClient client, Blo
 {
     private const int MaxIndexDepth = 4;
     private const int MaxLayers = 1000;
+    private const int MaxConcurrentDownloads = 3;
 
     public async Task<PullPlan> ResolveAsync(ImageReference reference, RegistryCredentials? credentials, PlatformSpec platform,
         CancellationToken cancellationToken = default)
@@ -100,20 +101,52 @@ public sealed class ImagePuller(NodeImageStore store, RegistryClient client, Blo
         for (var i = 0; i < layers.Count && !complete; i++)
             await progress.ReportAsync(missing[i] ? "Pulling fs layer" : "Already exists", Digest.Parse(layers[i].Digest).Short);
 
-        var stored = new List<Descriptor>(layers.Count);
+        // Up to three layers download at once (as dockerd); they are extracted in order as they complete.
+        var serialized = new SerializedProgress(progress);
+        using var slots = new SemaphoreSlim(MaxConcurrentDownloads);
+        using var abort = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var downloads = new Task?[layers.Count];
+        var firstOf = new Dictionary<Digest, int>();
         for (var i = 0; i < layers.Count; i++)
         {
-            var blobDigest = Digest.Parse(layers[i].Digest);
-            var id = blobDigest.Short;
-            // The same content may have been fetched for an earlier layer of this image.
-            if (missing[i] && !store.Content.Exists(diffIds[i]))
-                await DownloadLayerAsync(plan.Session, repository, layers[i], blobDigest, diffIds[i], progress, cancellationToken);
-            stored.Add(new Descriptor(MediaTypes.OciLayer, diffIds[i], store.Content.SizeOf(diffIds[i]) ?? 0));
-            if (blobDigest == diffIds[i]) sources.Add(plan.Session.Domain, repository, blobDigest);
             if (!missing[i]) continue;
-            await progress.ReportAsync("Extracting", id, stored[i].Size, stored[i].Size);
-            await store.UnpackAsync(stored, cancellationToken);
-            await progress.ReportAsync("Pull complete", id);
+            if (firstOf.TryGetValue(diffIds[i], out var first))
+            {
+                downloads[i] = downloads[first]; // the same content twice in one image: fetched once
+                continue;
+            }
+            firstOf[diffIds[i]] = i;
+            downloads[i] = DownloadInTurnAsync(plan.Session, repository, layers[i], diffIds[i], slots, serialized, abort.Token);
+        }
+
+        var stored = new List<Descriptor>(layers.Count);
+        try
+        {
+            for (var i = 0; i < layers.Count; i++)
+            {
+                var blobDigest = Digest.Parse(layers[i].Digest);
+                var id = blobDigest.Short;
+                if (downloads[i] is { } download) await download;
+                stored.Add(new Descriptor(MediaTypes.OciLayer, diffIds[i], store.Content.SizeOf(diffIds[i]) ?? 0));
+                if (blobDigest == diffIds[i]) sources.Add(plan.Session.Domain, repository, blobDigest);
+                if (!missing[i]) continue;
+                await serialized.ReportAsync("Extracting", id, stored[i].Size, stored[i].Size);
+                await store.UnpackAsync(stored, cancellationToken);
+                await serialized.ReportAsync("Pull complete", id);
+            }
+        }
+        catch
+        {
+            await abort.CancelAsync();
+            try
+            {
+                await Task.WhenAll(downloads.Where(d => d is not null).Distinct()!);
+            }
+            catch
+            {
+                // The first failure is the one reported.
+            }
+            throw;
         }
         await store.UnpackAsync(stored, cancellationToken);
 
@@ -122,6 +155,42 @@ public sealed class ImagePuller(NodeImageStore store, RegistryClient client, Blo
             cancellationToken: cancellationToken);
         var tag = plan.Reference.ToString();
         return new LoadedImage(plan.ConfigDigest, plan.ConfigDigest, manifest.Digest, stored, [tag], [tag], plan.Config);
+    }
+
+    private async Task DownloadInTurnAsync(RegistrySession session, string repository, OciDescriptor layer, Digest diffId, SemaphoreSlim slots,
+        IDistributionProgress progress, CancellationToken cancellationToken)
+    {
+        await Task.Yield();
+        var blobDigest = Digest.Parse(layer.Digest);
+        if (slots.CurrentCount == 0) await progress.ReportAsync("Waiting", blobDigest.Short);
+        await slots.WaitAsync(cancellationToken);
+        try
+        {
+            await DownloadLayerAsync(session, repository, layer, blobDigest, diffId, progress, cancellationToken);
+        }
+        finally
+        {
+            slots.Release();
+        }
+    }
+
+    /// <summary>One progress line at a time from concurrent downloads.</summary>
+    private sealed class SerializedProgress(IDistributionProgress inner) : IDistributionProgress
+    {
+        private readonly SemaphoreSlim _gate = new(1, 1);
+
+        public async Task ReportAsync(string status, string? id = null, long? current = null, long? total = null)
+        {
+            await _gate.WaitAsync();
+            try
+            {
+                await inner.ReportAsync(status, id, current, total);
+            }
+            finally
+            {
+                _gate.Release();
+            }
+        }
     }
 
     /// <summary>

@@ -157,6 +157,22 @@ public abstract class RegistryInteropTests(RunningFlotilla flotilla)
     }
 
     [Fact]
+    public async Task A_layer_that_does_not_match_its_diff_id_fails_the_pull_in_the_stream()
+    {
+        var layer = ArchiveFixtures.SmallLayer("x.txt", Guid.NewGuid().ToString());
+        var wrong = Digest.Of(ArchiveFixtures.SmallLayer("x.txt", "something else")).ToString();
+        var repo = Unique("corrupt");
+        await new RegistrySeeder(Registry).PushImageAsync(repo, "v1", ArchiveFixtures.ConfigFor([layer], [wrong]),
+            [(ArchiveFixtures.Gzip(layer), MediaTypes.DockerLayerGzip)]);
+
+        var result = await Flotilla.RunDockerAsync("pull", $"{Registry}/{repo}:v1");
+        Assert.NotEqual(0, result.ExitCode);
+        Assert.Contains($"does not match its diff_id: expected {wrong}", result.Stderr);
+        Assert.Contains("Pulling fs layer", result.Stdout); // the error came in the progress stream
+        Assert.NotEqual(0, (await Flotilla.RunDockerAsync("image", "inspect", $"{Registry}/{repo}:v1")).ExitCode);
+    }
+
+    [Fact]
     public async Task Pull_of_a_manifest_list_picks_the_host_platform_or_the_asked_one()
     {
         var seeder = new RegistrySeeder(Registry);
