@@ -22,3 +22,22 @@ internal sealed class ProgressThrottle(TimeSpan interval)
         return true;
     }
 }
+
+/// <summary>One progress line at a time from concurrent transfers.</summary>
+internal sealed class SerializedProgress(IDistributionProgress inner) : IDistributionProgress
+{
+    private readonly SemaphoreSlim _gate = new(1, 1);
+
+    public async Task ReportAsync(string status, string? id = null, long? current = null, long? total = null)
+    {
+        await _gate.WaitAsync();
+        try
+        {
+            await inner.ReportAsync(status, id, current, total);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+}

@@ -174,25 +174,6 @@ public sealed class ImagePuller(NodeImageStore store, RegistryClient client, Blo
         }
     }
 
-    /// <summary>One progress line at a time from concurrent downloads.</summary>
-    private sealed class SerializedProgress(IDistributionProgress inner) : IDistributionProgress
-    {
-        private readonly SemaphoreSlim _gate = new(1, 1);
-
-        public async Task ReportAsync(string status, string? id = null, long? current = null, long? total = null)
-        {
-            await _gate.WaitAsync();
-            try
-            {
-                await inner.ReportAsync(status, id, current, total);
-            }
-            finally
-            {
-                _gate.Release();
-            }
-        }
-    }
-
     /// <summary>
     /// Streams the blob through its digest check straight into the decompressor and the store (no temporary copy):
     /// the store publishes the layer only if it hashes to the DiffID, and the blob must hash to the manifest's digest.

@@ -14,6 +14,8 @@ public sealed record PushResult(string Tag, Digest ManifestDigest, long Size);
 /// </summary>
 public sealed class ImagePusher(NodeImageStore store, RegistryClient client, BlobSources sources)
 {
+    private const int MaxConcurrentUploads = 3;
+
     public Task<RegistrySession> OpenAsync(ImageReference reference, RegistryCredentials? credentials, CancellationToken cancellationToken = default) =>
         client.OpenAsync(reference.Domain, credentials, cancellationToken);
 
@@ -36,8 +38,37 @@ public sealed class ImagePusher(NodeImageStore store, RegistryClient client, Blo
         var distinct = layers.DistinctBy(l => l.Digest).Reverse().ToList();
         foreach (var layer in distinct) await progress.ReportAsync("Preparing", layer.Digest.Short);
         foreach (var layer in distinct) await progress.ReportAsync("Waiting", layer.Digest.Short);
-        foreach (var (digest, size) in distinct)
-            await PushLayerAsync(session, repository, digest, size, progress, cancellationToken);
+        // Up to three layers at once, as dockerd does (its default is five).
+        var serialized = new SerializedProgress(progress);
+        using var slots = new SemaphoreSlim(MaxConcurrentUploads);
+        using var abort = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var uploads = distinct.Select(async layer =>
+        {
+            await Task.Yield();
+            await slots.WaitAsync(abort.Token);
+            try
+            {
+                await PushLayerAsync(session, repository, layer.Digest, layer.Size, serialized, abort.Token);
+            }
+            catch
+            {
+                await abort.CancelAsync();
+                throw;
+            }
+            finally
+            {
+                slots.Release();
+            }
+        }).ToList();
+        try
+        {
+            await Task.WhenAll(uploads);
+        }
+        catch when (uploads.FirstOrDefault(u => u.IsFaulted && u.Exception?.InnerException is not OperationCanceledException) is { } failed)
+        {
+            // Report the layer that failed, not a sibling cancelled because of it.
+            throw failed.Exception!.InnerException!;
+        }
 
         if (await session.StatBlobAsync(repository, configDigest, forPush: true, cancellationToken) is null)
             await session.UploadBlobAsync(repository, configDigest, manifest.Config.Size, () => store.Content.OpenRead(configDigest), null, cancellationToken);

@@ -154,6 +154,18 @@ public abstract class RegistryInteropTests(RunningFlotilla flotilla)
         var second = await DockerOk("pull", $"{Registry}/{repo}:v2");
         Assert.Equal(2, second.Split('\n').Count(l => l.EndsWith(": Already exists", StringComparison.Ordinal)));
         Assert.Single(second.Split('\n'), l => l.EndsWith(": Pull complete", StringComparison.Ordinal));
+
+        // Pushed back (three layers at once, stored uncompressed), under two tags with --all-tags.
+        var copy = $"{Registry}/{repo}-copy";
+        await DockerOk("tag", $"{Registry}/{repo}:v2", $"{copy}:v2");
+        await DockerOk("tag", $"{Registry}/{repo}:v1", $"{copy}:v1");
+        var pushed = await DockerOk("push", "--all-tags", copy);
+        Assert.Matches(@"v1: digest: sha256:[0-9a-f]{64}", pushed);
+        Assert.Matches(@"v2: digest: sha256:[0-9a-f]{64}", pushed);
+        // Each layer once: uploaded, or mounted from a repository known to hold it (the uncompressed ones pulled above, or
+        // the busybox layer other tests pushed).
+        Assert.Equal(3, pushed.Split('\n').Count(l => l.EndsWith(": Pushed", StringComparison.Ordinal) || l.Contains(": Mounted from ")));
+        Assert.Contains($": Mounted from {repo}", pushed); // the top layer was pulled uncompressed from there
     }
 
     [Fact]
@@ -236,6 +248,19 @@ public abstract class RegistryInteropTests(RunningFlotilla flotilla)
         {
             lock (this) report(value);
         }
+    }
+
+    [Fact]
+    public async Task Malformed_credentials_are_refused_with_400()
+    {
+        using var pull = new HttpRequestMessage(HttpMethod.Post, $"v1.50/images/create?fromImage={Registry}/x&tag=latest");
+        pull.Headers.Add("X-Registry-Auth", "!!not base64!!");
+        using var refused = await flotilla.Docker.SendAsync(pull);
+        Assert.Equal(400, (int)refused.StatusCode);
+        Assert.Contains("invalid X-Registry-Auth header", await refused.Content.ReadAsStringAsync());
+
+        using var login = await flotilla.Docker.PostAsync("v1.50/auth", new StringContent("{\"username\":", System.Text.Encoding.UTF8, "application/json"));
+        Assert.Equal(400, (int)login.StatusCode);
     }
 
     [Fact]
