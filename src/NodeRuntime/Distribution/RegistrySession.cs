@@ -147,8 +147,8 @@ public sealed class RegistrySession
     /// </summary>
     public async Task<bool> TryMountBlobAsync(string repository, Digest digest, string fromRepository, CancellationToken cancellationToken = default)
     {
-        using var response = await SendAsync(() => new HttpRequestMessage(HttpMethod.Post,
-                Url($"v2/{repository}/blobs/uploads/?mount={digest}&from={Uri.EscapeDataString(fromRepository)}")) { Content = Empty() },
+        var mount = Url($"v2/{repository}/blobs/uploads/?mount={digest}&from={Uri.EscapeDataString(fromRepository)}");
+        using var response = await SendAsync(() => new HttpRequestMessage(HttpMethod.Post, mount) { Content = Empty() },
             [PushPull(repository), Pull(fromRepository)], small: true, cancellationToken);
         if (response.StatusCode == HttpStatusCode.Created) return true;
         if (response.StatusCode == HttpStatusCode.Accepted)
