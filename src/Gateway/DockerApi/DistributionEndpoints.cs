@@ -144,7 +144,7 @@ public static class DistributionEndpoints
                 await images.RecordDistributionAsync(new RecordImageDistribution(image.ImageId, Pushed: true, reference.ToString(),
                     result.ManifestDigest.ToString(), reference.Domain, Origin(context)));
                 await stream.StatusAsync($"{result.Tag}: digest: {result.ManifestDigest} size: {result.Size}");
-                await stream.AuxAsync(new AuxPushed(result.Tag, result.ManifestDigest.ToString(), result.Size));
+                await stream.AuxAsync(new AuxPushed(result.Tag, result.ManifestDigest.ToString(), result.Size), new ProgressDetail(null, null));
             }
         }
         catch (Exception ex) when (DockerErrors.Status(ex) is not null || ex is RegistryException or HttpRequestException or IOException)

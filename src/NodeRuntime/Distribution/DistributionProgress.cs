@@ -9,10 +9,11 @@ public interface IDistributionProgress
     Task ReportAsync(string status, string? id = null, long? current = null, long? total = null);
 }
 
-/// <summary>Limits "Downloading"/"Pushing" lines to a few per second per layer; the first and last always pass.</summary>
+/// <summary>Limits "Downloading"/"Pushing" lines to a few per second per layer; a final one always passes.</summary>
 internal sealed class ProgressThrottle(TimeSpan interval)
 {
-    private long _lastTicks = -1;
+    // The caller reports the start itself: the first read is not worth a line of its own.
+    private long _lastTicks = Environment.TickCount64;
 
     public bool ShouldReport(bool final)
     {

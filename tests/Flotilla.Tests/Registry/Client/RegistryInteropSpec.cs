@@ -80,10 +80,18 @@ public abstract class RegistryInteropTests(RunningFlotilla flotilla)
         Assert.Contains("Layer already exists", again);
         Assert.DoesNotContain("Pushed", again);
 
+        // The raw stream ends with the aux record the CLI's --quiet and Docker.DotNet read the digest from.
+        using var raw = new HttpRequestMessage(HttpMethod.Post, $"v1.50/images/{repo}/push?tag=latest");
+        raw.Headers.Add("X-Registry-Auth", "e30=");
+        using var rawResponse = await flotilla.Docker.SendAsync(raw);
+        var lines = (await rawResponse.Content.ReadAsStringAsync()).Split("\r\n", StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal($$"""{"progressDetail":{},"aux":{"Tag":"latest","Digest":"{{pushedDigest}}","Size":""", lines[^1][..(lines[^1].LastIndexOf(':') + 1)]);
+        Assert.Equal($$"""{"status":"The push refers to repository [{{repo}}]"}""", lines[0]);
+
         var imageId = (await DockerOk("image", "inspect", "-f", "{{.Id}}", repo)).Trim();
         var pushedEvents = await ImageEventsAsync(imageId);
         var pushes = pushedEvents.Where(e => e.Data is Flotilla.Contracts.Images.ImagePushed p && p.Reference == repo + ":latest").ToList();
-        Assert.Equal(2, pushes.Count); // each push is recorded, also one that found every blob there
+        Assert.Equal(3, pushes.Count); // each push is recorded, also one that found every blob there
         Assert.All(pushes, p => Assert.StartsWith("anonymous@", p.UserName));
         Assert.Equal(pushedDigest, ((Flotilla.Contracts.Images.ImagePushed)pushes[0].Data).ManifestDigest);
 
