@@ -160,8 +160,18 @@ public sealed class RegistryClient : IDisposable
         }
     }
 
-    internal Task<HttpResponseMessage> SendStreamingAsync(HttpRequestMessage request, CancellationToken cancellationToken) =>
-        _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+    /// <summary>Returns once the headers are in; the request (and a body stream it owns, e.g. a blob file) is disposed then.</summary>
+    internal async Task<HttpResponseMessage> SendStreamingAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+        }
+        finally
+        {
+            request.Dispose();
+        }
+    }
 
     internal bool TryGetToken(string key, out string token)
     {
