@@ -95,8 +95,9 @@ public static class DistributionEndpoints
                 ? $"Status: Image is up to date for {reference.FamiliarString}"
                 : $"Status: Downloaded newer image for {reference.FamiliarString}");
         }
-        catch (Exception ex) when (DockerErrors.Status(ex) is not null || ex is RegistryException or HttpRequestException or IOException)
+        catch (Exception ex) when (!context.RequestAborted.IsCancellationRequested)
         {
+            // Headers are out: whatever failed travels in the stream, where the CLI shows it.
             await stream.ErrorAsync(ex.Message);
         }
     }
@@ -147,8 +148,9 @@ public static class DistributionEndpoints
                 await stream.AuxAsync(new AuxPushed(result.Tag, result.ManifestDigest.ToString(), result.Size), new ProgressDetail(null, null));
             }
         }
-        catch (Exception ex) when (DockerErrors.Status(ex) is not null || ex is RegistryException or HttpRequestException or IOException)
+        catch (Exception ex) when (!context.RequestAborted.IsCancellationRequested)
         {
+            // Headers are out: whatever failed travels in the stream, where the CLI shows it.
             await stream.ErrorAsync(ex.Message);
         }
     }
