@@ -77,6 +77,7 @@ public static class GatewayHosting
             docker.UseEndpoints(e =>
             {
                 e.MapSystemEndpoints(info, queries);
+                e.MapDistributionEndpoints();
                 e.MapImageEndpoints();
                 e.MapContainerEndpoints();
                 e.MapContainerStreamEndpoints();

@@ -5,6 +5,7 @@ using Flotilla.Cluster.Nodes;
 using Flotilla.Gateway;
 using Flotilla.Gateway.Registry.Auth;
 using Flotilla.NodeRuntime.Containers;
+using Flotilla.NodeRuntime.Distribution;
 using Flotilla.NodeRuntime.Host;
 using Flotilla.NodeRuntime.Images;
 using Flotilla.NodeRuntime.Oci;
@@ -90,6 +91,7 @@ public static class AllInOneHost
         builder.Services.AddFlotillaCluster(cluster, self);
         var images = new NodeImageStore(settings.DataRoot);
         builder.Services.AddSingleton(images);
+        builder.Services.AddSingleton(new ImageDistribution(images));
         builder.Services.AddSingleton(new VolumeStore(settings.DataRoot));
         // The registry's own content store: image GC and registry GC never see each other's blobs.
         // FLOTILLA_REGISTRY_FSYNC=0 publishes blobs without fsync, as distribution does (faster pushes; a

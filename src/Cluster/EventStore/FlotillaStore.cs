@@ -64,6 +64,8 @@ public static class FlotillaStore
         opts.Events.AddEventType<ManifestTagged>();
         opts.Events.AddEventType<TagDeleted>();
         opts.Events.AddEventType<ManifestDeleted>();
+        opts.Events.AddEventType<ImagePulled>();
+        opts.Events.AddEventType<ImagePushed>();
 
         opts.Projections.Add<NodeViewProjection>(ProjectionLifecycle.Inline);
         opts.Projections.Add<ContainerViewProjection>(ProjectionLifecycle.Inline);

@@ -18,6 +18,7 @@ public sealed class ImageEntity : EventSourcedEntity<ImageState, IImageEvent>
         ReceiveAsync<TagImage>(OnTag);
         ReceiveAsync<UntagImage>(OnUntag);
         ReceiveAsync<RemoveImage>(OnRemove);
+        ReceiveAsync<RecordImageDistribution>(OnDistribution);
         Receive<GetImage>(_ => Sender.Tell(Snapshot()));
     }
 
@@ -71,6 +72,20 @@ public sealed class ImageEntity : EventSourcedEntity<ImageState, IImageEvent>
         var events = State.RepoTags.Select(IImageEvent (t) => new ImageUntagged(cmd.ImageId, t, "image removed", now)).ToList();
         events.Add(new ImageRemoved(cmd.ImageId, now));
         await PersistAndAcknowledge(cmd.Origin, events);
+    }
+
+    private async Task OnDistribution(RecordImageDistribution cmd)
+    {
+        if (!State.Exists)
+        {
+            Sender.Tell(new CommandRejected(RejectionCode.NotFound, $"No such image: {cmd.ImageId}"));
+            return;
+        }
+        var now = DateTimeOffset.UtcNow;
+        IImageEvent e = cmd.Pushed
+            ? new ImagePushed(cmd.ImageId, cmd.Reference, cmd.ManifestDigest, cmd.Registry, now)
+            : new ImagePulled(cmd.ImageId, cmd.Reference, cmd.ManifestDigest, cmd.Registry, now);
+        await PersistAndAcknowledge(cmd.Origin, [e]);
     }
 
     private async Task PersistAndAcknowledge(RequestOrigin origin, IReadOnlyList<IImageEvent> events)

@@ -68,6 +68,9 @@ public sealed class ImageService(IDocumentStore store, IRequiredActor<ImageEntit
             await AskAsync(new UntagImage(imageId, reference, $"moved to {command.ImageId}", command.Origin));
     }
 
+    /// <summary>Records that the image was pulled from or pushed to a registry (who, which reference, which manifest digest).</summary>
+    public Task RecordDistributionAsync(RecordImageDistribution command) => AskAsync(command);
+
     /// <summary>
     /// Docker's <c>rmi</c>: by reference it untags, and deletes the image once nothing names it; by id it
     /// deletes, refusing (unless forced) an image that several references name. Images used by

@@ -63,6 +63,23 @@ public sealed class ImageViewProjection : SingleStreamProjection<ImageView, stri
         return view;
     }
 
+    public static ImageView Apply(ImagePulled e, ImageView view) => AddRepoDigest(view, e.Reference, e.ManifestDigest);
+
+    public static ImageView Apply(ImagePushed e, ImageView view) => AddRepoDigest(view, e.Reference, e.ManifestDigest);
+
+    /// <summary>Docker's RepoDigests: <c>name@manifest-digest</c>, one per repository and digest.</summary>
+    private static ImageView AddRepoDigest(ImageView view, string reference, string manifestDigest)
+    {
+        var name = reference;
+        var at = name.IndexOf('@');
+        if (at >= 0) name = name[..at];
+        var colon = name.LastIndexOf(':');
+        if (colon > name.LastIndexOf('/')) name = name[..colon];
+        var repoDigest = name + "@" + manifestDigest;
+        if (!view.RepoDigests.Contains(repoDigest)) view.RepoDigests.Add(repoDigest);
+        return view;
+    }
+
     public static bool ShouldDelete(ImageRemoved e) => true;
 
     private static Dictionary<string, string> LabelsOf(string configJson)

@@ -33,6 +33,8 @@ public enum ImageSource { Imported, Loaded, Committed, Pulled, Built }
 [Union(1, typeof(ImageTagged))]
 [Union(2, typeof(ImageUntagged))]
 [Union(3, typeof(ImageRemoved))]
+[Union(4, typeof(ImagePulled))]
+[Union(5, typeof(ImagePushed))]
 public interface IImageEvent : IFlotillaMessage
 {
     string ImageId { get; }
@@ -57,3 +59,15 @@ public sealed record ImageUntagged(string ImageId, string Reference, string Reas
 /// <summary>The image was deleted.</summary>
 [MessagePackObject(true)]
 public sealed record ImageRemoved(string ImageId, DateTimeOffset At) : IImageEvent;
+
+/// <summary>
+/// The image was pulled from a registry as <paramref name="Reference"/> (normalised, with tag or digest);
+/// <paramref name="ManifestDigest"/> is the registry's manifest digest. Recorded on every pull, also when
+/// the image was already here.
+/// </summary>
+[MessagePackObject(true)]
+public sealed record ImagePulled(string ImageId, string Reference, string ManifestDigest, string Registry, DateTimeOffset At) : IImageEvent;
+
+/// <summary>The image was pushed to a registry as <paramref name="Reference"/>; the registry now names it by <paramref name="ManifestDigest"/>.</summary>
+[MessagePackObject(true)]
+public sealed record ImagePushed(string ImageId, string Reference, string ManifestDigest, string Registry, DateTimeOffset At) : IImageEvent;

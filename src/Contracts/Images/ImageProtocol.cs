@@ -30,6 +30,11 @@ public sealed record UntagImage(string ImageId, string Reference, string Reason,
 [MessagePackObject(true)]
 public sealed record RemoveImage(string ImageId, RequestOrigin Origin) : IImageCommand;
 
+/// <summary>Records a pull from (or push to) a registry of an image that is on this node.</summary>
+[MessagePackObject(true)]
+public sealed record RecordImageDistribution(string ImageId, bool Pushed, string Reference, string ManifestDigest, string Registry,
+    RequestOrigin Origin) : IImageCommand;
+
 [MessagePackObject(true)]
 public sealed record GetImage(string ImageId) : IWithImageId;
 

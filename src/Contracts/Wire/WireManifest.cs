@@ -84,6 +84,9 @@ public static class WireManifest
         (typeof(ManifestTagged), "reg.tagged"),
         (typeof(TagDeleted), "reg.tagdeleted"),
         (typeof(ManifestDeleted), "reg.manifestdeleted"),
+        (typeof(RecordImageDistribution), "i.distribution"),
+        (typeof(ImagePulled), "i.pulled"),
+        (typeof(ImagePushed), "i.pushed"),
     ];
 
 

@@ -31,6 +31,9 @@ public static class DockerErrors
     public static int? Status(Exception ex) => ex switch
     {
         OperationRejectedException e => (int)e.Code,
+        // dockerd answers a registry's refusal of a pull or push with 500, never 401: the CLI would take 401 as its
+        // cue to prompt for a login. Only POST /auth answers 401.
+        Flotilla.NodeRuntime.Distribution.RegistryException e => e.Status is 401 or 403 ? StatusCodes.Status500InternalServerError : e.Status,
         FormatException or InvalidDataException or JsonException or UnsafeLayerException or DigestMismatchException
             => StatusCodes.Status400BadRequest,
         OciRuntimeException => StatusCodes.Status500InternalServerError,

@@ -42,6 +42,7 @@ public static class ImageEndpoints
             else if (HttpMethods.IsGet(method) && rest.EndsWith("/history", StringComparison.Ordinal)) await HistoryAsync(context, rest[..^8]);
             else if (HttpMethods.IsGet(method) && rest.EndsWith("/get", StringComparison.Ordinal)) await SaveAsync(context, [rest[..^4]]);
             else if (HttpMethods.IsPost(method) && rest.EndsWith("/tag", StringComparison.Ordinal)) await TagAsync(context, rest[..^4]);
+            else if (HttpMethods.IsPost(method) && rest.EndsWith("/push", StringComparison.Ordinal)) await DistributionEndpoints.PushAsync(context, rest[..^5]);
             else await JsonReply.ErrorAsync(context, StatusCodes.Status404NotFound, "page not found");
         });
     }
@@ -104,7 +105,7 @@ public static class ImageEndpoints
             Id = i.ImageId,
             ParentId = i.Parent ?? "",
             RepoTags = i.RepoTags.Select(Familiar).ToArray(),
-            RepoDigests = i.RepoDigests.ToArray(),
+            RepoDigests = i.RepoDigests.Select(Familiar).ToArray(),
             Created = i.Created.ToUnixTimeSeconds(),
             i.Size,
             SharedSize = -1L,
@@ -138,7 +139,7 @@ public static class ImageEndpoints
         {
             Id = image.ImageId,
             RepoTags = image.RepoTags.Select(Familiar).ToArray(),
-            RepoDigests = image.RepoDigests.ToArray(),
+            RepoDigests = image.RepoDigests.Select(Familiar).ToArray(),
             Parent = image.Parent ?? "",
             Comment = image.Comment ?? "",
             Created = image.Created.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ", CultureInfo.InvariantCulture),
@@ -268,8 +269,11 @@ public static class ImageEndpoints
     {
         var query = context.Request.Query;
         var fromSrc = query["fromSrc"].ToString();
-        if (query.ContainsKey("fromImage"))
-            throw new OperationRejectedException(RejectionCode.Unavailable, "pulling images from registries is not available yet");
+        if (query["fromImage"].ToString().Length > 0)
+        {
+            await DistributionEndpoints.PullAsync(context);
+            return;
+        }
         if (fromSrc != "-")
             throw new FormatException(fromSrc.Length == 0 ? "either fromImage or fromSrc is required" : "importing from a URL is not supported: use 'docker import -' with the file");
 

@@ -32,7 +32,8 @@ public sealed class JsonMessageStream(HttpResponse response)
 
     public Task StreamAsync(string text) => WriteAsync(new JsonMessage { Stream = text });
 
-    public Task AuxAsync(object aux) => WriteAsync(new JsonMessage { Aux = aux });
+    /// <summary>Out-of-band data; push results carry an empty <c>progressDetail</c> as dockerd writes them.</summary>
+    public Task AuxAsync(object aux, ProgressDetail? detail = null) => WriteAsync(new JsonMessage { ProgressDetail = detail, Aux = aux });
 
     public Task ErrorAsync(string message, int? code = null) =>
         WriteAsync(new JsonMessage { Error = message, ErrorDetail = new ErrorDetail(code, message) });

@@ -13,6 +13,18 @@ public class ImageFoldSpec
         new ImageContent(Id, null, [new LayerRef("sha256:l1", 100)], 100, T0, "amd64", "linux", "{}", null, null, null), node, null, T0);
 
     [Fact]
+    public void Pulls_and_pushes_are_history_only()
+    {
+        var before = ImageFold.Replay(Id, [Registered(), new ImageTagged(Id, "127.0.0.1:5000/a:1", T0)]);
+        var after = ImageFold.Replay(Id, [Registered(), new ImageTagged(Id, "127.0.0.1:5000/a:1", T0),
+            new ImagePulled(Id, "127.0.0.1:5000/a:1", "sha256:m", "127.0.0.1:5000", T0),
+            new ImagePushed(Id, "127.0.0.1:5000/b:1", "sha256:m", "127.0.0.1:5000", T0)]);
+        Assert.Equal(before.RepoTags, after.RepoTags);
+        Assert.Equal(before.Nodes, after.Nodes);
+        Assert.True(after.Exists);
+    }
+
+    [Fact]
     public void Registered_makes_the_image_exist_on_that_node()
     {
         var s = ImageFold.Replay(Id, [Registered("n1"), Registered("n2")]);

@@ -1,0 +1,169 @@
+using System.Text;
+using Flotilla.Gateway.DockerApi;
+using Flotilla.NodeRuntime.Distribution;
+using Flotilla.NodeRuntime.Images;
+using Xunit;
+
+namespace Flotilla.Tests.Registry.Client;
+
+public class AuthChallengeSpec
+{
+    public static TheoryData<string, string> Headers => new()
+    {
+        { """Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull" """,
+          "Bearer{realm=https://auth.docker.io/token;scope=repository:library/busybox:pull;service=registry.docker.io}" },
+        { """Basic realm="Registry Realm" """, "Basic{realm=Registry Realm}" },
+        { """bearer realm="https://a/t", service="s" """, "bearer{realm=https://a/t;service=s}" },
+        { """Basic realm="x", Bearer realm="https://y/token",service="z" """, "Basic{realm=x}|Bearer{realm=https://y/token;service=z}" },
+        { """Bearer realm="a\"b\\c" """, "Bearer{realm=a\"b\\c}" },
+        { "Bearer realm=https://unquoted/token,service=svc", "Bearer{realm=https://unquoted/token;service=svc}" },
+        { """Bearer REALM="upper",Scope="repository:a/b:pull,push" """, "Bearer{realm=upper;scope=repository:a/b:pull,push}" },
+        { "Basic", "Basic{}" },
+        { "Negotiate abc==", "Negotiate{}" },
+        { """Bearer realm="unterminated""", "Bearer{realm=unterminated}" },
+        { "", "" },
+        { " , ,", "" },
+        { "=\"\"", "" },
+    };
+
+    [Theory]
+    [MemberData(nameof(Headers))]
+    public void Parses_challenges(string header, string expected)
+    {
+        var shown = string.Join('|', AuthChallenge.Parse(header).Select(c =>
+            c.Scheme + "{" + string.Join(';', c.Parameters.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key}={p.Value}")) + "}"));
+        Assert.Equal(expected, shown);
+    }
+
+    [Fact]
+    public void Recognises_the_schemes_case_insensitively()
+    {
+        var challenges = AuthChallenge.Parse(["bearer realm=\"r\"", "BASIC realm=\"b\""]);
+        Assert.True(challenges[0].IsBearer);
+        Assert.True(challenges[1].IsBasic);
+        Assert.Equal("r", challenges[0]["realm"]);
+        Assert.Null(challenges[0]["service"]);
+    }
+}
+
+public class RegistryAuthHeaderSpec
+{
+    private static string Encode(string json, bool pad = true)
+    {
+        var b64 = Convert.ToBase64String(Encoding.UTF8.GetBytes(json)).Replace('+', '-').Replace('/', '_');
+        return pad ? b64 : b64.TrimEnd('=');
+    }
+
+    [Theory]
+    [InlineData(null)]
+    [InlineData("")]
+    [InlineData("e30=")]
+    [InlineData("e30")]
+    [InlineData("bnVsbA==")] // null
+    public void Empty_headers_mean_no_credentials(string? header) => Assert.Null(RegistryAuthHeader.Decode(header));
+
+    [Fact]
+    public void Decodes_user_password_and_server()
+    {
+        var c = RegistryAuthHeader.Decode(Encode("""{"username":"u","password":"p?>~","serveraddress":"127.0.0.1:5000"}"""))!;
+        Assert.Equal(("u", "p?>~", "127.0.0.1:5000"), (c.Username, c.Password, c.ServerAddress));
+        Assert.True(c.HasBasic);
+        Assert.DoesNotContain("p?>~", c.ToString());
+    }
+
+    [Fact]
+    public void Decodes_unpadded_input_the_auth_field_and_tokens()
+    {
+        var fromAuth = RegistryAuthHeader.Decode(Encode("""{"auth":"dXNlcjpwYTpzcw=="}""", pad: false))!; // user:pa:ss
+        Assert.Equal(("user", "pa:ss"), (fromAuth.Username, fromAuth.Password));
+        var token = RegistryAuthHeader.Decode(Encode("""{"identitytoken":"id","registrytoken":"rt"}"""))!;
+        Assert.Equal(("id", "rt"), (token.IdentityToken, token.RegistryToken));
+    }
+
+    [Theory]
+    [InlineData("!!!!")]
+    [InlineData("e")]
+    [InlineData("bm90IGpzb24=")] // "not json"
+    [InlineData("WzFd")] // [1]
+    [InlineData("eyJ1c2VybmFtZSI6MX0=")] // {"username":1}
+    public void Malformed_headers_are_format_errors(string header) =>
+        Assert.Throws<FormatException>(() => RegistryAuthHeader.Decode(header));
+}
+
+public class PlatformSelectorSpec
+{
+    private static OciDescriptor Entry(string arch, string? variant = null, string os = "linux") =>
+        new() { Digest = $"{os}/{arch}/{variant}", Platform = new OciPlatform { Os = os, Architecture = arch, Variant = variant } };
+
+    [Fact]
+    public void Picks_os_and_architecture()
+    {
+        var list = new[] { Entry("arm64", "v8"), Entry("amd64"), Entry("amd64", os: "windows") };
+        Assert.Equal("linux/amd64/", PlatformSelector.Select(list, new PlatformSpec("linux", "amd64"))!.Digest);
+        Assert.Equal("linux/arm64/v8", PlatformSelector.Select(list, new PlatformSpec("linux", "arm64"))!.Digest);
+        Assert.Null(PlatformSelector.Select(list, new PlatformSpec("linux", "s390x")));
+    }
+
+    [Fact]
+    public void Prefers_the_asked_variant_then_none_then_any()
+    {
+        var list = new[] { Entry("arm", "v6"), Entry("arm", "v7"), Entry("amd64", "v3"), Entry("amd64", "v2") };
+        Assert.Equal("linux/arm/v7", PlatformSelector.Select(list, new PlatformSpec("linux", "arm", "v7"))!.Digest);
+        Assert.Equal("linux/amd64/v3", PlatformSelector.Select(list, new PlatformSpec("linux", "amd64"))!.Digest);
+        Assert.Equal("linux/amd64/", PlatformSelector.Select([.. list, Entry("amd64")], new PlatformSpec("linux", "amd64"))!.Digest);
+    }
+
+    [Fact]
+    public void Entries_without_platform_such_as_attestations_are_skipped()
+    {
+        var list = new[] { new OciDescriptor { Digest = "none" }, Entry("unknown", os: "unknown"), Entry("amd64") };
+        Assert.Equal("linux/amd64/", PlatformSelector.Select(list, new PlatformSpec("linux", "amd64"))!.Digest);
+    }
+
+    [Theory]
+    [InlineData("linux/amd64", "linux/amd64")]
+    [InlineData("linux/x86_64", "linux/amd64")]
+    [InlineData("Linux/ARM64/v8", "linux/arm64/v8")]
+    public void Parses_dockers_platform_syntax(string text, string expected) => Assert.Equal(expected, PlatformSpec.Parse(text).ToString());
+
+    [Theory]
+    [InlineData("linux//amd64")]
+    [InlineData("a/b/c/d")]
+    public void Refuses_malformed_platforms(string text) => Assert.Throws<FormatException>(() => PlatformSpec.Parse(text));
+}
+
+public class RegistryAddressSpec
+{
+    [Theory]
+    [InlineData("localhost", true)]
+    [InlineData("localhost:5000", true)]
+    [InlineData("127.0.0.1:5000", true)]
+    [InlineData("127.1.2.3", true)]
+    [InlineData("[::1]:5000", true)]
+    [InlineData("::1", true)]
+    [InlineData("10.0.0.1:5000", false)]
+    [InlineData("registry-1.docker.io", false)]
+    [InlineData("localhost.example.com", false)]
+    public void Loopback_registries_may_use_plain_http(string host, bool loopback) => Assert.Equal(loopback, RegistryClient.IsLoopback(host));
+
+    [Theory]
+    [InlineData("https://index.docker.io/v1/", "docker.io")]
+    [InlineData("", "docker.io")]
+    [InlineData("127.0.0.1:5000", "127.0.0.1:5000")]
+    [InlineData("http://LocalHost:5000/", "localhost:5000")]
+    public void Login_server_addresses_become_domains(string address, string domain) =>
+        Assert.Equal(domain, DistributionEndpoints.RegistryDomain(address));
+
+    [Theory]
+    [InlineData("busybox", "docker.io", "busybox")]
+    [InlineData("library/busybox", "docker.io", "library/busybox")]
+    [InlineData("127.0.0.1:5000/bus", "127.0.0.1:5000", "bus")]
+    [InlineData("localhost/a/b", "localhost", "a/b")]
+    [InlineData("registry.example.com/x", "registry.example.com", "x")]
+    public void Search_terms_split_into_index_and_query(string term, string domain, string remote) =>
+        Assert.Equal((domain, remote), DistributionEndpoints.SplitSearchTerm(term));
+
+    [Fact]
+    public void Docker_hub_is_served_from_registry_1() =>
+        Assert.Equal("registry-1.docker.io", RegistryClient.RegistryHost(ImageReference.DefaultDomain));
+}
