@@ -100,6 +100,12 @@ public sealed class RegistryAuthSpec(AuthRegistryFlotilla flotilla) : IClassFixt
         var pull = await SkopeoAsync("inspect", "--tls-verify=false", Ref("auth/app:1"));
         Assert.True(pull.ExitCode == 0, pull.ToString());
 
+        // The engine as the client: `docker login` runs the token flow against this registry.
+        var login = await flotilla.RunDockerAsync("login", "-u", "alice", "-p", "wonder", $"127.0.0.1:{flotilla.RegistryPort}");
+        Assert.True(login.ExitCode == 0 && login.Stdout.Contains("Login Succeeded"), login.ToString());
+        var wrong = await flotilla.RunDockerAsync("login", "-u", "alice", "-p", "wrong", $"127.0.0.1:{flotilla.RegistryPort}");
+        Assert.NotEqual(0, wrong.ExitCode);
+
         using var store = flotilla.OpenStore();
         await using var session = store.QuerySession();
         var pushed = await session.Events.FetchStreamAsync("repository-auth/app");

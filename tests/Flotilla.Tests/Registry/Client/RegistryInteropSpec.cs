@@ -407,3 +407,21 @@ internal sealed class FakeSearchIndex : IAsyncDisposable
         await _app.DisposeAsync();
     }
 }
+
+/// <summary>Against Flotilla's own registry, from the same host: the tutorial flow `docker tag; docker push; docker pull`.</summary>
+public sealed class FlotillaRegistryInteropSpec(RunningFlotilla flotilla)
+    : RegistryInteropTests(flotilla), IClassFixture<RunningFlotilla>
+{
+    protected override string Registry => $"127.0.0.1:{Flotilla.RegistryPort}";
+
+    [Fact]
+    public async Task Search_finds_pushed_repositories_through_the_v1_search()
+    {
+        var image = await BusyboxAsync();
+        var repository = Unique("searchable/app");
+        await DockerOk("tag", image, $"{Registry}/{repository}:1");
+        await DockerOk("push", $"{Registry}/{repository}:1");
+        var found = await DockerOk("search", "--format", "{{.Name}}", $"{Registry}/searchable");
+        Assert.Contains(repository, found);
+    }
+}
