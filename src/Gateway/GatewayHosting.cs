@@ -69,6 +69,7 @@ public static class GatewayHosting
             docker.UseEndpoints(e =>
             {
                 e.MapSystemEndpoints(info, queries);
+                e.MapEventsEndpoint();
                 e.MapImageEndpoints();
                 e.MapContainerEndpoints();
                 e.MapContainerStreamEndpoints();
@@ -83,6 +84,7 @@ public static class GatewayHosting
             {
                 e.MapNodesEndpoints(queries);
                 e.MapRegistryUsersEndpoints();
+                e.MapAuditEndpoints();
                 e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, $"no route for {c.Request.Method} {c.Request.Path}"));
             });
         });
