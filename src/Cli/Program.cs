@@ -5,6 +5,9 @@ var root = new RootCommand("Flotilla: a distributed container engine that speaks
 {
     UpCommand.Create(),
     NodesCommand.Create(),
+    AuditCommand.Create(),
+    HistoryCommand.Create(),
+    InspectCommand.Create(),
     new Command("registry", "The built-in registry") { RegistryUserCommand.Create() },
 };
 return await root.Parse(args).InvokeAsync();
