@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
+using Flotilla.Contracts;
 using Marten;
 using Npgsql;
 using NpgsqlTypes;
@@ -209,6 +210,23 @@ public sealed class AuditQuery(IDocumentStore store)
         await using var reader = await command.ExecuteReaderAsync(cancellationToken);
         while (await reader.ReadAsync(cancellationToken)) keys.Add(reader.GetString(0));
         return keys;
+    }
+
+    /// <summary>How long after its creation a container's first start still counts as the same command.</summary>
+    public static readonly TimeSpan StoryWindow = TimeSpan.FromMinutes(1);
+
+    /// <summary>
+    /// The docker CLI's <c>docker run</c> is create then start, on two connections: the first start of a
+    /// container created moments ago by the same user continues the creation's story (its correlation id);
+    /// the start request's own id becomes the causation id.
+    /// </summary>
+    public async Task<RequestOrigin> JoinCreationStoryAsync(string stream, RequestOrigin origin, CancellationToken cancellationToken = default)
+    {
+        var first = await QueryAsync(new AuditFilter { Streams = [stream], Limit = 1 }, cancellationToken);
+        if (first.Entries is not [var created] || created.User != origin.User || created.CorrelationId is not { } story ||
+            story == origin.CorrelationId || DateTimeOffset.UtcNow - created.Time > StoryWindow)
+            return origin;
+        return origin with { CorrelationId = story, CausationId = origin.CausationId ?? origin.CorrelationId };
     }
 
     private async Task<NpgsqlConnection> OpenAsync(CancellationToken cancellationToken)

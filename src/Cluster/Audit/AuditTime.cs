@@ -24,9 +24,9 @@ public static class AuditTime
         if (text.All(c => char.IsAsciiDigit(c) || c == '.') && text.Count(c => c == '.') <= 1 && text[0] != '.')
         {
             var dot = text.IndexOf('.');
-            var seconds = long.Parse(dot < 0 ? text : text[..dot], CultureInfo.InvariantCulture);
             var fraction = dot < 0 ? "" : text[(dot + 1)..];
-            if (fraction.Length > 9 || seconds > 253402300799) return false;
+            if (!long.TryParse(dot < 0 ? text : text[..dot], CultureInfo.InvariantCulture, out var seconds) || fraction.Length > 9 ||
+                seconds > 253402300799) return false;
             var ticks = fraction.Length == 0 ? 0 : long.Parse(fraction.PadRight(9, '0'), CultureInfo.InvariantCulture) / 100;
             value = DateTimeOffset.UnixEpoch.AddSeconds(seconds).AddTicks(ticks);
             return true;

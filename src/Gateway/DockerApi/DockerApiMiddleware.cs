@@ -73,9 +73,10 @@ public sealed class DockerApiMiddleware(RequestDelegate next, GatewayInfo info)
     }
 
     /// <summary>
-    /// The docker CLI sends no request ids, but one command (<c>docker run</c>: pull, create, start) keeps
-    /// one connection: the connection's first request id is the correlation id of all its requests, so
-    /// one command reads as one story in the audit trail. A client that sends X-Request-Id chooses its own.
+    /// The docker CLI sends no request ids, but one command mostly keeps one connection (<c>docker run</c>:
+    /// ping, pull, create, wait; its start comes on a second connection while wait holds the first, see
+    /// <c>AuditQuery.JoinCreationStoryAsync</c>): the connection's first request id is the correlation id of
+    /// all its requests. A client that sends X-Request-Id chooses its own.
     /// </summary>
     private static string SessionId(HttpContext context, string requestId)
     {
