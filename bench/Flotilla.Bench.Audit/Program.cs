@@ -67,6 +67,10 @@ try
     // first two events (created, started) share a correlation id, as docker run does.
     var load = Stopwatch.StartNew();
     var random = new Random(42);
+    // Which container each event goes to, fixed up front: streams (with their final versions) are copied first.
+    var streamOf = new int[events];
+    var finalVersions = new long[containers];
+    for (var i = 0; i < events; i++) finalVersions[streamOf[i] = random.Next(containers)]++;
     var versions = new long[containers];
     var ids = Enumerable.Range(0, containers).Select(i => $"{i:x8}{Guid.NewGuid():N}{Guid.NewGuid():N}"[..64]).ToArray();
     var stories = new string[containers];
@@ -79,12 +83,34 @@ try
     await using (var conn = new NpgsqlConnection(cs))
     {
         await conn.OpenAsync(ct);
+        // Marten's Rich appends take sequence numbers themselves (no column default): reserve a block.
+        long firstSeq;
+        await using (var reserve = new NpgsqlCommand(
+            $"SELECT setval('{schema}.mt_events_sequence', nextval('{schema}.mt_events_sequence') + {events}) - {events}", conn))
+            firstSeq = Convert.ToInt64(await reserve.ExecuteScalarAsync(ct));
         await using (var copy = await conn.BeginBinaryImportAsync(
-            $"COPY {schema}.mt_events (id, stream_id, version, data, type, timestamp, tenant_id, mt_dotnet_type, correlation_id, causation_id, headers, user_name, is_archived) FROM STDIN (FORMAT BINARY)", ct))
+            $"COPY {schema}.mt_streams (id, type, version, timestamp, created, tenant_id, is_archived) FROM STDIN (FORMAT BINARY)", ct))
+        {
+            for (var c = 0; c < containers; c++)
+            {
+                if (finalVersions[c] == 0) continue;
+                await copy.StartRowAsync(ct);
+                await copy.WriteAsync("container-" + ids[c], NpgsqlDbType.Varchar, ct);
+                await copy.WriteNullAsync(ct);
+                await copy.WriteAsync(finalVersions[c], NpgsqlDbType.Bigint, ct);
+                await copy.WriteAsync(DateTimeOffset.UtcNow, NpgsqlDbType.TimestampTz, ct);
+                await copy.WriteAsync(start, NpgsqlDbType.TimestampTz, ct);
+                await copy.WriteAsync("*DEFAULT*", NpgsqlDbType.Varchar, ct);
+                await copy.WriteAsync(false, NpgsqlDbType.Boolean, ct);
+            }
+            await copy.CompleteAsync(ct);
+        }
+        await using (var copy = await conn.BeginBinaryImportAsync(
+            $"COPY {schema}.mt_events (seq_id, id, stream_id, version, data, type, timestamp, tenant_id, mt_dotnet_type, correlation_id, causation_id, headers, user_name, is_archived) FROM STDIN (FORMAT BINARY)", ct))
         {
             for (var i = 0; i < events; i++)
             {
-                var c = random.Next(containers);
+                var c = streamOf[i];
                 var version = ++versions[c];
                 var at = start.AddTicks(step * i);
                 var id = ids[c];
@@ -111,6 +137,7 @@ try
                     correlation = version == 2 ? stories[c] : Guid.NewGuid().ToString("N");
                 }
                 await copy.StartRowAsync(ct);
+                await copy.WriteAsync(firstSeq + i, NpgsqlDbType.Bigint, ct);
                 await copy.WriteAsync(Guid.NewGuid(), NpgsqlDbType.Uuid, ct);
                 await copy.WriteAsync("container-" + id, NpgsqlDbType.Varchar, ct);
                 await copy.WriteAsync(version, NpgsqlDbType.Bigint, ct);
@@ -125,23 +152,6 @@ try
                 await copy.WriteAsync(users[random.Next(users.Length)], NpgsqlDbType.Varchar, ct);
                 await copy.WriteAsync(false, NpgsqlDbType.Boolean, ct);
                 if ((i + 1) % 200_000 == 0) Console.WriteLine($"  {i + 1:N0} events copied ({load.Elapsed.TotalSeconds:F0} s)");
-            }
-            await copy.CompleteAsync(ct);
-        }
-        await using (var copy = await conn.BeginBinaryImportAsync(
-            $"COPY {schema}.mt_streams (id, type, version, timestamp, created, tenant_id, is_archived) FROM STDIN (FORMAT BINARY)", ct))
-        {
-            for (var c = 0; c < containers; c++)
-            {
-                if (versions[c] == 0) continue;
-                await copy.StartRowAsync(ct);
-                await copy.WriteAsync("container-" + ids[c], NpgsqlDbType.Varchar, ct);
-                await copy.WriteNullAsync(ct);
-                await copy.WriteAsync(versions[c], NpgsqlDbType.Bigint, ct);
-                await copy.WriteAsync(DateTimeOffset.UtcNow, NpgsqlDbType.TimestampTz, ct);
-                await copy.WriteAsync(start, NpgsqlDbType.TimestampTz, ct);
-                await copy.WriteAsync("*DEFAULT*", NpgsqlDbType.Varchar, ct);
-                await copy.WriteAsync(false, NpgsqlDbType.Boolean, ct);
             }
             await copy.CompleteAsync(ct);
         }
