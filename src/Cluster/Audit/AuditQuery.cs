@@ -91,7 +91,7 @@ public sealed class AuditQuery(IDocumentStore store)
                     reader.IsDBNull(6) ? null : reader.GetString(6),
                     reader.IsDBNull(7) ? null : reader.GetString(7),
                     reader.IsDBNull(8) ? null : reader.GetString(8),
-                    JsonDocument.Parse(reader.GetString(9)).RootElement.Clone()));
+                    Redact(reader.GetString(9))));
         }
         if (entries.Count <= limit) return new AuditPage(entries, null);
         entries.RemoveAt(entries.Count - 1);
@@ -234,6 +234,34 @@ public sealed class AuditQuery(IDocumentStore store)
         var connection = store.Storage.Database.CreateConnection();
         await connection.OpenAsync(cancellationToken);
         return connection;
+    }
+
+    /// <summary>Fields that are stored for the system's own use and never shown in the audit trail (password hashes).</summary>
+    public static readonly IReadOnlyList<string> SecretFields = ["PasswordHash"];
+
+    public const string Redacted = "[redacted]";
+
+    /// <summary>The event body as JSON, with <see cref="SecretFields"/> (at any depth) replaced by <see cref="Redacted"/>.</summary>
+    public static JsonElement Redact(string json)
+    {
+        if (!SecretFields.Any(f => json.Contains(f, StringComparison.Ordinal))) return JsonDocument.Parse(json).RootElement.Clone();
+        var node = System.Text.Json.Nodes.JsonNode.Parse(json);
+        void Walk(System.Text.Json.Nodes.JsonNode? n)
+        {
+            switch (n)
+            {
+                case System.Text.Json.Nodes.JsonObject o:
+                    foreach (var name in o.Select(p => p.Key).ToList())
+                        if (SecretFields.Contains(name)) o[name] = Redacted;
+                        else Walk(o[name]);
+                    break;
+                case System.Text.Json.Nodes.JsonArray a:
+                    foreach (var item in a) Walk(item);
+                    break;
+            }
+        }
+        Walk(node);
+        return JsonSerializer.SerializeToElement(node);
     }
 
     /// <summary><c>ContainerStarted</c> or <c>container_started</c> → Marten's type name <c>container_started</c>.</summary>

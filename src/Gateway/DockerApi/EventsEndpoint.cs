@@ -69,6 +69,8 @@ public static class EventsEndpoint
             await foreach (var entry in audit.FollowAsync(filter with { Since = null, Until = null }, start, TimeSpan.FromMilliseconds(200), window.Token))
             {
                 if (until is { } last && entry.Time > last) break;
+                // A since in the future waits for its moment, as docker does.
+                if (since is { } first && entry.Time < first) continue;
                 await SendAsync(entry);
             }
         }

@@ -56,4 +56,14 @@ public class AuditParsingSpec
     [InlineData("registry-access", "registry-access", "")]
     public void Streams_name_their_object(string stream, string kind, string id) =>
         Assert.Equal(new AuditObject(kind, id), AuditObject.FromStream(stream));
+
+    [Fact]
+    public void Password_hashes_never_leave_the_store()
+    {
+        var data = AuditQuery.Redact("""{"Name":"alice","PasswordHash":"pbkdf2$abc","Nested":[{"PasswordHash":"x"}],"Rights":["pull"]}""");
+        Assert.Equal("alice", data.GetProperty("Name").GetString());
+        Assert.Equal(AuditQuery.Redacted, data.GetProperty("PasswordHash").GetString());
+        Assert.Equal(AuditQuery.Redacted, data.GetProperty("Nested")[0].GetProperty("PasswordHash").GetString());
+        Assert.DoesNotContain("pbkdf2", data.GetRawText());
+    }
 }
