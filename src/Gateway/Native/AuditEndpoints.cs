@@ -76,15 +76,19 @@ public static class AuditEndpoints
             await foreach (var entry in audit.ReadAllAsync(filter with { UpTo = start }, ct))
                 await WriteAsync(context, format, [entry]);
         await context.Response.Body.FlushAsync(ct);
+        if (filter.Until is { } end && end <= DateTimeOffset.UtcNow) return;
+        // Until the client leaves, or until the end of the window.
+        using var window = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        if (filter.Until is { } stop) window.CancelAfter(stop - DateTimeOffset.UtcNow);
         try
         {
-            await foreach (var entry in audit.FollowAsync(filter with { Until = null }, Math.Max(start, filter.After), TimeSpan.FromMilliseconds(200), ct))
+            await foreach (var entry in audit.FollowAsync(filter with { Until = null }, Math.Max(start, filter.After), TimeSpan.FromMilliseconds(200), window.Token))
             {
                 if (filter.Until is { } until && entry.Time > until) break;
                 await WriteAsync(context, format, [entry]);
             }
         }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested)
+        catch (OperationCanceledException) when (window.IsCancellationRequested)
         {
         }
     }

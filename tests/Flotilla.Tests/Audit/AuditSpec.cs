@@ -146,6 +146,11 @@ public class AuditSpec(RunningFlotilla flotilla) : IClassFixture<RunningFlotilla
         Assert.Contains($"container die {id} (exitCode=3, image={Image}, name=evts, tier=web)", plain);
         var images = await DockerOk("events", "--since", Unix(t0), "--until", Unix(t1), "--filter", "type=image");
         Assert.DoesNotContain("container", images);
+        var byImage = await DockerOk("events", "--since", Unix(t0), "--until", Unix(t1), "--filter", "image=" + Image, "--filter", "node=gw-node",
+            "--format", "{{.Actor.Attributes.name}} {{.Action}}");
+        Assert.Contains("evts die", byImage);
+        var otherNode = await DockerOk("events", "--since", Unix(t0), "--until", Unix(t1), "--filter", "node=elsewhere");
+        Assert.Equal("", otherNode.Trim());
         var durations = await DockerOk("events", "--since", "10m", "--until", "0s", "--filter", "container=" + id[..12], "--format", "{{.Action}}");
         Assert.Contains("destroy", durations);
 
@@ -233,6 +238,21 @@ public class AuditSpec(RunningFlotilla flotilla) : IClassFixture<RunningFlotilla
         var json = await FlotillaCli("audit", "--since", "1h", "--user", "anonymous@127.0.0.1", "-o", "json", "--container", "clied");
         Assert.True(json.ExitCode == 0, json.ToString());
         Assert.Equal("container_created", JsonDocument.Parse(json.Stdout).RootElement.GetProperty("entries")[0].GetProperty("type").GetString());
+
+        var imageHistory = await FlotillaCli("history", Image);
+        Assert.True(imageHistory.ExitCode == 0, imageHistory.ToString());
+        Assert.Contains("image_registered", imageHistory.Stdout);
+        Assert.Contains("image_tagged", imageHistory.Stdout);
+
+        // --follow prints what happens from now on (here bounded by --until, so the process ends by itself).
+        var until = DateTimeOffset.UtcNow.AddSeconds(5).ToString("O");
+        var follow = FlotillaCli("audit", "--follow", "--until", until, "--kind", "container", "--type", "container_renamed");
+        await Task.Delay(2500);
+        await DockerOk("rename", "clied", "clied2");
+        var followed = await follow;
+        Assert.True(followed.ExitCode == 0, followed.ToString());
+        Assert.Contains("container_renamed", followed.Stdout);
+        await DockerOk("rename", "clied2", "clied");
 
         var export = await FlotillaCli("audit", "export", "--since", "1h");
         Assert.True(export.ExitCode == 0, export.ToString());
