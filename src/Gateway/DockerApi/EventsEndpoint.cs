@@ -232,19 +232,18 @@ public sealed class DockerActors(AuditQuery audit)
         switch (entry.Type)
         {
             case "image_registered":
-                var detail = Text(d, "Detail");
+                // A pull is reported by its own image_pulled event (every pull, also of an image already here).
                 var action = Text(d, "Source") switch
                 {
-                    "Pulled" => "pull",
                     "Imported" => "import",
                     "Loaded" => "load",
                     "Built" => "build",
                     _ => null,
                 };
-                if (action is null) return [];
-                // Docker names a pull by the reference pulled.
-                var actorId = action == "pull" && !string.IsNullOrEmpty(detail) ? Familiar(detail) : imageId;
-                return [Event(entry, "image", action, actorId, new() { ["name"] = action == "pull" ? actorId : imageId })];
+                return action is null ? [] : [Event(entry, "image", action, imageId, new() { ["name"] = imageId })];
+            case "image_pulled" or "image_pushed" when reference is not null:
+                // Docker names pulls and pushes by the reference, not the image id.
+                return [Event(entry, "image", entry.Type == "image_pulled" ? "pull" : "push", name, new() { ["name"] = name })];
             case "image_tagged":
                 return [Event(entry, "image", "tag", imageId, new() { ["name"] = name })];
             case "image_untagged":
