@@ -21,6 +21,9 @@ public sealed class AuditQuery(IDocumentStore store)
     public static readonly IReadOnlyList<string> IndexNames =
         ["ix_audit_stream_seq", "ix_audit_correlation_seq", "ix_audit_user_seq", "ix_audit_node_seq", "ix_audit_timestamp"];
 
+    /// <summary>An arbitrary advisory lock key ("audit-ix") taken while the indexes are made.</summary>
+    private const long IndexLockKey = 0x61756469742D6978;
+
     private string Events => $"{store.Options.Events.DatabaseSchemaName}.mt_events";
     private string Streams => $"{store.Options.Events.DatabaseSchemaName}.mt_streams";
 
@@ -37,10 +40,21 @@ public sealed class AuditQuery(IDocumentStore store)
             $"CREATE INDEX IF NOT EXISTS ix_audit_node_seq ON {Events} ((headers ->> 'node'), seq_id)",
             $"CREATE INDEX IF NOT EXISTS ix_audit_timestamp ON {Events} (timestamp)",
         ];
-        foreach (var sql in statements)
+        // Nodes starting together would race on CREATE INDEX IF NOT EXISTS (a duplicate pg_class row): one at a time.
+        await using (var take = new NpgsqlCommand($"SELECT pg_advisory_lock({IndexLockKey})", connection))
+            await take.ExecuteNonQueryAsync(cancellationToken);
+        try
         {
-            await using var command = new NpgsqlCommand(sql, connection) { CommandTimeout = 600 };
-            await command.ExecuteNonQueryAsync(cancellationToken);
+            foreach (var sql in statements)
+            {
+                await using var command = new NpgsqlCommand(sql, connection) { CommandTimeout = 600 };
+                await command.ExecuteNonQueryAsync(cancellationToken);
+            }
+        }
+        finally
+        {
+            await using var release = new NpgsqlCommand($"SELECT pg_advisory_unlock({IndexLockKey})", connection);
+            await release.ExecuteNonQueryAsync(CancellationToken.None);
         }
     }
 
