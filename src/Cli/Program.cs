@@ -5,7 +5,9 @@ var root = new RootCommand("Flotilla: a distributed container engine that speaks
 {
     UpCommand.Create(),
     NodesCommand.Create(),
-    new Command("audit", "The audit log") { LedgerCommands.Verify() },
+    AuditCommand.Create(),
+    HistoryCommand.Create(),
+    InspectCommand.Create(),
     LedgerCommands.Replay(),
     RegistryCommand.Create(),
 };

@@ -78,6 +78,7 @@ public static class GatewayHosting
             {
                 e.MapSystemEndpoints(info, queries);
                 e.MapDistributionEndpoints();
+                e.MapEventsEndpoint();
                 e.MapImageEndpoints();
                 e.MapContainerEndpoints();
                 e.MapContainerStreamEndpoints();
@@ -94,6 +95,7 @@ public static class GatewayHosting
                 e.MapRegistryUsersEndpoints();
                 e.MapLedgerEndpoints();
                 e.MapRegistryGcEndpoints();
+                e.MapAuditEndpoints();
                 e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, $"no route for {c.Request.Method} {c.Request.Path}"));
             });
         });

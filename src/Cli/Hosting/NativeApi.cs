@@ -15,14 +15,17 @@ public sealed class NativeApi(string address) : IDisposable
     public static readonly JsonSerializerOptions Json = JsonSerializerOptions.Web;
 
     /// <summary>Sends the request; the response when it succeeded, otherwise null after printing why.</summary>
-    public async Task<HttpResponseMessage?> SendAsync(HttpMethod method, string path, object? body, CancellationToken cancellationToken)
+    /// <param name="streamed">Return once the headers are in, for responses read as a stream (follows, exports).</param>
+    public async Task<HttpResponseMessage?> SendAsync(HttpMethod method, string path, object? body, CancellationToken cancellationToken,
+        bool streamed = false)
     {
         using var request = new HttpRequestMessage(method, path);
         if (body is not null) request.Content = JsonContent.Create(body, body.GetType(), options: Json);
         HttpResponseMessage response;
         try
         {
-            response = await _client.SendAsync(request, cancellationToken);
+            response = await _client.SendAsync(request,
+                streamed ? HttpCompletionOption.ResponseHeadersRead : HttpCompletionOption.ResponseContentRead, cancellationToken);
         }
         catch (HttpRequestException ex)
         {

@@ -33,6 +33,9 @@ public static class FlotillaStore
         opts.Events.MetadataConfig.CausationIdEnabled = true;
         opts.Events.MetadataConfig.HeadersEnabled = true;
         opts.Events.MetadataConfig.UserNameEnabled = true;
+        // The audit trail filters by event type; its other indexes are made by AuditQuery and must survive migrations.
+        opts.Events.EnableEventTypeIndex = true;
+        foreach (var index in Audit.AuditQuery.IndexNames) opts.Events.IgnoreIndex(index);
 
         opts.Events.AddEventType<NodeJoined>();
         opts.Events.AddEventType<NodeLeft>();

@@ -37,6 +37,10 @@ public static class FlotillaClusterHosting
         services.AddSingleton(self);
         services.AddMarten(o => FlotillaStore.Configure(o, options.PostgresConnectionString, options.Schema))
             .ApplyAllDatabaseChangesOnStartup();
+        services.AddSingleton<Audit.AuditQuery>();
+        services.AddHostedService<Audit.AuditIndexes>();
+        services.AddSingleton<Audit.AuditSubjects>();
+        services.AddSingleton<Audit.TimeTravel>();
         services.AddSingleton<IEventJournal, MartenEventJournal>();
         services.AddSingleton<IRuntimeDirectory>(sp => new RuntimeDirectory(sp.GetRequiredService<ActorSystem>, sp.GetRequiredService<ClusterQueries>(), options.NodeName));
         services.AddSingleton(sp => new EntityHost(sp.GetRequiredService<IEventJournal>(), options.NodeName, sp.GetRequiredService<IRuntimeDirectory>()));

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Flotilla.Cluster;
+using Flotilla.Cluster.Audit;
 using Flotilla.Cluster.Containers;
 using Flotilla.Cluster.Images;
 using Flotilla.Contracts;
@@ -26,7 +27,7 @@ public static class ContainerEndpoints
         app.MapPost("/containers/create", CreateAsync);
         app.MapGet("/containers/json", ListAsync);
         app.MapGet("/containers/{id}/json", InspectAsync);
-        app.MapPost("/containers/{id}/start", (HttpContext c, string id) => Command(c, id, (v, o) => new StartContainer(v, o), StatusCodes.Status204NoContent));
+        app.MapPost("/containers/{id}/start", StartAsync);
         app.MapPost("/containers/{id}/stop", (HttpContext c, string id) => Command(c, id,
             (v, o) => new StopContainer(v, IntQuery(c, "t"), SignalQuery(c), o), StatusCodes.Status204NoContent));
         app.MapPost("/containers/{id}/restart", (HttpContext c, string id) => Command(c, id,
@@ -62,6 +63,18 @@ public static class ContainerEndpoints
             await Containers(context).SendAsync(make(container.ContainerId, Origin(context)));
             context.Response.StatusCode = status;
         });
+
+    // POST /containers/{id}/start: a container's first start continues the story of its creation (docker run).
+    private static Task StartAsync(HttpContext context, string id) => Guarded(context, async () =>
+    {
+        var container = await Containers(context).ResolveAsync(id, context.RequestAborted);
+        var origin = Origin(context);
+        if (container.Generation == 0)
+            origin = await context.RequestServices.GetRequiredService<AuditQuery>()
+                .JoinCreationStoryAsync(ContainerStreams.Key(container.ContainerId), origin, context.RequestAborted);
+        await Containers(context).SendAsync(new StartContainer(container.ContainerId, origin));
+        context.Response.StatusCode = StatusCodes.Status204NoContent;
+    });
 
     // POST /containers/create?name=
     private static Task CreateAsync(HttpContext context) => Guarded(context, async () =>

@@ -24,9 +24,16 @@ public sealed class DockerApiMiddleware(RequestDelegate next, GatewayInfo info)
         headers["Docker-Experimental"] = "false";
 
         var requestId = context.Request.Headers[RequestIdHeader].FirstOrDefault();
-        if (string.IsNullOrWhiteSpace(requestId) || requestId.Length > 128) requestId = Guid.NewGuid().ToString("N");
+        string correlationId;
+        if (string.IsNullOrWhiteSpace(requestId) || requestId.Length > 128)
+        {
+            requestId = Guid.NewGuid().ToString("N");
+            correlationId = SessionId(context, requestId);
+        }
+        else correlationId = requestId;
         headers[RequestIdHeader] = requestId;
-        context.Items[OriginItem] = new RequestOrigin(DockerUser(context), requestId);
+        // The causation id names the request itself when it is not the story's first.
+        context.Items[OriginItem] = new RequestOrigin(DockerUser(context), correlationId, correlationId == requestId ? null : requestId);
 
         var version = ApiVersion.Max;
         var path = context.Request.Path.Value ?? "/";
@@ -64,6 +71,22 @@ public sealed class DockerApiMiddleware(RequestDelegate next, GatewayInfo info)
             await JsonReply.ErrorAsync(context, StatusCodes.Status500InternalServerError, ex.Message);
         }
     }
+
+    /// <summary>
+    /// The docker CLI sends no request ids, but one command mostly keeps one connection (<c>docker run</c>:
+    /// ping, pull, create, wait; its start comes on a second connection while wait holds the first, see
+    /// <c>AuditQuery.JoinCreationStoryAsync</c>): the connection's first request id is the correlation id of
+    /// all its requests. A client that sends X-Request-Id chooses its own.
+    /// </summary>
+    private static string SessionId(HttpContext context, string requestId)
+    {
+        if (context.Features.Get<Microsoft.AspNetCore.Connections.Features.IConnectionItemsFeature>()?.Items is not { } items) return requestId;
+        if (items.TryGetValue(SessionItem, out var existing) && existing is string session) return session;
+        items[SessionItem] = requestId;
+        return requestId;
+    }
+
+    private const string SessionItem = "docker-session-id";
 
     /// <summary>The Docker API has no login of its own: the caller is named by where it connects from.</summary>
     private static string DockerUser(HttpContext context) =>
