@@ -79,7 +79,7 @@ internal sealed class RegistryBench(string root, int iterations, int sizeMb) : I
         // "blob exists"; both sides push the same OCI layout.
         var sw = Stopwatch.StartNew();
         var images = Enumerable.Range(0, iterations + 1).Select(i => OciLayoutImage.Write(Path.Combine(root, "images", $"i{i}"), sizeMb, seed: i)).ToList();
-        Console.WriteLine($"[setup] wrote {images.Count} OCI layouts in {sw.Elapsed.TotalSeconds:F1} s, layer {images[0].LayerBytes / 1e6:F1} MB uncompressed");
+        Console.WriteLine($"[setup] wrote {images.Count} OCI layouts in {sw.Elapsed.TotalSeconds:F1} s, layer {images[0].LayerBytes / 1e6:F1} MB (gzip of random data)");
 
         Console.WriteLine("[flotilla] starting embedded PostgreSQL and the all-in-one host ...");
         _flotilla = await BenchFlotilla.StartAsync(root, ct);
@@ -219,7 +219,7 @@ internal sealed class RegistryBench(string root, int iterations, int sizeMb) : I
     }
 }
 
-/// <summary>An OCI image layout (<c>oci-layout</c>, <c>index.json</c>, blobs) with one uncompressed layer of random files.</summary>
+/// <summary>An OCI image layout (<c>oci-layout</c>, <c>index.json</c>, blobs) with one gzip layer of random files.</summary>
 internal sealed record OciLayoutImage(string Dir, string LayerDigest, long LayerBytes)
 {
     public static OciLayoutImage Write(string dir, int mb, int seed)
@@ -243,18 +243,25 @@ internal sealed record OciLayoutImage(string Dir, string LayerDigest, long Layer
                 });
             }
         }
-        var layer = Publish(blobs, File.ReadAllBytes(layerTemp));
+        // Gzip (fastest level) as registries hold layers: skopeo would otherwise compress an uncompressed layer on
+        // every push, and the benchmark would time skopeo's gzip rather than the registry.
+        var layerTar = File.ReadAllBytes(layerTemp);
         File.Delete(layerTemp);
+        var diffId = "sha256:" + Convert.ToHexStringLower(SHA256.HashData(layerTar));
+        var gzipped = new MemoryStream();
+        using (var gzip = new System.IO.Compression.GZipStream(gzipped, System.IO.Compression.CompressionLevel.Fastest, leaveOpen: true))
+            gzip.Write(layerTar);
+        var layer = Publish(blobs, gzipped.ToArray());
         var layerBytes = new FileInfo(Path.Combine(blobs, layer[7..])).Length;
         var config = Publish(blobs, Encoding.UTF8.GetBytes(
-            $$$"""{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":["{{{layer}}}"]}}"""));
+            $$$"""{"architecture":"amd64","os":"linux","config":{},"rootfs":{"type":"layers","diff_ids":["{{{diffId}}}"]}}"""));
         var configBytes = new FileInfo(Path.Combine(blobs, config[7..])).Length;
         var manifestJson = Encoding.UTF8.GetBytes(
-            $$$"""{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{{{config}}}","size":{{{configBytes}}}},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{{{layer}}}","size":{{{layerBytes}}}}]}""");
+            $$$"""{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{{{config}}}","size":{{{configBytes}}}},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{{{layer}}}","size":{{{layerBytes}}}}]}""");
         var manifest = Publish(blobs, manifestJson);
         File.WriteAllText(Path.Combine(dir, "oci-layout"), """{"imageLayoutVersion":"1.0.0"}""");
         File.WriteAllText(Path.Combine(dir, "index.json"),
-            $$$"""{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{{{manifest}}}","size":{{manifestJson.Length}},"annotations":{"org.opencontainers.image.ref.name":"latest"}}]}""");
+            $$$"""{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{{{manifest}}}","size":{{{manifestJson.Length}}},"annotations":{"org.opencontainers.image.ref.name":"latest"}}]}""");
         return new OciLayoutImage(dir, layer, layerBytes);
     }
 
