@@ -2,9 +2,11 @@
 # Installs the Debian packages Flotilla needs, only when some are missing, and checks the
 # .NET SDK. Silent when everything is already there. Does not start Debian's postgresql
 # service or create its "main" cluster: Flotilla runs its own (src/Cli/Hosting/EmbeddedPostgres.cs).
+# docker-registry (distribution 2.8.2) is the reference registry the tests compare against; policy-rc.d below
+# keeps its service from starting (it would take port 5000).
 set -euo pipefail
 
-PACKAGES=(postgresql runc crun conmon iproute2 nftables busybox-static uidmap tmux util-linux podman skopeo xz-utils zstd golang-github-containers-common)
+PACKAGES=(postgresql runc crun conmon iproute2 nftables busybox-static uidmap tmux util-linux podman skopeo docker-registry xz-utils zstd golang-github-containers-common)
 DOTNET_MAJOR=10
 
 # One dpkg-query for all packages (unknown ones print nothing on stdout).
