@@ -17,7 +17,7 @@ public static class LedgerCommands
         var command = new Command("verify", "Check every event's hash chain and the checkpoints; exit 1 when something was tampered with") { http };
         command.SetAction(async (result, cancellationToken) =>
         {
-            using var api = new NativeApi(result.GetValue(http)!);
+            using var api = new NativeApi(result.GetValue(http)!, TimeSpan.FromMinutes(30));
             using var response = await api.SendAsync(HttpMethod.Get, "api/audit/verify", null, cancellationToken);
             if (response is null) return 2;
             var report = (await response.Content.ReadFromJsonAsync<Verification>(NativeApi.Json, cancellationToken))!;
@@ -40,7 +40,7 @@ public static class LedgerCommands
         var command = new Command("replay", "Rebuild every read model (containers, images, nodes, …) from the events") { http };
         command.SetAction(async (result, cancellationToken) =>
         {
-            using var api = new NativeApi(result.GetValue(http)!);
+            using var api = new NativeApi(result.GetValue(http)!, TimeSpan.FromMinutes(30));
             using var response = await api.SendAsync(HttpMethod.Post, "api/replay", null, cancellationToken);
             if (response is null) return 1;
             foreach (var r in (await response.Content.ReadFromJsonAsync<List<Rebuilt>>(NativeApi.Json, cancellationToken))!)

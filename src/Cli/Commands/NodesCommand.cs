@@ -21,29 +21,15 @@ public static class NodesCommand
         var command = new Command("nodes", "List the cluster's nodes") { http, json };
         command.SetAction(async (result, cancellationToken) =>
         {
-            var endpoint = Endpoints.Parse(result.GetValue(http)!, "--http");
-            using var client = new HttpClient { BaseAddress = new Uri($"http://{endpoint}/"), Timeout = TimeSpan.FromSeconds(10) };
-            HttpResponseMessage response;
-            try
-            {
-                response = await client.GetAsync("api/nodes", cancellationToken);
-            }
-            catch (HttpRequestException ex)
-            {
-                Console.Error.WriteLine($"Cannot reach Flotilla at http://{endpoint}: {ex.Message}. Is `flotilla up` running?");
-                return 1;
-            }
-            if (!response.IsSuccessStatusCode)
-            {
-                Console.Error.WriteLine($"Flotilla answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(cancellationToken)}");
-                return 1;
-            }
+            using var api = new NativeApi(result.GetValue(http)!);
+            using var response = await api.SendAsync(HttpMethod.Get, "api/nodes", null, cancellationToken);
+            if (response is null) return 1;
             if (result.GetValue(json))
             {
                 Console.WriteLine(await response.Content.ReadAsStringAsync(cancellationToken));
                 return 0;
             }
-            var nodes = await response.Content.ReadFromJsonAsync<List<NodeRow>>(System.Text.Json.JsonSerializerOptions.Web, cancellationToken) ?? [];
+            var nodes = await response.Content.ReadFromJsonAsync<List<NodeRow>>(NativeApi.Json, cancellationToken) ?? [];
             var table = new Table().Border(TableBorder.Simple)
                 .AddColumns("NAME", "STATUS", "ADDRESS", "CPUS", "MEMORY", "RUNTIME", "LABELS", "SINCE");
             foreach (var n in nodes)

@@ -32,29 +32,15 @@ public static class RegistryCommand
                 Console.Error.WriteLine($"--min-age: '{result.GetValue(minAge)}' is not a duration (e.g. 1h, 30m, 90s, 0)");
                 return 2;
             }
-            var endpoint = Endpoints.Parse(result.GetValue(http)!, "--http");
-            using var client = new HttpClient { BaseAddress = new Uri($"http://{endpoint}/"), Timeout = TimeSpan.FromMinutes(10) };
-            HttpResponseMessage response;
-            try
-            {
-                response = await client.PostAsync($"api/registry/gc?minAgeSeconds={(long)age.TotalSeconds}", null, cancellationToken);
-            }
-            catch (HttpRequestException ex)
-            {
-                Console.Error.WriteLine($"Cannot reach Flotilla at http://{endpoint}: {ex.Message}. Is `flotilla up` running?");
-                return 1;
-            }
-            if (!response.IsSuccessStatusCode)
-            {
-                Console.Error.WriteLine($"Flotilla answered {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync(cancellationToken)}");
-                return 1;
-            }
+            using var api = new NativeApi(result.GetValue(http)!, TimeSpan.FromMinutes(10));
+            using var response = await api.SendAsync(HttpMethod.Post, $"api/registry/gc?minAgeSeconds={(long)age.TotalSeconds}", null, cancellationToken);
+            if (response is null) return 1;
             if (result.GetValue(json))
             {
                 Console.WriteLine(await response.Content.ReadAsStringAsync(cancellationToken));
                 return 0;
             }
-            var report = await response.Content.ReadFromJsonAsync<GcReportRow>(System.Text.Json.JsonSerializerOptions.Web, cancellationToken)
+            var report = await response.Content.ReadFromJsonAsync<GcReportRow>(NativeApi.Json, cancellationToken)
                 ?? throw new InvalidDataException("empty answer");
             foreach (var blob in report.Removed) Console.WriteLine($"deleted {blob.Digest} ({blob.Size} bytes)");
             foreach (var upload in report.AbandonedUploads) Console.WriteLine($"deleted abandoned upload {upload}");

@@ -4,12 +4,13 @@ using System.Text.Json;
 namespace Flotilla.Cli.Hosting;
 
 /// <summary>The CLI's client of Flotilla's native API; failures become one readable line on stderr.</summary>
-public sealed class NativeApi(string address) : IDisposable
+/// <param name="timeout">For the whole request; 30 s unless the verb's work takes longer (gc, replay).</param>
+public sealed class NativeApi(string address, TimeSpan? timeout = null) : IDisposable
 {
     private readonly HttpClient _client = new()
     {
         BaseAddress = new Uri($"http://{Endpoints.Parse(address, "--http")}/"),
-        Timeout = TimeSpan.FromSeconds(30),
+        Timeout = timeout ?? TimeSpan.FromSeconds(30),
     };
 
     public static readonly JsonSerializerOptions Json = JsonSerializerOptions.Web;

@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace Flotilla.Tests.Registry.Conformance;
 
 /// <summary>
@@ -8,11 +6,7 @@ namespace Flotilla.Tests.Registry.Conformance;
 /// </summary>
 public sealed class DistributionRegistry : RegistryUnderTest
 {
-    public const string Executable = "/usr/bin/docker-registry";
-
-    private readonly string _root = Path.Combine(Path.GetTempPath(), "flotilla-distribution-" + Guid.NewGuid().ToString("N")[..8]);
-    private readonly Queue<string> _log = new();
-    private Process? _process;
+    private Support.DistributionProcess? _registry;
 
     public override string Name => "distribution 2.8.2";
 
@@ -53,61 +47,15 @@ public sealed class DistributionRegistry : RegistryUnderTest
 
     public override async Task InitializeAsync()
     {
-        if (!File.Exists(Executable)) throw new InvalidOperationException($"{Executable} is missing: run ./scripts/install-deps.sh");
-        Directory.CreateDirectory(_root);
-        var port = Support.FreePort.Next();
-        var config = Path.Combine(_root, "config.yml");
-        await File.WriteAllTextAsync(config, $"""
-            version: 0.1
-            log:
-              level: warn
-              accesslog:
-                disabled: true
-            storage:
-              filesystem:
-                rootdirectory: {Path.Combine(_root, "data")}
-              delete:
-                enabled: true
-            http:
-              addr: 127.0.0.1:{port}
-              secret: conformance-only
-            """);
-        var start = new ProcessStartInfo(Executable)
-        {
-            ArgumentList = { "serve", config },
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        _process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {Executable}");
-        _process.OutputDataReceived += (_, e) => Remember(e.Data);
-        _process.ErrorDataReceived += (_, e) => Remember(e.Data);
-        _process.BeginOutputReadLine();
-        _process.BeginErrorReadLine();
-        BaseUri = new Uri($"http://127.0.0.1:{port}/");
+        _registry = await Support.DistributionProcess.StartAsync();
+        BaseUri = new Uri($"http://{_registry.Address}/");
         if (!await WaitUntilAnsweringAsync(TimeSpan.FromSeconds(15)))
-            throw new InvalidOperationException($"{Executable} did not answer GET /v2/ on port {port}:\n{string.Join('\n', _log)}");
-    }
-
-    private void Remember(string? line)
-    {
-        if (line is null) return;
-        lock (_log)
-        {
-            _log.Enqueue(line);
-            if (_log.Count > 50) _log.Dequeue();
-        }
+            throw new InvalidOperationException($"distribution did not answer GET /v2/ on {_registry.Address}:\n{_registry.RecentLog}");
     }
 
     public override async Task DisposeAsync()
     {
         await base.DisposeAsync();
-        if (_process is not null)
-        {
-            if (!_process.HasExited) _process.Kill(entireProcessTree: true);
-            await _process.WaitForExitAsync();
-            _process.Dispose();
-        }
-        if (Directory.Exists(_root)) Directory.Delete(_root, recursive: true);
+        if (_registry is not null) await _registry.DisposeAsync();
     }
 }
