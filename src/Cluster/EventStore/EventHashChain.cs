@@ -1,7 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using System.Text.Json.Nodes;
 
 namespace Flotilla.Cluster.EventStore;
 
@@ -24,30 +23,47 @@ public static class EventHashChain
 
     public static string Compute(string previous, string streamKey, long version, object data, EventMetadata metadata)
     {
-        var builder = new StringBuilder()
-            .Append(previous).Append('\n')
-            .Append(streamKey).Append('\n')
-            .Append(version).Append('\n')
-            .Append(data.GetType().FullName).Append('\n')
-            .Append(metadata.User).Append('\n')
-            .Append(metadata.Node).Append('\n')
-            .Append(metadata.CorrelationId).Append('\n')
-            .Append(metadata.CausationId ?? "").Append('\n')
-            .Append(CanonicalJson(data));
-        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(builder.ToString())));
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var head = $"{previous}\n{streamKey}\n{version}\n{data.GetType().FullName}\n{metadata.User}\n{metadata.Node}\n" +
+                   $"{metadata.CorrelationId}\n{metadata.CausationId ?? ""}\n";
+        hash.AppendData(Encoding.UTF8.GetBytes(head));
+        hash.AppendData(CanonicalJsonUtf8(data));
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 
-    public static string CanonicalJson(object data)
+    public static string CanonicalJson(object data) => Encoding.UTF8.GetString(CanonicalJsonUtf8(data));
+
+    /// <summary>The body as compact JSON with every object's keys in ordinal order.</summary>
+    public static byte[] CanonicalJsonUtf8(object data)
     {
-        var node = JsonSerializer.SerializeToNode(data, data.GetType(), Json);
-        return Sort(node)?.ToJsonString() ?? "null";
+        using var document = JsonDocument.Parse(JsonSerializer.SerializeToUtf8Bytes(data, data.GetType(), Json));
+        var buffer = new System.Buffers.ArrayBufferWriter<byte>(1024);
+        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+            Write(writer, document.RootElement);
+        return buffer.WrittenSpan.ToArray();
     }
 
-    private static JsonNode? Sort(JsonNode? node) => node switch
+    private static void Write(Utf8JsonWriter writer, JsonElement element)
     {
-        JsonObject o => new JsonObject(o.OrderBy(p => p.Key, StringComparer.Ordinal)
-            .Select(p => KeyValuePair.Create(p.Key, Sort(p.Value?.DeepClone())))),
-        JsonArray a => new JsonArray(a.Select(x => Sort(x?.DeepClone())).ToArray()),
-        _ => node?.DeepClone(),
-    };
+        switch (element.ValueKind)
+        {
+            case JsonValueKind.Object:
+                writer.WriteStartObject();
+                foreach (var property in element.EnumerateObject().OrderBy(p => p.Name, StringComparer.Ordinal))
+                {
+                    writer.WritePropertyName(property.Name);
+                    Write(writer, property.Value);
+                }
+                writer.WriteEndObject();
+                break;
+            case JsonValueKind.Array:
+                writer.WriteStartArray();
+                foreach (var item in element.EnumerateArray()) Write(writer, item);
+                writer.WriteEndArray();
+                break;
+            default:
+                element.WriteTo(writer);
+                break;
+        }
+    }
 }
