@@ -209,15 +209,15 @@ public class ContainerStreamsSpec(RunningFlotilla flotilla) : IClassFixture<Runn
         var docker = $"DOCKER_HOST={Env["DOCKER_HOST"]} DOCKER_CONFIG={Env["DOCKER_CONFIG"]} docker";
         foreach (var (session, command) in new[] { ("fl-exec-it", $"{docker} exec -it ttys sh"), ("fl-run-it", $"{docker} run -it --rm {Image} sh") })
         {
-            await ProcessRunner.RunAsync("tmux", ["new-session", "-d", "-s", session, "-x", "100", "-y", "25", command + "; echo EXIT=$?; sleep 30"]);
+            await ProcessRunner.RunAsync("tmux", ["new-session", "-d", "-s", session, "-x", "100", "-y", "25", command + "; echo EXIT=$?; sleep 120"]);
             try
             {
-                Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("/ #"), TimeSpan.FromSeconds(20)), await Capture(session));
+                Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("/ #"), TimeSpan.FromSeconds(45)), await Capture(session));
                 await ProcessRunner.RunAsync("tmux", ["send-keys", "-t", session, "echo hi-$((1+1)); stty size", "Enter"]);
-                Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("hi-2"), TimeSpan.FromSeconds(10)), await Capture(session));
-                Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("25 100"), TimeSpan.FromSeconds(10)), await Capture(session));
+                Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("hi-2"), TimeSpan.FromSeconds(30)), await Capture(session));
+                Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("25 100"), TimeSpan.FromSeconds(30)), await Capture(session));
                 await ProcessRunner.RunAsync("tmux", ["send-keys", "-t", session, "exit 7", "Enter"]);
-                Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("EXIT=7"), TimeSpan.FromSeconds(15)), await Capture(session));
+                Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("EXIT=7"), TimeSpan.FromSeconds(30)), await Capture(session));
             }
             finally
             {
@@ -237,18 +237,18 @@ public class ContainerStreamsSpec(RunningFlotilla flotilla) : IClassFixture<Runn
         {
             foreach (var (session, command) in sessions)
             {
-                await ProcessRunner.RunAsync("tmux", ["new-session", "-d", "-s", session, "-x", "100", "-y", "25", command + "; echo EXIT=$?; sleep 30"]);
+                await ProcessRunner.RunAsync("tmux", ["new-session", "-d", "-s", session, "-x", "100", "-y", "25", command + "; echo EXIT=$?; sleep 120"]);
                 // Keys typed before the CLI holds the terminal in raw mode can be lost: type until the shell answers.
                 Assert.True(await Eventually.TrueAsync(async () =>
                 {
                     await ProcessRunner.RunAsync("tmux", ["send-keys", "-t", session, "echo up-$((40+2))", "Enter"]);
                     await Task.Delay(500);
                     return (await Capture(session)).Contains("up-42");
-                }, TimeSpan.FromSeconds(20)), await Capture(session));
+                }, TimeSpan.FromSeconds(45)), await Capture(session));
                 await ProcessRunner.RunAsync("tmux", ["send-keys", "-t", session, "C-p", "C-q"]);
                 // `docker run` returns 0 quietly; `docker attach` says "read escape sequence" (and exits 1), as against dockerd.
                 var detached = session == "fl-detach-run" ? "EXIT=0" : "read escape sequence";
-                Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("EXIT="), TimeSpan.FromSeconds(15)), await Capture(session));
+                Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("EXIT="), TimeSpan.FromSeconds(30)), await Capture(session));
                 Assert.Contains(detached, await Capture(session));
                 var state = await flotilla.RunDockerAsync("inspect", "-f", "{{.State.Running}}", "detaching");
                 Assert.Equal("true", state.Stdout.Trim());
