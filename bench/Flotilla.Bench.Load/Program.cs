@@ -27,52 +27,12 @@ public static class Program
 {
     public static async Task<int> Main(string[] args)
     {
-        var iterations = 5;
-        var sizeMb = 50;
-        var keep = false;
-        for (var i = 0; i < args.Length; i++)
-        {
-            switch (args[i])
-            {
-                case "--quick": iterations = 2; break;
-                case "--iterations" when i + 1 < args.Length: iterations = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
-                case "--size-mb" when i + 1 < args.Length: sizeMb = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
-                case "--keep": keep = true; break;
-                case "-h" or "--help":
-                    Console.WriteLine("usage: Flotilla.Bench.Load [--iterations N (default 5)] [--quick (N=2)] [--size-mb MB (default 50)] [--keep]");
-                    return 0;
-                default:
-                    Console.Error.WriteLine($"unknown argument '{args[i]}' (try --help)");
-                    return 2;
-            }
-        }
-        if (iterations < 1 || sizeMb < 1) { Console.Error.WriteLine("--iterations and --size-mb must be >= 1"); return 2; }
-
-        // Akka writes INFO lines to stdout; keep the report readable.
-        Console.SetOut(new InfoFilter(Console.Out));
-        using var cts = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
-
-        // Short path: the embedded PostgreSQL's unix socket path must stay under 107 bytes.
-        var root = Path.Combine("/tmp", $"flb-{Guid.NewGuid():N}"[..12]);
-        Directory.CreateDirectory(root);
-        var bench = new LoadBench(root, iterations, sizeMb);
-        try
-        {
-            await bench.RunAsync(cts.Token);
-            return 0;
-        }
-        catch (OperationCanceledException) when (cts.IsCancellationRequested)
-        {
-            Console.Error.WriteLine("cancelled");
-            return 130;
-        }
-        finally
-        {
-            await bench.DisposeAsync();
-            if (!keep) Cleanup.Remove(root);
-            else Console.WriteLine($"kept {root}");
-        }
+        var options = BenchProgram.Parse(args,
+            "usage: Flotilla.Bench.Load [--iterations N (default 5)] [--quick (N=2)] [--size-mb MB (default 50)] [--keep]",
+            iterations: 5, quickIterations: 2, sizeMb: 50);
+        if (options is null) return Environment.ExitCode;
+        return await BenchProgram.RunAsync("flb", options.Keep, root => new LoadBench(root, options.Iterations, options.SizeMb),
+            (bench, ct) => bench.RunAsync(ct));
     }
 }
 

@@ -23,57 +23,14 @@ public static class Program
 {
     public static async Task<int> Main(string[] args)
     {
-        var iterations = 10;
-        var keep = false;
-        string? debs = null;
-        for (var i = 0; i < args.Length; i++)
-        {
-            switch (args[i])
-            {
-                case "--quick": iterations = 3; break;
-                case "--iterations" when i + 1 < args.Length: iterations = int.Parse(args[++i], CultureInfo.InvariantCulture); break;
-                case "--debs" when i + 1 < args.Length: debs = Path.GetFullPath(args[++i]); break;
-                case "--keep": keep = true; break;
-                case "-h" or "--help":
-                    Console.WriteLine("usage: Flotilla.Bench.Run [--iterations N (default 10)] [--quick (N=3)] [--debs DIR (docker.io + containerd .debs; default: apt-get download)] [--keep]");
-                    return 0;
-                default:
-                    Console.Error.WriteLine($"unknown argument '{args[i]}' (try --help)");
-                    return 2;
-            }
-        }
-        if (iterations < 1) { Console.Error.WriteLine("--iterations must be >= 1"); return 2; }
-
-        // Akka writes INFO lines to stdout; keep the report readable.
-        Console.SetOut(new InfoFilter(Console.Out));
-        using var cts = new CancellationTokenSource();
-        Console.CancelKeyPress += (_, e) => { e.Cancel = true; cts.Cancel(); };
-
-        // Short path: the embedded PostgreSQL's and containerd's unix socket paths must stay under 107 bytes.
-        var root = Path.Combine("/tmp", $"frb-{Guid.NewGuid():N}"[..12]);
-        Directory.CreateDirectory(root);
-        var bench = new RunBench(root, iterations, debs);
-        try
-        {
-            await bench.RunAsync(cts.Token);
-            return 0;
-        }
-        catch (OperationCanceledException) when (cts.IsCancellationRequested)
-        {
-            Console.Error.WriteLine("cancelled");
-            return 130;
-        }
-        catch (Exception e)
-        {
-            Console.Error.WriteLine($"benchmark failed: {e}");
-            return 1;
-        }
-        finally
-        {
-            await bench.DisposeAsync();
-            if (!keep) Cleanup.Remove(root);
-            else Console.WriteLine($"kept {root}");
-        }
+        var options = BenchProgram.Parse(args,
+            "usage: Flotilla.Bench.Run [--iterations N (default 10)] [--quick (N=3)] [--debs DIR (docker.io + containerd .debs; default: apt-get download)] [--keep]",
+            iterations: 10, quickIterations: 3, sizeMb: 1, "--debs");
+        if (options is null) return Environment.ExitCode;
+        var debs = options.Values.TryGetValue("--debs", out var dir) ? Path.GetFullPath(dir) : null;
+        // Short root: the embedded PostgreSQL's and containerd's unix socket paths must stay under 107 bytes.
+        return await BenchProgram.RunAsync("frb", options.Keep, root => new RunBench(root, options.Iterations, debs),
+            (bench, ct) => bench.RunAsync(ct));
     }
 }
 
