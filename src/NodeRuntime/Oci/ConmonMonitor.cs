@@ -277,9 +277,15 @@ public sealed partial class ConmonMonitor
     {
         var paths = PathsFor(id);
         await Runtime.DeleteAsync(id, force: true, cancellationToken);
+        // conmon writes the exit file and then exits: right after an exit it is usually gone within a few ms, so
+        // poll fast first (a fixed 20 ms step added ~20 ms to every `docker run --rm`).
         var deadline = DateTime.UtcNow.AddSeconds(5);
+        var step = 1;
         while (ConmonPid(paths) is not null && DateTime.UtcNow < deadline)
-            await Task.Delay(20, cancellationToken);
+        {
+            await Task.Delay(step, cancellationToken);
+            step = Math.Min(step * 2, 20);
+        }
         if (ConmonPid(paths) is { } stuck)
         {
             try { Process.GetProcessById(stuck).Kill(); } catch (ArgumentException) { } catch (InvalidOperationException) { }
