@@ -63,8 +63,16 @@ done
 # (CI) still says which test failed and why.
 recap() {
   perl -0777 -ne '
-    while (/<UnitTestResult\b([^>]*)>(.*?)<\/UnitTestResult>/sg) {
-      my ($attrs, $body) = ($1, $2);
+    # Passed results are self-closing elements; failed ones carry an <Output> body.
+    my $s = $_;
+    while ($s =~ /<UnitTestResult\b([^>]*?)(\/?)>/g) {
+      my ($attrs, $selfclose) = ($1, $2);
+      my $body = "";
+      if (!$selfclose) {
+        my $start = pos($s);
+        my $end = index($s, "</UnitTestResult>", $start);
+        $body = substr($s, $start, $end - $start) if $end >= 0;
+      }
       next unless $attrs =~ /outcome="(Failed|Error|Timeout|Aborted)"/;
       my ($name) = $attrs =~ /testName="([^"]*)"/;
       my ($msg) = $body =~ /<Message>(.*?)<\/Message>/s;

@@ -26,7 +26,7 @@ public sealed record NodeDescription(
 /// goodbye (crash, downing). Several survivors may try that at once: the stream version lets
 /// exactly one of them write it.
 /// </summary>
-public sealed class NodeAgent : ReceiveActor
+public sealed class NodeAgent : ReceiveActor, IWithTimers
 {
     public sealed record RecordLeave(string Reason);
 
@@ -38,6 +38,8 @@ public sealed class NodeAgent : ReceiveActor
     private readonly ClusterQueries _queries;
     private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
     private bool _left;
+
+    public ITimerScheduler Timers { get; set; } = null!;
 
     public NodeAgent(EntityHost host, NodeDescription self, ClusterQueries queries)
     {
@@ -55,7 +57,9 @@ public sealed class NodeAgent : ReceiveActor
             }
             replyTo.Tell(Done.Instance);
         });
-        ReceiveAsync<ClusterEvent.MemberRemoved>(OnPeerRemoved);
+        Receive<ClusterEvent.MemberRemoved>(removed =>
+            Self.Tell(new CheckRemovedPeer(removed.Member.Address.ToString(), removed.PreviousStatus.ToString(), 0)));
+        ReceiveAsync<CheckRemovedPeer>(OnPeerRemoved);
         Receive<ClusterEvent.IMemberEvent>(_ => { });
         Receive<ClusterEvent.CurrentClusterState>(_ => { });
     }
@@ -78,13 +82,26 @@ public sealed class NodeAgent : ReceiveActor
 
     protected override void PostStop() => _cluster.Unsubscribe(Self);
 
-    private async Task OnPeerRemoved(ClusterEvent.MemberRemoved removed)
+    /// <summary>A removed member to record as left; retried while its own registration may still be on its way.</summary>
+    private sealed record CheckRemovedPeer(string Address, string PreviousStatus, int Attempt);
+
+    private const int PeerChecks = 10;
+
+    private async Task OnPeerRemoved(CheckRemovedPeer removed)
     {
         // A member that is leaving itself sees every peer "removed" as its own cluster view shuts down:
         // those removals say nothing about the peers, so only a member that is Up speaks for them.
-        if (_left || removed.Member.Address.Equals(_cluster.SelfAddress) || !SelfIsUp()) return;
-        var peer = await _queries.NodeByAddressAsync(removed.Member.Address.ToString());
-        if (peer is null || peer.Status != NodeStatus.Ready) return;
+        if (_left || removed.Address == _cluster.SelfAddress.ToString() || !SelfIsUp()) return;
+        var peer = await _queries.NodeByAddressAsync(removed.Address);
+        if (peer is null)
+        {
+            // A peer that left right after joining may have its NodeJoined committed after this check (a slow
+            // database): look again, or nobody would ever record that it left.
+            if (removed.Attempt < PeerChecks)
+                Timers.StartSingleTimer("peer-" + removed.Address, removed with { Attempt = removed.Attempt + 1 }, TimeSpan.FromSeconds(1));
+            return;
+        }
+        if (peer.Status != NodeStatus.Ready) return;
         var stream = await _host.Journal.ReadAsync(NodeStreams.Key(peer.Name));
         if (stream.Events.LastOrDefault() is not NodeJoined || _left || !SelfIsUp()) return;
         try
