@@ -60,6 +60,7 @@ public sealed class NodeAgent : ReceiveActor, IWithTimers
         Receive<ClusterEvent.MemberRemoved>(removed =>
             Self.Tell(new CheckRemovedPeer(removed.Member.Address.ToString(), removed.PreviousStatus.ToString(), 0)));
         ReceiveAsync<CheckRemovedPeer>(OnPeerRemoved);
+        ReceiveAsync<SweepDepartedPeers>(_ => SweepAsync());
         Receive<ClusterEvent.IMemberEvent>(_ => { });
         Receive<ClusterEvent.CurrentClusterState>(_ => { });
     }
@@ -70,6 +71,7 @@ public sealed class NodeAgent : ReceiveActor, IWithTimers
     protected override void PreStart()
     {
         _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents, typeof(ClusterEvent.MemberRemoved));
+        Timers.StartPeriodicTimer("sweep-departed", SweepDepartedPeers.Instance, SweepEvery, SweepEvery);
         RunTask(async () =>
         {
             var address = _cluster.SelfAddress.ToString();
@@ -86,6 +88,28 @@ public sealed class NodeAgent : ReceiveActor, IWithTimers
     private sealed record CheckRemovedPeer(string Address, string PreviousStatus, int Attempt);
 
     private const int PeerChecks = 10;
+
+    /// <summary>The slow loop behind the event-driven path: a peer listed as ready that is no cluster member any more.</summary>
+    private sealed record SweepDepartedPeers
+    {
+        public static readonly SweepDepartedPeers Instance = new();
+    }
+
+    private static readonly TimeSpan SweepEvery = TimeSpan.FromSeconds(2);
+    /// <summary>Gossip can lag a join by a moment: a registration younger than this is never swept.</summary>
+    private static readonly TimeSpan SweepGrace = TimeSpan.FromSeconds(10);
+
+    private async Task SweepAsync()
+    {
+        if (_left || !SelfIsUp()) return;
+        var members = _cluster.State.Members.Select(m => m.Address.ToString()).ToHashSet();
+        foreach (var peer in await _queries.NodesAsync())
+        {
+            if (peer.Name == _self.Name || peer.Status != NodeStatus.Ready || members.Contains(peer.Address)) continue;
+            if (DateTimeOffset.UtcNow - peer.JoinedAt < SweepGrace) continue;
+            Self.Tell(new CheckRemovedPeer(peer.Address, "gone", PeerChecks));
+        }
+    }
 
     private async Task OnPeerRemoved(CheckRemovedPeer removed)
     {
