@@ -1,3 +1,4 @@
+using Flotilla.Cluster.EventStore;
 using Akka.Actor;
 using Akka.Cluster;
 using Akka.Cluster.Sharding;
@@ -104,8 +105,18 @@ public class TwoNodeRecoverySpec(PostgresFixture postgres, ITestOutputHelper out
 
             // The departure is an event in B's stream, and the node table shows it.
             var queries = a.Services.GetRequiredService<ClusterQueries>();
-            Assert.True(await Eventually.TrueAsync(async () =>
-                (await queries.NodesAsync()).SingleOrDefault(n => n.Name == "node-b")?.Status == NodeStatus.Down, Wait), "node-b recorded as down");
+            var down = await Eventually.TrueAsync(async () =>
+                (await queries.NodesAsync()).SingleOrDefault(n => n.Name == "node-b")?.Status == NodeStatus.Down,
+                TimeSpan.FromSeconds(45)); // long enough for the agent's sweep (10 s grace, every 2 s) to catch a missed departure
+            if (!down)
+            {
+                var journal = a.Services.GetRequiredService<IEventJournal>();
+                var stream = await journal.ReadAsync(Flotilla.Contracts.Nodes.NodeStreams.Key("node-b"));
+                var view = (await queries.NodesAsync()).SingleOrDefault(n => n.Name == "node-b");
+                Assert.Fail($"node-b recorded as down: view {view?.Status} at {view?.Address} joined {view?.JoinedAt:O}; " +
+                    $"stream: {string.Join(", ", stream.Events.Select(e => e.GetType().Name))}; " +
+                    $"members of A: {string.Join(", ", Akka.Cluster.Cluster.Get(systemA).State.Members.Select(m => $"{m.Address}={m.Status}"))}; now {DateTimeOffset.UtcNow:O}");
+            }
             var nodes = await queries.NodesAsync();
             Assert.Equal(NodeStatus.Ready, nodes.Single(n => n.Name == "node-a").Status);
             Assert.Equal("node-a", nodes.Single(n => n.Name == "node-a").Labels["zone"]);
