@@ -74,7 +74,8 @@ public sealed class AuditLedger(IDocumentStore store)
     {
         var problems = new List<AuditProblem>();
         var streams = new Dictionary<string, (long Version, string Hash, bool Chained)>();
-        var hashes = new SortedDictionary<long, string>();
+        // In sequence order (pages are read by sequence), so each checkpoint's range is one forward walk.
+        var hashes = new List<(long Sequence, string Hash)>();
         long count = 0, unchained = 0;
         await using var session = store.QuerySession();
 
@@ -90,7 +91,7 @@ public sealed class AuditLedger(IDocumentStore store)
                 var key = e.StreamKey ?? e.StreamId.ToString();
                 var (lastVersion, lastHash, chained) = streams.GetValueOrDefault(key, (0, "", false));
                 var stored = StoredHash(e);
-                hashes[e.Sequence] = stored ?? "-";
+                hashes.Add((e.Sequence, stored ?? "-"));
                 if (stored is null)
                 {
                     // Events from before chaining began are accepted only ahead of every chained event of their stream.
@@ -128,10 +129,13 @@ public sealed class AuditLedger(IDocumentStore store)
 
         var checkpoints = await session.Query<AuditCheckpoint>().OrderBy(c => c.Id).ToListAsync(cancellationToken);
         var previous = "";
+        var next = 0;
         foreach (var checkpoint in checkpoints)
         {
-            var range = hashes.Where(kv => kv.Key > checkpoint.FromSequence && kv.Key <= checkpoint.ToSequence)
-                .Select(kv => (kv.Key, kv.Value)).ToList();
+            while (next < hashes.Count && hashes[next].Sequence <= checkpoint.FromSequence) next++;
+            var first = next;
+            while (next < hashes.Count && hashes[next].Sequence <= checkpoint.ToSequence) next++;
+            var range = hashes.GetRange(first, next - first);
             if (checkpoint.PreviousHash != previous)
                 problems.Add(new("checkpoint", "", null, checkpoint.ToSequence, $"checkpoint {checkpoint.Id} does not chain to checkpoint {checkpoint.Id - 1}"));
             else if (range.Count != checkpoint.Count)
