@@ -80,7 +80,7 @@ public static class AllInOneHost
             Schema = schema,
         };
         var self = new NodeDescription(nodeName, facts.Hostname, cluster.Roles, facts.Cpus, facts.MemoryBytes, facts.Kernel,
-            facts.OciRuntime, cluster.Labels);
+            facts.OciRuntime, cluster.Labels, dockerApi.ToString());
 
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();

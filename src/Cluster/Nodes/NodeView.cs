@@ -10,6 +10,8 @@ public sealed class NodeView
     public string Name { get; set; } = "";
     public string Hostname { get; set; } = "";
     public string Address { get; set; } = "";
+    /// <summary>The node's HTTP listener (<c>host:port</c>): Docker API for its containers and peer blobs.</summary>
+    public string ApiEndpoint { get; set; } = "";
     public List<string> Roles { get; set; } = [];
     public int Cpus { get; set; }
     public long MemoryBytes { get; set; }
@@ -49,6 +51,7 @@ public sealed class NodeViewProjection : SingleStreamProjection<NodeView, string
         view.Name = e.Name;
         view.Hostname = e.Hostname;
         view.Address = e.Address;
+        view.ApiEndpoint = e.ApiEndpoint;
         view.Roles = [.. e.Roles];
         view.Cpus = e.Cpus;
         view.MemoryBytes = e.MemoryBytes;

@@ -11,7 +11,10 @@ public interface INodeEvent : IFlotillaMessage
     string Name { get; }
 }
 
-/// <summary>A host started and registered itself with its capacity.</summary>
+/// <summary>
+/// A host started and registered itself with its capacity. <paramref name="ApiEndpoint"/> is the
+/// <c>host:port</c> of its HTTP listener (Docker API for its own containers, peer blob endpoints); empty when none.
+/// </summary>
 [MessagePackObject(true)]
 public sealed record NodeJoined(
     string Name,
@@ -23,7 +26,8 @@ public sealed record NodeJoined(
     string Kernel,
     string OciRuntime,
     IReadOnlyDictionary<string, string> Labels,
-    DateTimeOffset At) : INodeEvent;
+    DateTimeOffset At,
+    string ApiEndpoint = "") : INodeEvent;
 
 /// <summary>A host left the cluster: a graceful stop, or removed by the cluster.</summary>
 [MessagePackObject(true)]
