@@ -4,6 +4,8 @@ using Flotilla.Cli.Commands;
 var root = new RootCommand("Flotilla: a distributed container engine that speaks Docker")
 {
     UpCommand.Create(),
+    ClusterCommands.Node(),
+    ClusterCommands.Gateway(),
     NodesCommand.Create(),
     AuditCommand.Create(),
     HistoryCommand.Create(),

@@ -17,7 +17,8 @@ namespace Flotilla.Gateway;
 
 /// <summary>Where the gateway listens. Without <paramref name="Registry"/> there is no registry listener.</summary>
 /// <param name="DockerSocket">A unix socket for the Docker API too (as dockerd's <c>/var/run/docker.sock</c>), or null.</param>
-public sealed record GatewayOptions(IPEndPoint DockerApi, IPEndPoint NativeApi, IPEndPoint? Registry = null, string? DockerSocket = null);
+/// <remarks>A node process serves only the Docker API (for its own containers); the native API and registry belong to gateways.</remarks>
+public sealed record GatewayOptions(IPEndPoint DockerApi, IPEndPoint? NativeApi, IPEndPoint? Registry = null, string? DockerSocket = null);
 
 /// <summary>The HTTP surfaces of a gateway, each on its own listener, sharing one Kestrel server.</summary>
 public static class GatewayHosting
@@ -43,7 +44,7 @@ public static class GatewayHosting
             k.Listen(options.DockerApi, ConfigureDockerListener);
             if (options.DockerSocket is { } socket && DockerSocketFile.Prepare(socket))
                 k.ListenUnixSocket(socket, ConfigureDockerListener);
-            k.Listen(options.NativeApi);
+            if (options.NativeApi is { } native) k.Listen(native);
             if (options.Registry is { } registry) k.Listen(registry, listen => listen.Protocols = HttpProtocols.Http1);
         });
     }
@@ -86,19 +87,22 @@ public static class GatewayHosting
                 e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, "page not found"));
             });
         });
-        app.MapWhen(c => c.Connection.LocalPort == options.NativeApi.Port, native =>
+        if (options.NativeApi is { } nativeEndpoint)
         {
-            native.UseRouting();
-            native.UseEndpoints(e =>
+            app.MapWhen(c => c.Connection.LocalPort == nativeEndpoint.Port, native =>
             {
-                e.MapNodesEndpoints(queries);
-                e.MapRegistryUsersEndpoints();
-                e.MapLedgerEndpoints();
-                e.MapRegistryGcEndpoints();
-                e.MapAuditEndpoints();
-                e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, $"no route for {c.Request.Method} {c.Request.Path}"));
+                native.UseRouting();
+                native.UseEndpoints(e =>
+                {
+                    e.MapNodesEndpoints(queries);
+                    e.MapRegistryUsersEndpoints();
+                    e.MapLedgerEndpoints();
+                    e.MapRegistryGcEndpoints();
+                    e.MapAuditEndpoints();
+                    e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, $"no route for {c.Request.Method} {c.Request.Path}"));
+                });
             });
-        });
+        }
         if (options.Registry is { } registryEndpoint)
         {
             app.MapWhen(c => c.Connection.LocalPort == registryEndpoint.Port, registry =>

@@ -66,55 +66,18 @@ public static class AllInOneHost
 
     /// <summary>The all-in-one process as a web application, not yet started (tests start it too).</summary>
     public static WebApplication Build(UpSettings settings, string connectionString, HostFacts facts, string schema = FlotillaStore.DefaultSchema,
-        Action<IServiceCollection>? configureServices = null)
-    {
-        var dockerApi = Endpoints.Parse(settings.DockerApi, "--docker-api");
-        var http = Endpoints.Parse(settings.Http, "--http");
-        var registry = Endpoints.Parse(settings.Registry, "--registry");
-        var nodeName = settings.NodeName ?? facts.Hostname;
-        var cluster = new FlotillaClusterOptions
+        Action<IServiceCollection>? configureServices = null) =>
+        FlotillaProcess.Build(new ProcessSettings
         {
-            NodeName = nodeName,
+            NodeName = settings.NodeName ?? facts.Hostname,
             Roles = [FlotillaClusterOptions.NodeRole, FlotillaClusterOptions.GatewayRole],
-            PostgresConnectionString = connectionString,
-            Schema = schema,
-        };
-        var self = new NodeDescription(nodeName, facts.Hostname, cluster.Roles, facts.Cpus, facts.MemoryBytes, facts.Kernel,
-            facts.OciRuntime, cluster.Labels, dockerApi.ToString());
-
-        var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
-        builder.Logging.AddFilter("Microsoft", LogLevel.Warning).AddFilter("Marten", LogLevel.Warning)
-            .AddFilter("Npgsql", LogLevel.Warning).AddFilter("JasperFx", LogLevel.Warning);
-        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(20));
-        builder.Services.AddFlotillaCluster(cluster, self);
-        var images = new NodeImageStore(settings.DataRoot);
-        builder.Services.AddSingleton(images);
-        builder.Services.AddSingleton(new ImageDistribution(images));
-        builder.Services.AddSingleton(new VolumeStore(settings.DataRoot));
-        // The registry's own content store: image GC and registry GC never see each other's blobs.
-        // FLOTILLA_REGISTRY_FSYNC=0 publishes blobs without fsync, as distribution does (faster pushes; a
-        // power cut, not a crash, may then leave a published blob short).
-        builder.Services.AddSingleton(new RegistryBlobStore(Path.Combine(settings.DataRoot, "registry"),
-            durable: Environment.GetEnvironmentVariable("FLOTILLA_REGISTRY_FSYNC") != "0"));
-        if (facts.OciRuntimePath is { } runtimePath)
-        {
-            var monitor = new ConmonMonitor(new ConmonOptions { DataRoot = settings.DataRoot },
-                new RuncDriver(runtimePath, Path.Combine(settings.DataRoot, "oci")));
-            builder.Services.AddSingleton(monitor);
-            builder.Services.AddSingleton(new NodeContainerRuntime(settings.DataRoot, images, monitor));
-        }
-        builder.AddFlotillaGateway(new GatewayOptions(dockerApi, http, registry, settings.DockerSocket),
-            new GatewayInfo(GatewayInfo.AssemblyVersion, nodeName, settings.DataRoot, self, facts));
-
-        builder.AddRegistryAuth(Endpoints.Parse(settings.Registry, "--registry"), settings.DataRoot, settings.RegistryAnonymousPull);
-
-        configureServices?.Invoke(builder.Services);
-        var app = builder.Build();
-        app.MapFlotillaGateway();
-        return app;
-    }
+            DataRoot = settings.DataRoot,
+            DockerApi = Endpoints.Parse(settings.DockerApi, "--docker-api"),
+            NativeApi = Endpoints.Parse(settings.Http, "--http"),
+            Registry = Endpoints.Parse(settings.Registry, "--registry"),
+            DockerSocket = settings.DockerSocket,
+            RegistryAnonymousPull = settings.RegistryAnonymousPull,
+        }, connectionString, facts, schema, configureServices);
 
     public static Task WhenMemberUp(ActorSystem system)
     {

@@ -109,13 +109,29 @@ public static class FlotillaClusterHosting
         {
             var cluster = Akka.Cluster.Cluster.Get(system);
             if (options.Seeds.Count == 0) cluster.Join(cluster.SelfAddress);
-            if (!isNode) return;
 
             // The runtime actor does this host's container work; it reports exits to the container region.
-            if (sp.GetService<NodeContainerRuntime>() is { } runtime)
+            if (isNode && sp.GetService<NodeContainerRuntime>() is { } runtime)
+            {
                 system.ActorOf(RuntimeActor.PropsFor(runtime, registry.Get<ContainerEntity>()), RuntimeDirectory.RuntimeActorName);
+                // A node the cluster downed (crash of the link, minority side of a partition) is replaced by the
+                // scheduler: its containers are started elsewhere, so here they must stop before this process goes.
+                if (options.StopContainersWhenDowned)
+                {
+                    CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseBeforeServiceUnbind, "stop-containers-when-downed", async () =>
+                    {
+                        var downed = CoordinatedShutdown.Get(system).ShutdownReason is CoordinatedShutdown.ClusterDowningReason;
+                        if (!downed && !options.StopContainersOnLeave) return Akka.Done.Instance;
+                        // Downed: the survivors are starting these already, so no grace period to speak of.
+                        var stopped = await runtime.StopAllAsync(TimeSpan.FromSeconds(downed ? 1 : 10));
+                        system.Log.Warning("Node {0} leaves the cluster: stopped its {1} running container(s)", options.NodeName, stopped);
+                        return Akka.Done.Instance;
+                    });
+                }
+            }
 
-            // The agent registers once this member is Up, so its address is final and the journal is ready.
+            // Every process registers (nodes with their capacity, gateways so their endpoint can serve image blobs)
+            // once its member is Up, so its address is final and the journal is ready.
             var queries = sp.GetRequiredService<ClusterQueries>();
             cluster.RegisterOnMemberUp(() =>
             {
@@ -148,6 +164,12 @@ public static class FlotillaClusterHosting
             # LMDB durable storage fails on this stack, and what must run is rebuilt from Marten anyway.
             sharding.distributed-data.durable.keys = []
             split-brain-resolver.stable-after = {{(int)options.StableAfter.TotalMilliseconds}}ms
+            # A peer is unreachable after this much silence (phi accrual): short enough for fast failover,
+            # long enough that a 1 s network blip moves nothing.
+            failure-detector {
+              heartbeat-interval = {{(int)options.HeartbeatInterval.TotalMilliseconds}}ms
+              acceptable-heartbeat-pause = {{(int)options.AcceptableHeartbeatPause.TotalMilliseconds}}ms
+            }
             log-info = off
           }
           coordinated-shutdown.exit-clr = off

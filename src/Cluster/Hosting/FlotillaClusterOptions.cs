@@ -24,6 +24,20 @@ public sealed record FlotillaClusterOptions
     /// <summary>How long the Split Brain Resolver waits for a stable membership before downing.</summary>
     public TimeSpan StableAfter { get; init; } = TimeSpan.FromSeconds(5);
 
+    public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Silence tolerated before a peer is unreachable (Akka's default is 3 s).</summary>
+    public TimeSpan AcceptableHeartbeatPause { get; init; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>
+    /// Stop this node's containers when the cluster downs it (they are failed over elsewhere). Off for the
+    /// all-in-one process, whose containers outlive it and are re-adopted on the next start.
+    /// </summary>
+    public bool StopContainersWhenDowned { get; init; }
+
+    /// <summary>Also stop them on a graceful leave (a node process that stops hands its containers to the others).</summary>
+    public bool StopContainersOnLeave { get; init; }
+
     /// <summary>How often the global event sequence is checkpointed for tamper evidence.</summary>
     public TimeSpan AuditCheckpointInterval { get; init; } = TimeSpan.FromSeconds(30);
 

@@ -80,6 +80,27 @@ public sealed class NodeContainerRuntime
     public IReadOnlyList<string> Known() =>
         Directory.EnumerateDirectories(_root).Select(Path.GetFileName).Where(n => n is not null && ContainerSpec.IsContainerId(n)).Select(n => n!).ToList();
 
+    /// <summary>
+    /// Stops every container of this node that has not exited (TERM, then KILL after <paramref name="grace"/>), all at
+    /// once; returns how many were stopped. Used when the node leaves the cluster and its containers move elsewhere.
+    /// </summary>
+    public async Task<int> StopAllAsync(TimeSpan grace, CancellationToken cancellationToken = default)
+    {
+        var running = Known().Where(id => Monitor.ReadExit(id) is null && Monitor.ConmonPid(id) is not null).ToList();
+        await Task.WhenAll(running.Select(async id =>
+        {
+            try
+            {
+                await Monitor.StopAsync(id, grace, cancellationToken: cancellationToken);
+            }
+            catch (Exception ex) when (ex is OciRuntimeException or InvalidOperationException or IOException)
+            {
+                // Gone already, or its monitor died: nothing of it runs.
+            }
+        }));
+        return running.Count;
+    }
+
     /// <summary>Prepares the rootfs and starts run <paramref name="generation"/>; returns the init pid.</summary>
     public async Task<int> RunAsync(string id, string name, long generation, ContainerDefinition definition, CancellationToken cancellationToken = default)
     {

@@ -1,0 +1,146 @@
+using System.CommandLine;
+using Flotilla.Cli.Hosting;
+using Flotilla.Cluster.Hosting;
+
+namespace Flotilla.Cli.Commands;
+
+/// <summary><c>flotilla node</c> and <c>flotilla gateway</c>: one role per process, all sharing one PostgreSQL.</summary>
+public static class ClusterCommands
+{
+    private static Option<string> Bind() =>
+        Flags.WithEnv("--bind", "FLOTILLA_BIND", "127.0.0.1:4053", "cluster transport address (IP:PORT)");
+
+    private static Option<string?> Join() =>
+        Flags.OptionalWithEnv("--join", "FLOTILLA_JOIN", "seed addresses IP:PORT[,IP:PORT…] (a first node may name itself)");
+
+    private static Option<string?> Postgres() =>
+        Flags.OptionalWithEnv("--postgres", "FLOTILLA_POSTGRES", "PostgreSQL connection string shared by the cluster (required)");
+
+    private static Option<string?> StableAfter() =>
+        Flags.OptionalWithEnv("--stable-after", "FLOTILLA_STABLE_AFTER", "how long membership must be stable before the split brain resolver downs unreachable members (e.g. 2s)");
+
+    public static Command Node()
+    {
+        var name = Flags.OptionalWithEnv("--name", "FLOTILLA_NODE_NAME", "node name (default: hostname)");
+        var bind = Bind();
+        var join = Join();
+        var postgres = Postgres();
+        var data = Flags.WithEnv("--data", "FLOTILLA_DATA", "/var/lib/flotilla", "data directory");
+        var api = Flags.OptionalWithEnv("--api", "FLOTILLA_NODE_API", "this node's own Docker API, which gateways reach for its containers (default: bind IP, port 2376)");
+        var labels = new Option<string[]>("--label") { Description = "node label k=v (repeatable), for placement constraints", AllowMultipleArgumentsPerToken = false };
+        var runtime = Flags.OptionalWithEnv("--runtime", "FLOTILLA_RUNTIME", "OCI runtime: runc or crun (default: the one that works here)");
+        var stableAfter = StableAfter();
+        var command = new Command("node", "Run a Flotilla host: container runtime and cluster shards")
+        {
+            name, bind, join, postgres, data, api, labels, runtime, stableAfter,
+        };
+        command.SetAction(async (result, cancellationToken) =>
+        {
+            if (result.GetValue(postgres) is not { } connectionString) return Fail("flotilla node: --postgres is required");
+            var (bindHost, bindPort) = ParseBind(result.GetValue(bind)!);
+            var settings = new ProcessSettings
+            {
+                NodeName = result.GetValue(name) ?? Environment.MachineName,
+                Roles = [FlotillaClusterOptions.NodeRole],
+                DataRoot = Path.GetFullPath(result.GetValue(data)!),
+                DockerApi = Endpoints.Parse(result.GetValue(api) ?? $"{bindHost}:2376", "--api"),
+                BindHost = bindHost,
+                BindPort = bindPort,
+                Seeds = ParseJoin(result.GetValue(join)),
+                Labels = ParseLabels(result.GetValue(labels) ?? []),
+                StableAfter = ParseDuration(result.GetValue(stableAfter), "--stable-after"),
+                HandsOverContainers = true,
+            };
+            return await ClusterProcessHost.RunAsync(settings, connectionString, result.GetValue(runtime), cancellationToken);
+        });
+        return command;
+    }
+
+    public static Command Gateway()
+    {
+        var name = Flags.OptionalWithEnv("--name", "FLOTILLA_GATEWAY_NAME", "gateway name (default: gateway-<hostname>)");
+        var bind = Bind();
+        var join = Join();
+        var postgres = Postgres();
+        var data = Flags.WithEnv("--data", "FLOTILLA_DATA", "/var/lib/flotilla-gateway", "data directory (images imported through this gateway, registry blobs)");
+        var dockerApi = Flags.WithEnv("--docker-api", "FLOTILLA_DOCKER_API", "127.0.0.1:2375", "Docker Engine API listen address");
+        var registry = Flags.WithEnv("--registry", "FLOTILLA_REGISTRY", "127.0.0.1:5000", "registry listen address ('none' for no registry)");
+        var http = Flags.Http();
+        var dockerSocket = Flags.WithEnv("--docker-socket", "FLOTILLA_DOCKER_SOCKET", "none", "Docker API unix socket too ('none': no socket)");
+        var anonymousPull = Flags.WithEnv("--registry-anonymous-pull", "FLOTILLA_REGISTRY_ANONYMOUS_PULL", "auto",
+            "may anyone pull from the registry without logging in once users exist: auto (yes on loopback), true, false");
+        var stableAfter = StableAfter();
+        var command = new Command("gateway", "Run a Flotilla gateway: the Docker API and registry for the whole cluster")
+        {
+            name, bind, join, postgres, data, dockerApi, registry, http, dockerSocket, anonymousPull, stableAfter,
+        };
+        command.SetAction(async (result, cancellationToken) =>
+        {
+            if (result.GetValue(postgres) is not { } connectionString) return Fail("flotilla gateway: --postgres is required");
+            if (result.GetValue(join) is null) return Fail("flotilla gateway: --join is required (a gateway runs no shards and needs nodes)");
+            var (bindHost, bindPort) = ParseBind(result.GetValue(bind)!);
+            var registryText = result.GetValue(registry)!;
+            var socket = result.GetValue(dockerSocket);
+            var settings = new ProcessSettings
+            {
+                NodeName = result.GetValue(name) ?? "gateway-" + Environment.MachineName,
+                Roles = [FlotillaClusterOptions.GatewayRole],
+                DataRoot = Path.GetFullPath(result.GetValue(data)!),
+                DockerApi = Endpoints.Parse(result.GetValue(dockerApi)!, "--docker-api"),
+                NativeApi = Endpoints.Parse(result.GetValue(http)!, "--http"),
+                Registry = registryText is "none" or "" ? null : Endpoints.Parse(registryText, "--registry"),
+                DockerSocket = socket is "none" or "" ? null : socket,
+                RegistryAnonymousPull = result.GetValue(anonymousPull)!,
+                BindHost = bindHost,
+                BindPort = bindPort,
+                Seeds = ParseJoin(result.GetValue(join)),
+                StableAfter = ParseDuration(result.GetValue(stableAfter), "--stable-after"),
+            };
+            return await ClusterProcessHost.RunAsync(settings, connectionString, null, cancellationToken);
+        });
+        return command;
+    }
+
+    private static int Fail(string message)
+    {
+        Console.Error.WriteLine(message);
+        return 2;
+    }
+
+    public static (string Host, int Port) ParseBind(string text)
+    {
+        var endpoint = Endpoints.Parse(text, "--bind");
+        return (endpoint.Address.ToString(), endpoint.Port);
+    }
+
+    public static IReadOnlyList<string> ParseJoin(string? text) =>
+        string.IsNullOrWhiteSpace(text)
+            ? []
+            : text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                .Select(s => Endpoints.Parse(s, "--join").ToString()).ToList();
+
+    public static IReadOnlyDictionary<string, string> ParseLabels(IEnumerable<string> labels)
+    {
+        var result = new Dictionary<string, string>();
+        foreach (var label in labels)
+        {
+            var eq = label.IndexOf('=');
+            if (eq <= 0) throw new ArgumentException($"--label: '{label}' is not KEY=VALUE");
+            result[label[..eq]] = label[(eq + 1)..];
+        }
+        return result;
+    }
+
+    /// <summary><c>2s</c>, <c>1500ms</c>, <c>1m</c>, or plain seconds.</summary>
+    public static TimeSpan? ParseDuration(string? text, string flag)
+    {
+        if (string.IsNullOrWhiteSpace(text)) return null;
+        var t = text.Trim();
+        double Number(string s) => double.TryParse(s, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out var v) && v >= 0
+            ? v : throw new ArgumentException($"{flag}: '{text}' is not a duration (2s, 1500ms, 1m)");
+        if (t.EndsWith("ms", StringComparison.Ordinal)) return TimeSpan.FromMilliseconds(Number(t[..^2]));
+        if (t.EndsWith('s')) return TimeSpan.FromSeconds(Number(t[..^1]));
+        if (t.EndsWith('m')) return TimeSpan.FromMinutes(Number(t[..^1]));
+        return TimeSpan.FromSeconds(Number(t));
+    }
+}

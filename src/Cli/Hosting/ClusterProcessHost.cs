@@ -1,0 +1,47 @@
+using Akka.Actor;
+using Flotilla.Gateway;
+using Flotilla.NodeRuntime.Host;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+
+namespace Flotilla.Cli.Hosting;
+
+/// <summary>Runs one <c>flotilla node</c> or <c>flotilla gateway</c> process against a shared PostgreSQL until it is stopped.</summary>
+public static class ClusterProcessHost
+{
+    public static async Task<int> RunAsync(ProcessSettings settings, string connectionString, string? runtime, CancellationToken cancellationToken)
+    {
+        Directory.CreateDirectory(settings.DataRoot);
+        var facts = await HostFacts.ProbeAsync(settings.IsNode ? runtime : null, cancellationToken);
+        if (settings.IsNode && facts.OciRuntimePath is null)
+        {
+            Console.Error.WriteLine("flotilla node: no OCI runtime (runc or crun) found; install one (scripts/install-deps.sh)");
+            return 1;
+        }
+        await using var app = FlotillaProcess.Build(settings, connectionString, facts);
+        await app.StartAsync(cancellationToken);
+        var system = app.Services.GetRequiredService<ActorSystem>();
+        await AllInOneHost.WhenMemberUp(system).WaitAsync(TimeSpan.FromMinutes(2), cancellationToken);
+
+        var role = settings.IsNode ? "node" : "gateway";
+        Console.WriteLine($"Flotilla {GatewayInfo.AssemblyVersion} {role} {settings.NodeName} is up at {Akka.Cluster.Cluster.Get(system).SelfAddress}.");
+        Console.WriteLine($"  Docker API  tcp://{settings.DockerApi}");
+        if (settings.NativeApi is { } http) Console.WriteLine($"  native API  http://{http}");
+        if (settings.Registry is { } registry) Console.WriteLine($"  registry    http://{registry}");
+        Console.WriteLine($"  data        {settings.DataRoot}");
+
+        // A process the cluster downed shuts its actor system down; the process follows.
+        var terminated = system.WhenTerminated;
+        var stopped = app.WaitForShutdownAsync(cancellationToken);
+        try
+        {
+            if (await Task.WhenAny(terminated, stopped) == terminated)
+                Console.Error.WriteLine($"{role} {settings.NodeName}: removed from the cluster; exiting");
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        await app.StopAsync(CancellationToken.None);
+        return terminated.IsCompleted && !stopped.IsCompleted ? 2 : 0;
+    }
+}

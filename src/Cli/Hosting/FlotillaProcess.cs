@@ -1,0 +1,111 @@
+using System.Net;
+using Flotilla.Cluster.EventStore;
+using Flotilla.Cluster.Hosting;
+using Flotilla.Cluster.Nodes;
+using Flotilla.Gateway;
+using Flotilla.Gateway.Registry.Auth;
+using Flotilla.NodeRuntime.Containers;
+using Flotilla.NodeRuntime.Distribution;
+using Flotilla.NodeRuntime.Host;
+using Flotilla.NodeRuntime.Images;
+using Flotilla.NodeRuntime.Oci;
+using Flotilla.NodeRuntime.Registry;
+using Flotilla.NodeRuntime.Volumes;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Flotilla.Cli.Hosting;
+
+/// <summary>What one Flotilla process is: its roles, name, listeners and cluster transport.</summary>
+public sealed record ProcessSettings
+{
+    public required string NodeName { get; init; }
+    public required IReadOnlyList<string> Roles { get; init; }
+    public required string DataRoot { get; init; }
+
+    /// <summary>Docker API listener: a gateway's public endpoint, or a node's own (for its containers' streams and blobs).</summary>
+    public required IPEndPoint DockerApi { get; init; }
+    public IPEndPoint? NativeApi { get; init; }
+    public IPEndPoint? Registry { get; init; }
+    public string? DockerSocket { get; init; }
+    public string RegistryAnonymousPull { get; init; } = "auto";
+
+    /// <summary>Cluster transport (<c>--bind</c>); port 0 picks a free one.</summary>
+    public string BindHost { get; init; } = "127.0.0.1";
+    public int BindPort { get; init; }
+    public IReadOnlyList<string> Seeds { get; init; } = [];
+    public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
+    public TimeSpan? StableAfter { get; init; }
+    public TimeSpan? AcceptableHeartbeatPause { get; init; }
+    public TimeSpan? HeartbeatInterval { get; init; }
+
+    /// <summary>A node of a multi-host cluster stops its containers when it leaves; the all-in-one keeps them for re-adoption.</summary>
+    public bool HandsOverContainers { get; init; }
+
+    public bool IsNode => Roles.Contains(FlotillaClusterOptions.NodeRole);
+}
+
+/// <summary>
+/// Builds one Flotilla process for any mix of roles: <c>node</c> (runtime, shards, its own Docker API),
+/// <c>gateway</c> (Docker API, registry and native API for the whole cluster), or both (<c>flotilla up</c>).
+/// </summary>
+public static class FlotillaProcess
+{
+    public static WebApplication Build(ProcessSettings settings, string connectionString, HostFacts facts,
+        string schema = FlotillaStore.DefaultSchema, Action<IServiceCollection>? configureServices = null)
+    {
+        var defaults = new FlotillaClusterOptions { NodeName = settings.NodeName, PostgresConnectionString = connectionString };
+        var cluster = defaults with
+        {
+            Roles = settings.Roles,
+            Schema = schema,
+            BindHost = settings.BindHost,
+            BindPort = settings.BindPort,
+            Seeds = settings.Seeds,
+            Labels = settings.Labels,
+            StableAfter = settings.StableAfter ?? defaults.StableAfter,
+            AcceptableHeartbeatPause = settings.AcceptableHeartbeatPause ?? defaults.AcceptableHeartbeatPause,
+            HeartbeatInterval = settings.HeartbeatInterval ?? defaults.HeartbeatInterval,
+            StopContainersWhenDowned = settings.HandsOverContainers,
+            StopContainersOnLeave = settings.HandsOverContainers,
+        };
+        var self = new NodeDescription(settings.NodeName, facts.Hostname, cluster.Roles, facts.Cpus, facts.MemoryBytes, facts.Kernel,
+            settings.IsNode ? facts.OciRuntime : "none", cluster.Labels, settings.DockerApi.ToString());
+
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
+        builder.Logging.AddFilter("Microsoft", LogLevel.Warning).AddFilter("Marten", LogLevel.Warning)
+            .AddFilter("Npgsql", LogLevel.Warning).AddFilter("JasperFx", LogLevel.Warning);
+        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(20));
+        builder.Services.AddFlotillaCluster(cluster, self);
+        // Every process keeps image content: nodes run from it; a gateway holds what is imported, loaded or
+        // built through it, and peers fetch it from there.
+        var images = new NodeImageStore(settings.DataRoot);
+        builder.Services.AddSingleton(images);
+        builder.Services.AddSingleton(new ImageDistribution(images));
+        builder.Services.AddSingleton(new VolumeStore(settings.DataRoot));
+        // The registry's own content store: image GC and registry GC never see each other's blobs.
+        // FLOTILLA_REGISTRY_FSYNC=0 publishes blobs without fsync, as distribution does (faster pushes; a
+        // power cut, not a crash, may then leave a published blob short).
+        builder.Services.AddSingleton(new RegistryBlobStore(Path.Combine(settings.DataRoot, "registry"),
+            durable: Environment.GetEnvironmentVariable("FLOTILLA_REGISTRY_FSYNC") != "0"));
+        if (settings.IsNode && facts.OciRuntimePath is { } runtimePath)
+        {
+            var monitor = new ConmonMonitor(new ConmonOptions { DataRoot = settings.DataRoot },
+                new RuncDriver(runtimePath, Path.Combine(settings.DataRoot, "oci")));
+            builder.Services.AddSingleton(monitor);
+            builder.Services.AddSingleton(new NodeContainerRuntime(settings.DataRoot, images, monitor));
+        }
+        builder.AddFlotillaGateway(new GatewayOptions(settings.DockerApi, settings.NativeApi, settings.Registry, settings.DockerSocket),
+            new GatewayInfo(GatewayInfo.AssemblyVersion, settings.NodeName, settings.DataRoot, self, facts));
+        if (settings.Registry is { } registry) builder.AddRegistryAuth(registry, settings.DataRoot, settings.RegistryAnonymousPull);
+
+        configureServices?.Invoke(builder.Services);
+        var app = builder.Build();
+        app.MapFlotillaGateway();
+        return app;
+    }
+}
