@@ -29,6 +29,7 @@ public static class GatewayHosting
         builder.Services.AddSingleton(info);
         builder.Services.AddRouting();
         builder.Services.AddSingleton<ExecRegistry>();
+        builder.Services.AddSingleton<Forwarding.NodeForwarder>();
         builder.Services.AddSingleton<IHijackHandler, AttachHijackHandler>();
         builder.Services.AddSingleton<IHijackHandler, ExecStartHijackHandler>();
         builder.WebHost.ConfigureKestrel(k =>
