@@ -177,6 +177,16 @@ public class RemoteStreamsSpec(GatewayAndNode cluster) : IClassFixture<GatewayAn
 
         var missing = await cluster.OnGatewayAsync("exec", Sleeper, "no-such-command");
         Assert.Equal(127, missing.ExitCode);
+
+        // A TTY exec: raw bytes through the relay.
+        var tty = await cluster.OnGatewayAsync("exec", "-t", Sleeper, "echo", "hi");
+        Assert.True(tty.ExitCode == 0, tty.ToString());
+        Assert.Equal("hi\r\n", tty.Stdout);
+
+        // Detached: the start is a plain request, forwarded to the node that holds the exec.
+        await cluster.GatewayOk("exec", "-d", Sleeper, "touch", "/tmp/detached");
+        Assert.True(await Eventually.TrueAsync(async () => (await cluster.OnNodeAsync("exec", Sleeper, "test", "-f", "/tmp/detached")).ExitCode == 0,
+            TimeSpan.FromSeconds(10)), "the detached exec ran on the node");
     }
 
     [Fact]
@@ -228,6 +238,16 @@ public class RemoteStreamsSpec(GatewayAndNode cluster) : IClassFixture<GatewayAn
         Assert.Contains("A /tmp/cp-in.txt", lines);
         Assert.Contains("C /bin", lines);
         Assert.Contains("D /bin/tty", lines);
+    }
+
+    [Fact]
+    public async Task Commit_through_the_gateway_makes_an_image_from_the_containers_changes()
+    {
+        await cluster.NodeOk("exec", Sleeper, "sh", "-c", "echo committed > /tmp/committed.txt");
+        var id = (await cluster.GatewayOk("commit", Sleeper, "remotebox:committed")).Trim();
+        Assert.StartsWith("sha256:", id);
+        var run = await cluster.NodeOk("run", "--rm", "remotebox:committed", "cat", "/tmp/committed.txt");
+        Assert.Equal("committed\n", run);
     }
 
     [Fact]
