@@ -31,11 +31,15 @@ public sealed class GatewayAndNode : IAsyncLifetime
     public int GatewayPort { get; } = FreePort.Next();
     public string Root { get; } = Path.Combine(Path.GetTempPath(), "flotilla-remote-" + Guid.NewGuid().ToString("N")[..8]);
     public bool NodeStopped { get; private set; }
+    public string ConnectionString { get; private set; } = "";
+
+    /// <summary>A Marten store on the cluster's database, to look at the events themselves.</summary>
+    public Marten.DocumentStore OpenStore() => Flotilla.Cluster.EventStore.FlotillaStore.Create(ConnectionString);
 
     public async Task InitializeAsync()
     {
         await _postgres.InitializeAsync();
-        var connectionString = await _postgres.NewDatabaseAsync("remote");
+        var connectionString = ConnectionString = await _postgres.NewDatabaseAsync("remote");
         var nodeCluster = FreePort.Next();
         var facts = await HostFacts.ProbeAsync(null);
 
@@ -248,6 +252,36 @@ public class RemoteStreamsSpec(GatewayAndNode cluster) : IClassFixture<GatewayAn
         Assert.StartsWith("sha256:", id);
         var run = await cluster.NodeOk("run", "--rm", "remotebox:committed", "cat", "/tmp/committed.txt");
         Assert.Equal("committed\n", run);
+    }
+
+    [Fact]
+    public async Task A_forwarded_request_keeps_its_query_and_the_clients_request_id()
+    {
+        var id = (await cluster.NodeOk("inspect", "-f", "{{.Id}}", Sleeper)).Trim();
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{cluster.GatewayPort}/") };
+        using (var request = new HttpRequestMessage(HttpMethod.Get, $"v1.41/containers/{Sleeper}/export"))
+        {
+            request.Headers.Add("X-Request-Id", "remote-trace-1");
+            using var response = await http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead);
+            Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+            Assert.Equal("application/x-tar", response.Content.Headers.ContentType?.ToString());
+            Assert.Equal("remote-trace-1", response.Headers.GetValues("X-Request-Id").Single());
+            await response.Content.CopyToAsync(Stream.Null);
+        }
+        // The node recorded the export in the client's story.
+        await using (var store = cluster.OpenStore())
+        await using (var session = store.QuerySession())
+        {
+            var events = await session.Events.FetchStreamAsync("container-" + id);
+            Assert.Contains(events, e => e.EventTypeName == "container_exported" && e.CorrelationId == "remote-trace-1");
+        }
+
+        // The query goes along: tail=1 of a log with two lines.
+        await cluster.NodeOk("run", "-d", "--name", "remote-tail", GatewayAndNode.Image, "sh", "-c", "echo first; echo last");
+        Assert.True(await Eventually.TrueAsync(async () => (await cluster.OnGatewayAsync("logs", "remote-tail")).Stdout == "first\nlast\n",
+            TimeSpan.FromSeconds(10)), "both lines logged");
+        var tail = await http.GetByteArrayAsync("v1.41/containers/remote-tail/logs?stdout=1&tail=1");
+        Assert.Equal("last\n", System.Text.Encoding.UTF8.GetString(tail.AsSpan(8)));
     }
 
     [Fact]
