@@ -22,6 +22,8 @@ public static class HijackRelay
         string endpoint;
         try
         {
+            // One hop only (see NodeForwarder.ForwardedHeader).
+            if (client.Head.Header(NodeForwarder.ForwardedHeader) is not null) throw NodeForwarder.Unavailable(node);
             endpoint = await forwarder.EndpointOfAsync(node, cancellationToken);
         }
         catch (OperationRejectedException e)
@@ -48,7 +50,7 @@ public static class HijackRelay
         client.MarkRelayed();
         try
         {
-            await SendAllAsync(upstream, RequestBytes(client), cancellationToken);
+            await SendAllAsync(upstream, RequestBytes(client, forwarder.LocalNode), cancellationToken);
         }
         catch (Exception e) when (e is SocketException or IOException)
         {
@@ -66,7 +68,7 @@ public static class HijackRelay
     }
 
     /// <summary>The request as the client sent it; a chunked body was read whole, so it goes with a Content-Length.</summary>
-    private static byte[] RequestBytes(HijackedStream client)
+    private static byte[] RequestBytes(HijackedStream client, string forwardedBy)
     {
         var head = client.Head;
         var text = new StringBuilder();
@@ -77,6 +79,7 @@ public static class HijackRelay
                 continue;
             text.Append(name).Append(": ").Append(value).Append("\r\n");
         }
+        text.Append(NodeForwarder.ForwardedHeader).Append(": ").Append(forwardedBy).Append("\r\n");
         if (!client.Body.IsEmpty || head.ContentLength is not null || head.IsChunked)
             text.Append("Content-Length: ").Append(client.Body.Length).Append("\r\n");
         text.Append("\r\n");

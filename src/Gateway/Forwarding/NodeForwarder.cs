@@ -62,6 +62,13 @@ public sealed class NodeForwarder : IDisposable
 
     public static TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>
+    /// Marks a request a gateway forwarded (value: the forwarding process). A process that receives one for a container
+    /// that is not its own refuses it rather than forwarding again: one hop, never a loop (a stale node table, a container
+    /// that moved meanwhile).
+    /// </summary>
+    public const string ForwardedHeader = "X-Flotilla-Forwarded-By";
+
     /// <summary>The name of this process's node.</summary>
     public string LocalNode => _info.NodeName;
 
@@ -84,6 +91,7 @@ public sealed class NodeForwarder : IDisposable
     public async Task<bool> TryForwardAsync(HttpContext context, string node)
     {
         if (IsLocal(node)) return false;
+        if (context.Request.Headers.ContainsKey(ForwardedHeader)) throw Unavailable(node);
         await ForwardAsync(context, node);
         return true;
     }
@@ -101,6 +109,7 @@ public sealed class NodeForwarder : IDisposable
     /// </summary>
     public async Task ForwardExecCreateAsync(HttpContext context, string node, string containerId)
     {
+        if (context.Request.Headers.ContainsKey(ForwardedHeader)) throw Unavailable(node);
         using var response = await SendAsync(context, node);
         var body = await response.Content.ReadAsByteArrayAsync(context.RequestAborted);
         if (response.StatusCode == HttpStatusCode.Created)
@@ -166,7 +175,7 @@ public sealed class NodeForwarder : IDisposable
             ? raw
             : context.Request.PathBase + context.Request.Path + context.Request.QueryString;
 
-    private static HttpRequestMessage BuildRequest(HttpContext context, string endpoint)
+    private HttpRequestMessage BuildRequest(HttpContext context, string endpoint)
     {
         var incoming = context.Request;
         var request = new HttpRequestMessage(new HttpMethod(incoming.Method), new Uri($"http://{endpoint}{OriginalTarget(context)}"))
@@ -190,6 +199,7 @@ public sealed class NodeForwarder : IDisposable
             }
             request.Headers.TryAddWithoutValidation(name, values.ToArray());
         }
+        request.Headers.TryAddWithoutValidation(ForwardedHeader, _info.NodeName);
         // The node records its events in the same story as this request (the CLI sends no request id of its own).
         if (!incoming.Headers.ContainsKey(DockerApiMiddleware.RequestIdHeader) &&
             context.Items[DockerApiMiddleware.OriginItem] is RequestOrigin origin)

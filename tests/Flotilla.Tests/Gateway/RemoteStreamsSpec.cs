@@ -203,6 +203,17 @@ public class RemoteStreamsSpec(GatewayAndNode cluster) : IClassFixture<GatewayAn
     }
 
     [Fact]
+    public async Task A_request_that_was_forwarded_once_is_not_forwarded_again()
+    {
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{cluster.GatewayPort}/") };
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"v1.51/containers/{Sleeper}/top");
+        request.Headers.Add(Flotilla.Gateway.Forwarding.NodeForwarder.ForwardedHeader, "some-gateway");
+        using var response = await http.SendAsync(request);
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Contains("node node-a is not available", await response.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
     public async Task Attach_shows_the_output_and_exit_code_of_a_container_on_the_node()
     {
         await cluster.NodeOk("run", "-d", "--name", "remote-attach", GatewayAndNode.Image, "sh", "-c", "sleep 3; echo attached-output; exit 3");
