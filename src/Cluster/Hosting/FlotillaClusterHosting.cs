@@ -131,7 +131,7 @@ public static class FlotillaClusterHosting
                         var downed = CoordinatedShutdown.Get(system).ShutdownReason is CoordinatedShutdown.ClusterDowningReason;
                         if (!downed && !options.StopContainersOnLeave) return Akka.Done.Instance;
                         // Downed: the survivors are starting these already, so no grace period to speak of.
-                        var stopped = await runtime.StopAllAsync(TimeSpan.FromSeconds(downed ? 1 : 10));
+                        var stopped = await runtime.StopAllAsync(TimeSpan.FromSeconds(downed ? 1 : 5));
                         system.Log.Warning("Node {0} leaves the cluster: stopped its {1} running container(s)", options.NodeName, stopped);
                         return Akka.Done.Instance;
                     });
@@ -181,6 +181,8 @@ public static class FlotillaClusterHosting
             log-info = off
           }
           coordinated-shutdown.exit-clr = off
+          # Stopping a node's containers (TERM, then KILL after the grace period) happens in this phase.
+          coordinated-shutdown.phases.before-service-unbind.timeout = 20s
         }
         """;
 }

@@ -38,6 +38,7 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
     /// <summary>Containers being moved right now (container id → target), so the loop never moves one twice.</summary>
     private readonly Dictionary<string, string> _moving = [];
     private bool _refreshing;
+    private bool _refreshAgain;
     /// <summary>Placements that found no node, held for one refresh (a node that just registered may not be in the picture yet).</summary>
     private readonly List<(PlaceContainer Request, IActorRef ReplyTo)> _awaitingRefresh = [];
 
@@ -69,7 +70,9 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
             _moving.Remove(m.ContainerId);
             if (m.Error is not null) _log.Warning("scheduler: moving {0} to {1} failed: {2}", Short(m.ContainerId), m.To, m.Error);
         });
+        // A downed member is as good as gone (it stops its own containers): moving starts then, not at its removal.
         Receive<ClusterEvent.MemberRemoved>(_ => StartRefresh());
+        Receive<ClusterEvent.MemberDowned>(_ => StartRefresh());
         Receive<ClusterEvent.IMemberEvent>(_ => { });
         Receive<ClusterEvent.CurrentClusterState>(_ => { });
     }
@@ -88,7 +91,7 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
 
     protected override void PreStart()
     {
-        _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents, typeof(ClusterEvent.MemberRemoved));
+        _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents, typeof(ClusterEvent.MemberRemoved), typeof(ClusterEvent.MemberDowned));
         Timers.StartPeriodicTimer("refresh", Refresh.Instance, TimeSpan.Zero, RefreshEvery);
     }
 
@@ -98,7 +101,12 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
 
     private void StartRefresh()
     {
-        if (_refreshing) return;
+        if (_refreshing)
+        {
+            // The read in flight may predate what triggered this one: read again right after it.
+            _refreshAgain = true;
+            return;
+        }
         _refreshing = true;
         var queries = _queries;
         Task.Run(async () => (object)new Refreshed(await queries.NodesAsync(), await queries.ContainersPlacedAsync())).PipeTo(Self);
@@ -107,6 +115,11 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
     private void OnRefreshed(Refreshed m)
     {
         _refreshing = false;
+        if (_refreshAgain)
+        {
+            _refreshAgain = false;
+            StartRefresh();
+        }
         _nodes = m.Nodes;
         _placed = m.Placed;
         var now = DateTimeOffset.UtcNow;
