@@ -97,7 +97,7 @@ public sealed class PeerBlobFetcher : IDisposable
                     attempts.Add($"{peer.Node} ({peer.Endpoint}): {ex.Message}");
                 }
                 catch (Exception ex) when (!_lifetime.IsCancellationRequested && ex is HttpRequestException or IOException
-                                               or InvalidDataException or DigestMismatchException or OperationCanceledException)
+                                               or UriFormatException or InvalidDataException or DigestMismatchException or OperationCanceledException)
                 {
                     attempts.Add($"{peer.Node} ({peer.Endpoint}): {Describe(ex)}");
                 }
@@ -135,8 +135,9 @@ public sealed class PeerBlobFetcher : IDisposable
 
     public void Dispose()
     {
+        // Transfers still running see the cancellation; the source itself has no timer to free, so it is not disposed
+        // under them.
         _lifetime.Cancel();
-        _lifetime.Dispose();
         _http.Dispose();
     }
 

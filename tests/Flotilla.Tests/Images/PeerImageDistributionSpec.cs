@@ -241,6 +241,29 @@ public sealed class PeerImageDistributionSpec(PeerWithBusybox peer, ITestOutputH
         Assert.Empty(host.IngestLeftovers());
     }
 
+    [Fact]
+    public async Task A_64_MiB_blob_crosses_from_peer_to_store_verified_measured()
+    {
+        var peerStore = Flotilla.Services.GetRequiredService<NodeImageStore>();
+        var content = RandomNumberGenerator.GetBytes(64 << 20);
+        var digest = (await peerStore.Content.IngestAsync(content, "application/octet-stream")).Digest;
+        try
+        {
+            await using var host = new FreshHost();
+            using var blobs = new PeerBlobFetcher(host.Store.Content);
+            var started = System.Diagnostics.Stopwatch.StartNew();
+            var fetched = await blobs.FetchAsync(digest, [peer.Endpoint], CancellationToken.None);
+            var seconds = started.Elapsed.TotalSeconds;
+            output.WriteLine($"64 MiB over loopback, hashed and fsynced: {seconds * 1000:F0} ms, {64 / seconds:F0} MiB/s");
+            Assert.Equal(content.Length, fetched.Bytes);
+            Assert.Equal(content.Length, host.Store.Content.SizeOf(digest));
+        }
+        finally
+        {
+            peerStore.Content.Delete(digest);
+        }
+    }
+
     /// <summary>A small Kestrel peer that serves the given bytes for any blob, announcing <c>digest</c>.</summary>
     private sealed class BlobServer : IAsyncDisposable
     {
