@@ -51,6 +51,9 @@ public static class FlotillaClusterHosting
         services.AddSingleton<Scheduling.PlacementService>();
         services.AddSingleton<ContainerService>();
         services.AddSingleton<Nodes.NodeService>();
+        // Image distribution between hosts: a host that lacks an image's blobs fetches them from its peers.
+        services.AddSingleton(sp => new NodeRuntime.Distribution.PeerBlobFetcher(sp.GetRequiredService<NodeRuntime.Images.NodeImageStore>().Content));
+        services.AddSingleton<NodeRuntime.Images.IImageContentSource, PeerImageFetcher>();
         services.AddSingleton<Audit.AuditLedger>();
         services.AddSingleton<Audit.ProjectionReplay>();
         // Needs a RegistryBlobStore from the host (the all-in-one host registers one under <data>/registry).
