@@ -12,7 +12,7 @@ namespace Flotilla.Cluster.Containers;
 /// projection, unique names, and commands to the container entities with their refusals as
 /// <see cref="OperationRejectedException"/>.
 /// </summary>
-public sealed class ContainerService(IDocumentStore store, IRequiredActor<ContainerEntity> containers)
+public sealed class ContainerService(IDocumentStore store, IRequiredActor<ContainerEntity> containers, Scheduling.PlacementService placement)
 {
     private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(120);
 
@@ -45,11 +45,27 @@ public sealed class ContainerService(IDocumentStore store, IRequiredActor<Contai
     public async Task<ContainerView> ResolveAsync(string text, CancellationToken cancellationToken = default) =>
         await FindAsync(text, cancellationToken) ?? throw new OperationRejectedException(RejectionCode.NotFound, $"No such container: {text}");
 
-    public async Task<ContainerSnapshot> GetAsync(string containerId)
+    /// <summary>
+    /// The entity's state. A read is asked again after a short timeout: a message sent to a shard whose host just
+    /// died is lost, and the entity answers again once the shard lives on a survivor.
+    /// </summary>
+    public async Task<ContainerSnapshot> GetAsync(string containerId, CancellationToken cancellationToken = default)
     {
-        var snapshot = await containers.ActorRef.Ask<ContainerSnapshot>(new GetContainer(containerId), AskTimeout);
-        return snapshot.Exists ? snapshot : throw new OperationRejectedException(RejectionCode.NotFound, $"No such container: {containerId}");
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                var snapshot = await containers.ActorRef.Ask<ContainerSnapshot>(new GetContainer(containerId), ReadAttemptTimeout, cancellationToken);
+                return snapshot.Exists ? snapshot : throw new OperationRejectedException(RejectionCode.NotFound, $"No such container: {containerId}");
+            }
+            catch (AskTimeoutException) when (attempt < ReadAttempts)
+            {
+            }
+        }
     }
+
+    private static readonly TimeSpan ReadAttemptTimeout = TimeSpan.FromSeconds(5);
+    private const int ReadAttempts = 12;
 
     /// <summary>Creates a container with a fresh id; the name must be free (Docker's conflict message otherwise).</summary>
     public async Task<string> CreateAsync(string? name, ContainerDefinition definition, string node, RequestOrigin origin,
@@ -60,6 +76,19 @@ public sealed class ContainerService(IDocumentStore store, IRequiredActor<Contai
         var id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
         await SendAsync(new CreateContainer(id, name, definition, node, origin));
         return id;
+    }
+
+    /// <summary>Creates a container on the node the scheduler picks (constraints and reservations from the definition).</summary>
+    public async Task<(string Id, PlacementDecision Placement)> CreateScheduledAsync(string? name, ContainerDefinition definition, RequestOrigin origin,
+        CancellationToken cancellationToken = default)
+    {
+        if (string.IsNullOrEmpty(name)) name = await FreeRandomNameAsync(cancellationToken);
+        else await EnsureNameFreeAsync(name, null, cancellationToken);
+        var id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
+        var (request, cleaned) = Scheduling.PlacementRequest.From(definition);
+        var decision = await placement.PlaceAsync(id, request, cancellationToken);
+        await SendAsync(new CreateContainer(id, name, cleaned, decision.Node, origin, decision));
+        return (id, decision);
     }
 
     public async Task RenameAsync(ContainerView container, string newName, RequestOrigin origin, CancellationToken cancellationToken = default)

@@ -48,7 +48,12 @@ public static class FlotillaClusterHosting
         services.AddSingleton<ImageService>();
         services.AddSingleton(sp => new Registry.RegistryUserService(sp.GetRequiredService<Marten.IDocumentStore>(),
             sp.GetRequiredService<IEventJournal>(), options.NodeName));
+        services.AddSingleton<Scheduling.PlacementService>();
         services.AddSingleton<ContainerService>();
+        services.AddSingleton<Nodes.NodeService>();
+        // Image distribution between hosts: a host that lacks an image's blobs fetches them from its peers.
+        services.AddSingleton(sp => new NodeRuntime.Distribution.PeerBlobFetcher(sp.GetRequiredService<NodeRuntime.Images.NodeImageStore>().Content));
+        services.AddSingleton<NodeRuntime.Images.IImageContentSource, PeerImageFetcher>();
         services.AddSingleton<Audit.AuditLedger>();
         services.AddSingleton<Audit.ProjectionReplay>();
         // Needs a RegistryBlobStore from the host (the all-in-one host registers one under <data>/registry).
@@ -93,6 +98,10 @@ public static class FlotillaClusterHosting
                 .WithSingleton<ContainerRevival>(ContainerRevival.SingletonName,
                     (_, registry, _) => ContainerRevival.PropsFor(sp.GetRequiredService<ClusterQueries>(), registry.Get<ContainerEntity>()),
                     new ClusterSingletonOptions { Role = FlotillaClusterOptions.NodeRole }, createProxyToo: false)
+                .WithSingleton<Scheduling.Scheduler>(Scheduling.Scheduler.SingletonName,
+                    (_, registry, _) => Scheduling.Scheduler.PropsFor(sp.GetRequiredService<ClusterQueries>(), registry.Get<ContainerEntity>(),
+                        options.PlacementStrategy, failover: options.StopContainersWhenDowned),
+                    new ClusterSingletonOptions { Role = FlotillaClusterOptions.NodeRole }, createProxyToo: true)
                 .WithSingleton<Audit.AuditCheckpointer>(Audit.AuditCheckpointer.SingletonName,
                     (_, _, _) => Audit.AuditCheckpointer.PropsFor(sp.GetRequiredService<Audit.AuditLedger>(), options.AuditCheckpointInterval),
                     new ClusterSingletonOptions { Role = FlotillaClusterOptions.NodeRole }, createProxyToo: false);
@@ -102,7 +111,9 @@ public static class FlotillaClusterHosting
             builder
                 .WithShardRegionProxy<ContainerEntity>(ContainerEntity.RegionName, FlotillaClusterOptions.NodeRole, new ContainerMessageExtractor())
                 .WithShardRegionProxy<ImageEntity>(ImageEntity.RegionName, FlotillaClusterOptions.NodeRole, new ImageMessageExtractor())
-                .WithShardRegionProxy<RepositoryEntity>(RepositoryEntity.RegionName, FlotillaClusterOptions.NodeRole, new RepositoryMessageExtractor());
+                .WithShardRegionProxy<RepositoryEntity>(RepositoryEntity.RegionName, FlotillaClusterOptions.NodeRole, new RepositoryMessageExtractor())
+                .WithSingletonProxy<Scheduling.Scheduler>(Scheduling.Scheduler.SingletonName,
+                    new ClusterSingletonOptions { Role = FlotillaClusterOptions.NodeRole });
         }
 
         builder.WithActors((system, registry) =>
@@ -123,7 +134,7 @@ public static class FlotillaClusterHosting
                         var downed = CoordinatedShutdown.Get(system).ShutdownReason is CoordinatedShutdown.ClusterDowningReason;
                         if (!downed && !options.StopContainersOnLeave) return Akka.Done.Instance;
                         // Downed: the survivors are starting these already, so no grace period to speak of.
-                        var stopped = await runtime.StopAllAsync(TimeSpan.FromSeconds(downed ? 1 : 10));
+                        var stopped = await runtime.StopAllAsync(TimeSpan.FromSeconds(downed ? 1 : 5));
                         system.Log.Warning("Node {0} leaves the cluster: stopped its {1} running container(s)", options.NodeName, stopped);
                         return Akka.Done.Instance;
                     });
@@ -173,6 +184,8 @@ public static class FlotillaClusterHosting
             log-info = off
           }
           coordinated-shutdown.exit-clr = off
+          # Stopping a node's containers (TERM, then KILL after the grace period) happens in this phase.
+          coordinated-shutdown.phases.before-service-unbind.timeout = 20s
         }
         """;
 }

@@ -63,7 +63,7 @@ public class ContainerCommandsSpec(RunningFlotilla flotilla) : IClassFixture<Run
         await using var store = flotilla.OpenStore();
         await using var session = store.QuerySession();
         var events = (await session.Events.FetchStreamAsync("container-" + id)).Select(e => e.EventTypeName).ToList();
-        Assert.Equal(["container_created", "container_started", "container_stopped", "container_exited", "container_removed"], events);
+        Assert.Equal(["container_created", "container_placed", "container_started", "container_stopped", "container_exited", "container_removed"], events);
     }
 
     [Fact]
