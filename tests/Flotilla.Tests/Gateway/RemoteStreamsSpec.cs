@@ -214,6 +214,19 @@ public class RemoteStreamsSpec(GatewayAndNode cluster) : IClassFixture<GatewayAn
     }
 
     [Fact]
+    public async Task Docker_run_through_the_gateway_attaches_on_the_node_it_is_placed_on()
+    {
+        var run = await cluster.OnGatewayAsync("run", "--rm", GatewayAndNode.Image, "sh", "-c", "echo out; echo err >&2; exit 4");
+        Assert.True(run.ExitCode == 4, run.ToString());
+        Assert.Equal("out\n", run.Stdout);
+        Assert.Equal("err\n", run.Stderr);
+
+        var piped = await cluster.ShOnGatewayAsync($"printf 'one\\ntwo\\n' | docker run -i --rm {GatewayAndNode.Image} cat");
+        Assert.True(piped.ExitCode == 0, piped.ToString());
+        Assert.Equal("one\ntwo\n", piped.Stdout);
+    }
+
+    [Fact]
     public async Task Attach_shows_the_output_and_exit_code_of_a_container_on_the_node()
     {
         await cluster.NodeOk("run", "-d", "--name", "remote-attach", GatewayAndNode.Image, "sh", "-c", "sleep 3; echo attached-output; exit 3");
