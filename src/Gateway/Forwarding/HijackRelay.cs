@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
@@ -92,12 +93,21 @@ public static class HijackRelay
 
     private static async Task PumpStdinAsync(HijackedStream client, Socket upstream, CancellationToken stop)
     {
+        // Kestrel's pipe hands out 4 KiB segments: coalesced, one send per 64 KiB instead of sixteen.
+        var chunk = ArrayPool<byte>.Shared.Rent(64 * 1024);
         try
         {
             while (true)
             {
                 var result = await client.Stdin.ReadAsync(stop);
-                foreach (var segment in result.Buffer) await SendAllAsync(upstream, segment, stop);
+                var pending = result.Buffer;
+                while (!pending.IsEmpty)
+                {
+                    var take = (int)Math.Min(pending.Length, chunk.Length);
+                    pending.Slice(0, take).CopyTo(chunk);
+                    await SendAllAsync(upstream, chunk.AsMemory(0, take), stop);
+                    pending = pending.Slice(take);
+                }
                 client.Stdin.AdvanceTo(result.Buffer.End);
                 if (result.IsCompleted)
                 {
@@ -111,6 +121,10 @@ public static class HijackRelay
         catch (Exception e) when (e is OperationCanceledException or SocketException or IOException or ObjectDisposedException
                                       or InvalidOperationException or ConnectionResetException)
         {
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(chunk);
         }
     }
 

@@ -179,6 +179,12 @@ public class RemoteStreamsSpec(GatewayAndNode cluster) : IClassFixture<GatewayAn
         Assert.Equal(3, counted.ExitCode);
         Assert.Equal("20000", counted.Stdout.Trim());
 
+        // Output larger than any buffer on the way comes back whole.
+        var many = await cluster.OnGatewayAsync("exec", Sleeper, "seq", "1", "100000");
+        Assert.True(many.ExitCode == 0, many.ToString()[..Math.Min(many.ToString().Length, 2000)]);
+        Assert.Equal(100000, many.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries).Length);
+        Assert.EndsWith("\n100000\n", many.Stdout);
+
         var missing = await cluster.OnGatewayAsync("exec", Sleeper, "no-such-command");
         Assert.Equal(127, missing.ExitCode);
 
