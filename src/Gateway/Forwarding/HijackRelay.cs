@@ -156,10 +156,15 @@ public static class HijackRelay
     /// <summary><c>host:port</c> as nodes register it (<c>127.0.0.1:2375</c>, <c>[::1]:2375</c>, <c>node-a:2375</c>).</summary>
     public static EndPoint ParseEndpoint(string endpoint)
     {
-        if (IPEndPoint.TryParse(endpoint, out var ip) && ip.Port != 0) return ip;
         var colon = endpoint.LastIndexOf(':');
-        if (colon > 0 && int.TryParse(endpoint[(colon + 1)..], out var port))
-            return new DnsEndPoint(endpoint[..colon], port);
+        if (colon > 0 && int.TryParse(endpoint[(colon + 1)..], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port)
+            && port is > 0 and <= IPEndPoint.MaxPort)
+        {
+            var host = endpoint[..colon];
+            if (host.StartsWith('[') && host.EndsWith(']') && IPAddress.TryParse(host[1..^1], out var v6)) return new IPEndPoint(v6, port);
+            if (!host.Contains(':') && Uri.CheckHostName(host) != UriHostNameType.Unknown)
+                return IPAddress.TryParse(host, out var v4) ? new IPEndPoint(v4, port) : new DnsEndPoint(host, port);
+        }
         throw new FormatException($"not a host:port endpoint: {endpoint}");
     }
 }

@@ -99,8 +99,15 @@ public sealed class NodeForwarder : IDisposable
     /// <summary>Sends the request as it came (method, original target with its version prefix, headers, body) to the node and streams the answer back.</summary>
     public async Task ForwardAsync(HttpContext context, string node)
     {
-        using var response = await SendAsync(context, node);
-        await CopyResponseAsync(context, response);
+        try
+        {
+            using var response = await SendAsync(context, node);
+            await CopyResponseAsync(context, response);
+        }
+        catch (OperationCanceledException) when (context.RequestAborted.IsCancellationRequested)
+        {
+            // The client left before the node answered (a long wait or follow): the upstream request is cancelled with it.
+        }
     }
 
     /// <summary>
