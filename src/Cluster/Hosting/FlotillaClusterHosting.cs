@@ -77,7 +77,8 @@ public static class FlotillaClusterHosting
             {
                 Roles = [.. options.Roles],
                 SeedNodes = [.. options.Seeds.Select(s => $"akka.tcp://{ActorSystemName}@{s}")],
-                SplitBrainResolver = new KeepMajorityOption(),
+                // Only hosts count for the majority: gateways come and go without deciding who survives a partition.
+                SplitBrainResolver = new KeepMajorityOption { Role = FlotillaClusterOptions.NodeRole },
             });
 
         var shardOptions = new ShardOptions
@@ -182,6 +183,8 @@ public static class FlotillaClusterHosting
               acceptable-heartbeat-pause = {{(int)options.AcceptableHeartbeatPause.TotalMilliseconds}}ms
             }
             log-info = off
+            # Removal of a downed member (after which its shards and containers move) waits for the leader's next pass.
+            leader-actions-interval = 500ms
           }
           coordinated-shutdown.exit-clr = off
           # Stopping a node's containers (TERM, then KILL after the grace period) happens in this phase.

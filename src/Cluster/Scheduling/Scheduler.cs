@@ -21,7 +21,8 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
 {
     public const string SingletonName = "scheduler";
     private static readonly TimeSpan RefreshEvery = TimeSpan.FromSeconds(2);
-    private static readonly TimeSpan MoveTimeout = TimeSpan.FromSeconds(90);
+    /// <summary>A move not answered by then is tried again by the next pass (the entity ignores a move it already made).</summary>
+    private static readonly TimeSpan MoveTimeout = TimeSpan.FromSeconds(20);
     /// <summary>A decision not yet visible in the projection is counted for this long.</summary>
     private static readonly TimeSpan PendingFor = TimeSpan.FromSeconds(30);
 
@@ -70,9 +71,9 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
             _moving.Remove(m.ContainerId);
             if (m.Error is not null) _log.Warning("scheduler: moving {0} to {1} failed: {2}", Short(m.ContainerId), m.To, m.Error);
         });
-        // A downed member is as good as gone (it stops its own containers): moving starts then, not at its removal.
+        // Moving starts at removal, not at downing: until the member is removed its shards still live there, and a
+        // message to one of its entities would be lost.
         Receive<ClusterEvent.MemberRemoved>(_ => StartRefresh());
-        Receive<ClusterEvent.MemberDowned>(_ => StartRefresh());
         Receive<ClusterEvent.IMemberEvent>(_ => { });
         Receive<ClusterEvent.CurrentClusterState>(_ => { });
     }
@@ -91,7 +92,7 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
 
     protected override void PreStart()
     {
-        _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents, typeof(ClusterEvent.MemberRemoved), typeof(ClusterEvent.MemberDowned));
+        _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents, typeof(ClusterEvent.MemberRemoved));
         Timers.StartPeriodicTimer("refresh", Refresh.Instance, TimeSpan.Zero, RefreshEvery);
     }
 
@@ -207,7 +208,8 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
     {
         if (!_failover) return;
         if (!_cluster.State.Members.Any(m => m.Address == _cluster.SelfAddress && m.Status == Akka.Cluster.MemberStatus.Up)) return;
-        var members = MemberAddresses();
+        // Every member, downed ones included: a downed member's shards move only once it is removed.
+        var members = _cluster.State.Members.Select(m => m.Address.ToString()).ToHashSet();
         var byName = _nodes.ToDictionary(n => n.Name);
         foreach (var c in _placed)
         {
