@@ -125,7 +125,7 @@ public static class FlotillaClusterHosting
             // The runtime actor does this host's container work; it reports exits to the container region.
             if (isNode && sp.GetService<NodeContainerRuntime>() is { } runtime)
             {
-                system.ActorOf(RuntimeActor.PropsFor(runtime, registry.Get<ContainerEntity>()), RuntimeDirectory.RuntimeActorName);
+                system.ActorOf(RuntimeActor.PropsFor(runtime, registry.Get<ContainerEntity>(), options.NodeName), RuntimeDirectory.RuntimeActorName);
                 // A node the cluster downed (crash of the link, minority side of a partition) is replaced by the
                 // scheduler: its containers are started elsewhere, so here they must stop before this process goes.
                 if (options.StopContainersWhenDowned)
