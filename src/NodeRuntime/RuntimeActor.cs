@@ -36,7 +36,21 @@ public sealed class RuntimeActor : ReceiveActor
         Receive<PauseContainerProcess>(m => Do(m.ContainerId, () => m.Pause
             ? _runtime.Monitor.PauseAsync(m.ContainerId)
             : _runtime.Monitor.ResumeAsync(m.ContainerId)).PipeTo(Sender));
-        Receive<RemoveContainerFiles>(m => Do(m.ContainerId, () => _runtime.RemoveAsync(m.ContainerId)).PipeTo(Sender));
+        Receive<RemoveContainerFiles>(m =>
+        {
+            // Auto-removal tells without waiting for an answer; others ask.
+            var replyTo = Sender;
+            var removal = Do(m.ContainerId, () => _runtime.RemoveAsync(m.ContainerId));
+            if (!replyTo.IsNobody()) removal.PipeTo(replyTo);
+            else
+            {
+                var log = _log;
+                removal.ContinueWith(t =>
+                {
+                    if (t.Result is RuntimeFailed failed) log.Warning("{0}: removal failed: {1}", m.ContainerId[..12], failed.Error);
+                }, TaskContinuationOptions.OnlyOnRanToCompletion);
+            }
+        });
         Receive<Status.Success>(_ => _log.Debug("re-adoption done"));
         Receive<Status.Failure>(f => _log.Error(f.Cause, "re-adoption failed"));
     }
