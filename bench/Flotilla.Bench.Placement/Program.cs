@@ -112,11 +112,19 @@ try
     await RunAsync(Math.Min(200, placements), i => containers.CreateScheduledAsync($"warm-{i}", definition, origin, ct));
     var creates = await RunAsync(placements, i => containers.CreateScheduledAsync($"bench-{i}", definition, origin, ct));
 
+    // Where the time goes: the name lookup alone, and the entity's create (stream read + append with projection) alone.
+    var names = await RunAsync(placements, i => containers.FindAsync($"bench-{i}", ct));
+    var appends = await RunAsync(placements, i => containers.SendAsync(new CreateContainer(
+        Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)), $"direct-{i}", definition, "sim-0001", origin,
+        new PlacementDecision("sim-0001", "spread", "bench"))));
+
     var placed = await app.Services.GetRequiredService<ClusterQueries>().ContainersPlacedAsync(ct);
     var perHost = placed.GroupBy(c => c.Node).Select(g => g.Count()).ToList();
     Console.WriteLine();
     Console.WriteLine($"scheduler decisions   {placements / decisions.Seconds,10:N0} /s   p50 {BenchStats.Median(decisions.Latencies):F2} ms  p90 {BenchStats.P90(decisions.Latencies):F2} ms");
     Console.WriteLine($"create→placed→stored  {placements / creates.Seconds,10:N0} /s   p50 {BenchStats.Median(creates.Latencies):F2} ms  p90 {BenchStats.P90(creates.Latencies):F2} ms");
+    Console.WriteLine($"  name lookup alone   {placements / names.Seconds,10:N0} /s   p50 {BenchStats.Median(names.Latencies):F2} ms");
+    Console.WriteLine($"  entity create alone {placements / appends.Seconds,10:N0} /s   p50 {BenchStats.Median(appends.Latencies):F2} ms");
     Console.WriteLine($"spread over {perHost.Count:N0} of {hosts:N0} hosts: {perHost.Min()}–{perHost.Max()} containers each");
     Console.WriteLine();
     var rate = placements / creates.Seconds;
