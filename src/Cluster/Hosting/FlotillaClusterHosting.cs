@@ -77,7 +77,8 @@ public static class FlotillaClusterHosting
             {
                 Roles = [.. options.Roles],
                 SeedNodes = [.. options.Seeds.Select(s => $"akka.tcp://{ActorSystemName}@{s}")],
-                SplitBrainResolver = new KeepMajorityOption(),
+                // Only hosts count for the majority: gateways come and go without deciding who survives a partition.
+                SplitBrainResolver = new KeepMajorityOption { Role = FlotillaClusterOptions.NodeRole },
             });
 
         var shardOptions = new ShardOptions
@@ -124,7 +125,7 @@ public static class FlotillaClusterHosting
             // The runtime actor does this host's container work; it reports exits to the container region.
             if (isNode && sp.GetService<NodeContainerRuntime>() is { } runtime)
             {
-                system.ActorOf(RuntimeActor.PropsFor(runtime, registry.Get<ContainerEntity>()), RuntimeDirectory.RuntimeActorName);
+                system.ActorOf(RuntimeActor.PropsFor(runtime, registry.Get<ContainerEntity>(), options.NodeName), RuntimeDirectory.RuntimeActorName);
                 // A node the cluster downed (crash of the link, minority side of a partition) is replaced by the
                 // scheduler: its containers are started elsewhere, so here they must stop before this process goes.
                 if (options.StopContainersWhenDowned)
@@ -182,6 +183,8 @@ public static class FlotillaClusterHosting
               acceptable-heartbeat-pause = {{(int)options.AcceptableHeartbeatPause.TotalMilliseconds}}ms
             }
             log-info = off
+            # Removal of a downed member (after which its shards and containers move) waits for the leader's next pass.
+            leader-actions-interval = 500ms
           }
           coordinated-shutdown.exit-clr = off
           # Stopping a node's containers (TERM, then KILL after the grace period) happens in this phase.

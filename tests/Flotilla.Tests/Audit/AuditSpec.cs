@@ -65,7 +65,7 @@ public class AuditSpec(RunningFlotilla flotilla) : IClassFixture<RunningFlotilla
 
         // The story by its correlation id alone.
         var story = await AuditAsync("correlation=" + correlation);
-        Assert.Equal(["container_created", "container_started"], Types(story));
+        Assert.Equal(["container_created", "container_placed", "container_started"], Types(story));
 
         // The user's and type filters.
         Assert.Contains("container_started", Types(await AuditAsync("user=anonymous@127.0.0.1&type=ContainerStarted")));
