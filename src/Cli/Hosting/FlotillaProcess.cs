@@ -53,6 +53,14 @@ public sealed record ProcessSettings
 /// </summary>
 public static class FlotillaProcess
 {
+    /// <summary>
+    /// The Docker API address peers dial: a listener on every address (0.0.0.0, ::) is reached at the cluster bind address.
+    /// </summary>
+    public static string DialableEndpoint(ProcessSettings settings) =>
+        settings.DockerApi.Address.Equals(IPAddress.Any) || settings.DockerApi.Address.Equals(IPAddress.IPv6Any)
+            ? $"{settings.BindHost}:{settings.DockerApi.Port}"
+            : settings.DockerApi.ToString();
+
     public static WebApplication Build(ProcessSettings settings, string connectionString, HostFacts facts,
         string schema = FlotillaStore.DefaultSchema, Action<IServiceCollection>? configureServices = null)
     {
@@ -72,7 +80,7 @@ public static class FlotillaProcess
             StopContainersOnLeave = settings.HandsOverContainers,
         };
         var self = new NodeDescription(settings.NodeName, facts.Hostname, cluster.Roles, facts.Cpus, facts.MemoryBytes, facts.Kernel,
-            settings.IsNode ? facts.OciRuntime : "none", cluster.Labels, settings.DockerApi.ToString());
+            settings.IsNode ? facts.OciRuntime : "none", cluster.Labels, DialableEndpoint(settings));
 
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
