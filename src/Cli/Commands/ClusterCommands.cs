@@ -30,9 +30,11 @@ public static class ClusterCommands
         var labels = new Option<string[]>("--label") { Description = "node label k=v (repeatable), for placement constraints", AllowMultipleArgumentsPerToken = false };
         var runtime = Flags.OptionalWithEnv("--runtime", "FLOTILLA_RUNTIME", "OCI runtime: runc or crun (default: the one that works here)");
         var stableAfter = StableAfter();
-        var command = new Command("node", "Run a Flotilla host: container runtime and cluster shards")
+        var command = new Command("node", "Run a Flotilla host: container runtime and cluster shards (or drain/activate one)")
         {
             name, bind, join, postgres, data, api, labels, runtime, stableAfter,
+            Availability("drain", "Move every container off a node and place nothing new on it"),
+            Availability("activate", "Let a drained node take containers again"),
         };
         command.SetAction(async (result, cancellationToken) =>
         {
@@ -97,6 +99,22 @@ public static class ClusterCommands
                 StableAfter = ParseDuration(result.GetValue(stableAfter), "--stable-after"),
             };
             return await ClusterProcessHost.RunAsync(settings, connectionString, null, cancellationToken);
+        });
+        return command;
+    }
+
+    private static Command Availability(string verb, string description)
+    {
+        var http = Flags.Http();
+        var node = new Argument<string>("name") { Description = "node name" };
+        var command = new Command(verb, description) { node, http };
+        command.SetAction(async (result, cancellationToken) =>
+        {
+            using var api = new NativeApi(result.GetValue(http)!);
+            using var response = await api.SendAsync(HttpMethod.Post, $"api/nodes/{Uri.EscapeDataString(result.GetValue(node)!)}/{verb}", null, cancellationToken);
+            if (response is null) return 1;
+            Console.WriteLine(result.GetValue(node));
+            return 0;
         });
         return command;
     }

@@ -9,7 +9,8 @@ namespace Flotilla.Cli.Commands;
 public static class NodesCommand
 {
     public sealed record NodeRow(string Name, string Status, string Hostname, string Address, int Cpus, long MemoryBytes,
-        string Kernel, string OciRuntime, Dictionary<string, string> Labels, DateTimeOffset JoinedAt, string? LeftReason);
+        string Kernel, string OciRuntime, Dictionary<string, string> Labels, DateTimeOffset JoinedAt, string? LeftReason,
+        List<string>? Roles = null, string Availability = "active");
 
     /// <summary><c>akka.tcp://flotilla@10.0.0.1:4053</c> → <c>10.0.0.1:4053</c>.</summary>
     private static string ShortAddress(string address) => address[(address.IndexOf('@') + 1)..];
@@ -31,10 +32,11 @@ public static class NodesCommand
             }
             var nodes = await response.Content.ReadFromJsonAsync<List<NodeRow>>(NativeApi.Json, cancellationToken) ?? [];
             var table = new Table().Border(TableBorder.Simple)
-                .AddColumns("NAME", "STATUS", "ADDRESS", "CPUS", "MEMORY", "RUNTIME", "LABELS", "SINCE");
+                .AddColumns("NAME", "ROLES", "STATUS", "AVAILABILITY", "ADDRESS", "CPUS", "MEMORY", "RUNTIME", "LABELS", "SINCE");
             foreach (var n in nodes)
             {
-                table.AddRow(Markup.Escape(n.Name), n.Status == "ready" ? "[green]ready[/]" : $"[red]{Markup.Escape(n.Status)}[/]",
+                table.AddRow(Markup.Escape(n.Name), Markup.Escape(string.Join(",", n.Roles ?? [])),
+                    n.Status == "ready" ? "[green]ready[/]" : $"[red]{Markup.Escape(n.Status)}[/]", Markup.Escape(n.Availability),
                     Markup.Escape(ShortAddress(n.Address)), n.Cpus.ToString(), $"{n.MemoryBytes / (1024.0 * 1024 * 1024):0.0} GiB",
                     Markup.Escape(n.OciRuntime),
                     Markup.Escape(string.Join(",", n.Labels.Select(l => $"{l.Key}={l.Value}"))),

@@ -39,6 +39,8 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
         ReceiveAsync<ContainerProcessExited>(OnProcessExited);
         ReceiveAsync<RestartByPolicy>(OnRestartByPolicy);
         ReceiveAsync<ReconcileContainer>(m => Reconcile(m.Reason));
+        ReceiveAsync<RescheduleContainer>(OnReschedule);
+        ReceiveAsync<MarkContainerNodeLost>(OnNodeLost);
         Receive<GetContainer>(_ => Sender.Tell(Snapshot()));
     }
 
@@ -68,7 +70,68 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
             Reject(RejectionCode.Conflict, $"container {cmd.ContainerId} already exists");
             return;
         }
-        await PersistAndAcknowledge(cmd.Origin, new ContainerCreated(cmd.ContainerId, cmd.Name, cmd.Definition, cmd.Node, DateTimeOffset.UtcNow));
+        var created = new ContainerCreated(cmd.ContainerId, cmd.Name, cmd.Definition, cmd.Node, DateTimeOffset.UtcNow);
+        if (cmd.Placement is { } placement)
+            await PersistAndAcknowledge(cmd.Origin, Sender, created,
+                new ContainerPlaced(cmd.ContainerId, placement.Node, placement.Strategy, placement.Reason, created.At));
+        else
+            await PersistAndAcknowledge(cmd.Origin, created);
+    }
+
+    /// <summary>
+    /// Moves the container to another node (its host is gone, or drained) and starts a new run there from its image.
+    /// Only a container still on <see cref="RescheduleContainer.From"/> moves, so a repeated or late order changes nothing.
+    /// </summary>
+    private async Task OnReschedule(RescheduleContainer cmd)
+    {
+        var replyTo = Sender;
+        if (!State.Exists || State.Node != cmd.From || State.Desired != DesiredState.Running)
+        {
+            replyTo.Tell(new ContainerCommandAccepted(State.ContainerId, [], Version));
+            return;
+        }
+        Timers.Cancel("restart");
+        var before = new List<IContainerEvent>();
+        if (cmd.FromAlive && State.IsRunning)
+        {
+            // A drain: the old host still runs it; stop it there first, so it never runs twice.
+            var exited = await StopProcessAsync(State.Definition!.StopSignal, State.Definition.StopTimeout ?? 10, replyTo);
+            if (exited is null) return;
+            before.Add(new ContainerExited(State.ContainerId, exited.Generation, exited.ExitCode, exited.OomKilled, exited.At));
+        }
+        if (cmd.FromAlive)
+        {
+            try
+            {
+                await (await RuntimeAsync()).Ask<object>(new RemoveContainerFiles(State.ContainerId), RuntimeTimeout);
+            }
+            catch (Exception ex) when (ex is AskTimeoutException or RuntimeUnavailableException)
+            {
+                Log.Warning("{0}: could not clean up on {1} while moving: {2}", StreamKey, State.Node, ex.Message);
+            }
+        }
+        before.Add(new ContainerRescheduled(State.ContainerId, cmd.From, cmd.To, cmd.Reason, DateTimeOffset.UtcNow));
+        if (!await PersistAsync(before, cmd.Origin)) return;
+        var (events, error) = await StartRunAsync(cmd.Origin, []);
+        if (events is null) return;
+        IReadOnlyList<IContainerEvent> all = [.. before, .. events];
+        if (error is not null) replyTo.Tell(new CommandRejected(RejectionCode.Internal, error));
+        else replyTo.Tell(new ContainerCommandAccepted(State.ContainerId, all, Version));
+    }
+
+    /// <summary>The host of the current run is gone and the container does not move: that run is over.</summary>
+    private async Task OnNodeLost(MarkContainerNodeLost cmd)
+    {
+        var replyTo = Sender;
+        if (!State.Exists || State.Node != cmd.Node || State.Status is not (ContainerStatus.Running or ContainerStatus.Paused or ContainerStatus.Restarting))
+        {
+            replyTo.Tell(new ContainerCommandAccepted(State.ContainerId, [], Version));
+            return;
+        }
+        Timers.Cancel("restart");
+        await PersistAndAcknowledge(cmd.Origin, replyTo,
+            new ContainerNodeLost(State.ContainerId, cmd.Node, State.Generation, cmd.Reason, DateTimeOffset.UtcNow));
+        NotifyWaiters(exited: true, removed: false);
     }
 
     private async Task OnStart(RequestOrigin origin, string reason)
@@ -369,6 +432,13 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
     private async Task Reconcile(string reason)
     {
         if (!State.Exists || State.IsRunning || State.Desired != DesiredState.Running) return;
+        if (State.Status == ContainerStatus.Restarting && Version > 0)
+        {
+            // Moved to this node, but the start there was never recorded (the entity stopped in between).
+            Log.Info("{0}: reconciling ({1}): moved to {2} but not started; starting", StreamKey, reason, State.Node);
+            await StartRunAsync(RequestOrigin.System(), []);
+            return;
+        }
         if (State.Status == ContainerStatus.Exited && ContainerFold.ShouldRestart(State, State.ExitCode))
         {
             Log.Info("{0}: reconciling ({1}): desired running, observed {2}; restarting", StreamKey, reason, State.Status);

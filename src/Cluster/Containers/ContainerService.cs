@@ -12,7 +12,7 @@ namespace Flotilla.Cluster.Containers;
 /// projection, unique names, and commands to the container entities with their refusals as
 /// <see cref="OperationRejectedException"/>.
 /// </summary>
-public sealed class ContainerService(IDocumentStore store, IRequiredActor<ContainerEntity> containers)
+public sealed class ContainerService(IDocumentStore store, IRequiredActor<ContainerEntity> containers, Scheduling.PlacementService placement)
 {
     private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(120);
 
@@ -60,6 +60,19 @@ public sealed class ContainerService(IDocumentStore store, IRequiredActor<Contai
         var id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
         await SendAsync(new CreateContainer(id, name, definition, node, origin));
         return id;
+    }
+
+    /// <summary>Creates a container on the node the scheduler picks (constraints and reservations from the definition).</summary>
+    public async Task<(string Id, PlacementDecision Placement)> CreateScheduledAsync(string? name, ContainerDefinition definition, RequestOrigin origin,
+        CancellationToken cancellationToken = default)
+    {
+        if (string.IsNullOrEmpty(name)) name = await FreeRandomNameAsync(cancellationToken);
+        else await EnsureNameFreeAsync(name, null, cancellationToken);
+        var id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
+        var (request, cleaned) = Scheduling.PlacementRequest.From(definition);
+        var decision = await placement.PlaceAsync(id, request, cancellationToken);
+        await SendAsync(new CreateContainer(id, name, cleaned, decision.Node, origin, decision));
+        return (id, decision);
     }
 
     public async Task RenameAsync(ContainerView container, string newName, RequestOrigin origin, CancellationToken cancellationToken = default)

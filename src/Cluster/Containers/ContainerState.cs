@@ -49,6 +49,9 @@ public static class ContainerStatus
 
 public static class ContainerFold
 {
+    /// <summary>What a run whose host died reports: killed (128 + SIGKILL), as the host's death killed it.</summary>
+    public const int NodeLostExitCode = 137;
+
     public static ContainerState Apply(ContainerState state, IContainerEvent e) => e switch
     {
         ContainerCreated c => state with
@@ -96,6 +99,17 @@ public static class ContainerFold
         ContainerPaused => state with { Status = ContainerStatus.Paused },
         ContainerUnpaused => state with { Status = ContainerStatus.Running },
         ContainerExecStarted x => state with { ExecIds = state.ExecIds.Add(x.ExecId) },
+        ContainerPlaced p => state with { Node = p.Node },
+        // The run on the old host is gone; the next ContainerStarted (or StartFailed) is on the new one.
+        ContainerRescheduled r => state with { Node = r.To, Status = ContainerStatus.Restarting, Pid = 0 },
+        ContainerNodeLost l when l.Generation == state.Generation => state with
+        {
+            Status = ContainerStatus.Exited,
+            Pid = 0,
+            ExitCode = NodeLostExitCode,
+            Error = l.Reason,
+            FinishedAt = l.At,
+        },
         ContainerRemoved => state with { Exists = false, Desired = DesiredState.Removed, Status = ContainerStatus.Removing, Pid = 0 },
         _ => state,
     };

@@ -27,6 +27,10 @@ public sealed class ContainerView
     public DateTimeOffset? StartedAt { get; set; }
     public DateTimeOffset? FinishedAt { get; set; }
     public long Generation { get; set; }
+    /// <summary>Reservations the scheduler counts against the node (<c>-m</c>, <c>--cpus</c>).</summary>
+    public long Memory { get; set; }
+    public long NanoCpus { get; set; }
+    public string RestartPolicy { get; set; } = "no";
 }
 
 public sealed class ContainerViewProjection : SingleStreamProjection<ContainerView, string>
@@ -46,6 +50,9 @@ public sealed class ContainerViewProjection : SingleStreamProjection<ContainerVi
         Mounts = [.. e.Definition.Mounts],
         NetworkMode = e.Definition.NetworkMode,
         CreatedAt = e.At,
+        Memory = e.Definition.Memory,
+        NanoCpus = e.Definition.NanoCpus,
+        RestartPolicy = e.Definition.RestartPolicy.Name,
     };
 
     private static string Quote(string arg) => arg.Contains(' ') ? $"\"{arg}\"" : arg;
@@ -91,6 +98,24 @@ public sealed class ContainerViewProjection : SingleStreamProjection<ContainerVi
     public static ContainerView Apply(ContainerPaused e, ContainerView v) => With(v, x => x.Status = ContainerStatus.Paused);
 
     public static ContainerView Apply(ContainerUnpaused e, ContainerView v) => With(v, x => x.Status = ContainerStatus.Running);
+
+    public static ContainerView Apply(ContainerPlaced e, ContainerView v) => With(v, x => x.Node = e.Node);
+
+    public static ContainerView Apply(ContainerRescheduled e, ContainerView v) => With(v, x =>
+    {
+        x.Node = e.To;
+        x.Status = ContainerStatus.Restarting;
+        x.Pid = 0;
+    });
+
+    public static ContainerView Apply(ContainerNodeLost e, ContainerView v) => With(v, x =>
+    {
+        if (e.Generation != x.Generation) return;
+        x.Status = ContainerStatus.Exited;
+        x.Pid = 0;
+        x.ExitCode = ContainerFold.NodeLostExitCode;
+        x.FinishedAt = e.At;
+    });
 
     public static bool ShouldDelete(ContainerRemoved e) => true;
 

@@ -39,6 +39,11 @@ public static class FlotillaStore
 
         opts.Events.AddEventType<NodeJoined>();
         opts.Events.AddEventType<NodeLeft>();
+        opts.Events.AddEventType<NodeDrained>();
+        opts.Events.AddEventType<NodeActivated>();
+        opts.Events.AddEventType<ContainerPlaced>();
+        opts.Events.AddEventType<ContainerRescheduled>();
+        opts.Events.AddEventType<ContainerNodeLost>();
         opts.Events.AddEventType<ContainerCreated>();
         opts.Events.AddEventType<ContainerRenamed>();
         opts.Events.AddEventType<ContainerStarted>();

@@ -48,7 +48,9 @@ public static class FlotillaClusterHosting
         services.AddSingleton<ImageService>();
         services.AddSingleton(sp => new Registry.RegistryUserService(sp.GetRequiredService<Marten.IDocumentStore>(),
             sp.GetRequiredService<IEventJournal>(), options.NodeName));
+        services.AddSingleton<Scheduling.PlacementService>();
         services.AddSingleton<ContainerService>();
+        services.AddSingleton<Nodes.NodeService>();
         services.AddSingleton<Audit.AuditLedger>();
         services.AddSingleton<Audit.ProjectionReplay>();
         // Needs a RegistryBlobStore from the host (the all-in-one host registers one under <data>/registry).
@@ -93,6 +95,10 @@ public static class FlotillaClusterHosting
                 .WithSingleton<ContainerRevival>(ContainerRevival.SingletonName,
                     (_, registry, _) => ContainerRevival.PropsFor(sp.GetRequiredService<ClusterQueries>(), registry.Get<ContainerEntity>()),
                     new ClusterSingletonOptions { Role = FlotillaClusterOptions.NodeRole }, createProxyToo: false)
+                .WithSingleton<Scheduling.Scheduler>(Scheduling.Scheduler.SingletonName,
+                    (_, registry, _) => Scheduling.Scheduler.PropsFor(sp.GetRequiredService<ClusterQueries>(), registry.Get<ContainerEntity>(),
+                        options.PlacementStrategy, failover: options.StopContainersWhenDowned),
+                    new ClusterSingletonOptions { Role = FlotillaClusterOptions.NodeRole }, createProxyToo: true)
                 .WithSingleton<Audit.AuditCheckpointer>(Audit.AuditCheckpointer.SingletonName,
                     (_, _, _) => Audit.AuditCheckpointer.PropsFor(sp.GetRequiredService<Audit.AuditLedger>(), options.AuditCheckpointInterval),
                     new ClusterSingletonOptions { Role = FlotillaClusterOptions.NodeRole }, createProxyToo: false);
@@ -102,7 +108,9 @@ public static class FlotillaClusterHosting
             builder
                 .WithShardRegionProxy<ContainerEntity>(ContainerEntity.RegionName, FlotillaClusterOptions.NodeRole, new ContainerMessageExtractor())
                 .WithShardRegionProxy<ImageEntity>(ImageEntity.RegionName, FlotillaClusterOptions.NodeRole, new ImageMessageExtractor())
-                .WithShardRegionProxy<RepositoryEntity>(RepositoryEntity.RegionName, FlotillaClusterOptions.NodeRole, new RepositoryMessageExtractor());
+                .WithShardRegionProxy<RepositoryEntity>(RepositoryEntity.RegionName, FlotillaClusterOptions.NodeRole, new RepositoryMessageExtractor())
+                .WithSingletonProxy<Scheduling.Scheduler>(Scheduling.Scheduler.SingletonName,
+                    new ClusterSingletonOptions { Role = FlotillaClusterOptions.NodeRole });
         }
 
         builder.WithActors((system, registry) =>

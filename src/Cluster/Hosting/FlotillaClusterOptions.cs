@@ -24,6 +24,9 @@ public sealed record FlotillaClusterOptions
     /// <summary>How long the Split Brain Resolver waits for a stable membership before downing.</summary>
     public TimeSpan StableAfter { get; init; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>How the scheduler places containers that do not ask otherwise: spread or binpack.</summary>
+    public string PlacementStrategy { get; init; } = Scheduling.PlacementStrategies.Spread;
+
     public TimeSpan HeartbeatInterval { get; init; } = TimeSpan.FromSeconds(1);
 
     /// <summary>Silence tolerated before a peer is unreachable (Akka's default is 3 s).</summary>

@@ -23,6 +23,15 @@ public sealed class NodeView
     public DateTimeOffset JoinedAt { get; set; }
     public DateTimeOffset? LeftAt { get; set; }
     public int Joins { get; set; }
+    /// <summary><c>active</c>, or <c>drain</c>: takes no containers and its containers are moved off.</summary>
+    public string Availability { get; set; } = NodeAvailability.Active;
+    public bool IsNode => Roles.Contains("node");
+}
+
+public static class NodeAvailability
+{
+    public const string Active = "active";
+    public const string Drain = "drain";
 }
 
 public static class NodeStatus
@@ -42,6 +51,18 @@ public sealed class NodeViewProjection : SingleStreamProjection<NodeView, string
         view.Status = NodeStatus.Down;
         view.LeftReason = e.Reason;
         view.LeftAt = e.At;
+        return view;
+    }
+
+    public static NodeView Apply(NodeDrained e, NodeView view)
+    {
+        view.Availability = NodeAvailability.Drain;
+        return view;
+    }
+
+    public static NodeView Apply(NodeActivated e, NodeView view)
+    {
+        view.Availability = NodeAvailability.Active;
         return view;
     }
 

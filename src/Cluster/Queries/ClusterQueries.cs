@@ -37,6 +37,14 @@ public sealed class ClusterQueries(IDocumentStore store)
         return await session.Query<ContainerView>().Where(c => c.Desired == DesiredState.Running).ToListAsync(cancellationToken);
     }
 
+    /// <summary>Every container that holds a place on a node: created or wanted running (stopped ones reserve nothing).</summary>
+    public async Task<IReadOnlyList<ContainerView>> ContainersPlacedAsync(CancellationToken cancellationToken = default)
+    {
+        await using var session = store.QuerySession();
+        return await session.Query<ContainerView>()
+            .Where(c => c.Desired == DesiredState.Created || c.Desired == DesiredState.Running).ToListAsync(cancellationToken);
+    }
+
     public async Task<int> ImageCountAsync(CancellationToken cancellationToken = default)
     {
         await using var session = store.QuerySession();

@@ -18,6 +18,9 @@ namespace Flotilla.Contracts.Containers;
 [Union(11, typeof(ContainerCommitted))]
 [Union(12, typeof(ContainerExported))]
 [Union(13, typeof(ContainerRemoved))]
+[Union(14, typeof(ContainerPlaced))]
+[Union(15, typeof(ContainerRescheduled))]
+[Union(16, typeof(ContainerNodeLost))]
 public interface IContainerEvent : IFlotillaMessage
 {
     string ContainerId { get; }
@@ -79,3 +82,24 @@ public static class ContainerStreams
 {
     public static string Key(string containerId) => "container-" + containerId;
 }
+
+/// <summary>
+/// The scheduler chose <paramref name="Node"/> for the container, with its strategy and why (free resources,
+/// constraints): the audit trail of every placement.
+/// </summary>
+[MessagePackObject(true)]
+public sealed record ContainerPlaced(string ContainerId, string Node, string Strategy, string Reason, DateTimeOffset At) : IContainerEvent;
+
+/// <summary>
+/// The container moved from <paramref name="From"/> to <paramref name="To"/> (its host died or was drained); it
+/// starts there from its image, the writable layer of the old host is not carried over.
+/// </summary>
+[MessagePackObject(true)]
+public sealed record ContainerRescheduled(string ContainerId, string From, string To, string Reason, DateTimeOffset At) : IContainerEvent;
+
+/// <summary>
+/// The container's host left the cluster while run <paramref name="Generation"/> was on it and it is not moved
+/// (its restart policy is <c>no</c>, or no other host fits): that run is over.
+/// </summary>
+[MessagePackObject(true)]
+public sealed record ContainerNodeLost(string ContainerId, string Node, long Generation, string Reason, DateTimeOffset At) : IContainerEvent;

@@ -15,9 +15,23 @@ public interface IContainerCommand : IWithContainerId
     RequestOrigin Origin { get; }
 }
 
+/// <summary>Creates the container on <paramref name="Node"/>; <paramref name="Placement"/> says how the scheduler chose it.</summary>
 [MessagePackObject(true)]
-public sealed record CreateContainer(string ContainerId, string Name, ContainerDefinition Definition, string Node, RequestOrigin Origin)
+public sealed record CreateContainer(string ContainerId, string Name, ContainerDefinition Definition, string Node, RequestOrigin Origin,
+    PlacementDecision? Placement = null) : IContainerCommand;
+
+/// <summary>
+/// Moves the container off <paramref name="From"/> to <paramref name="To"/> (sent by the scheduler). Ignored unless the
+/// container is still on <paramref name="From"/>. <paramref name="FromAlive"/>: the old host still runs (a drain), so
+/// the current run is stopped there first; otherwise the host is gone and so is the run.
+/// </summary>
+[MessagePackObject(true)]
+public sealed record RescheduleContainer(string ContainerId, string From, string To, bool FromAlive, string Reason, RequestOrigin Origin)
     : IContainerCommand;
+
+/// <summary>The container's host is gone and it stays unplaced (see <see cref="ContainerNodeLost"/>).</summary>
+[MessagePackObject(true)]
+public sealed record MarkContainerNodeLost(string ContainerId, string Node, string Reason, RequestOrigin Origin) : IContainerCommand;
 
 [MessagePackObject(true)]
 public sealed record StartContainer(string ContainerId, RequestOrigin Origin) : IContainerCommand;

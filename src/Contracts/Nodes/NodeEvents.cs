@@ -6,6 +6,8 @@ namespace Flotilla.Contracts.Nodes;
 /// <summary>An event in a node's stream (<c>node-&lt;name&gt;</c>).</summary>
 [Union(0, typeof(NodeJoined))]
 [Union(1, typeof(NodeLeft))]
+[Union(2, typeof(NodeDrained))]
+[Union(3, typeof(NodeActivated))]
 public interface INodeEvent : IFlotillaMessage
 {
     string Name { get; }
@@ -32,6 +34,14 @@ public sealed record NodeJoined(
 /// <summary>A host left the cluster: a graceful stop, or removed by the cluster.</summary>
 [MessagePackObject(true)]
 public sealed record NodeLeft(string Name, string Reason, DateTimeOffset At) : INodeEvent;
+
+/// <summary>The node takes no new containers and its containers are moved off (<c>flotilla node drain</c>).</summary>
+[MessagePackObject(true)]
+public sealed record NodeDrained(string Name, string User, DateTimeOffset At) : INodeEvent;
+
+/// <summary>The node takes containers again (<c>flotilla node activate</c>).</summary>
+[MessagePackObject(true)]
+public sealed record NodeActivated(string Name, string User, DateTimeOffset At) : INodeEvent;
 
 public static class NodeStreams
 {

@@ -87,6 +87,16 @@ public static class WireManifest
         (typeof(RecordImageDistribution), "i.distribution"),
         (typeof(ImagePulled), "i.pulled"),
         (typeof(ImagePushed), "i.pushed"),
+        (typeof(ContainerPlaced), "c.placed"),
+        (typeof(ContainerRescheduled), "c.rescheduled"),
+        (typeof(ContainerNodeLost), "c.nodelost"),
+        (typeof(RescheduleContainer), "c.reschedule"),
+        (typeof(MarkContainerNodeLost), "c.marklost"),
+        (typeof(PlaceContainer), "s.place"),
+        (typeof(PlacementDecision), "s.placed"),
+        (typeof(PlacementRefused), "s.refused"),
+        (typeof(NodeDrained), "n.drained"),
+        (typeof(NodeActivated), "n.activated"),
     ];
 
 

@@ -103,8 +103,7 @@ public static class ContainerEndpoints
         var volumes = context.RequestServices.GetRequiredService<VolumeStore>();
         var definition = ContainerCreateRequest.Build(body, image, imageText,
             name => new ContainerMount("volume", volumes.Ensure(name), "", false, name));
-        var info = context.RequestServices.GetRequiredService<GatewayInfo>();
-        var id = await Containers(context).CreateAsync(context.Request.Query["name"].ToString(), definition, info.NodeName,
+        var (id, _) = await Containers(context).CreateScheduledAsync(context.Request.Query["name"].ToString(), definition,
             Origin(context), context.RequestAborted);
         await JsonReply.WriteAsync(context, new { Id = id, Warnings = Array.Empty<string>() }, StatusCodes.Status201Created);
     });
@@ -362,10 +361,30 @@ public static class ContainerEndpoints
                 IPAddress = "",
                 Networks = new Dictionary<string, object>(),
             },
-            // Flotilla's own section: where the container runs and which run it is.
-            Node = new { Name = s.Node, s.Generation, Desired = s.Desired },
+            // Swarm classic's section (ID, IP, Addr, Name, Cpus, Memory, Labels) plus which run it is.
+            Node = NodeSection(s, (await context.RequestServices.GetRequiredService<Cluster.Queries.ClusterQueries>().NodesAsync(context.RequestAborted))
+                .FirstOrDefault(n => n.Name == s.Node)),
         });
     });
+
+    private static object NodeSection(ContainerSnapshot s, Cluster.Nodes.NodeView? node)
+    {
+        var api = node?.ApiEndpoint ?? "";
+        var ip = api.LastIndexOf(':') is var colon and > 0 ? api[..colon] : "";
+        return new
+        {
+            ID = s.Node,
+            IP = ip,
+            Addr = api,
+            Name = s.Node,
+            Cpus = node?.Cpus ?? 0,
+            Memory = node?.MemoryBytes ?? 0,
+            Labels = node?.Labels ?? [],
+            Status = node?.Status ?? "unknown",
+            s.Generation,
+            s.Desired,
+        };
+    }
 
     private static string Rfc3339(DateTimeOffset t) => t.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffff'Z'", CultureInfo.InvariantCulture);
 

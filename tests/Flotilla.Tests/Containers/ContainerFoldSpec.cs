@@ -129,3 +129,46 @@ public class ContainerFoldSpec
         Assert.Equal("db", after.Name);
     }
 }
+
+public class ContainerFoldFailoverSpec
+{
+    private static readonly DateTimeOffset T0 = new(2026, 1, 2, 3, 4, 5, TimeSpan.Zero);
+
+    private static readonly ContainerDefinition Definition =
+        ContainerDefinition.Minimal("busybox:latest", "sha256:" + new string('a', 64), ["sleep", "1000"]) with
+        { RestartPolicy = new RestartPolicy("always", 0) };
+
+    private static readonly IContainerEvent[] RunningOnN1 =
+    [
+        new ContainerCreated("c1", "web", Definition, "n1", T0),
+        new ContainerPlaced("c1", "n1", "spread", "spread: fewest containers", T0),
+        new ContainerStarted("c1", 1, "n1", 42, T0),
+    ];
+
+    [Fact]
+    public void Rescheduled_moves_the_container_and_ends_the_old_run()
+    {
+        var state = ContainerFold.Replay("c1", [.. RunningOnN1, new ContainerRescheduled("c1", "n1", "n2", "node n1 left", T0)]);
+        Assert.Equal("n2", state.Node);
+        Assert.Equal(ContainerStatus.Restarting, state.Status);
+        Assert.Equal(0, state.Pid);
+        Assert.Equal(DesiredState.Running, state.Desired);
+
+        var started = ContainerFold.Apply(state, new ContainerStarted("c1", 2, "n2", 77, T0));
+        Assert.Equal(ContainerStatus.Running, started.Status);
+        Assert.Equal("n2", started.Node);
+        Assert.Equal(2, started.Generation);
+    }
+
+    [Fact]
+    public void Node_lost_ends_the_run_of_its_generation_only()
+    {
+        var lost = ContainerFold.Replay("c1", [.. RunningOnN1, new ContainerNodeLost("c1", "n1", 1, "node n1 left", T0)]);
+        Assert.Equal(ContainerStatus.Exited, lost.Status);
+        Assert.Equal(ContainerFold.NodeLostExitCode, lost.ExitCode);
+        Assert.Equal("node n1 left", lost.Error);
+
+        var stale = ContainerFold.Replay("c1", [.. RunningOnN1, new ContainerNodeLost("c1", "n1", 0, "old", T0)]);
+        Assert.Equal(ContainerStatus.Running, stale.Status);
+    }
+}

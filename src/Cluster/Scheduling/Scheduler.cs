@@ -1,0 +1,249 @@
+using Akka.Actor;
+using Akka.Event;
+using Flotilla.Cluster.Containers;
+using Flotilla.Cluster.Nodes;
+using Flotilla.Cluster.Queries;
+using Flotilla.Contracts;
+using Flotilla.Contracts.Containers;
+using ClusterEvent = Akka.Cluster.ClusterEvent;
+
+namespace Flotilla.Cluster.Scheduling;
+
+/// <summary>
+/// Cluster singleton: places new containers and moves containers off hosts that are gone or drained.
+/// Placement runs on an in-memory picture of the nodes and their load, rebuilt from the projections every few
+/// seconds and kept current between rebuilds by the scheduler's own decisions, so concurrent creates spread
+/// without a database round trip each. Failover is a reconciliation loop over the same picture: every container
+/// that should run on a node that is no cluster member any more (removed by the split brain resolver, or left) is
+/// rescheduled, once; a node that is only unreachable is still a member, so a network blip moves nothing.
+/// </summary>
+public sealed class Scheduler : ReceiveActor, IWithTimers
+{
+    public const string SingletonName = "scheduler";
+    private static readonly TimeSpan RefreshEvery = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan MoveTimeout = TimeSpan.FromSeconds(90);
+    /// <summary>A decision not yet visible in the projection is counted for this long.</summary>
+    private static readonly TimeSpan PendingFor = TimeSpan.FromSeconds(30);
+
+    private readonly ILoggingAdapter _log = Context.GetLogger();
+    private readonly ClusterQueries _queries;
+    private readonly IActorRef _containers;
+    private readonly string _defaultStrategy;
+    private readonly bool _failover;
+    private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
+
+    private IReadOnlyList<NodeView> _nodes = [];
+    private IReadOnlyList<ContainerView> _placed = [];
+    private readonly Dictionary<string, (string Node, long Memory, long NanoCpus, DateTimeOffset At)> _pending = [];
+    /// <summary>Containers being moved right now (container id → target), so the loop never moves one twice.</summary>
+    private readonly Dictionary<string, string> _moving = [];
+    private bool _refreshing;
+    /// <summary>Placements that found no node, held for one refresh (a node that just registered may not be in the picture yet).</summary>
+    private readonly List<(PlaceContainer Request, IActorRef ReplyTo)> _awaitingRefresh = [];
+
+    public ITimerScheduler Timers { get; set; } = null!;
+
+    /// <param name="failover">
+    /// Move containers off hosts that leave. Off for the all-in-one process: its containers outlive it and are
+    /// re-adopted when it comes back, and there is nowhere else to go.
+    /// </param>
+    public Scheduler(ClusterQueries queries, IActorRef containers, string defaultStrategy, bool failover)
+    {
+        _queries = queries;
+        _containers = containers;
+        _defaultStrategy = defaultStrategy;
+        _failover = failover;
+
+        Receive<PlaceContainer>(OnPlace);
+        Receive<Refresh>(_ => StartRefresh());
+        Receive<Refreshed>(OnRefreshed);
+        Receive<Status.Failure>(f =>
+        {
+            _refreshing = false;
+            foreach (var (_, replyTo) in _awaitingRefresh) replyTo.Tell(new PlacementRefused("the cluster state could not be read: " + f.Cause.Message));
+            _awaitingRefresh.Clear();
+            _log.Warning("scheduler: could not read the cluster state: {0}", f.Cause.Message);
+        });
+        Receive<MoveFinished>(m =>
+        {
+            _moving.Remove(m.ContainerId);
+            if (m.Error is not null) _log.Warning("scheduler: moving {0} to {1} failed: {2}", Short(m.ContainerId), m.To, m.Error);
+        });
+        Receive<ClusterEvent.MemberRemoved>(_ => StartRefresh());
+        Receive<ClusterEvent.IMemberEvent>(_ => { });
+        Receive<ClusterEvent.CurrentClusterState>(_ => { });
+    }
+
+    public static Props PropsFor(ClusterQueries queries, IActorRef containers, string defaultStrategy, bool failover) =>
+        Props.Create(() => new Scheduler(queries, containers, defaultStrategy, failover));
+
+    private sealed record Refresh
+    {
+        public static readonly Refresh Instance = new();
+    }
+
+    private sealed record Refreshed(IReadOnlyList<NodeView> Nodes, IReadOnlyList<ContainerView> Placed);
+
+    private sealed record MoveFinished(string ContainerId, string To, string? Error);
+
+    protected override void PreStart()
+    {
+        _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents, typeof(ClusterEvent.MemberRemoved));
+        Timers.StartPeriodicTimer("refresh", Refresh.Instance, TimeSpan.Zero, RefreshEvery);
+    }
+
+    protected override void PostStop() => _cluster.Unsubscribe(Self);
+
+    private static string Short(string id) => id[..Math.Min(12, id.Length)];
+
+    private void StartRefresh()
+    {
+        if (_refreshing) return;
+        _refreshing = true;
+        var queries = _queries;
+        Task.Run(async () => (object)new Refreshed(await queries.NodesAsync(), await queries.ContainersPlacedAsync())).PipeTo(Self);
+    }
+
+    private void OnRefreshed(Refreshed m)
+    {
+        _refreshing = false;
+        _nodes = m.Nodes;
+        _placed = m.Placed;
+        var now = DateTimeOffset.UtcNow;
+        var seen = m.Placed.Select(c => c.ContainerId).ToHashSet();
+        foreach (var id in _pending.Keys.ToList())
+            if (seen.Contains(id) || now - _pending[id].At > PendingFor) _pending.Remove(id);
+        var retry = _awaitingRefresh.ToList();
+        _awaitingRefresh.Clear();
+        foreach (var (request, replyTo) in retry) Place(request, replyTo, retried: true);
+        MoveOrphans();
+    }
+
+    /// <summary>Members the cluster still counts (an unreachable member is one until the resolver downs it).</summary>
+    private HashSet<string> MemberAddresses() =>
+        _cluster.State.Members.Where(m => m.Status is not (Akka.Cluster.MemberStatus.Down or Akka.Cluster.MemberStatus.Removed))
+            .Select(m => m.Address.ToString()).ToHashSet();
+
+    /// <summary>Nodes that take containers: registered ready, active, members, with the node role.</summary>
+    private Dictionary<string, NodeCapacity> Candidates(string? excluding = null)
+    {
+        var members = MemberAddresses();
+        var candidates = _nodes
+            .Where(n => n.IsNode && n.Status == NodeStatus.Ready && n.Availability == NodeAvailability.Active
+                        && members.Contains(n.Address) && n.Name != excluding)
+            .ToDictionary(n => n.Name, n => new NodeCapacity(n.Name, n.Cpus, n.MemoryBytes, n.Labels));
+        foreach (var c in _placed)
+        {
+            if (_pending.ContainsKey(c.ContainerId) || _moving.ContainsKey(c.ContainerId)) continue;
+            if (candidates.TryGetValue(c.Node, out var node)) Add(node, c.Memory, c.NanoCpus);
+        }
+        foreach (var (_, p) in _pending)
+            if (candidates.TryGetValue(p.Node, out var node)) Add(node, p.Memory, p.NanoCpus);
+        foreach (var (id, to) in _moving)
+            if (candidates.TryGetValue(to, out var node) && _placed.FirstOrDefault(c => c.ContainerId == id) is { } c)
+                Add(node, c.Memory, c.NanoCpus);
+        return candidates;
+    }
+
+    private static void Add(NodeCapacity node, long memory, long nanoCpus)
+    {
+        node.Containers++;
+        node.ReservedMemory += memory;
+        node.ReservedNanoCpus += nanoCpus;
+    }
+
+    private void OnPlace(PlaceContainer m) => Place(m, Sender, retried: false);
+
+    private void Place(PlaceContainer m, IActorRef replyTo, bool retried)
+    {
+        var strategy = m.Strategy ?? _defaultStrategy;
+        if (!PlacementStrategies.IsKnown(strategy))
+        {
+            replyTo.Tell(new PlacementRefused($"unknown placement strategy '{strategy}': spread or binpack"));
+            return;
+        }
+        List<PlacementConstraint> constraints;
+        try
+        {
+            constraints = m.Constraints.Select(PlacementConstraint.Parse).ToList();
+        }
+        catch (FormatException ex)
+        {
+            replyTo.Tell(new PlacementRefused(ex.Message));
+            return;
+        }
+        var candidates = Candidates().Values;
+        if (candidates.Count == 0 && !retried)
+        {
+            _awaitingRefresh.Add((m, replyTo));
+            StartRefresh();
+            return;
+        }
+        var outcome = PlacementPolicy.Choose(candidates, m.MemoryBytes, m.NanoCpus, constraints, strategy);
+        if (outcome.Node is null)
+        {
+            replyTo.Tell(new PlacementRefused($"unable to find a node for the container: {outcome.Reason}"));
+            return;
+        }
+        _pending[m.ContainerId] = (outcome.Node.Name, m.MemoryBytes, m.NanoCpus, DateTimeOffset.UtcNow);
+        replyTo.Tell(new PlacementDecision(outcome.Node.Name, strategy, outcome.Reason));
+    }
+
+    /// <summary>Containers that should run on a host that is gone (or drained) go elsewhere; if they may not, their run is over.</summary>
+    private void MoveOrphans()
+    {
+        if (!_failover) return;
+        if (!_cluster.State.Members.Any(m => m.Address == _cluster.SelfAddress && m.Status == Akka.Cluster.MemberStatus.Up)) return;
+        var members = MemberAddresses();
+        var byName = _nodes.ToDictionary(n => n.Name);
+        foreach (var c in _placed)
+        {
+            if (c.Desired != DesiredState.Running || _moving.ContainsKey(c.ContainerId)) continue;
+            if (c.Status is not (ContainerStatus.Running or ContainerStatus.Paused or ContainerStatus.Restarting)) continue;
+            if (!byName.TryGetValue(c.Node, out var node)) continue;
+            var gone = node.Status != NodeStatus.Ready || !members.Contains(node.Address);
+            var drained = !gone && node.Availability == NodeAvailability.Drain;
+            if (!gone && !drained) continue;
+
+            var reason = gone
+                ? $"node {c.Node} left the cluster ({node.LeftReason ?? "no longer a member"})"
+                : $"node {c.Node} is drained";
+            if (c.RestartPolicy == "no" && gone)
+            {
+                Lose(c, reason + "; restart policy 'no' keeps it off other nodes");
+                continue;
+            }
+            var outcome = PlacementPolicy.Choose(Candidates(excluding: c.Node).Values, c.Memory, c.NanoCpus, [], _defaultStrategy);
+            if (outcome.Node is null)
+            {
+                _log.Warning("scheduler: {0} cannot leave {1}: {2}", Short(c.ContainerId), c.Node, outcome.Reason);
+                if (gone) Lose(c, $"{reason}; {outcome.Reason}");
+                continue;
+            }
+            Move(c, outcome.Node.Name, fromAlive: !gone, $"{reason}; {outcome.Reason}");
+        }
+    }
+
+    private void Move(ContainerView c, string to, bool fromAlive, string reason)
+    {
+        _moving[c.ContainerId] = to;
+        _log.Info("scheduler: moving {0} from {1} to {2}: {3}", Short(c.ContainerId), c.Node, to, reason);
+        var id = c.ContainerId;
+        _containers.Ask<object>(new RescheduleContainer(id, c.Node, to, fromAlive, reason, RequestOrigin.System()), MoveTimeout)
+            .ContinueWith(t => new MoveFinished(id, to, t.IsCompletedSuccessfully
+                ? t.Result is CommandRejected r ? r.Message : null
+                : t.Exception?.GetBaseException().Message ?? "cancelled"), TaskScheduler.Default)
+            .PipeTo(Self);
+    }
+
+    private void Lose(ContainerView c, string reason)
+    {
+        _moving[c.ContainerId] = c.Node;
+        var id = c.ContainerId;
+        _containers.Ask<object>(new MarkContainerNodeLost(id, c.Node, reason, RequestOrigin.System()), MoveTimeout)
+            .ContinueWith(t => new MoveFinished(id, c.Node, t.IsCompletedSuccessfully
+                ? t.Result is CommandRejected r ? r.Message : null
+                : t.Exception?.GetBaseException().Message ?? "cancelled"), TaskScheduler.Default)
+            .PipeTo(Self);
+    }
+}
