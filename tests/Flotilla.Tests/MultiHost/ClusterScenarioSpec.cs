@@ -46,6 +46,17 @@ public sealed class ThreeHostCluster : IAsyncLifetime
         }
     }
 
+    /// <summary>Setup lines not yet shown (timings of the start), for the first spec's output.</summary>
+    public IReadOnlyList<string> TakeTrace()
+    {
+        lock (_trace)
+        {
+            var lines = _trace.ToList();
+            _trace.Clear();
+            return lines;
+        }
+    }
+
     public NetnsCluster Require()
     {
         Skip.If(Unavailable is not null, Unavailable);
@@ -53,14 +64,11 @@ public sealed class ThreeHostCluster : IAsyncLifetime
         return Cluster!;
     }
 
-    /// <summary>The busybox image, imported through the gateway (nodes fetch its layers from a peer).</summary>
+    /// <summary>The busybox image on the gateway and every host (these specs are about placement, not image transfer).</summary>
     public async Task ImportImageAsync()
     {
         if (_imageImported) return;
-        var tar = Path.Combine(Cluster!.Root, "busybox.tar");
-        await File.WriteAllBytesAsync(tar, BusyboxImage.Rootfs());
-        var result = await Cluster.DockerAsync("import", "-c", "CMD [\"/bin/sh\"]", tar, Image);
-        Assert.True(result.ExitCode == 0, result.ToString());
+        await Cluster!.ImportBusyboxEverywhereAsync(Image);
         _imageImported = true;
     }
 
@@ -115,7 +123,7 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
         });
     }
 
-    [SkippableFact(Skip = "needs the scheduler on main (spread placement, ContainerPlaced) and image distribution between hosts")]
+    [SkippableFact]
     public async Task Nine_containers_spread_three_per_host()
     {
         var cluster = fixture.Require();
@@ -143,7 +151,7 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
         });
     }
 
-    [SkippableFact(Skip = "needs failover on main (ContainerRescheduled when the split brain resolver removes a node) and image distribution")]
+    [SkippableFact]
     public async Task The_containers_of_a_host_killed_with_sigkill_run_again_on_the_survivors()
     {
         var cluster = fixture.Require();
@@ -151,7 +159,7 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
         {
             await AllReadyAsync(cluster);
             await fixture.ImportImageAsync();
-            var ids = await RunAsync(cluster, 6, "failover");
+            var ids = await RunAsync(cluster, 6, "failover", "--restart", "always");
             try
             {
                 var before = await PlacementAsync(cluster, ids);
@@ -185,7 +193,7 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
         });
     }
 
-    [SkippableFact(Skip = "needs failover on main (a downed node stops its containers, the majority re-runs them) and image distribution")]
+    [SkippableFact]
     public async Task A_partitioned_host_stops_its_containers_the_majority_runs_them_and_after_healing_none_runs_twice()
     {
         var cluster = fixture.Require();
@@ -193,7 +201,7 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
         {
             await AllReadyAsync(cluster);
             await fixture.ImportImageAsync();
-            var ids = await RunAsync(cluster, 6, "partition");
+            var ids = await RunAsync(cluster, 6, "partition", "--restart", "always");
             try
             {
                 var before = await PlacementAsync(cluster, ids);
@@ -226,7 +234,7 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
         });
     }
 
-    [SkippableFact(Skip = "needs the scheduler on main (containers placed on every host) and image distribution")]
+    [SkippableFact]
     public async Task A_one_second_blip_moves_nothing()
     {
         var cluster = fixture.Require();
@@ -234,7 +242,7 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
         {
             await AllReadyAsync(cluster);
             await fixture.ImportImageAsync();
-            var ids = await RunAsync(cluster, 3, "blip");
+            var ids = await RunAsync(cluster, 3, "blip", "--restart", "always");
             try
             {
                 var before = await PlacementAsync(cluster, ids);
@@ -256,7 +264,7 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
         });
     }
 
-    [SkippableFact(Skip = "needs placement constraints on main (-e constraint:node==…, --label flotilla.constraint=…) and image distribution")]
+    [SkippableFact]
     public async Task Constraints_pin_containers_to_matching_nodes()
     {
         var cluster = fixture.Require();
@@ -286,7 +294,7 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
         });
     }
 
-    [SkippableFact(Skip = "needs `flotilla node drain/activate` on main and image distribution")]
+    [SkippableFact]
     public async Task A_drained_node_hands_its_containers_over_and_gets_no_new_ones()
     {
         var cluster = fixture.Require();
@@ -294,10 +302,10 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
         {
             await AllReadyAsync(cluster);
             await fixture.ImportImageAsync();
-            var ids = await RunAsync(cluster, 6, "drain");
+            var ids = await RunAsync(cluster, 6, "drain", "--restart", "always");
             try
             {
-                var drain = await Command.RunAsync("dotnet", [cluster.FlotillaDll, "node", "drain", "h1", "--host", cluster.NativeApi.ToString()], CancellationToken.None);
+                var drain = await Command.RunAsync("dotnet", [cluster.FlotillaDll, "node", "drain", "h1", "--http", $"127.0.0.1:{cluster.GatewayHttpPort}"], CancellationToken.None);
                 Assert.True(drain.ExitCode == 0, drain.ToString());
                 Assert.True(await Eventually.TrueAsync(async () =>
                     (await PlacementAsync(cluster, ids)).Values.All(p => p.State == "running" && p.Node != "h1"), Failover),
@@ -309,7 +317,7 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
             }
             finally
             {
-                await Command.RunAsync("dotnet", [cluster.FlotillaDll, "node", "activate", "h1", "--host", cluster.NativeApi.ToString()], CancellationToken.None);
+                await Command.RunAsync("dotnet", [cluster.FlotillaDll, "node", "activate", "h1", "--http", $"127.0.0.1:{cluster.GatewayHttpPort}"], CancellationToken.None);
                 await RemoveAsync(cluster, ids);
             }
         });
@@ -324,9 +332,12 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
     /// <summary>Runs the body; on failure, prints every process's log before the assertion propagates.</summary>
     private async Task Reported(NetnsCluster cluster, Func<Task> body)
     {
+        foreach (var line in fixture.TakeTrace()) output.WriteLine(line);
+        var clock = Stopwatch.StartNew();
         try
         {
             await body();
+            output.WriteLine($"spec took {clock.Elapsed.TotalSeconds:F1} s");
         }
         catch (Exception e) when (e is not SkipException)
         {
@@ -355,10 +366,10 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
         Assert.True(ready, $"every host ready: {Describe(await NodesAsync(cluster))}");
     }
 
-    private static async Task<List<string>> RunAsync(NetnsCluster cluster, int count, string prefix)
+    private static async Task<List<string>> RunAsync(NetnsCluster cluster, int count, string prefix, params string[] options)
     {
         var ids = new List<string>();
-        for (var i = 0; i < count; i++) ids.Add(await RunOneAsync(cluster, "--name", $"{prefix}-{i}"));
+        for (var i = 0; i < count; i++) ids.Add(await RunOneAsync(cluster, ["--name", $"{prefix}-{i}", .. options]));
         return ids;
     }
 

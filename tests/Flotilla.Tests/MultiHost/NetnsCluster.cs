@@ -29,6 +29,9 @@ public sealed record NetnsClusterOptions
 
     /// <summary>Where the progress of setup and teardown goes (a test's output, the console).</summary>
     public Action<string>? Trace { get; init; }
+
+    /// <summary>Copy every process's log to this directory on teardown (the temp root goes).</summary>
+    public string? KeepLogsIn { get; init; }
 }
 
 /// <summary>
@@ -196,6 +199,55 @@ public sealed class NetnsCluster : IAsyncDisposable
 
     private Dictionary<string, string> DockerEnvironment => new() { ["DOCKER_CONFIG"] = Path.Combine(Root, "docker-config") };
 
+    /// <summary>
+    /// A minimal busybox image (<c>sh</c>, <c>sleep</c>, <c>true</c>) imported through the gateway, then saved and loaded
+    /// into every host through its own Docker API, so it has the same image ID everywhere and no run waits on a transfer.
+    /// </summary>
+    public async Task ImportBusyboxEverywhereAsync(string reference, CancellationToken ct = default)
+    {
+        var rootfs = Path.Combine(Root, "busybox-rootfs.tar");
+        WriteBusyboxRootfs(rootfs);
+        await DockerOk(ct, "import", "-c", "CMD [\"/bin/sh\"]", rootfs, reference);
+        var archive = Path.Combine(Root, "busybox-image.tar");
+        await DockerOk(ct, "save", "-o", archive, reference);
+        foreach (var host in Hosts.Where(h => h.IsRunning))
+        {
+            var load = await NodeDockerAsync(host.Index, "load", "-i", archive);
+            if (load.ExitCode != 0) throw new InvalidOperationException($"docker load on {host.Name}: {load}");
+        }
+    }
+
+    private async Task DockerOk(CancellationToken ct, params string[] args)
+    {
+        var result = await DockerAsync(ct, args);
+        if (result.ExitCode != 0) throw new InvalidOperationException($"docker {string.Join(' ', args)}: {result}");
+    }
+
+    private static void WriteBusyboxRootfs(string path)
+    {
+        var busybox = File.Exists("/bin/busybox") ? "/bin/busybox" : "/usr/bin/busybox";
+        using var file = File.Create(path);
+        using var tar = new System.Formats.Tar.TarWriter(file, System.Formats.Tar.TarEntryFormat.Pax);
+        const UnixFileMode dirMode = (UnixFileMode)0b111_101_101;
+        foreach (var dir in new[] { "bin/", "etc/", "root/" })
+            tar.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.Directory, dir) { Mode = dirMode });
+        tar.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.Directory, "tmp/") { Mode = (UnixFileMode)0b1_111_111_111 });
+        tar.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, "bin/busybox")
+        {
+            Mode = dirMode, DataStream = new MemoryStream(File.ReadAllBytes(busybox)),
+        });
+        foreach (var applet in new[] { "sh", "sleep", "true", "echo", "cat", "ls", "ps" })
+            tar.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.SymbolicLink, "bin/" + applet) { LinkName = "busybox" });
+        tar.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, "etc/passwd")
+        {
+            Mode = (UnixFileMode)0b110_100_100, DataStream = new MemoryStream("root:x:0:0:root:/root:/bin/sh\n"u8.ToArray()),
+        });
+        tar.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, "etc/group")
+        {
+            Mode = (UnixFileMode)0b110_100_100, DataStream = new MemoryStream("root:x:0:\n"u8.ToArray()),
+        });
+    }
+
     /// <summary>GET on the gateway's native API.</summary>
     public async Task<string> GetNativeAsync(string pathAndQuery, CancellationToken ct = default)
     {
@@ -282,6 +334,11 @@ public sealed class NetnsCluster : IAsyncDisposable
             await Try(() => Run(CancellationToken.None, "runuser", "-u", "postgres", "--", Path.Combine(PostgresBin, "pg_ctl"),
                 "-D", PgData, "-m", "immediate", "-w", "-t", "30", "stop"), "postgres");
         foreach (var p in _processes.ToList()) p.Dispose();
+        if (_options.KeepLogsIn is { } keep && Directory.Exists(LogDirectory))
+        {
+            Directory.CreateDirectory(keep);
+            foreach (var log in Directory.EnumerateFiles(LogDirectory)) File.Copy(log, Path.Combine(keep, Path.GetFileName(log)), overwrite: true);
+        }
         await Try(() => { RemoveTree(Root); return Task.CompletedTask; }, "temp dir");
         var leftovers = await LeftoversAsync(Id);
         TraceLine($"[netns {Id}] torn down in {clock.Elapsed.TotalSeconds:F1} s" +
@@ -514,16 +571,13 @@ public sealed class NetnsHost
     /// <summary><c>runc list</c> in the host: the containers that really run there, whatever the cluster believes.</summary>
     public async Task<IReadOnlyList<string>> RunningContainerIdsAsync()
     {
-        var result = await ExecAsync("runc", "--root", Path.Combine(DataDirectory, "oci"), "list", "-q");
+        var result = await ExecAsync("runc", "--root", Path.Combine(DataDirectory, "oci"), "list", "--format", "json");
         if (result.ExitCode != 0) throw new InvalidOperationException($"runc list in {Name}: {result}");
-        var ids = result.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToList();
-        var running = new List<string>();
-        foreach (var id in ids)
-        {
-            var state = await ExecAsync("runc", "--root", Path.Combine(DataDirectory, "oci"), "state", id);
-            if (state.ExitCode == 0 && state.Stdout.Contains("\"status\": \"running\"", StringComparison.Ordinal)) running.Add(id);
-        }
-        return running;
+        if (string.IsNullOrWhiteSpace(result.Stdout) || result.Stdout.Trim() == "null") return [];
+        using var list = System.Text.Json.JsonDocument.Parse(result.Stdout);
+        return list.RootElement.EnumerateArray()
+            .Where(c => c.GetProperty("status").GetString() == "running")
+            .Select(c => c.GetProperty("id").GetString()!).ToList();
     }
 
     /// <summary>The flotilla process (PID 1 of the host's PID namespace) as the root namespace numbers it.</summary>
