@@ -74,6 +74,7 @@ internal sealed class FailoverBench(string root, int rounds, int hosts, int cont
             var moving = ids.Where(id => before.TryGetValue(id, out var p) && p.Node == victimName).ToList();
             if (moving.Count == 0) throw new InvalidOperationException($"round {round}: nothing placed on {victimName}");
 
+            var killedAt = DateTimeOffset.UtcNow;
             var clock = Stopwatch.StartNew();
             await cluster.KillHostAsync(victim, ct);
             double? down = null;
@@ -99,7 +100,7 @@ internal sealed class FailoverBench(string root, int rounds, int hosts, int cont
                 failover.Add(t);
                 if (down is { } d) detection.Add(d);
                 Console.WriteLine($"[round {round}/{rounds}] kill -9 {victimName}: {moving.Count} container(s) running again elsewhere in {t:F2} s " +
-                    $"(recorded down at {(down is { } dd ? dd.ToString("F2", CultureInfo.InvariantCulture) : "?")} s)");
+                    $"(recorded down at {(down is { } dd ? dd.ToString("F2", CultureInfo.InvariantCulture) : "?")} s; killed at {killedAt:HH:mm:ss.fff}Z)");
             }
             else
             {

@@ -140,10 +140,10 @@ public sealed class NetnsCluster : IAsyncDisposable
         await StartPostgresAsync(ct);
         TraceLine($"[netns {Id}] network and PostgreSQL ready in {clock.Elapsed.TotalSeconds:F1} s");
 
-        // Hosts first (the first seed forms the cluster), then the gateway.
+        // All at once: the first seed forms the cluster, the others (and the gateway) join as soon as it answers.
         foreach (var host in Hosts) host.Start();
-        await Task.WhenAll(Hosts.Select(h => h.WaitUpAsync(ct)));
-        if (_options.Gateway) await StartGatewayAsync(ct);
+        var gateway = _options.Gateway ? StartGatewayAsync(ct) : Task.CompletedTask;
+        await Task.WhenAll(Hosts.Select(h => h.WaitUpAsync(ct)).Append(gateway));
         TraceLine($"[netns {Id}] cluster up in {clock.Elapsed.TotalSeconds:F1} s");
     }
 
