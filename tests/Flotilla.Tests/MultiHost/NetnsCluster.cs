@@ -53,6 +53,7 @@ public sealed class NetnsCluster : IAsyncDisposable
     private readonly NetnsClusterOptions _options;
     private readonly List<ManagedProcess> _processes = [];
     private readonly List<string> _cleanupErrors = [];
+    private readonly HashSet<string> _containerIds = [];
     private bool _bridgeCreated;
     private bool _postgresStarted;
     private int _disposed;
@@ -140,10 +141,14 @@ public sealed class NetnsCluster : IAsyncDisposable
         await StartPostgresAsync(ct);
         TraceLine($"[netns {Id}] network and PostgreSQL ready in {clock.Elapsed.TotalSeconds:F1} s");
 
-        // All at once: the first seed forms the cluster, the others (and the gateway) join as soon as it answers.
-        foreach (var host in Hosts) host.Start();
+        // The first host alone: it forms the cluster and creates the event store's schema. Processes that all start
+        // on an empty database at once contend for Marten's schema lock, and on a loaded machine some time out.
+        // Then the others and the gateway together.
+        Hosts[0].Start();
+        await Hosts[0].WaitUpAsync(ct);
+        foreach (var host in Hosts.Skip(1)) host.Start();
         var gateway = _options.Gateway ? StartGatewayAsync(ct) : Task.CompletedTask;
-        await Task.WhenAll(Hosts.Select(h => h.WaitUpAsync(ct)).Append(gateway));
+        await Task.WhenAll(Hosts.Skip(1).Select(h => h.WaitUpAsync(ct)).Append(gateway));
         TraceLine($"[netns {Id}] cluster up in {clock.Elapsed.TotalSeconds:F1} s");
     }
 
@@ -340,9 +345,10 @@ public sealed class NetnsCluster : IAsyncDisposable
             foreach (var log in Directory.EnumerateFiles(LogDirectory)) File.Copy(log, Path.Combine(keep, Path.GetFileName(log)), overwrite: true);
         }
         await Try(() => { RemoveTree(Root); return Task.CompletedTask; }, "temp dir");
-        var leftovers = await LeftoversAsync(Id);
+        var leftovers = (await LeftoversAsync(Id)).Concat(ContainerCgroups().Select(c => "cgroup " + c)).Concat(_cleanupErrors).ToList();
+        Leftovers = leftovers;
         TraceLine($"[netns {Id}] torn down in {clock.Elapsed.TotalSeconds:F1} s" +
-            (leftovers.Count + _cleanupErrors.Count == 0 ? "" : $"; LEFT: {string.Join("; ", leftovers.Concat(_cleanupErrors))}"));
+            (leftovers.Count == 0 ? "" : $"; LEFT: {string.Join("; ", leftovers)}"));
     }
 
     /// <summary>Anything of cluster <paramref name="id"/> still on this machine: namespaces, links, mounts, processes, its temp dir.</summary>
@@ -378,31 +384,33 @@ public sealed class NetnsCluster : IAsyncDisposable
     /// <summary>runc puts each container in <c>/sys/fs/cgroup/&lt;controller&gt;/flotilla/&lt;id&gt;</c>; a killed host never deletes them.</summary>
     private Task RemoveContainerCgroupsAsync()
     {
-        var ids = Hosts.SelectMany(h => new[] { Path.Combine(h.DataDirectory, "oci"), Path.Combine(h.DataDirectory, "containers") })
+        _containerIds.UnionWith(Hosts.SelectMany(h => new[] { Path.Combine(h.DataDirectory, "oci"), Path.Combine(h.DataDirectory, "containers") })
             .Where(Directory.Exists).SelectMany(Directory.EnumerateDirectories).Select(Path.GetFileName).OfType<string>()
-            .Where(n => n.Length >= 12).ToHashSet();
-        if (ids.Count == 0) return Task.CompletedTask;
-        var parents = new List<string>();
-        foreach (var controller in Directory.Exists("/sys/fs/cgroup") ? Directory.EnumerateDirectories("/sys/fs/cgroup") : [])
+            .Where(n => n.Length >= 12));
+        foreach (var dir in ContainerCgroups())
         {
-            parents.Add(Path.Combine(controller, "flotilla"));
-            parents.Add(Path.Combine(controller, "system.slice")); // systemd cgroup driver layouts, should one be used
-        }
-        if (File.Exists("/sys/fs/cgroup/cgroup.procs")) parents.Add("/sys/fs/cgroup/flotilla");
-        foreach (var parent in parents.Where(Directory.Exists))
-        {
-            foreach (var dir in Directory.EnumerateDirectories(parent).Where(d => ids.Contains(Path.GetFileName(d))))
+            // A cgroup directory goes with rmdir (its files are not removable), innermost first.
+            foreach (var sub in Directory.EnumerateDirectories(dir, "*", SearchOption.AllDirectories).OrderByDescending(d => d.Length).Append(dir))
             {
-                // A cgroup directory goes with rmdir (its files are not removable), innermost first.
-                foreach (var sub in Directory.EnumerateDirectories(dir, "*", SearchOption.AllDirectories).OrderByDescending(d => d.Length).Append(dir))
-                {
-                    if (rmdir(sub) != 0 && Marshal.GetLastPInvokeError() is var errno && errno != 2 /* ENOENT */)
-                        _cleanupErrors.Add($"cgroup {sub} (errno {errno})");
-                }
+                if (rmdir(sub) != 0 && Marshal.GetLastPInvokeError() is var errno && errno != 2 /* ENOENT */)
+                    _cleanupErrors.Add($"cgroup {sub} (errno {errno})");
             }
         }
         return Task.CompletedTask;
     }
+
+    /// <summary>The cgroup directories runc made for this cluster's containers (<c>/sys/fs/cgroup/&lt;controller&gt;/flotilla/&lt;id&gt;</c>).</summary>
+    private IEnumerable<string> ContainerCgroups()
+    {
+        if (_containerIds.Count == 0 || !Directory.Exists("/sys/fs/cgroup")) yield break;
+        var parents = Directory.EnumerateDirectories("/sys/fs/cgroup").Select(c => Path.Combine(c, "flotilla")).Append("/sys/fs/cgroup/flotilla");
+        foreach (var parent in parents.Where(Directory.Exists))
+            foreach (var dir in Directory.EnumerateDirectories(parent).Where(d => _containerIds.Contains(Path.GetFileName(d))))
+                yield return dir;
+    }
+
+    /// <summary>After <see cref="DisposeAsync"/>: whatever the teardown could not remove (empty when it left nothing).</summary>
+    public IReadOnlyList<string> Leftovers { get; private set; } = [];
 
     private async Task Try(Func<Task> step, string what)
     {
@@ -548,16 +556,37 @@ public sealed class NetnsHost
     internal async Task KillAsync(CancellationToken ct)
     {
         if (_process is not { } process) return;
+        // Every process of the host descends from unshare (conmon and the containers too: orphans are reaped by
+        // the PID namespace's init); containers have network namespaces of their own, so `ip netns pids` misses them.
+        var members = process.HasExited ? [] : ProcessTree.Descendants(process.Pid);
         await process.KillAsync();
-        // The kernel kills the rest of the PID namespace once its init (unshare's child) is gone; wait for that.
+        // The kernel kills the rest of the PID namespace (nested ones included) once its init is gone; wait for that.
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        while (_namespaceCreated && DateTime.UtcNow < deadline)
+        while (true)
         {
-            var pids = await Command.RunAsync("ip", ["netns", "pids", Namespace], ct);
-            if (pids.ExitCode != 0 || string.IsNullOrWhiteSpace(pids.Stdout)) return;
+            var alive = members.Where(ProcessTree.IsAlive).ToList();
+            var inNetns = _namespaceCreated ? (await Command.RunAsync("ip", ["netns", "pids", Namespace], ct)).Stdout.Trim() : "";
+            if (alive.Count == 0 && inNetns.Length == 0) return;
+            if (DateTime.UtcNow > deadline)
+                throw new InvalidOperationException($"processes of {Name} survived its kill: {string.Join(' ', alive.Select(p => p.Pid))} {inNetns}");
             await Task.Delay(50, ct);
         }
-        if (_namespaceCreated) throw new InvalidOperationException($"processes of {Name} survived its kill: {(await Command.RunAsync("ip", ["netns", "pids", Namespace], ct)).Stdout}");
+    }
+
+    /// <summary>Whether the host's own Docker API accepts a TCP connection from the root namespace (over the bridge).</summary>
+    public async Task<bool> ReachableAsync(TimeSpan timeout)
+    {
+        using var client = new TcpClient();
+        using var cts = new CancellationTokenSource(timeout);
+        try
+        {
+            await client.ConnectAsync(IPAddress.Parse(Address), 2376, cts.Token);
+            return true;
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException)
+        {
+            return false;
+        }
     }
 
     /// <summary>Runs a command inside the host (its network, PID and mount namespaces: its /proc, its runc state).</summary>
@@ -600,6 +629,55 @@ public sealed class NetnsHost
         if (!_namespaceCreated) return;
         await NetnsCluster.Ip(CancellationToken.None, "netns", "del", Namespace); // takes the veth pair with it
         _namespaceCreated = false;
+    }
+}
+
+/// <summary>Processes by parent, from <c>/proc</c>; a process is named with its start time so a reused PID is not mistaken for it.</summary>
+internal static class ProcessTree
+{
+    internal readonly record struct ProcessId(int Pid, long StartTicks);
+
+    public static List<ProcessId> Descendants(int root)
+    {
+        var byParent = new Dictionary<int, List<ProcessId>>();
+        var self = default(ProcessId?);
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), out var pid) || Stat(pid) is not { } stat) continue;
+            var id = new ProcessId(pid, stat.StartTicks);
+            if (pid == root) self = id;
+            if (!byParent.TryGetValue(stat.Parent, out var children)) byParent[stat.Parent] = children = [];
+            children.Add(id);
+        }
+        var result = new List<ProcessId>();
+        if (self is { } s) result.Add(s);
+        var queue = new Queue<int>([root]);
+        while (queue.TryDequeue(out var parent))
+        {
+            foreach (var child in byParent.GetValueOrDefault(parent) ?? [])
+            {
+                result.Add(child);
+                queue.Enqueue(child.Pid);
+            }
+        }
+        return result;
+    }
+
+    public static bool IsAlive(ProcessId id) => Stat(id.Pid) is { } stat && stat.StartTicks == id.StartTicks && stat.State != 'Z';
+
+    /// <summary>Fields of <c>/proc/PID/stat</c> after the command (which may hold spaces and parentheses).</summary>
+    private static (char State, int Parent, long StartTicks)? Stat(int pid)
+    {
+        try
+        {
+            var text = File.ReadAllText($"/proc/{pid}/stat");
+            var fields = text[(text.LastIndexOf(')') + 2)..].Split(' ');
+            return (fields[0][0], int.Parse(fields[1], CultureInfo.InvariantCulture), long.Parse(fields[19], CultureInfo.InvariantCulture));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException)
+        {
+            return null;
+        }
     }
 }
 
