@@ -38,6 +38,8 @@ public sealed class ThreeHostCluster : IAsyncLifetime
                 Hosts = 3,
                 Labels = i => [$"zone={Zones[i - 1]}"],
                 Trace = line => { lock (_trace) _trace.Add(line); },
+                // FLOTILLA_MULTIHOST_LOGS=DIR keeps every process's full log there (the failure output has the tails).
+                KeepLogsIn = Environment.GetEnvironmentVariable("FLOTILLA_MULTIHOST_LOGS") is { Length: > 0 } logs ? logs : null,
             });
         }
         catch (Exception e)
@@ -124,6 +126,7 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
         {
             await AllReadyAsync(cluster);
             await fixture.ImportImageAsync();
+            await NoContainersAsync(cluster);
             var ids = await RunAsync(cluster, 9, "spread");
             try
             {
@@ -389,6 +392,17 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
             .Where(c => wanted.Contains(c.GetProperty("Id").GetString()!))
             .ToDictionary(c => c.GetProperty("Id").GetString()!,
                 c => new Placement(c.TryGetProperty("Node", out var n) && n.ValueKind == JsonValueKind.String ? n.GetString()! : "", c.GetProperty("State").GetString()!));
+    }
+
+    /// <summary>Spread counts every container of a node: start from none, and let the scheduler's picture (refreshed every 2 s) catch up.</summary>
+    private static async Task NoContainersAsync(NetnsCluster cluster)
+    {
+        var all = (await cluster.DockerAsync("ps", "-aq", "--no-trunc")).Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        if (all.Length == 0) return;
+        await RemoveAsync(cluster, all);
+        Assert.True(await Eventually.TrueAsync(async () => (await cluster.DockerAsync("ps", "-aq")).Stdout.Trim().Length == 0, TimeSpan.FromSeconds(30)),
+            "every container removed");
+        await Task.Delay(TimeSpan.FromSeconds(2.5));
     }
 
     private static async Task RemoveAsync(NetnsCluster cluster, IReadOnlyCollection<string> ids)
