@@ -4,6 +4,7 @@ using Flotilla.Gateway.DockerApi;
 using Flotilla.Gateway.Hijack;
 using Flotilla.Gateway.Http;
 using Flotilla.Gateway.Native;
+using Flotilla.Gateway.Peer;
 using Flotilla.Gateway.Registry;
 using Flotilla.Gateway.Registry.Auth;
 using Microsoft.AspNetCore.Builder;
@@ -29,6 +30,7 @@ public static class GatewayHosting
         builder.Services.AddSingleton(info);
         builder.Services.AddRouting();
         builder.Services.AddSingleton<ExecRegistry>();
+        builder.Services.AddSingleton<Forwarding.NodeForwarder>();
         builder.Services.AddSingleton<IHijackHandler, AttachHijackHandler>();
         builder.Services.AddSingleton<IHijackHandler, ExecStartHijackHandler>();
         builder.WebHost.ConfigureKestrel(k =>
@@ -84,6 +86,7 @@ public static class GatewayHosting
                 e.MapContainerEndpoints();
                 e.MapContainerStreamEndpoints();
                 e.MapVolumeEndpoints();
+                e.MapPeerBlobEndpoints();
                 e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, "page not found"));
             });
         });

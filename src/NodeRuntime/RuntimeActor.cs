@@ -21,10 +21,14 @@ public sealed class RuntimeActor : ReceiveActor
     /// <summary>Containers whose exit is being watched (touched from watcher tasks, hence concurrent).</summary>
     private readonly ConcurrentDictionary<string, long> _watched = new();
 
-    public RuntimeActor(NodeContainerRuntime runtime, IActorRef containers)
+    private readonly string? _nodeName;
+
+    /// <param name="nodeName">This node's name: after re-adoption, runs the cluster has moved elsewhere are stopped and removed here.</param>
+    public RuntimeActor(NodeContainerRuntime runtime, IActorRef containers, string? nodeName = null)
     {
         _runtime = runtime;
         _containers = containers;
+        _nodeName = nodeName;
 
         Receive<RunContainerProcess>(m => RunAsync(m).PipeTo(Sender));
         Receive<StopContainerProcess>(m => StopAsync(m).PipeTo(Sender));
@@ -32,13 +36,27 @@ public sealed class RuntimeActor : ReceiveActor
         Receive<PauseContainerProcess>(m => Do(m.ContainerId, () => m.Pause
             ? _runtime.Monitor.PauseAsync(m.ContainerId)
             : _runtime.Monitor.ResumeAsync(m.ContainerId)).PipeTo(Sender));
-        Receive<RemoveContainerFiles>(m => Do(m.ContainerId, () => _runtime.RemoveAsync(m.ContainerId)).PipeTo(Sender));
+        Receive<RemoveContainerFiles>(m =>
+        {
+            // Auto-removal tells without waiting for an answer; others ask.
+            var replyTo = Sender;
+            var removal = Do(m.ContainerId, () => _runtime.RemoveAsync(m.ContainerId));
+            if (!replyTo.IsNobody()) removal.PipeTo(replyTo);
+            else
+            {
+                var log = _log;
+                removal.ContinueWith(t =>
+                {
+                    if (t.Result is RuntimeFailed failed) log.Warning("{0}: removal failed: {1}", m.ContainerId[..12], failed.Error);
+                }, TaskContinuationOptions.OnlyOnRanToCompletion);
+            }
+        });
         Receive<Status.Success>(_ => _log.Debug("re-adoption done"));
         Receive<Status.Failure>(f => _log.Error(f.Cause, "re-adoption failed"));
     }
 
-    public static Props PropsFor(NodeContainerRuntime runtime, IActorRef containers) =>
-        Props.Create(() => new RuntimeActor(runtime, containers));
+    public static Props PropsFor(NodeContainerRuntime runtime, IActorRef containers, string? nodeName = null) =>
+        Props.Create(() => new RuntimeActor(runtime, containers, nodeName));
 
     protected override void PreStart() => AdoptAsync().PipeTo(Self);
 
@@ -151,6 +169,47 @@ public sealed class RuntimeActor : ReceiveActor
                 _log.Warning("{0}: could not re-adopt: {1}", id[..12], ex.Message);
             }
         }
+        if (_nodeName is not null) await ReleaseMovedAsync(_nodeName);
         return new Status.Success(null);
+    }
+
+    /// <summary>
+    /// Containers this host has files for but the cluster placed elsewhere, or on a newer run (they moved while
+    /// this host was gone), or removed: whatever of them still runs is stopped — the same container must never run
+    /// twice — and their files go.
+    /// </summary>
+    private async Task ReleaseMovedAsync(string nodeName)
+    {
+        foreach (var id in _runtime.Known())
+        {
+            ContainerSnapshot snapshot;
+            try
+            {
+                snapshot = await _containers.Ask<ContainerSnapshot>(new GetContainer(id), TimeSpan.FromSeconds(15));
+            }
+            catch (Exception ex) when (ex is AskTimeoutException or TaskCanceledException)
+            {
+                _log.Warning("moved-container check skipped: the container entities did not answer ({0})", ex.Message);
+                return; // the cluster is not ready: leave everything; the next start looks again
+            }
+            var generation = _runtime.GenerationOf(id);
+            var ours = snapshot.Exists && snapshot.Node == nodeName && (generation is null || generation == snapshot.Generation);
+            if (ours) continue;
+            try
+            {
+                if (_runtime.Monitor.ReadExit(id) is null && _runtime.Monitor.ConmonPid(id) is not null)
+                {
+                    _log.Warning("{0}: run {1} is no longer this node's ({2} on {3}); stopping it", id[..12], generation,
+                        snapshot.Exists ? $"run {snapshot.Generation}" : "removed", snapshot.Node);
+                    await _runtime.Monitor.StopAsync(id, TimeSpan.FromSeconds(1), "KILL");
+                }
+                await _runtime.RemoveAsync(id);
+                _log.Info("{0}: removed the files of a container that moved away", id[..12]);
+            }
+            catch (Exception ex) when (ex is OciRuntimeException or InvalidOperationException or IOException)
+            {
+                _log.Warning("{0}: could not release a moved container: {1}", id[..12], ex.Message);
+            }
+        }
     }
 }

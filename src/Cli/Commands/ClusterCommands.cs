@@ -17,7 +17,23 @@ public static class ClusterCommands
         Flags.OptionalWithEnv("--postgres", "FLOTILLA_POSTGRES", "PostgreSQL connection string shared by the cluster (required)");
 
     private static Option<string?> StableAfter() =>
-        Flags.OptionalWithEnv("--stable-after", "FLOTILLA_STABLE_AFTER", "how long membership must be stable before the split brain resolver downs unreachable members (e.g. 2s)");
+        Flags.OptionalWithEnv("--stable-after", "FLOTILLA_STABLE_AFTER", "how long membership must be stable before the split brain resolver downs unreachable members (default 1s)");
+
+    private static Option<string?> HeartbeatPause() =>
+        Flags.OptionalWithEnv("--heartbeat-pause", "FLOTILLA_HEARTBEAT_PAUSE", "silence tolerated before a member is unreachable (default 1500ms; heartbeats every 500ms)");
+
+    /// <summary>
+    /// Failure detection for failover within seconds: heartbeats every 500 ms, a member is unreachable after ~1.5 s of
+    /// silence plus the phi margin, and the resolver downs it after 1 s more of stable membership. A 1 s blip stays
+    /// under the pause and moves nothing.
+    /// </summary>
+    private static ProcessSettings WithFailureDetector(ProcessSettings settings, ParseResult result, Option<string?> stableAfter, Option<string?> pause) =>
+        settings with
+        {
+            StableAfter = ParseDuration(result.GetValue(stableAfter), "--stable-after") ?? TimeSpan.FromSeconds(1),
+            AcceptableHeartbeatPause = ParseDuration(result.GetValue(pause), "--heartbeat-pause") ?? TimeSpan.FromMilliseconds(1500),
+            HeartbeatInterval = TimeSpan.FromMilliseconds(500),
+        };
 
     public static Command Node()
     {
@@ -30,9 +46,10 @@ public static class ClusterCommands
         var labels = new Option<string[]>("--label") { Description = "node label k=v (repeatable), for placement constraints", AllowMultipleArgumentsPerToken = false };
         var runtime = Flags.OptionalWithEnv("--runtime", "FLOTILLA_RUNTIME", "OCI runtime: runc or crun (default: the one that works here)");
         var stableAfter = StableAfter();
+        var pause = HeartbeatPause();
         var command = new Command("node", "Run a Flotilla host: container runtime and cluster shards (or drain/activate one)")
         {
-            name, bind, join, postgres, data, api, labels, runtime, stableAfter,
+            name, bind, join, postgres, data, api, labels, runtime, stableAfter, pause,
             Availability("drain", "Move every container off a node and place nothing new on it"),
             Availability("activate", "Let a drained node take containers again"),
         };
@@ -50,9 +67,9 @@ public static class ClusterCommands
                 BindPort = bindPort,
                 Seeds = ParseJoin(result.GetValue(join)),
                 Labels = ParseLabels(result.GetValue(labels) ?? []),
-                StableAfter = ParseDuration(result.GetValue(stableAfter), "--stable-after"),
                 HandsOverContainers = true,
             };
+            settings = WithFailureDetector(settings, result, stableAfter, pause);
             return await ClusterProcessHost.RunAsync(settings, connectionString, result.GetValue(runtime), cancellationToken);
         });
         return command;
@@ -72,9 +89,10 @@ public static class ClusterCommands
         var anonymousPull = Flags.WithEnv("--registry-anonymous-pull", "FLOTILLA_REGISTRY_ANONYMOUS_PULL", "auto",
             "may anyone pull from the registry without logging in once users exist: auto (yes on loopback), true, false");
         var stableAfter = StableAfter();
+        var pause = HeartbeatPause();
         var command = new Command("gateway", "Run a Flotilla gateway: the Docker API and registry for the whole cluster")
         {
-            name, bind, join, postgres, data, dockerApi, registry, http, dockerSocket, anonymousPull, stableAfter,
+            name, bind, join, postgres, data, dockerApi, registry, http, dockerSocket, anonymousPull, stableAfter, pause,
         };
         command.SetAction(async (result, cancellationToken) =>
         {
@@ -96,8 +114,8 @@ public static class ClusterCommands
                 BindHost = bindHost,
                 BindPort = bindPort,
                 Seeds = ParseJoin(result.GetValue(join)),
-                StableAfter = ParseDuration(result.GetValue(stableAfter), "--stable-after"),
             };
+            settings = WithFailureDetector(settings, result, stableAfter, pause);
             return await ClusterProcessHost.RunAsync(settings, connectionString, null, cancellationToken);
         });
         return command;

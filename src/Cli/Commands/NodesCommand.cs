@@ -32,13 +32,14 @@ public static class NodesCommand
             }
             var nodes = await response.Content.ReadFromJsonAsync<List<NodeRow>>(NativeApi.Json, cancellationToken) ?? [];
             var table = new Table().Border(TableBorder.Simple)
-                .AddColumns("NAME", "ROLES", "STATUS", "AVAILABILITY", "ADDRESS", "CPUS", "MEMORY", "RUNTIME", "LABELS", "SINCE");
+                .AddColumns("NAME", "STATUS", "ADDRESS", "CPUS", "MEMORY", "RUNTIME", "LABELS", "SINCE");
             foreach (var n in nodes)
             {
-                table.AddRow(Markup.Escape(n.Name), Markup.Escape(string.Join(",", n.Roles ?? [])),
-                    n.Status == "ready" ? "[green]ready[/]" : $"[red]{Markup.Escape(n.Status)}[/]", Markup.Escape(n.Availability),
+                table.AddRow(Markup.Escape(n.Name),
+                    (n.Status == "ready" ? "[green]ready[/]" : $"[red]{Markup.Escape(n.Status)}[/]") + (n.Availability == "active" ? "" : $" ({Markup.Escape(n.Availability)})"),
                     Markup.Escape(ShortAddress(n.Address)), n.Cpus.ToString(), $"{n.MemoryBytes / (1024.0 * 1024 * 1024):0.0} GiB",
-                    Markup.Escape(n.OciRuntime),
+                    // A gateway runs no containers: say so where a node names its runtime.
+                    Markup.Escape(n.Roles is { } roles && !roles.Contains("node") ? "(gateway)" : n.OciRuntime),
                     Markup.Escape(string.Join(",", n.Labels.Select(l => $"{l.Key}={l.Value}"))),
                     n.JoinedAt.ToLocalTime().ToString("MM-dd HH:mm"));
             }

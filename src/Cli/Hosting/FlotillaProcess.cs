@@ -97,7 +97,7 @@ public static class FlotillaProcess
             var monitor = new ConmonMonitor(new ConmonOptions { DataRoot = settings.DataRoot },
                 new RuncDriver(runtimePath, Path.Combine(settings.DataRoot, "oci")));
             builder.Services.AddSingleton(monitor);
-            builder.Services.AddSingleton(new NodeContainerRuntime(settings.DataRoot, images, monitor));
+            builder.Services.AddSingleton(sp => new NodeContainerRuntime(settings.DataRoot, images, monitor, sp.GetService<IImageContentSource>()));
         }
         builder.AddFlotillaGateway(new GatewayOptions(settings.DockerApi, settings.NativeApi, settings.Registry, settings.DockerSocket),
             new GatewayInfo(GatewayInfo.AssemblyVersion, settings.NodeName, settings.DataRoot, self, facts));

@@ -404,19 +404,23 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
             await AutoRemoveAsync(origin);
     }
 
+    /// <summary>
+    /// <c>--rm</c>: the container is gone from the API as soon as its removal is recorded (waiters — the CLI's
+    /// <c>wait?condition=removed</c> — are answered then); its files are removed behind that. Files a crash leaves
+    /// behind are released by the node's runtime on its next start (a removed container is not its own any more).
+    /// </summary>
     private async Task AutoRemoveAsync(RequestOrigin origin)
     {
+        if (!await PersistAsync([new ContainerRemoved(State.ContainerId, DateTimeOffset.UtcNow)], origin)) return;
+        NotifyWaiters(exited: false, removed: true);
         try
         {
-            var runtime = await RuntimeAsync();
-            await runtime.Ask<object>(new RemoveContainerFiles(State.ContainerId), RuntimeTimeout);
+            (await RuntimeAsync()).Tell(new RemoveContainerFiles(State.ContainerId), ActorRefs.NoSender);
         }
-        catch (Exception ex) when (ex is AskTimeoutException or RuntimeUnavailableException)
+        catch (RuntimeUnavailableException ex)
         {
             Log.Warning("{0}: auto-remove could not clean up on {1}: {2}", StreamKey, State.Node, ex.Message);
         }
-        if (await PersistAsync([new ContainerRemoved(State.ContainerId, DateTimeOffset.UtcNow)], origin))
-            NotifyWaiters(exited: false, removed: true);
     }
 
     private async Task OnRestartByPolicy(RestartByPolicy m)

@@ -45,11 +45,27 @@ public sealed class ContainerService(IDocumentStore store, IRequiredActor<Contai
     public async Task<ContainerView> ResolveAsync(string text, CancellationToken cancellationToken = default) =>
         await FindAsync(text, cancellationToken) ?? throw new OperationRejectedException(RejectionCode.NotFound, $"No such container: {text}");
 
-    public async Task<ContainerSnapshot> GetAsync(string containerId)
+    /// <summary>
+    /// The entity's state. A read is asked again after a short timeout: a message sent to a shard whose host just
+    /// died is lost, and the entity answers again once the shard lives on a survivor.
+    /// </summary>
+    public async Task<ContainerSnapshot> GetAsync(string containerId, CancellationToken cancellationToken = default)
     {
-        var snapshot = await containers.ActorRef.Ask<ContainerSnapshot>(new GetContainer(containerId), AskTimeout);
-        return snapshot.Exists ? snapshot : throw new OperationRejectedException(RejectionCode.NotFound, $"No such container: {containerId}");
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                var snapshot = await containers.ActorRef.Ask<ContainerSnapshot>(new GetContainer(containerId), ReadAttemptTimeout, cancellationToken);
+                return snapshot.Exists ? snapshot : throw new OperationRejectedException(RejectionCode.NotFound, $"No such container: {containerId}");
+            }
+            catch (AskTimeoutException) when (attempt < ReadAttempts)
+            {
+            }
+        }
     }
+
+    private static readonly TimeSpan ReadAttemptTimeout = TimeSpan.FromSeconds(5);
+    private const int ReadAttempts = 12;
 
     /// <summary>Creates a container with a fresh id; the name must be free (Docker's conflict message otherwise).</summary>
     public async Task<string> CreateAsync(string? name, ContainerDefinition definition, string node, RequestOrigin origin,

@@ -73,6 +73,7 @@ public static class FlotillaStore
         opts.Events.AddEventType<TagDeleted>();
         opts.Events.AddEventType<ManifestDeleted>();
         opts.Events.AddEventType<ImagePulled>();
+        opts.Events.AddEventType<ImageReplicated>();
         opts.Events.AddEventType<ImagePushed>();
 
         opts.Projections.Add<NodeViewProjection>(ProjectionLifecycle.Inline);

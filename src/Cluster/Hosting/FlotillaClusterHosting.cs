@@ -51,6 +51,9 @@ public static class FlotillaClusterHosting
         services.AddSingleton<Scheduling.PlacementService>();
         services.AddSingleton<ContainerService>();
         services.AddSingleton<Nodes.NodeService>();
+        // Image distribution between hosts: a host that lacks an image's blobs fetches them from its peers.
+        services.AddSingleton(sp => new NodeRuntime.Distribution.PeerBlobFetcher(sp.GetRequiredService<NodeRuntime.Images.NodeImageStore>().Content));
+        services.AddSingleton<NodeRuntime.Images.IImageContentSource, PeerImageFetcher>();
         services.AddSingleton<Audit.AuditLedger>();
         services.AddSingleton<Audit.ProjectionReplay>();
         // Needs a RegistryBlobStore from the host (the all-in-one host registers one under <data>/registry).
@@ -74,7 +77,8 @@ public static class FlotillaClusterHosting
             {
                 Roles = [.. options.Roles],
                 SeedNodes = [.. options.Seeds.Select(s => $"akka.tcp://{ActorSystemName}@{s}")],
-                SplitBrainResolver = new KeepMajorityOption(),
+                // Only hosts count for the majority: gateways come and go without deciding who survives a partition.
+                SplitBrainResolver = new KeepMajorityOption { Role = FlotillaClusterOptions.NodeRole },
             });
 
         var shardOptions = new ShardOptions
@@ -121,7 +125,7 @@ public static class FlotillaClusterHosting
             // The runtime actor does this host's container work; it reports exits to the container region.
             if (isNode && sp.GetService<NodeContainerRuntime>() is { } runtime)
             {
-                system.ActorOf(RuntimeActor.PropsFor(runtime, registry.Get<ContainerEntity>()), RuntimeDirectory.RuntimeActorName);
+                system.ActorOf(RuntimeActor.PropsFor(runtime, registry.Get<ContainerEntity>(), options.NodeName), RuntimeDirectory.RuntimeActorName);
                 // A node the cluster downed (crash of the link, minority side of a partition) is replaced by the
                 // scheduler: its containers are started elsewhere, so here they must stop before this process goes.
                 if (options.StopContainersWhenDowned)
@@ -131,7 +135,7 @@ public static class FlotillaClusterHosting
                         var downed = CoordinatedShutdown.Get(system).ShutdownReason is CoordinatedShutdown.ClusterDowningReason;
                         if (!downed && !options.StopContainersOnLeave) return Akka.Done.Instance;
                         // Downed: the survivors are starting these already, so no grace period to speak of.
-                        var stopped = await runtime.StopAllAsync(TimeSpan.FromSeconds(downed ? 1 : 10));
+                        var stopped = await runtime.StopAllAsync(TimeSpan.FromSeconds(downed ? 1 : 5));
                         system.Log.Warning("Node {0} leaves the cluster: stopped its {1} running container(s)", options.NodeName, stopped);
                         return Akka.Done.Instance;
                     });
@@ -179,8 +183,12 @@ public static class FlotillaClusterHosting
               acceptable-heartbeat-pause = {{(int)options.AcceptableHeartbeatPause.TotalMilliseconds}}ms
             }
             log-info = off
+            # Removal of a downed member (after which its shards and containers move) waits for the leader's next pass.
+            leader-actions-interval = 500ms
           }
           coordinated-shutdown.exit-clr = off
+          # Stopping a node's containers (TERM, then KILL after the grace period) happens in this phase.
+          coordinated-shutdown.phases.before-service-unbind.timeout = 20s
         }
         """;
 }

@@ -19,6 +19,7 @@ public sealed class ImageEntity : EventSourcedEntity<ImageState, IImageEvent>
         ReceiveAsync<UntagImage>(OnUntag);
         ReceiveAsync<RemoveImage>(OnRemove);
         ReceiveAsync<RecordImageDistribution>(OnDistribution);
+        ReceiveAsync<RecordImageReplica>(OnReplica);
         Receive<GetImage>(_ => Sender.Tell(Snapshot()));
     }
 
@@ -86,6 +87,16 @@ public sealed class ImageEntity : EventSourcedEntity<ImageState, IImageEvent>
             ? new ImagePushed(cmd.ImageId, cmd.Reference, cmd.ManifestDigest, cmd.Registry, now)
             : new ImagePulled(cmd.ImageId, cmd.Reference, cmd.ManifestDigest, cmd.Registry, now);
         await PersistAndAcknowledge(cmd.Origin, [e]);
+    }
+
+    private async Task OnReplica(RecordImageReplica cmd)
+    {
+        if (!State.Exists)
+        {
+            Sender.Tell(new CommandRejected(RejectionCode.NotFound, $"No such image: {cmd.ImageId}"));
+            return;
+        }
+        await PersistAndAcknowledge(cmd.Origin, [new ImageReplicated(cmd.ImageId, cmd.Node, cmd.From, cmd.Bytes, DateTimeOffset.UtcNow)]);
     }
 
     private async Task PersistAndAcknowledge(RequestOrigin origin, IReadOnlyList<IImageEvent> events)

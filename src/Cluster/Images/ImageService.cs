@@ -71,6 +71,9 @@ public sealed class ImageService(IDocumentStore store, IRequiredActor<ImageEntit
     /// <summary>Records that the image was pulled from or pushed to a registry (who, which reference, which manifest digest).</summary>
     public Task RecordDistributionAsync(RecordImageDistribution command) => AskAsync(command);
 
+    /// <summary>Records that the image's content was fetched from peers onto a node.</summary>
+    public Task RecordReplicaAsync(RecordImageReplica command) => AskAsync(command);
+
     /// <summary>
     /// Docker's <c>rmi</c>: by reference it untags, and deletes the image once nothing names it; by id it
     /// deletes, refusing (unless forced) an image that several references name. Images used by

@@ -21,6 +21,7 @@ public static class ImageFold
         ImageRegistered r => state with { Exists = true, Content = r.Content, Nodes = state.Nodes.Add(r.Node) },
         ImageTagged t => state.RepoTags.Contains(t.Reference) ? state : state with { RepoTags = state.RepoTags.Add(t.Reference) },
         ImageUntagged u => state with { RepoTags = state.RepoTags.Remove(u.Reference) },
+        ImageReplicated r => state.Exists ? state with { Nodes = state.Nodes.Add(r.Node) } : state,
         ImageRemoved => state with { Exists = false, RepoTags = [], Nodes = [] },
         _ => state,
     };

@@ -63,6 +63,12 @@ public sealed class ImageViewProjection : SingleStreamProjection<ImageView, stri
         return view;
     }
 
+    public static ImageView Apply(ImageReplicated e, ImageView view)
+    {
+        if (!view.Nodes.Contains(e.Node)) view.Nodes.Add(e.Node);
+        return view;
+    }
+
     public static ImageView Apply(ImagePulled e, ImageView view) => AddRepoDigest(view, e.Reference, e.ManifestDigest);
 
     public static ImageView Apply(ImagePushed e, ImageView view) => AddRepoDigest(view, e.Reference, e.ManifestDigest);

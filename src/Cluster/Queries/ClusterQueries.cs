@@ -45,6 +45,13 @@ public sealed class ClusterQueries(IDocumentStore store)
             .Where(c => c.Desired == DesiredState.Created || c.Desired == DesiredState.Running).ToListAsync(cancellationToken);
     }
 
+    /// <summary>One image by its id (<c>sha256:…</c>), or null.</summary>
+    public async Task<ImageView?> ImageAsync(string imageId, CancellationToken cancellationToken = default)
+    {
+        await using var session = store.QuerySession();
+        return await session.LoadAsync<ImageView>(Contracts.Images.ImageStreams.Key(imageId), cancellationToken);
+    }
+
     public async Task<int> ImageCountAsync(CancellationToken cancellationToken = default)
     {
         await using var session = store.QuerySession();

@@ -21,7 +21,8 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
 {
     public const string SingletonName = "scheduler";
     private static readonly TimeSpan RefreshEvery = TimeSpan.FromSeconds(2);
-    private static readonly TimeSpan MoveTimeout = TimeSpan.FromSeconds(90);
+    /// <summary>A move not answered by then is tried again by the next pass (the entity ignores a move it already made).</summary>
+    private static readonly TimeSpan MoveTimeout = TimeSpan.FromSeconds(20);
     /// <summary>A decision not yet visible in the projection is counted for this long.</summary>
     private static readonly TimeSpan PendingFor = TimeSpan.FromSeconds(30);
 
@@ -38,6 +39,7 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
     /// <summary>Containers being moved right now (container id → target), so the loop never moves one twice.</summary>
     private readonly Dictionary<string, string> _moving = [];
     private bool _refreshing;
+    private bool _refreshAgain;
     /// <summary>Placements that found no node, held for one refresh (a node that just registered may not be in the picture yet).</summary>
     private readonly List<(PlaceContainer Request, IActorRef ReplyTo)> _awaitingRefresh = [];
 
@@ -69,7 +71,13 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
             _moving.Remove(m.ContainerId);
             if (m.Error is not null) _log.Warning("scheduler: moving {0} to {1} failed: {2}", Short(m.ContainerId), m.To, m.Error);
         });
-        Receive<ClusterEvent.MemberRemoved>(_ => StartRefresh());
+        // Moving starts at removal, not at downing: until the member is removed its shards still live there, and a
+        // message to one of its entities would be lost.
+        Receive<ClusterEvent.MemberRemoved>(_ =>
+        {
+            RebuildPicture();
+            StartRefresh();
+        });
         Receive<ClusterEvent.IMemberEvent>(_ => { });
         Receive<ClusterEvent.CurrentClusterState>(_ => { });
     }
@@ -98,7 +106,12 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
 
     private void StartRefresh()
     {
-        if (_refreshing) return;
+        if (_refreshing)
+        {
+            // The read in flight may predate what triggered this one: read again right after it.
+            _refreshAgain = true;
+            return;
+        }
         _refreshing = true;
         var queries = _queries;
         Task.Run(async () => (object)new Refreshed(await queries.NodesAsync(), await queries.ContainersPlacedAsync())).PipeTo(Self);
@@ -107,12 +120,18 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
     private void OnRefreshed(Refreshed m)
     {
         _refreshing = false;
+        if (_refreshAgain)
+        {
+            _refreshAgain = false;
+            StartRefresh();
+        }
         _nodes = m.Nodes;
         _placed = m.Placed;
         var now = DateTimeOffset.UtcNow;
         var seen = m.Placed.Select(c => c.ContainerId).ToHashSet();
         foreach (var id in _pending.Keys.ToList())
             if (seen.Contains(id) || now - _pending[id].At > PendingFor) _pending.Remove(id);
+        RebuildPicture();
         var retry = _awaitingRefresh.ToList();
         _awaitingRefresh.Clear();
         foreach (var (request, replyTo) in retry) Place(request, replyTo, retried: true);
@@ -124,26 +143,35 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         _cluster.State.Members.Where(m => m.Status is not (Akka.Cluster.MemberStatus.Down or Akka.Cluster.MemberStatus.Removed))
             .Select(m => m.Address.ToString()).ToHashSet();
 
-    /// <summary>Nodes that take containers: registered ready, active, members, with the node role.</summary>
-    private Dictionary<string, NodeCapacity> Candidates(string? excluding = null)
+    /// <summary>
+    /// The picture placements run on: nodes that take containers (registered ready, active, members, node role) with
+    /// their load. Rebuilt from each read of the projections; between reads every decision adds to it in place.
+    /// </summary>
+    private Dictionary<string, NodeCapacity> _picture = [];
+
+    private void RebuildPicture()
     {
         var members = MemberAddresses();
-        var candidates = _nodes
-            .Where(n => n.IsNode && n.Status == NodeStatus.Ready && n.Availability == NodeAvailability.Active
-                        && members.Contains(n.Address) && n.Name != excluding)
+        var picture = _nodes
+            .Where(n => n.IsNode && n.Status == NodeStatus.Ready && n.Availability == NodeAvailability.Active && members.Contains(n.Address))
             .ToDictionary(n => n.Name, n => new NodeCapacity(n.Name, n.Cpus, n.MemoryBytes, n.Labels));
+        var placedById = new Dictionary<string, ContainerView>(_placed.Count);
         foreach (var c in _placed)
         {
+            placedById[c.ContainerId] = c;
             if (_pending.ContainsKey(c.ContainerId) || _moving.ContainsKey(c.ContainerId)) continue;
-            if (candidates.TryGetValue(c.Node, out var node)) Add(node, c.Memory, c.NanoCpus);
+            if (picture.TryGetValue(c.Node, out var node)) Add(node, c.Memory, c.NanoCpus);
         }
         foreach (var (_, p) in _pending)
-            if (candidates.TryGetValue(p.Node, out var node)) Add(node, p.Memory, p.NanoCpus);
+            if (picture.TryGetValue(p.Node, out var node)) Add(node, p.Memory, p.NanoCpus);
         foreach (var (id, to) in _moving)
-            if (candidates.TryGetValue(to, out var node) && _placed.FirstOrDefault(c => c.ContainerId == id) is { } c)
+            if (picture.TryGetValue(to, out var node) && placedById.TryGetValue(id, out var c))
                 Add(node, c.Memory, c.NanoCpus);
-        return candidates;
+        _picture = picture;
     }
+
+    private IReadOnlyCollection<NodeCapacity> Candidates(string? excluding = null) =>
+        excluding is null ? _picture.Values : _picture.Values.Where(n => n.Name != excluding).ToList();
 
     private static void Add(NodeCapacity node, long memory, long nanoCpus)
     {
@@ -172,7 +200,7 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
             replyTo.Tell(new PlacementRefused(ex.Message));
             return;
         }
-        var candidates = Candidates().Values;
+        var candidates = Candidates();
         if (candidates.Count == 0 && !retried)
         {
             _awaitingRefresh.Add((m, replyTo));
@@ -186,6 +214,7 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
             return;
         }
         _pending[m.ContainerId] = (outcome.Node.Name, m.MemoryBytes, m.NanoCpus, DateTimeOffset.UtcNow);
+        Add(outcome.Node, m.MemoryBytes, m.NanoCpus);
         replyTo.Tell(new PlacementDecision(outcome.Node.Name, strategy, outcome.Reason));
     }
 
@@ -194,7 +223,8 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
     {
         if (!_failover) return;
         if (!_cluster.State.Members.Any(m => m.Address == _cluster.SelfAddress && m.Status == Akka.Cluster.MemberStatus.Up)) return;
-        var members = MemberAddresses();
+        // Every member, downed ones included: a downed member's shards move only once it is removed.
+        var members = _cluster.State.Members.Select(m => m.Address.ToString()).ToHashSet();
         var byName = _nodes.ToDictionary(n => n.Name);
         foreach (var c in _placed)
         {
@@ -213,13 +243,14 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
                 Lose(c, reason + "; restart policy 'no' keeps it off other nodes");
                 continue;
             }
-            var outcome = PlacementPolicy.Choose(Candidates(excluding: c.Node).Values, c.Memory, c.NanoCpus, [], _defaultStrategy);
+            var outcome = PlacementPolicy.Choose(Candidates(excluding: c.Node), c.Memory, c.NanoCpus, [], _defaultStrategy);
             if (outcome.Node is null)
             {
                 _log.Warning("scheduler: {0} cannot leave {1}: {2}", Short(c.ContainerId), c.Node, outcome.Reason);
                 if (gone) Lose(c, $"{reason}; {outcome.Reason}");
                 continue;
             }
+            Add(outcome.Node, c.Memory, c.NanoCpus);
             Move(c, outcome.Node.Name, fromAlive: !gone, $"{reason}; {outcome.Reason}");
         }
     }

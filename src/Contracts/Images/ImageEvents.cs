@@ -35,6 +35,7 @@ public enum ImageSource { Imported, Loaded, Committed, Pulled, Built }
 [Union(3, typeof(ImageRemoved))]
 [Union(4, typeof(ImagePulled))]
 [Union(5, typeof(ImagePushed))]
+[Union(6, typeof(ImageReplicated))]
 public interface IImageEvent : IFlotillaMessage
 {
     string ImageId { get; }
@@ -71,3 +72,10 @@ public sealed record ImagePulled(string ImageId, string Reference, string Manife
 /// <summary>The image was pushed to a registry as <paramref name="Reference"/>; the registry now names it by <paramref name="ManifestDigest"/>.</summary>
 [MessagePackObject(true)]
 public sealed record ImagePushed(string ImageId, string Reference, string ManifestDigest, string Registry, DateTimeOffset At) : IImageEvent;
+
+/// <summary>
+/// The image's content was copied onto <paramref name="Node"/> from peers (<paramref name="From"/>, node names), by
+/// digest and verified, because a container there needed it; <paramref name="Bytes"/> is what crossed the network.
+/// </summary>
+[MessagePackObject(true)]
+public sealed record ImageReplicated(string ImageId, string Node, IReadOnlyList<string> From, long Bytes, DateTimeOffset At) : IImageEvent;

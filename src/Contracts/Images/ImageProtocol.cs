@@ -35,6 +35,11 @@ public sealed record RemoveImage(string ImageId, RequestOrigin Origin) : IImageC
 public sealed record RecordImageDistribution(string ImageId, bool Pushed, string Reference, string ManifestDigest, string Registry,
     RequestOrigin Origin) : IImageCommand;
 
+/// <summary>Records that the image's blobs were fetched from peers onto <paramref name="Node"/>.</summary>
+[MessagePackObject(true)]
+public sealed record RecordImageReplica(string ImageId, string Node, IReadOnlyList<string> From, long Bytes, RequestOrigin Origin)
+    : IImageCommand;
+
 [MessagePackObject(true)]
 public sealed record GetImage(string ImageId) : IWithImageId;
 

@@ -97,6 +97,8 @@ public static class WireManifest
         (typeof(PlacementRefused), "s.refused"),
         (typeof(NodeDrained), "n.drained"),
         (typeof(NodeActivated), "n.activated"),
+        (typeof(RecordImageReplica), "i.replicate"),
+        (typeof(ImageReplicated), "i.replicated"),
     ];
 
 

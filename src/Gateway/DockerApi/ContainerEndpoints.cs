@@ -7,6 +7,7 @@ using Flotilla.Cluster.Containers;
 using Flotilla.Cluster.Images;
 using Flotilla.Contracts;
 using Flotilla.Contracts.Containers;
+using Flotilla.Gateway.Forwarding;
 using Flotilla.Gateway.Http;
 using Flotilla.NodeRuntime.Containers;
 using Flotilla.NodeRuntime.Images;
@@ -202,10 +203,12 @@ public static class ContainerEndpoints
         var now = DateTimeOffset.UtcNow;
         var withSize = Flag(context, "size");
         var runtime = context.RequestServices.GetService<NodeContainerRuntime>();
+        var forwarder = context.RequestServices.GetRequiredService<NodeForwarder>();
         var imageSizes = withSize
             ? (await context.RequestServices.GetRequiredService<ImageService>().ListAsync(context.RequestAborted)).ToDictionary(i => i.ImageId, i => i.Size)
             : [];
-        long? SizeRw(ContainerView c) => withSize && runtime?.Images.Snapshots.UpperOf(c.ContainerId) is { } upper ? DirectorySize(upper) : withSize ? 0 : null;
+        // Only this node's containers have their writable layer here; others report none (as before placement existed).
+        long? SizeRw(ContainerView c) => withSize && forwarder.IsLocal(c.Node) && runtime?.Images.Snapshots.UpperOf(c.ContainerId) is { } upper ? DirectorySize(upper) : withSize ? 0 : null;
         await JsonReply.WriteAsync(context, list.Select(c => new
         {
             Id = c.ContainerId,
@@ -289,7 +292,10 @@ public static class ContainerEndpoints
         var view = await Containers(context).ResolveAsync(id, context.RequestAborted);
         var s = await Containers(context).GetAsync(view.ContainerId);
         var d = s.Definition!;
-        var runtime = context.RequestServices.GetService<NodeContainerRuntime>();
+        // Paths on the container's node: known only when that is this process.
+        var runtime = context.RequestServices.GetRequiredService<NodeForwarder>().IsLocal(s.Node)
+            ? context.RequestServices.GetService<NodeContainerRuntime>()
+            : null;
         var paths = runtime?.Monitor.PathsFor(s.ContainerId);
         var upper = runtime?.Images.Snapshots.UpperOf(s.ContainerId);
         var config = JsonNode.Parse(d.ConfigJson) as JsonObject ?? [];
@@ -392,6 +398,8 @@ public static class ContainerEndpoints
     private static Task LogsAsync(HttpContext context, string id) => Guarded(context, async () =>
     {
         var view = await Containers(context).ResolveAsync(id, context.RequestAborted);
+        // The log files are on the container's node.
+        if (await context.RequestServices.GetRequiredService<NodeForwarder>().TryForwardAsync(context, view.Node)) return;
         var stdout = Flag(context, "stdout");
         var stderr = Flag(context, "stderr");
         if (!stdout && !stderr) throw ContainerCreateRequest.Invalid("Bad parameters: you must choose at least one stream");

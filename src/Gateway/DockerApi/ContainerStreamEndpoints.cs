@@ -9,6 +9,7 @@ using Flotilla.Cluster.Images;
 using Flotilla.Contracts;
 using Flotilla.Contracts.Containers;
 using Flotilla.Contracts.Images;
+using Flotilla.Gateway.Forwarding;
 using Flotilla.Gateway.Http;
 using Flotilla.NodeRuntime.Containers;
 using Flotilla.NodeRuntime.Images;
@@ -38,6 +39,7 @@ public static class ContainerStreamEndpoints
         app.MapGet("/containers/{name}/top", TopAsync);
         app.MapGet("/containers/{name}/stats", StatsAsync);
         app.MapGet("/containers/{name}/export", ExportAsync);
+        app.MapGet("/containers/{name}/changes", ChangesAsync);
         app.MapPost("/commit", CommitAsync);
         app.MapMethods("/containers/{name}/archive", [HttpMethods.Head, HttpMethods.Get], ArchiveGetAsync);
         app.MapPut("/containers/{name}/archive", ArchivePutAsync);
@@ -53,17 +55,22 @@ public static class ContainerStreamEndpoints
 
     private static NodeContainerRuntime Runtime(HttpContext c) =>
         c.RequestServices.GetService<NodeContainerRuntime>()
-        ?? throw new OperationRejectedException(RejectionCode.Unavailable, "this gateway has no container runtime: containers on remote nodes are not reachable yet");
+        ?? throw new OperationRejectedException(RejectionCode.Unavailable, "this process has no container runtime");
 
-    private static async Task<ContainerSnapshot> SnapshotAsync(HttpContext context, string name)
+    private static NodeForwarder Forwarder(HttpContext c) => c.RequestServices.GetRequiredService<NodeForwarder>();
+
+    /// <summary>The container's state, or null when its node is another process and the request was forwarded there.</summary>
+    private static async Task<ContainerSnapshot?> SnapshotAsync(HttpContext context, string name)
     {
         var view = await Containers(context).ResolveAsync(name, context.RequestAborted);
+        if (await Forwarder(context).TryForwardAsync(context, view.Node)) return null;
         return await Containers(context).GetAsync(view.ContainerId);
     }
 
-    private static async Task<ContainerSnapshot> RunningAsync(HttpContext context, string name)
+    /// <summary>As <see cref="SnapshotAsync"/>, for a container that must be running (here).</summary>
+    private static async Task<ContainerSnapshot?> RunningAsync(HttpContext context, string name)
     {
-        var snapshot = await SnapshotAsync(context, name);
+        if (await SnapshotAsync(context, name) is not { } snapshot) return null;
         if (snapshot.Status is not ("running" or "paused"))
             throw new OperationRejectedException(RejectionCode.Conflict, $"Container {snapshot.ContainerId} is not running");
         return snapshot;
@@ -78,10 +85,17 @@ public static class ContainerStreamEndpoints
     // POST /containers/{name}/exec
     private static Task ExecCreateAsync(HttpContext context, string name) => Guarded(context, async () =>
     {
+        // An exec instance lives on the container's node (it runs there and its state is kept there).
+        var view = await Containers(context).ResolveAsync(name, context.RequestAborted);
+        if (!Forwarder(context).IsLocal(view.Node))
+        {
+            await Forwarder(context).ForwardExecCreateAsync(context, view.Node, view.ContainerId);
+            return;
+        }
         var body = await JsonSerializer.DeserializeAsync<ExecCreateBody>(context.Request.Body, JsonReply.Docker, context.RequestAborted)
                    ?? throw new FormatException("no exec configuration");
         if (body.Cmd is not { Count: > 0 }) throw new FormatException("No exec command specified");
-        var snapshot = await SnapshotAsync(context, name);
+        var snapshot = await Containers(context).GetAsync(view.ContainerId);
         if (snapshot.Status == "paused")
             throw new OperationRejectedException(RejectionCode.Conflict, $"Container {snapshot.ContainerId} is paused, unpause the container before exec");
         if (snapshot.Status != "running")
@@ -95,6 +109,7 @@ public static class ContainerStreamEndpoints
     // GET /exec/{id}/json
     private static Task ExecInspectAsync(HttpContext context, string id) => Guarded(context, async () =>
     {
+        if (await ForwardedRemoteExecAsync(context, id)) return;
         var exec = Execs(context).Find(id) ?? throw DockerErrors.NotFound($"No such exec instance: {id}");
         var c = exec.Config;
         await JsonReply.WriteAsync(context, new
@@ -120,6 +135,14 @@ public static class ContainerStreamEndpoints
         });
     });
 
+    /// <summary>An exec this gateway created on another node: the request goes there. False for local and unknown ids.</summary>
+    private static async Task<bool> ForwardedRemoteExecAsync(HttpContext context, string id)
+    {
+        if (Execs(context).Find(id) is not null || Forwarder(context).FindRemoteExec(id) is not { } remote) return false;
+        await Forwarder(context).ForwardAsync(context, remote.Node);
+        return true;
+    }
+
     private static ConsoleSize SizeFromQuery(HttpContext context)
     {
         if (!ushort.TryParse(context.Request.Query["h"], out var h) || !ushort.TryParse(context.Request.Query["w"], out var w))
@@ -130,6 +153,7 @@ public static class ContainerStreamEndpoints
     // POST /exec/{id}/start that reached Kestrel (a reused connection): only Detach can be served without a hijack.
     private static Task ExecStartAsync(HttpContext context, string id) => Guarded(context, async () =>
     {
+        if (await ForwardedRemoteExecAsync(context, id)) return;
         var detach = false;
         if (context.Request.ContentLength is > 0 || context.Request.Headers.TransferEncoding.Count > 0)
         {
@@ -146,6 +170,7 @@ public static class ContainerStreamEndpoints
     // POST /exec/{id}/resize?h=&w=
     private static Task ExecResizeAsync(HttpContext context, string id) => Guarded(context, async () =>
     {
+        if (await ForwardedRemoteExecAsync(context, id)) return;
         var exec = Execs(context).Find(id) ?? throw DockerErrors.NotFound($"No such exec instance: {id}");
         var size = SizeFromQuery(context);
         exec.PendingSize = size;
@@ -160,7 +185,7 @@ public static class ContainerStreamEndpoints
     private static Task ResizeAsync(HttpContext context, string name) => Guarded(context, async () =>
     {
         var size = SizeFromQuery(context);
-        var snapshot = await RunningAsync(context, name);
+        if (await RunningAsync(context, name) is not { } snapshot) return;
         var runtime = Runtime(context);
         try
         {
@@ -178,7 +203,7 @@ public static class ContainerStreamEndpoints
     // GET /containers/{name}/top?ps_args=
     private static Task TopAsync(HttpContext context, string name) => Guarded(context, async () =>
     {
-        var snapshot = await RunningAsync(context, name);
+        if (await RunningAsync(context, name) is not { } snapshot) return;
         var runtime = Runtime(context);
         var pids = (await runtime.Monitor.Runtime.PsAsync(snapshot.ContainerId, context.RequestAborted)).ToHashSet();
         var psArgs = context.Request.Query["ps_args"].ToString();
@@ -220,7 +245,7 @@ public static class ContainerStreamEndpoints
     // GET /containers/{name}/stats?stream=&one-shot=
     private static Task StatsAsync(HttpContext context, string name) => Guarded(context, async () =>
     {
-        var snapshot = await SnapshotAsync(context, name);
+        if (await SnapshotAsync(context, name) is not { } snapshot) return;
         var stream = Flag(context, "stream", fallback: true);
         var oneShot = Flag(context, "one-shot");
         context.Response.StatusCode = StatusCodes.Status200OK;
@@ -388,7 +413,7 @@ public static class ContainerStreamEndpoints
     // GET /containers/{name}/export
     private static Task ExportAsync(HttpContext context, string name) => Guarded(context, async () =>
     {
-        var snapshot = await SnapshotAsync(context, name);
+        if (await SnapshotAsync(context, name) is not { } snapshot) return;
         var runtime = Runtime(context);
         await using var rootfs = await RootfsAccess.OpenAsync(runtime, snapshot, context.RequestAborted);
         await Containers(context).SendAsync(new RecordContainerExport(snapshot.ContainerId, Origin(context)));
@@ -396,6 +421,27 @@ public static class ContainerStreamEndpoints
         context.Response.ContentType = "application/x-tar";
         await using var tar = new TarWriter(context.Response.Body, TarEntryFormat.Pax, leaveOpen: true);
         await TarTree.WriteAsync(tar, rootfs.Path, "", context.RequestAborted);
+    });
+
+    // GET /containers/{name}/changes (docker diff)
+    private static Task ChangesAsync(HttpContext context, string name) => Guarded(context, async () =>
+    {
+        if (await SnapshotAsync(context, name) is not { } snapshot) return;
+        var runtime = Runtime(context);
+        var upper = runtime.Images.Snapshots.UpperOf(snapshot.ContainerId);
+        IReadOnlyList<LayerChange> changes = [];
+        if (upper is not null)
+        {
+            var layers = snapshot.Definition!.ImageLayers.Select(Digest.Parse).ToList();
+            foreach (var layer in layers)
+                if (!runtime.Images.Content.Exists(layer))
+                    throw new OperationRejectedException(RejectionCode.Unavailable, $"image {snapshot.Definition.ImageId} is not stored on this node");
+            var chain = await runtime.Images.UnpackAsync(layers.Select(l => new Descriptor(MediaTypes.OciLayer, l, 0)).ToList(), context.RequestAborted);
+            var lowers = runtime.Images.Snapshots.View(chain).Lower;
+            changes = await Task.Run(() => LayerChanges.List(upper, lowers, context.RequestAborted), context.RequestAborted);
+        }
+        // Docker answers null, not [], for a container without changes.
+        await JsonReply.WriteAsync(context, changes.Count == 0 ? null : changes.Select(c => new { c.Path, Kind = (int)c.Kind }).ToList());
     });
 
     /// <summary>
@@ -494,7 +540,7 @@ public static class ContainerStreamEndpoints
     private static Task CommitAsync(HttpContext context) => Guarded(context, async () =>
     {
         var query = context.Request.Query;
-        var snapshot = await SnapshotAsync(context, query["container"].ToString());
+        if (await SnapshotAsync(context, query["container"].ToString()) is not { } snapshot) return;
         var runtime = Runtime(context);
         var store = runtime.Images;
         // The new layer is content no image references until the commit is recorded: hold off GC.
@@ -642,7 +688,7 @@ public static class ContainerStreamEndpoints
     {
         var containerPath = context.Request.Query["path"].ToString();
         if (containerPath.Length == 0) throw new FormatException("path is required");
-        var snapshot = await SnapshotAsync(context, name);
+        if (await SnapshotAsync(context, name) is not { } snapshot) return;
         var runtime = Runtime(context);
         await using var rootfs = await RootfsAccess.OpenAsync(runtime, snapshot, context.RequestAborted);
         var host = ResolveInRootfs(rootfs.Path, containerPath.StartsWith('/') ? containerPath : "/" + containerPath);
@@ -663,7 +709,7 @@ public static class ContainerStreamEndpoints
         var containerPath = context.Request.Query["path"].ToString();
         if (containerPath.Length == 0) throw new FormatException("path is required");
         var noOverwriteDirNonDir = Flag(context, "noOverwriteDirNonDir");
-        var snapshot = await SnapshotAsync(context, name);
+        if (await SnapshotAsync(context, name) is not { } snapshot) return;
         var runtime = Runtime(context);
         if (snapshot.Definition!.ReadonlyRootfs)
             throw new OperationRejectedException(RejectionCode.Conflict, "container rootfs is marked read-only");

@@ -3,6 +3,7 @@ using Flotilla.Cluster;
 using Flotilla.Cluster.Containers;
 using Flotilla.Contracts;
 using Flotilla.Contracts.Containers;
+using Flotilla.Gateway.Forwarding;
 using Flotilla.NodeRuntime.Containers;
 using Flotilla.NodeRuntime.Oci;
 using Microsoft.Extensions.DependencyInjection;
@@ -34,11 +35,17 @@ public sealed class AttachHijackHandler(IServiceProvider services, ILogger<Attac
         var wantStderr = Flag("stderr");
 
         var containers = services.GetRequiredService<ContainerService>();
-        var runtime = services.GetService<NodeContainerRuntime>();
+        var forwarder = services.GetRequiredService<NodeForwarder>();
         ContainerSnapshot snapshot;
         try
         {
             var view = await containers.ResolveAsync(name, cancellationToken);
+            // The container's stdio is on its node: relay the whole hijack there.
+            if (!forwarder.IsLocal(view.Node))
+            {
+                await HijackRelay.RelayAsync(stream, forwarder, view.Node, logger, cancellationToken);
+                return;
+            }
             snapshot = await containers.GetAsync(view.ContainerId);
         }
         catch (OperationRejectedException e)
@@ -46,11 +53,7 @@ public sealed class AttachHijackHandler(IServiceProvider services, ILogger<Attac
             await stream.RejectAsync((int)e.Code, e.Message);
             return;
         }
-        if (runtime is null)
-        {
-            await stream.RejectAsync(503, "this gateway has no container runtime: attach to remote nodes is not available yet");
-            return;
-        }
+        var runtime = services.GetRequiredService<NodeContainerRuntime>();
         var definition = snapshot.Definition!;
         var id = snapshot.ContainerId;
 

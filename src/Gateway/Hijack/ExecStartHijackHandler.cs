@@ -5,6 +5,7 @@ using Flotilla.Cluster.Containers;
 using Flotilla.Contracts;
 using Flotilla.Contracts.Containers;
 using Flotilla.Gateway.DockerApi;
+using Flotilla.Gateway.Forwarding;
 using Flotilla.NodeRuntime.Containers;
 using Flotilla.NodeRuntime.Oci;
 using Microsoft.Extensions.DependencyInjection;
@@ -44,13 +45,18 @@ public sealed class ExecStartHijackHandler(IServiceProvider services, ExecRegist
         var exec = execs.Find(id);
         if (exec is null)
         {
-            await stream.RejectAsync(404, $"No such exec instance: {id}");
+            // An exec this gateway created on another node runs there: relay the hijack.
+            var forwarder = services.GetRequiredService<NodeForwarder>();
+            if (forwarder.FindRemoteExec(id) is { } remote)
+                await HijackRelay.RelayAsync(stream, forwarder, remote.Node, logger, cancellationToken);
+            else
+                await stream.RejectAsync(404, $"No such exec instance: {id}");
             return;
         }
         var runtime = services.GetService<NodeContainerRuntime>();
         if (runtime is null)
         {
-            await stream.RejectAsync(503, "this gateway has no container runtime: exec on remote nodes is not available yet");
+            await stream.RejectAsync(503, "this gateway has no container runtime");
             return;
         }
         try

@@ -52,6 +52,13 @@ public sealed class HijackedStream(ConnectionContext connection, HttpRequestHead
         await WriteAsync(Encoding.UTF8.GetBytes(response));
     }
 
+    /// <summary>The answer comes from another node through a relay: from now on this stream writes no answer of its own.</summary>
+    public void MarkRelayed()
+    {
+        if (_answered) throw new InvalidOperationException("the stream was already answered");
+        _answered = true;
+    }
+
     /// <summary>A plain HTTP answer without a body (exec start with Detach): the connection closes afterwards.</summary>
     public async Task RespondEmptyAsync(int status = 200)
     {

@@ -16,16 +16,19 @@ public sealed class NodeContainerRuntime
 {
     private readonly string _root;
 
-    public NodeContainerRuntime(string dataRoot, NodeImageStore images, ConmonMonitor monitor)
+    /// <param name="contentSource">Where missing image blobs come from (peers); without one a missing layer is an error.</param>
+    public NodeContainerRuntime(string dataRoot, NodeImageStore images, ConmonMonitor monitor, IImageContentSource? contentSource = null)
     {
         _root = Path.Combine(dataRoot, "ctr");
         Directory.CreateDirectory(_root);
         Images = images;
         Monitor = monitor;
+        ContentSource = contentSource;
     }
 
     public NodeImageStore Images { get; }
     public ConmonMonitor Monitor { get; }
+    public IImageContentSource? ContentSource { get; }
 
     /// <summary>Attachers waiting for a container's next run (docker run / start -a attach before start).</summary>
     private readonly ConcurrentDictionary<string, ConcurrentDictionary<TaskCompletionSource<ContainerAttachment>, byte>> _waitingAttachers = new();
@@ -177,9 +180,15 @@ public sealed class NodeContainerRuntime
         var target = RootfsOf(id);
         if (IsMountPoint(target)) return target;
         var layers = definition.ImageLayers.Select(Digest.Parse).ToList();
-        foreach (var layer in layers)
-            if (!Images.Content.Exists(layer))
-                throw new InvalidOperationException($"image {definition.ImageId} is not stored on this node (layer {layer} missing)");
+        var missing = layers.Where(l => !Images.Content.Exists(l)).ToList();
+        if (missing.Count > 0)
+        {
+            if (ContentSource is null)
+                throw new ImageUnavailableException($"image {definition.ImageId} is not stored on this node (layer {missing[0]} missing)");
+            // The config comes along, so save, commit and inspect work here afterwards; it is not needed to run.
+            var config = Digest.TryParse(definition.ImageId, out var c) ? c.ToString() : null;
+            await ContentSource.EnsureAsync(definition.ImageId, config, layers, cancellationToken);
+        }
         var chain = await Images.UnpackAsync(layers.Select(l => new Descriptor(MediaTypes.OciLayer, l, 0)).ToList(), cancellationToken);
         var mount = Images.Snapshots.Prepare(id, chain);
         Directory.CreateDirectory(target);

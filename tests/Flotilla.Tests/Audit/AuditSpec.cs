@@ -50,7 +50,7 @@ public class AuditSpec(RunningFlotilla flotilla) : IClassFixture<RunningFlotilla
     {
         var id = (await DockerOk("run", "-d", "--name", "story", "--label", "team=audit", Image, "sleep", "300")).Trim();
         var page = await AuditAsync("container=story");
-        Assert.Equal(["container_created", "container_started"], Types(page));
+        Assert.Equal(["container_created", "container_placed", "container_started"], Types(page));
         var entries = page.GetProperty("entries").EnumerateArray().ToList();
         var correlation = entries[0].GetProperty("correlationId").GetString()!;
         Assert.False(string.IsNullOrEmpty(correlation));
@@ -65,7 +65,7 @@ public class AuditSpec(RunningFlotilla flotilla) : IClassFixture<RunningFlotilla
 
         // The story by its correlation id alone.
         var story = await AuditAsync("correlation=" + correlation);
-        Assert.Equal(["container_created", "container_started"], Types(story));
+        Assert.Equal(["container_created", "container_placed", "container_started"], Types(story));
 
         // The user's and type filters.
         Assert.Contains("container_started", Types(await AuditAsync("user=anonymous@127.0.0.1&type=ContainerStarted")));

@@ -63,7 +63,7 @@ public class ContainerCommandsSpec(RunningFlotilla flotilla) : IClassFixture<Run
         await using var store = flotilla.OpenStore();
         await using var session = store.QuerySession();
         var events = (await session.Events.FetchStreamAsync("container-" + id)).Select(e => e.EventTypeName).ToList();
-        Assert.Equal(["container_created", "container_started", "container_stopped", "container_exited", "container_removed"], events);
+        Assert.Equal(["container_created", "container_placed", "container_started", "container_stopped", "container_exited", "container_removed"], events);
     }
 
     [Fact]
@@ -118,9 +118,12 @@ public class ContainerCommandsSpec(RunningFlotilla flotilla) : IClassFixture<Run
     [Fact]
     public async Task Auto_remove_deletes_the_container_after_it_exits()
     {
-        await DockerOk("run", "-d", "--rm", "--name", "ephemeral", Image, "true");
+        var ephemeral = (await DockerOk("run", "-d", "--rm", "--name", "ephemeral", Image, "true")).Trim();
         Assert.True(await Eventually.TrueAsync(async () =>
             (await flotilla.RunDockerAsync("inspect", "ephemeral")).ExitCode != 0, TimeSpan.FromSeconds(15)));
+        // Its files (rootfs mount, writable layer, logs) follow the record shortly after.
+        Assert.True(await Eventually.TrueAsync(() => Task.FromResult(!Directory.Exists(Path.Combine(flotilla.DataRoot, "ctr", ephemeral))),
+            TimeSpan.FromSeconds(15)), "the auto-removed container's files are still there");
     }
 
     [Fact]

@@ -33,6 +33,8 @@ public class RunningFlotilla : IAsyncLifetime
     /// <summary>The Docker API's unix socket (the CLI detaches with ctrl-p ctrl-q only through one).</summary>
     public string DockerSocket => Path.Combine(DataRoot, "docker.sock");
     public HttpClient Docker { get; private set; } = null!;
+    /// <summary>The running host's services (its queries, image service, stores), for tests that act as another host.</summary>
+    public IServiceProvider Services => _app?.Services ?? throw new InvalidOperationException("the host is not running");
     public HttpClient Native { get; private set; } = null!;
     public HttpClient Registry { get; private set; } = null!;
 

@@ -59,4 +59,15 @@ public class ImageFoldSpec
         Assert.True(back.Exists);
         Assert.Equal(["n3"], back.Nodes);
     }
+
+    [Fact]
+    public void Replicated_adds_the_receiving_node_but_never_brings_a_removed_image_back()
+    {
+        var s = ImageFold.Replay(Id, [Registered("n1"), new ImageReplicated(Id, "n2", ["n1"], 100, T0), new ImageReplicated(Id, "n2", ["n1"], 100, T0)]);
+        Assert.Equal(["n1", "n2"], s.Nodes);
+
+        var removed = ImageFold.Replay(Id, [Registered("n1"), new ImageRemoved(Id, T0), new ImageReplicated(Id, "n2", ["n1"], 100, T0)]);
+        Assert.False(removed.Exists);
+        Assert.Empty(removed.Nodes);
+    }
 }

@@ -99,6 +99,8 @@ public class WireManifestSpec : IDisposable
         [new PlacementRefused("no node satisfies the constraints disk==ssd")],
         [new NodeDrained("n1", "local", T0)],
         [new NodeActivated("n1", "local", T0)],
+        [new RecordImageReplica("sha256:abc", "node-b", ["node-a"], 1024, Origin)],
+        [new ImageReplicated("sha256:abc", "node-b", ["node-a"], 1024, T0)],
         [new ReconcileContainer("c1", "cluster started")],
         [new LinkBlob("lib/x", "sha256:abc", 10, "upload", Origin)],
         [new UnlinkBlob("lib/x", "sha256:abc", Origin)],
