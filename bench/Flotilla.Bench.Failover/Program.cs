@@ -15,8 +15,8 @@ public static class Program
     {
         var options = BenchProgram.Parse(args,
             "usage: Flotilla.Bench.Failover [--iterations N (kill rounds, default 10)] [--quick (N=3)] [--hosts H (default 3)] " +
-            "[--containers C (per round, default 6)] [--stable-after 2s (the processes' split brain resolver)] [--keep (keep every process's log)]   (needs root)",
-            iterations: 10, quickIterations: 3, sizeMb: 1, "--hosts", "--containers", "--stable-after");
+            "[--containers C (per round, default 6)] [--stable-after 1s] [--heartbeat-pause 1500ms] (default: the CLI's) [--keep (keep every process's log)]   (needs root)",
+            iterations: 10, quickIterations: 3, sizeMb: 1, "--hosts", "--containers", "--stable-after", "--heartbeat-pause");
         if (options is null) return Environment.ExitCode;
         var hosts = options.Values.TryGetValue("--hosts", out var h) ? int.Parse(h, CultureInfo.InvariantCulture) : 3;
         var containers = options.Values.TryGetValue("--containers", out var c) ? int.Parse(c, CultureInfo.InvariantCulture) : 6;
@@ -30,13 +30,15 @@ public static class Program
             Console.Error.WriteLine($"cannot run: {reason}");
             return 2;
         }
-        var stableAfter = options.Values.GetValueOrDefault("--stable-after", "2s");
-        return await BenchProgram.RunAsync("ffo", options.Keep, root => new FailoverBench(root, options.Iterations, hosts, containers, stableAfter, options.Keep),
+        var stableAfter = options.Values.GetValueOrDefault("--stable-after");
+        var heartbeatPause = options.Values.GetValueOrDefault("--heartbeat-pause");
+        return await BenchProgram.RunAsync("ffo", options.Keep,
+            root => new FailoverBench(root, options.Iterations, hosts, containers, stableAfter, heartbeatPause, options.Keep),
             (bench, ct) => bench.RunAsync(ct));
     }
 }
 
-internal sealed class FailoverBench(string root, int rounds, int hosts, int containersPerRound, string stableAfter, bool keep) : IAsyncDisposable
+internal sealed class FailoverBench(string root, int rounds, int hosts, int containersPerRound, string? stableAfter, string? heartbeatPause, bool keep) : IAsyncDisposable
 {
     private const string Image = "flt-bench/busybox:1";
     private static readonly TimeSpan RoundTimeout = TimeSpan.FromSeconds(120);
@@ -45,12 +47,13 @@ internal sealed class FailoverBench(string root, int rounds, int hosts, int cont
     public async Task RunAsync(CancellationToken ct)
     {
         Console.WriteLine($"Flotilla failover benchmark: {hosts} hosts (network namespaces) + gateway, {containersPerRound} containers " +
-            $"(--restart always) per round, {rounds} kill -9 round(s), --stable-after {stableAfter}, {Environment.ProcessorCount} cores");
+            $"(--restart always) per round, {rounds} kill -9 round(s), --stable-after {stableAfter ?? "(default)"}, --heartbeat-pause {heartbeatPause ?? "(default)"}, {Environment.ProcessorCount} cores");
         Console.WriteLine($"load average at start: {LoadAverage()}");
         _cluster = await NetnsCluster.StartAsync(new NetnsClusterOptions
         {
             Hosts = hosts,
             StableAfter = stableAfter,
+            HeartbeatPause = heartbeatPause,
             Trace = Console.WriteLine,
             KeepLogsIn = keep ? Path.Combine(root, "logs") : null,
         }, ct);
@@ -141,7 +144,7 @@ internal sealed class FailoverBench(string root, int rounds, int hosts, int cont
         Console.WriteLine($"goal: p50 <= 5 s, p99 <= 10 s -> {(met ? "MET" : "NOT MET")} (p50 {p50:F2} s, p99 {p99:F2} s)");
         Console.WriteLine($"load average at end: {LoadAverage()}");
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"SUMMARY failover hosts={hosts} containers={containersPerRound} stable-after={stableAfter} n={failover.Count} failed={failures.Count} p50={p50:F2}s p99={p99:F2}s max={failover.Max():F2}s"));
+            $"SUMMARY failover hosts={hosts} containers={containersPerRound} stable-after={stableAfter ?? "default"} heartbeat-pause={heartbeatPause ?? "default"} n={failover.Count} failed={failures.Count} p50={p50:F2}s p99={p99:F2}s max={failover.Max():F2}s"));
     }
 
     /// <summary>Nearest-rank percentile.</summary>

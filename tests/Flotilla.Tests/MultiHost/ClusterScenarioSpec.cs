@@ -220,7 +220,6 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
                     $"h3's containers running on h1/h2: {Describe(await PlacementAsync(cluster, ids))}");
 
                 await cluster.HealAsync(3);
-                Assert.True(await cluster.Host(3).ReachableAsync(TimeSpan.FromSeconds(2)) || !cluster.Host(3).IsRunning, "h3 reachable once healed");
                 await Task.Delay(TimeSpan.FromSeconds(3)); // long enough for a wrongly revived container to show up
                 var running = new List<string>();
                 foreach (var host in cluster.Hosts.Where(h => h.IsRunning)) running.AddRange(await host.RunningContainerIdsAsync());

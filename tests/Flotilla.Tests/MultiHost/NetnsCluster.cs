@@ -18,8 +18,11 @@ public sealed record NetnsClusterOptions
     /// <summary>Start a gateway in the root namespace (Docker API and native API on 127.0.0.1).</summary>
     public bool Gateway { get; init; } = true;
 
-    /// <summary><c>--stable-after</c> of every process: how long the split brain resolver waits before downing.</summary>
-    public string StableAfter { get; init; } = "2s";
+    /// <summary><c>--stable-after</c> of every process (how long the split brain resolver waits before downing); null: the CLI's default.</summary>
+    public string? StableAfter { get; init; }
+
+    /// <summary><c>--heartbeat-pause</c> of every process (silence before a member is unreachable); null: the CLI's default.</summary>
+    public string? HeartbeatPause { get; init; }
 
     /// <summary>Node labels (<c>k=v</c>) of host <c>i</c> (1-based).</summary>
     public Func<int, IEnumerable<string>> Labels { get; init; } = _ => [];
@@ -153,6 +156,12 @@ public sealed class NetnsCluster : IAsyncDisposable
     }
 
     internal NetnsClusterOptions Options => _options;
+
+    internal string[] FailureDetectorFlags =>
+    [
+        .. _options.StableAfter is { } stable ? new[] { "--stable-after", stable } : [],
+        .. _options.HeartbeatPause is { } pause ? new[] { "--heartbeat-pause", pause } : [],
+    ];
     internal string LogDirectory => Path.Combine(Root, "logs");
     internal string Seeds => string.Join(',', Hosts.Select(h => $"{h.Address}:{ClusterPort}"));
     internal int Port => ClusterPort;
@@ -292,7 +301,7 @@ public sealed class NetnsCluster : IAsyncDisposable
         [
             FlotillaDll, "gateway", "--name", "gw", "--bind", $"{BridgeAddress}:{bindPort}", "--join", Seeds,
             "--postgres", PostgresConnectionString, "--docker-api", $"127.0.0.1:{GatewayDockerPort}", "--registry", "none",
-            "--http", $"127.0.0.1:{GatewayHttpPort}", "--data", Path.Combine(Root, "gw"), "--stable-after", _options.StableAfter,
+            "--http", $"127.0.0.1:{GatewayHttpPort}", "--data", Path.Combine(Root, "gw"), .. FailureDetectorFlags,
         ]);
         await Gateway.WaitForLineAsync(" is up at ", UpTimeout, ct);
     }
@@ -546,7 +555,7 @@ public sealed class NetnsHost
             "--net=/run/netns/" + Namespace, "--", "unshare", "--pid", "--fork", "--kill-child", "--mount", "--propagation", "private",
             "--mount-proc", "dotnet", _cluster.FlotillaDll, "node", "--name", Name, "--bind", $"{Address}:{_cluster.Port}",
             "--join", _cluster.Seeds, "--postgres", _cluster.PostgresConnectionString, "--data", DataDirectory,
-            "--api", ApiEndpoint, "--stable-after", _cluster.Options.StableAfter, .. labels,
+            "--api", ApiEndpoint, .. _cluster.FailureDetectorFlags, .. labels,
         ]);
     }
 
