@@ -248,7 +248,7 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
             {
                 var before = await PlacementAsync(cluster, ids);
                 await cluster.BlipAsync(1, TimeSpan.FromSeconds(1));
-                await Task.Delay(TimeSpan.FromSeconds(8)); // past failure detection and --stable-after
+                await Task.Delay(TimeSpan.FromSeconds(6)); // well past failure detection (1.5 s pause) and --stable-after (1 s)
                 var after = await PlacementAsync(cluster, ids);
                 foreach (var id in ids)
                 {
