@@ -185,6 +185,12 @@ public static class FlotillaClusterHosting
             log-info = off
             # Removal of a downed member (after which its shards and containers move) waits for the leader's next pass.
             leader-actions-interval = 500ms
+            # A downed member is removed once every reachable member has seen the down (gossip convergence).
+            gossip-interval = 500ms
+            # Shards and singletons of a removed member start on the survivors after this margin (default: the
+            # resolver's stable-after). The cut-off side downs itself at the same moment and the event store's version
+            # check fences any entity still alive there, so a short margin is safe and saves most of a second.
+            down-removal-margin = 250ms
           }
           coordinated-shutdown.exit-clr = off
           # Stopping a node's containers (TERM, then KILL after the grace period) happens in this phase.
