@@ -90,7 +90,15 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         public static readonly Refresh Instance = new();
     }
 
-    private sealed record Refreshed(IReadOnlyList<NodeView> Nodes, IReadOnlyList<ContainerView> Placed);
+    private sealed record Refreshed(IReadOnlyList<NodeView> Nodes, IReadOnlyList<ContainerView> Placed, DateTimeOffset ReadAt);
+
+    /// <summary>
+    /// A placement waits for a fresh read when the picture is older than this: containers removed or nodes drained
+    /// and activated since the last read change where the next one should go. A burst shares one read.
+    /// </summary>
+    private static readonly TimeSpan FreshFor = TimeSpan.FromMilliseconds(250);
+
+    private DateTimeOffset _pictureReadAt = DateTimeOffset.MinValue;
 
     private sealed record MoveFinished(string ContainerId, string To, string? Error);
 
@@ -114,7 +122,8 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         }
         _refreshing = true;
         var queries = _queries;
-        Task.Run(async () => (object)new Refreshed(await queries.NodesAsync(), await queries.ContainersPlacedAsync())).PipeTo(Self);
+        var readAt = DateTimeOffset.UtcNow;
+        Task.Run(async () => (object)new Refreshed(await queries.NodesAsync(), await queries.ContainersPlacedAsync(), readAt)).PipeTo(Self);
     }
 
     private void OnRefreshed(Refreshed m)
@@ -132,6 +141,7 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         foreach (var id in _pending.Keys.ToList())
             if (seen.Contains(id) || now - _pending[id].At > PendingFor) _pending.Remove(id);
         RebuildPicture();
+        _pictureReadAt = m.ReadAt;
         var retry = _awaitingRefresh.ToList();
         _awaitingRefresh.Clear();
         foreach (var (request, replyTo) in retry) Place(request, replyTo, retried: true);
@@ -201,7 +211,7 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
             return;
         }
         var candidates = Candidates();
-        if (candidates.Count == 0 && !retried)
+        if (!retried && (candidates.Count == 0 || DateTimeOffset.UtcNow - _pictureReadAt > FreshFor))
         {
             _awaitingRefresh.Add((m, replyTo));
             StartRefresh();

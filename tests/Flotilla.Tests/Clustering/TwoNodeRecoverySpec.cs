@@ -92,6 +92,12 @@ public class TwoNodeRecoverySpec(PostgresFixture postgres, ITestOutputHelper out
             Assert.True(wireAfter.Serialized > wireBefore.Serialized && wireAfter.Deserialized > wireBefore.Deserialized,
                 "commands to entities on node B crossed the wire through the MessagePack serializer");
 
+            // B must be in the node table before it leaves, or there is nothing to mark down: a node that stops
+            // before its registration commits never appears (CI failed here once: node-b's stream was empty).
+            var nodeTable = a.Services.GetRequiredService<ClusterQueries>();
+            Assert.True(await Eventually.TrueAsync(async () =>
+                (await nodeTable.NodesAsync()).Any(n => n.Name == "node-b" && n.Status == NodeStatus.Ready), Wait), "node-b registered");
+
             // Node B leaves the cluster (coordinated shutdown: hand-off, then the member is removed).
             await b.StopAsync();
             Assert.True(await Eventually.TrueAsync(() => Task.FromResult(
