@@ -1,16 +1,8 @@
 using Akka.Actor;
 using Flotilla.Cluster.EventStore;
 using Flotilla.Cluster.Hosting;
-using Flotilla.Cluster.Nodes;
 using Flotilla.Gateway;
-using Flotilla.Gateway.Registry.Auth;
-using Flotilla.NodeRuntime.Containers;
-using Flotilla.NodeRuntime.Distribution;
 using Flotilla.NodeRuntime.Host;
-using Flotilla.NodeRuntime.Images;
-using Flotilla.NodeRuntime.Oci;
-using Flotilla.NodeRuntime.Registry;
-using Flotilla.NodeRuntime.Volumes;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;

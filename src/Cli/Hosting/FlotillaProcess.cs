@@ -76,8 +76,7 @@ public static class FlotillaProcess
             StableAfter = settings.StableAfter ?? defaults.StableAfter,
             AcceptableHeartbeatPause = settings.AcceptableHeartbeatPause ?? defaults.AcceptableHeartbeatPause,
             HeartbeatInterval = settings.HeartbeatInterval ?? defaults.HeartbeatInterval,
-            StopContainersWhenDowned = settings.HandsOverContainers,
-            StopContainersOnLeave = settings.HandsOverContainers,
+            HandsOverContainers = settings.HandsOverContainers,
         };
         var self = new NodeDescription(settings.NodeName, facts.Hostname, cluster.Roles, facts.Cpus, facts.MemoryBytes, facts.Kernel,
             settings.IsNode ? facts.OciRuntime : "none", cluster.Labels, DialableEndpoint(settings));

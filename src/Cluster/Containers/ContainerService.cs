@@ -67,17 +67,6 @@ public sealed class ContainerService(IDocumentStore store, IRequiredActor<Contai
     private static readonly TimeSpan ReadAttemptTimeout = TimeSpan.FromSeconds(5);
     private const int ReadAttempts = 12;
 
-    /// <summary>Creates a container with a fresh id; the name must be free (Docker's conflict message otherwise).</summary>
-    public async Task<string> CreateAsync(string? name, ContainerDefinition definition, string node, RequestOrigin origin,
-        CancellationToken cancellationToken = default)
-    {
-        if (string.IsNullOrEmpty(name)) name = await FreeRandomNameAsync(cancellationToken);
-        else await EnsureNameFreeAsync(name, null, cancellationToken);
-        var id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
-        await SendAsync(new CreateContainer(id, name, definition, node, origin));
-        return id;
-    }
-
     /// <summary>Creates a container on the node the scheduler picks (constraints and reservations from the definition).</summary>
     public async Task<(string Id, PlacementDecision Placement)> CreateScheduledAsync(string? name, ContainerDefinition definition, RequestOrigin origin,
         CancellationToken cancellationToken = default)

@@ -101,7 +101,7 @@ public static class FlotillaClusterHosting
                     new ClusterSingletonOptions { Role = FlotillaClusterOptions.NodeRole }, createProxyToo: false)
                 .WithSingleton<Scheduling.Scheduler>(Scheduling.Scheduler.SingletonName,
                     (_, registry, _) => Scheduling.Scheduler.PropsFor(sp.GetRequiredService<ClusterQueries>(), registry.Get<ContainerEntity>(),
-                        options.PlacementStrategy, failover: options.StopContainersWhenDowned),
+                        options.PlacementStrategy, failover: options.HandsOverContainers),
                     new ClusterSingletonOptions { Role = FlotillaClusterOptions.NodeRole }, createProxyToo: true)
                 .WithSingleton<Audit.AuditCheckpointer>(Audit.AuditCheckpointer.SingletonName,
                     (_, _, _) => Audit.AuditCheckpointer.PropsFor(sp.GetRequiredService<Audit.AuditLedger>(), options.AuditCheckpointInterval),
@@ -126,14 +126,13 @@ public static class FlotillaClusterHosting
             if (isNode && sp.GetService<NodeContainerRuntime>() is { } runtime)
             {
                 system.ActorOf(RuntimeActor.PropsFor(runtime, registry.Get<ContainerEntity>(), options.NodeName), RuntimeDirectory.RuntimeActorName);
-                // A node the cluster downed (crash of the link, minority side of a partition) is replaced by the
+                // A node that leaves or is downed (crash of the link, minority side of a partition) is replaced by the
                 // scheduler: its containers are started elsewhere, so here they must stop before this process goes.
-                if (options.StopContainersWhenDowned)
+                if (options.HandsOverContainers)
                 {
-                    CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseBeforeServiceUnbind, "stop-containers-when-downed", async () =>
+                    CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseBeforeServiceUnbind, "hand-over-containers", async () =>
                     {
                         var downed = CoordinatedShutdown.Get(system).ShutdownReason is CoordinatedShutdown.ClusterDowningReason;
-                        if (!downed && !options.StopContainersOnLeave) return Akka.Done.Instance;
                         // Downed: the survivors are starting these already, so no grace period to speak of.
                         var stopped = await runtime.StopAllAsync(TimeSpan.FromSeconds(downed ? 1 : 5));
                         system.Log.Warning("Node {0} leaves the cluster: stopped its {1} running container(s)", options.NodeName, stopped);

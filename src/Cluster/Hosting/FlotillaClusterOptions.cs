@@ -33,13 +33,11 @@ public sealed record FlotillaClusterOptions
     public TimeSpan AcceptableHeartbeatPause { get; init; } = TimeSpan.FromSeconds(3);
 
     /// <summary>
-    /// Stop this node's containers when the cluster downs it (they are failed over elsewhere). Off for the
-    /// all-in-one process, whose containers outlive it and are re-adopted on the next start.
+    /// A node of a multi-host cluster hands its containers over when it goes: it stops them when the cluster downs
+    /// it or it leaves, and the scheduler fails containers over to the others. Off for the all-in-one process, whose
+    /// containers outlive it and are re-adopted on the next start (there is nowhere else to go).
     /// </summary>
-    public bool StopContainersWhenDowned { get; init; }
-
-    /// <summary>Also stop them on a graceful leave (a node process that stops hands its containers to the others).</summary>
-    public bool StopContainersOnLeave { get; init; }
+    public bool HandsOverContainers { get; init; }
 
     /// <summary>How often the global event sequence is checkpointed for tamper evidence.</summary>
     public TimeSpan AuditCheckpointInterval { get; init; } = TimeSpan.FromSeconds(30);
