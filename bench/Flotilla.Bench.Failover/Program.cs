@@ -62,11 +62,18 @@ internal sealed class FailoverBench(string root, int rounds, int hosts, int cont
 
         var failover = new List<double>();
         var detection = new List<double>();
+        var oldestKills = new List<double>();
         var failures = new List<string>();
+        // Join order: the oldest node member hosts the singletons (scheduler, shard coordinators); a restarted victim
+        // rejoins as the youngest.
+        var joinOrder = Enumerable.Range(1, hosts).ToList();
         for (var round = 1; round <= rounds; round++)
         {
-            var victim = (round - 1) % hosts + 1;
+            // Any host may die: the victims go round the join order's positions (oldest, next, ..., youngest), so one
+            // kill in N also moves the singletons, as with a random crash.
+            var victim = joinOrder[(round - 1) % hosts];
             var victimName = cluster.Host(victim).Name;
+            var victimWasOldest = joinOrder[0] == victim;
             await AllReadyAsync(cluster, ct);
             var ids = new List<string>();
             for (var i = 0; i < containersPerRound; i++)
@@ -103,9 +110,12 @@ internal sealed class FailoverBench(string root, int rounds, int hosts, int cont
             if (moved is { } t && notOnce.Count == 0)
             {
                 failover.Add(t);
+                if (victimWasOldest) oldestKills.Add(t);
                 if (down is { } d) detection.Add(d);
-                Console.WriteLine($"[round {round}/{rounds}] kill -9 {victimName}: {moving.Count} container(s) running again elsewhere in {t:F2} s " +
+                Console.WriteLine($"[round {round}/{rounds}] kill -9 {victimName}{(victimWasOldest ? " (oldest: singletons move too)" : "")}: " +
+                    $"{moving.Count} container(s) running again elsewhere in {t:F2} s " +
                     $"(recorded down at {(down is { } dd ? dd.ToString("F2", CultureInfo.InvariantCulture) : "?")} s; killed at {killedAt:HH:mm:ss.fff}Z)");
+                Console.WriteLine($"    store timeline: {await TimelineAsync(cluster, victimName, moving, killedAt, ct)}");
             }
             else
             {
@@ -116,13 +126,15 @@ internal sealed class FailoverBench(string root, int rounds, int hosts, int cont
 
             await cluster.DockerAsync(ct, ["rm", "-f", .. ids]);
             await cluster.RestartHostAsync(victim, ct);
+            joinOrder.Remove(victim);
+            joinOrder.Add(victim);
         }
 
-        Report(failover, detection, failures);
+        Report(failover, detection, oldestKills, failures);
         if (failures.Count > 0) throw new InvalidOperationException($"{failures.Count} round(s) failed: {string.Join("; ", failures)}");
     }
 
-    private void Report(List<double> failover, List<double> detection, List<string> failures)
+    private void Report(List<double> failover, List<double> detection, List<double> oldestKills, List<string> failures)
     {
         Console.WriteLine();
         Console.WriteLine($"failover: kill -9 of a host -> all its containers running on the survivors ({failover.Count} round(s), seconds)");
@@ -134,6 +146,8 @@ internal sealed class FailoverBench(string root, int rounds, int hosts, int cont
         Console.WriteLine($"  p50 {Percentile(failover, 50):F2}   p99 {Percentile(failover, 99):F2}   max {failover.Max():F2}   samples {Samples(failover)}");
         if (detection.Count > 0)
             Console.WriteLine($"  of which detection (kill -> node recorded down): p50 {Percentile(detection, 50):F2}   max {detection.Max():F2}");
+        if (oldestKills.Count > 0)
+            Console.WriteLine($"  kills of the oldest host (scheduler and shard coordinators move too): p50 {Percentile(oldestKills, 50):F2}   max {oldestKills.Max():F2}   samples {Samples(oldestKills)}");
         Console.WriteLine("anchors (defaults, host crash -> workload elsewhere):");
         Console.WriteLine("  Kubernetes  ~340 s (node-monitor-grace-period 40 s + not-ready toleration 300 s)");
         Console.WriteLine("  Nomad       20-30 s");
@@ -172,6 +186,31 @@ internal sealed class FailoverBench(string root, int rounds, int hosts, int cont
         return nodes.RootElement.EnumerateArray().FirstOrDefault(n => n.GetProperty("name").GetString() == node) is { ValueKind: JsonValueKind.Object } row
             ? row.GetProperty("status").GetString()
             : null;
+    }
+
+    /// <summary>
+    /// Where the time went, from the events' own (database) timestamps: the node's departure, the moves, the starts.
+    /// </summary>
+    private static async Task<string> TimelineAsync(NetnsCluster cluster, string victim, List<string> moving, DateTimeOffset killedAt, CancellationToken ct)
+    {
+        var since = Uri.EscapeDataString(killedAt.AddSeconds(-1).ToString("O", CultureInfo.InvariantCulture));
+        using var page = JsonDocument.Parse(await cluster.GetNativeAsync($"/api/audit?since={since}&limit=1000", ct));
+        var ids = moving.ToHashSet();
+        double? left = null;
+        var rescheduled = new List<double>();
+        var started = new List<double>();
+        foreach (var e in page.RootElement.GetProperty("entries").EnumerateArray())
+        {
+            var at = (e.GetProperty("time").GetDateTimeOffset() - killedAt).TotalSeconds;
+            var type = e.GetProperty("type").GetString();
+            var id = e.GetProperty("id").GetString() ?? "";
+            if (type == "node_left" && id == victim) left ??= at;
+            else if (type == "container_rescheduled" && ids.Contains(id)) rescheduled.Add(at);
+            else if (type == "container_started" && ids.Contains(id) && at > 0) started.Add(at);
+        }
+        static string Span(List<double> xs) => xs.Count == 0 ? "?" : string.Create(CultureInfo.InvariantCulture, $"{xs.Min():F2}-{xs.Max():F2}");
+        return string.Create(CultureInfo.InvariantCulture,
+            $"node_left {(left is { } l ? l.ToString("F2", CultureInfo.InvariantCulture) : "?")} s, rescheduled {Span(rescheduled)} s, started {Span(started)} s");
     }
 
     private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(30) };

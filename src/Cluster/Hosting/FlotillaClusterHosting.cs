@@ -174,6 +174,11 @@ public static class FlotillaClusterHosting
           cluster {
             # LMDB durable storage fails on this stack, and what must run is rebuilt from Marten anyway.
             sharding.distributed-data.durable.keys = []
+            # A region asks again for a shard's home after this long when the coordinator did not answer (default 2 s).
+            # After a member is removed the coordinator ignores requests for that member's shards until it has
+            # processed the removal (down-removal-margin later), so the first move of each such container waits
+            # one retry: 2 s by default.
+            sharding.retry-interval = 250ms
             split-brain-resolver.stable-after = {{(int)options.StableAfter.TotalMilliseconds}}ms
             # A peer is unreachable after this much silence (phi accrual): short enough for fast failover,
             # long enough that a 1 s network blip moves nothing.
@@ -181,11 +186,15 @@ public static class FlotillaClusterHosting
               heartbeat-interval = {{(int)options.HeartbeatInterval.TotalMilliseconds}}ms
               acceptable-heartbeat-pause = {{(int)options.AcceptableHeartbeatPause.TotalMilliseconds}}ms
             }
+            # How often each member turns its failure detector's verdicts into "unreachable" (default 1 s): the
+            # resolver's clock only starts then.
+            unreachable-nodes-reaper-interval = 250ms
             log-info = off
             # Removal of a downed member (after which its shards and containers move) waits for the leader's next pass.
-            leader-actions-interval = 500ms
-            # A downed member is removed once every reachable member has seen the down (gossip convergence).
-            gossip-interval = 500ms
+            leader-actions-interval = 200ms
+            # A downed member is removed once every reachable member has seen the down (gossip convergence, one
+            # random peer per round).
+            gossip-interval = 200ms
             # Shards and singletons of a removed member start on the survivors after this margin (default: the
             # resolver's stable-after). The cut-off side downs itself at the same moment and the event store's version
             # check fences any entity still alive there, so a short margin is safe and saves most of a second.

@@ -76,6 +76,9 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         Receive<ClusterEvent.MemberRemoved>(_ =>
         {
             RebuildPicture();
+            // Move what the last read placed there now, without waiting for a fresh read: an entity ignores a move
+            // that no longer applies (removed, stopped, already elsewhere). The read then catches anything newer.
+            MoveOrphans();
             StartRefresh();
         });
         Receive<ClusterEvent.IMemberEvent>(_ => { });
