@@ -60,6 +60,10 @@ internal sealed class RegistryBench(string root, int iterations, int sizeMb) : I
 
         var push = new Dictionary<Side, List<double>> { [Side.Flotilla] = [], [Side.Distribution] = [] };
         var pull = new Dictionary<Side, List<double>> { [Side.Flotilla] = [], [Side.Distribution] = [] };
+        // The client's own floor: the same skopeo copy from the local OCI layout, no registry and no network. No
+        // server can make a pull faster than this, so it bounds the ratio any registry can reach with this client.
+        var floor = new List<double>();
+        await LocalCopyAsync(images[0], ct);
         for (var i = 1; i <= iterations; i++)
         {
             var order = i % 2 == 1 ? new[] { Side.Flotilla, Side.Distribution } : [Side.Distribution, Side.Flotilla];
@@ -68,6 +72,7 @@ internal sealed class RegistryBench(string root, int iterations, int sizeMb) : I
                 push[side].Add(await PushAsync(side, images[i], $"i{i}", ct));
                 pull[side].Add(await PullAsync(side, images[i], $"i{i}", ct));
             }
+            floor.Add(await LocalCopyAsync(images[i], ct));
             Console.WriteLine($"[iteration {i}/{iterations}] push flotilla {push[Side.Flotilla][^1]:F3} s distribution {push[Side.Distribution][^1]:F3} s   " +
                 $"pull flotilla {pull[Side.Flotilla][^1]:F3} s distribution {pull[Side.Distribution][^1]:F3} s   ({order[0].ToString().ToLowerInvariant()} first)");
         }
@@ -83,15 +88,36 @@ internal sealed class RegistryBench(string root, int iterations, int sizeMb) : I
         Row("distribution: skopeo copy oci: -> docker://", push[Side.Distribution]);
         Row("flotilla: skopeo copy docker:// -> oci: (pull)", pull[Side.Flotilla]);
         Row("distribution: skopeo copy docker:// -> oci:", pull[Side.Distribution]);
+        Row("client floor: skopeo copy oci: -> oci: (no server)", floor);
         var pushRatio = Median(push[Side.Distribution]) / Median(push[Side.Flotilla]);
         var pullRatio = Median(pull[Side.Distribution]) / Median(pull[Side.Flotilla]);
         Console.WriteLine();
         Console.WriteLine("ratio = flotilla throughput / distribution throughput (higher is better; goal >= 1.5)");
+        // What is left of a pull once the client's own work is taken away is the server's (and the network's) share.
+        var pullCeiling = Median(pull[Side.Distribution]) / Median(floor);
+        var flotillaAbove = Median(pull[Side.Flotilla]) - Median(floor);
+        var distributionAbove = Median(pull[Side.Distribution]) - Median(floor);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"pull: a server taking no time at all would reach {pullCeiling:F2}x distribution with this client; above the client floor " +
+            $"flotilla takes {flotillaAbove:F3} s, distribution {distributionAbove:F3} s"));
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"SUMMARY registry size={sizeMb}MB n={iterations} push flotilla={mb / Median(push[Side.Flotilla]):F1}MB/s " +
             $"distribution={mb / Median(push[Side.Distribution]):F1}MB/s ratio={pushRatio:F2} " +
             $"pull flotilla={mb / Median(pull[Side.Flotilla]):F1}MB/s distribution={mb / Median(pull[Side.Distribution]):F1}MB/s ratio={pullRatio:F2} " +
-            $"goal={(pushRatio >= 1.5 && pullRatio >= 1.5 ? "met" : "missed")}"));
+            $"pull-ceiling={pullCeiling:F2} goal={(pushRatio >= 1.5 && pullRatio >= 1.5 ? "met" : "missed")}"));
+    }
+
+    private async Task<double> LocalCopyAsync(OciLayoutImage image, CancellationToken ct)
+    {
+        var target = Path.Combine(root, "pulled", "local");
+        if (Directory.Exists(target)) Directory.Delete(target, recursive: true);
+        Directory.CreateDirectory(target);
+        var start = Stopwatch.GetTimestamp();
+        var r = await Proc.RunAsync("skopeo", ["copy", "--quiet", $"oci:{image.Dir}:latest", $"oci:{target}:latest"], null, ct);
+        var seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+        if (r.ExitCode != 0) throw new InvalidOperationException($"local copy failed: {r.Stderr}{r.Stdout}");
+        Directory.Delete(target, recursive: true);
+        return seconds;
     }
 
     private int Port(Side side) => side == Side.Flotilla ? _flotilla!.RegistryPort : _distributionPort;
