@@ -31,6 +31,7 @@ public static class GatewayHosting
         builder.Services.AddRouting();
         builder.Services.AddSingleton<ExecRegistry>();
         builder.Services.AddSingleton<Forwarding.NodeForwarder>();
+        builder.Services.AddSingleton(sp => new Forwarding.CallerIdentity(sp.GetRequiredService<ClusterQueries>()));
         builder.Services.AddSingleton<IHijackHandler, AttachHijackHandler>();
         builder.Services.AddSingleton<IHijackHandler, ExecStartHijackHandler>();
         builder.WebHost.ConfigureKestrel(k =>

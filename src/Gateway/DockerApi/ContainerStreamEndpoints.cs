@@ -163,7 +163,7 @@ public static class ContainerStreamEndpoints
         if (!detach)
             throw new OperationRejectedException(RejectionCode.InvalidArgument, "an attached exec start must be the first request of its connection and ask to upgrade (Connection: Upgrade, Upgrade: tcp)");
         var handler = context.RequestServices.GetServices<Flotilla.Gateway.Hijack.IHijackHandler>().OfType<Flotilla.Gateway.Hijack.ExecStartHijackHandler>().Single();
-        await handler.StartDetachedAsync(id);
+        await handler.StartDetachedAsync(id, Origin(context));
         context.Response.StatusCode = StatusCodes.Status200OK;
     });
 

@@ -9,7 +9,7 @@ namespace Flotilla.Gateway.DockerApi;
 /// response, strips a <c>/v1.NN</c> prefix (refusing versions outside 1.24…1.51 with Docker's
 /// messages), remembers the negotiated version and gives the request its correlation id.
 /// </summary>
-public sealed class DockerApiMiddleware(RequestDelegate next, GatewayInfo info)
+public sealed class DockerApiMiddleware(RequestDelegate next, GatewayInfo info, Forwarding.CallerIdentity callers)
 {
     public const string VersionItem = "docker-api-version";
     public const string OriginItem = "request-origin";
@@ -33,7 +33,10 @@ public sealed class DockerApiMiddleware(RequestDelegate next, GatewayInfo info)
         else correlationId = requestId;
         headers[RequestIdHeader] = requestId;
         // The causation id names the request itself when it is not the story's first.
-        context.Items[OriginItem] = new RequestOrigin(DockerUser(context), correlationId, correlationId == requestId ? null : requestId);
+        var user = await callers.ResolveAsync(context.Connection.RemoteIpAddress,
+            context.Request.Headers[Forwarding.NodeForwarder.ForwardedHeader].FirstOrDefault(),
+            context.Request.Headers[Forwarding.CallerIdentity.ForwardedForHeader].FirstOrDefault(), context.RequestAborted);
+        context.Items[OriginItem] = new RequestOrigin(user, correlationId, correlationId == requestId ? null : requestId);
 
         var version = ApiVersion.Max;
         var path = context.Request.Path.Value ?? "/";
@@ -87,8 +90,4 @@ public sealed class DockerApiMiddleware(RequestDelegate next, GatewayInfo info)
     }
 
     private const string SessionItem = "docker-session-id";
-
-    /// <summary>The Docker API has no login of its own: the caller is named by where it connects from.</summary>
-    private static string DockerUser(HttpContext context) =>
-        context.Connection.RemoteIpAddress is { } ip ? $"anonymous@{ip}" : "anonymous@local";
 }

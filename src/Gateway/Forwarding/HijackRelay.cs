@@ -51,7 +51,7 @@ public static class HijackRelay
         client.MarkRelayed();
         try
         {
-            await SendAllAsync(upstream, RequestBytes(client, forwarder.LocalNode), cancellationToken);
+            await SendAllAsync(upstream, RequestBytes(client, forwarder.LocalNode, CallerIdentity.Direct(client.RemoteAddress)), cancellationToken);
         }
         catch (Exception e) when (e is SocketException or IOException)
         {
@@ -69,18 +69,21 @@ public static class HijackRelay
     }
 
     /// <summary>The request as the client sent it; a chunked body was read whole, so it goes with a Content-Length.</summary>
-    private static byte[] RequestBytes(HijackedStream client, string forwardedBy)
+    private static byte[] RequestBytes(HijackedStream client, string forwardedBy, string caller)
     {
         var head = client.Head;
         var text = new StringBuilder();
         text.Append(head.Method).Append(' ').Append(head.Target).Append(" HTTP/1.1\r\n");
         foreach (var (name, value) in head.Headers)
         {
-            if (name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase) || name.Equals("Transfer-Encoding", StringComparison.OrdinalIgnoreCase))
+            if (name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase) || name.Equals("Transfer-Encoding", StringComparison.OrdinalIgnoreCase) ||
+                name.Equals(CallerIdentity.ForwardedForHeader, StringComparison.OrdinalIgnoreCase))
                 continue;
             text.Append(name).Append(": ").Append(value).Append("\r\n");
         }
         text.Append(NodeForwarder.ForwardedHeader).Append(": ").Append(forwardedBy).Append("\r\n");
+        // The node records the client, not this gateway (see CallerIdentity).
+        text.Append(CallerIdentity.ForwardedForHeader).Append(": ").Append(caller).Append("\r\n");
         if (!client.Body.IsEmpty || head.ContentLength is not null || head.IsChunked)
             text.Append("Content-Length: ").Append(client.Body.Length).Append("\r\n");
         text.Append("\r\n");

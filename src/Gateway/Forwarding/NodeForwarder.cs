@@ -206,7 +206,11 @@ public sealed class NodeForwarder : IDisposable
             }
             request.Headers.TryAddWithoutValidation(name, values.ToArray());
         }
+        request.Headers.Remove(CallerIdentity.ForwardedForHeader);
         request.Headers.TryAddWithoutValidation(ForwardedHeader, _info.NodeName);
+        // The node records the caller this gateway saw, not the gateway (see CallerIdentity).
+        if (context.Items[DockerApiMiddleware.OriginItem] is RequestOrigin caller)
+            request.Headers.TryAddWithoutValidation(CallerIdentity.ForwardedForHeader, caller.User);
         // The node records its events in the same story as this request (the CLI sends no request id of its own).
         if (!incoming.Headers.ContainsKey(DockerApiMiddleware.RequestIdHeader) &&
             context.Items[DockerApiMiddleware.OriginItem] is RequestOrigin origin)

@@ -61,7 +61,9 @@ public sealed class ExecStartHijackHandler(IServiceProvider services, ExecRegist
         }
         try
         {
-            await PrepareAsync(exec);
+            var user = await services.GetRequiredService<CallerIdentity>().ResolveAsync(stream.RemoteAddress,
+                stream.Head.Header(NodeForwarder.ForwardedHeader), stream.Head.Header(CallerIdentity.ForwardedForHeader), cancellationToken);
+            await PrepareAsync(exec, new RequestOrigin(user, Guid.NewGuid().ToString("N")));
         }
         catch (OperationRejectedException e)
         {
@@ -171,12 +173,12 @@ public sealed class ExecStartHijackHandler(IServiceProvider services, ExecRegist
     /// Exec start without a hijack (<c>docker exec -d</c> on a reused keep-alive connection reaches Kestrel, not the
     /// connection middleware): checks, records and runs the exec detached. Throws <see cref="OperationRejectedException"/>.
     /// </summary>
-    public async Task StartDetachedAsync(string id)
+    public async Task StartDetachedAsync(string id, RequestOrigin origin)
     {
         var exec = execs.Find(id) ?? throw new OperationRejectedException(RejectionCode.NotFound, $"No such exec instance: {id}");
         var runtime = services.GetService<NodeContainerRuntime>()
                       ?? throw new OperationRejectedException(RejectionCode.Unavailable, "this gateway has no container runtime: exec on remote nodes is not available yet");
-        await PrepareAsync(exec);
+        await PrepareAsync(exec, origin);
         var spec = SpecOf(exec);
         _ = Task.Run(() => RunDetachedAsync(runtime, exec, spec), CancellationToken.None);
     }
@@ -193,7 +195,7 @@ public sealed class ExecStartHijackHandler(IServiceProvider services, ExecRegist
     };
 
     /// <summary>The container must run; an exec runs once; the exec is recorded in the container's stream.</summary>
-    private async Task PrepareAsync(ExecInstance exec)
+    private async Task PrepareAsync(ExecInstance exec, RequestOrigin origin)
     {
         var containers = services.GetRequiredService<ContainerService>();
         var snapshot = await containers.GetAsync(exec.ContainerId);
@@ -207,8 +209,7 @@ public sealed class ExecStartHijackHandler(IServiceProvider services, ExecRegist
         var config = exec.Config;
         try
         {
-            await containers.SendAsync(new RecordContainerExec(exec.ContainerId, exec.Id, config.Cmd, config.User, config.Tty,
-                new RequestOrigin("anonymous@local", Guid.NewGuid().ToString("N"))));
+            await containers.SendAsync(new RecordContainerExec(exec.ContainerId, exec.Id, config.Cmd, config.User, config.Tty, origin));
         }
         catch (OperationRejectedException)
         {

@@ -22,6 +22,9 @@ public sealed class HijackedStream(ConnectionContext connection, HttpRequestHead
     private bool _answered;
 
     public HttpRequestHead Head { get; } = head;
+
+    /// <summary>The address the client connects from (null on a unix socket).</summary>
+    public System.Net.IPAddress? RemoteAddress => (connection.RemoteEndPoint as System.Net.IPEndPoint)?.Address;
     public ReadOnlyMemory<byte> Body { get; } = body;
 
     /// <summary>Bytes the client sends after the request: the container's stdin. Completes when the client half-closes.</summary>

@@ -139,6 +139,28 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
                     var real = await host.RunningContainerIdsAsync();
                     Assert.Equal(placed.Where(p => p.Value.Node == host.Name).Select(p => p.Key).Order(), real.Intersect(ids).Order());
                 }
+
+                // The gateway forwards exec (a hijacked stream) and export (plain HTTP) to the container's host; the host
+                // records the gateway's client (the CLI, on 127.0.0.1), not the gateway's bridge address.
+                var target = ids[0];
+                Assert.Equal(0, (await cluster.DockerAsync("exec", target, "true")).ExitCode);
+                var tar = Path.Combine(Path.GetTempPath(), $"flotilla-export-{Guid.NewGuid():N}.tar");
+                try
+                {
+                    var export = await cluster.DockerAsync("export", "-o", tar, target);
+                    Assert.True(export.ExitCode == 0, $"docker export: {export}");
+                }
+                finally
+                {
+                    File.Delete(tar);
+                }
+                using var audit = System.Text.Json.JsonDocument.Parse(
+                    await cluster.GetNativeAsync($"/api/audit?container={target}&type=ContainerExecStarted&type=ContainerExported&limit=10"));
+                var users = audit.RootElement.GetProperty("entries").EnumerateArray()
+                    .Select(e => (Type: e.GetProperty("type").GetString(), User: e.GetProperty("user").GetString())).ToList();
+                output.WriteLine(string.Join(", ", users));
+                Assert.Contains(("container_exec_started", "anonymous@127.0.0.1"), users);
+                Assert.Contains(("container_exported", "anonymous@127.0.0.1"), users);
             }
             finally
             {
