@@ -138,7 +138,12 @@ public static class ContainerStreamEndpoints
     /// <summary>An exec this gateway created on another node: the request goes there. False for local and unknown ids.</summary>
     private static async Task<bool> ForwardedRemoteExecAsync(HttpContext context, string id)
     {
-        if (Execs(context).Find(id) is not null || Forwarder(context).FindRemoteExec(id) is not { } remote) return false;
+        if (Execs(context).Find(id) is not null) return false;
+        // A forwarded request is answered here or not at all (one hop): no search of the other nodes.
+        var remote = context.Request.Headers.ContainsKey(NodeForwarder.ForwardedHeader)
+            ? null
+            : await Forwarder(context).LocateRemoteExecAsync(id, context.RequestAborted);
+        if (remote is null) return false;
         await Forwarder(context).ForwardAsync(context, remote.Node);
         return true;
     }

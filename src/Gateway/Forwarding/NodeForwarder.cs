@@ -147,6 +147,52 @@ public sealed class NodeForwarder : IDisposable
         return matches.Count == 1 ? matches[0] : null;
     }
 
+    /// <summary>How long the other nodes get to say whether they hold an exec this gateway never saw.</summary>
+    private static readonly TimeSpan LocateExecTimeout = TimeSpan.FromSeconds(3);
+
+    /// <summary>
+    /// An exec on another node: one this gateway created, else one created through another gateway (or on the node
+    /// directly), found by asking every other ready node for it (<c>GET /exec/{id}/json</c>) and then remembered.
+    /// Null when no node holds it.
+    /// </summary>
+    public async Task<RemoteExec?> LocateRemoteExecAsync(string id, CancellationToken cancellationToken)
+    {
+        if (FindRemoteExec(id) is { } known) return known;
+        if (id.Length < 3 || id.Length > 64 || !id.All(char.IsAsciiLetterOrDigit)) return null;
+        var nodes = (await _queries.NodesAsync(cancellationToken))
+            .Where(n => n.IsNode && n.Status == NodeStatus.Ready && n.ApiEndpoint.Length > 0 && !IsLocal(n.Name)).ToList();
+        if (nodes.Count == 0) return null;
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(LocateExecTimeout);
+        var answers = await Task.WhenAll(nodes.Select(n => AskForExecAsync(n.Name, n.ApiEndpoint, id, timeout.Token)));
+        var found = answers.Where(a => a is not null).ToList();
+        if (found.Count != 1) return null; // none, or a prefix that is not unique across the cluster
+        PruneRemoteExecs();
+        _remoteExecs[found[0]!.Id] = found[0]!;
+        return found[0];
+    }
+
+    private async Task<RemoteExec?> AskForExecAsync(string node, string endpoint, string id, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, new Uri($"http://{endpoint}/exec/{Uri.EscapeDataString(id)}/json"));
+            request.Headers.TryAddWithoutValidation(ForwardedHeader, _info.NodeName);
+            using var response = await _client.SendAsync(request, cancellationToken);
+            if (response.StatusCode != HttpStatusCode.OK) return null;
+            using var json = JsonDocument.Parse(await response.Content.ReadAsByteArrayAsync(cancellationToken));
+            return json.RootElement.TryGetProperty("ID", out var execId) && execId.GetString() is { Length: > 0 } full &&
+                   json.RootElement.TryGetProperty("ContainerID", out var container) && container.GetString() is { } containerId
+                ? new RemoteExec(full, node, containerId, DateTimeOffset.UtcNow)
+                : null;
+        }
+        catch (Exception e) when (e is HttpRequestException or OperationCanceledException or JsonException or IOException)
+        {
+            // A node that is slow or gone does not hold it as far as this lookup can tell.
+            return null;
+        }
+    }
+
     private void PruneRemoteExecs()
     {
         var cutoff = DateTimeOffset.UtcNow - KeepRemoteExec;

@@ -47,7 +47,7 @@ public sealed class ExecStartHijackHandler(IServiceProvider services, ExecRegist
         {
             // An exec this gateway created on another node runs there: relay the hijack.
             var forwarder = services.GetRequiredService<NodeForwarder>();
-            if (forwarder.FindRemoteExec(id) is { } remote)
+            if (stream.Head.Header(NodeForwarder.ForwardedHeader) is null && await forwarder.LocateRemoteExecAsync(id, cancellationToken) is { } remote)
                 await HijackRelay.RelayAsync(stream, forwarder, remote.Node, logger, cancellationToken);
             else
                 await stream.RejectAsync(404, $"No such exec instance: {id}");

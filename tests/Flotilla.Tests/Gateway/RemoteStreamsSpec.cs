@@ -1,5 +1,7 @@
 using System.Formats.Tar;
 using System.Net;
+using System.Text;
+using System.Text.Json;
 using Akka.Actor;
 using Flotilla.Cli.Hosting;
 using Flotilla.Cluster.Hosting;
@@ -206,6 +208,51 @@ public class RemoteStreamsSpec(GatewayAndNode cluster) : IClassFixture<GatewayAn
         using var response = await http.GetAsync("v1.51/exec/" + new string('f', 64) + "/json");
         Assert.Equal(HttpStatusCode.NotFound, response.StatusCode);
         Assert.Contains("No such exec instance", await response.Content.ReadAsStringAsync());
+    }
+
+    [Fact]
+    public async Task An_exec_the_gateway_never_saw_is_found_on_the_node_that_holds_it()
+    {
+        // Created on the node itself (as through another gateway): this gateway has no record of it.
+        using var node = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{cluster.NodePort}/") };
+        async Task<string> CreateExecAsync(string script)
+        {
+            using var created = await node.PostAsync($"v1.51/containers/{Sleeper}/exec", new StringContent(
+                JsonSerializer.Serialize(new { AttachStdout = true, AttachStderr = true, Cmd = new[] { "sh", "-c", script } }), Encoding.UTF8, "application/json"));
+            Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+            using var json = JsonDocument.Parse(await created.Content.ReadAsStringAsync());
+            return json.RootElement.GetProperty("Id").GetString()!;
+        }
+
+        using var gateway = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{cluster.GatewayPort}/") };
+        var detached = await CreateExecAsync("touch /tmp/found-elsewhere");
+        using (var inspect = await gateway.GetAsync($"v1.51/exec/{detached}/json"))
+        {
+            Assert.Equal(HttpStatusCode.OK, inspect.StatusCode);
+            using var json = JsonDocument.Parse(await inspect.Content.ReadAsStringAsync());
+            Assert.Equal(detached, json.RootElement.GetProperty("ID").GetString());
+        }
+        using (var start = await gateway.PostAsync($"v1.51/exec/{detached[..12]}/start",
+                   new StringContent("{\"Detach\":true}", Encoding.UTF8, "application/json")))
+            Assert.Equal(HttpStatusCode.OK, start.StatusCode);
+        Assert.True(await Eventually.TrueAsync(async () => (await cluster.OnNodeAsync("exec", Sleeper, "test", "-f", "/tmp/found-elsewhere")).ExitCode == 0,
+            TimeSpan.FromSeconds(10)), "the exec found on the node ran there");
+
+        // An attached start is a hijacked stream: relayed to the node as well, output and all.
+        var attached = await CreateExecAsync("echo found-and-attached");
+        using var tcp = new System.Net.Sockets.TcpClient();
+        await tcp.ConnectAsync(IPAddress.Loopback, cluster.GatewayPort);
+        var stream = tcp.GetStream();
+        var body = "{\"Detach\":false,\"Tty\":false}";
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(
+            $"POST /v1.51/exec/{attached}/start HTTP/1.1\r\nHost: gateway\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n" +
+            $"Content-Type: application/json\r\nContent-Length: {body.Length}\r\n\r\n{body}"));
+        using var read = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var received = new MemoryStream();
+        await stream.CopyToAsync(received, read.Token);
+        var text = Encoding.Latin1.GetString(received.ToArray());
+        Assert.StartsWith("HTTP/1.1 101", text);
+        Assert.Contains("found-and-attached\n", text);
     }
 
     [Fact]
