@@ -426,17 +426,21 @@ public sealed partial class ConmonMonitor
         }
     }
 
-    /// <summary>Reads one <c>{"data": N, "message": "…"}</c> object from conmon's sync pipe.</summary>
-    private static (int Pid, string? Error) ReadSyncMessage(int fd)
+    /// <summary>
+    /// Reads one <c>{"data": N, "message": "…"}</c> object from conmon's sync pipe, and not a byte more: conmon may have
+    /// written the next message (an exec's exit right after its pid) before this read, and it belongs to the next reader.
+    /// </summary>
+    internal static (int Pid, string? Error) ReadSyncMessage(int fd)
     {
-        var buffer = new byte[8192];
+        var one = new byte[1];
         var received = new MemoryStream();
         while (true)
         {
-            var n = Native.Read(fd, buffer);
+            var n = Native.Read(fd, one);
             if (n == 0) break;
-            received.Write(buffer, 0, n);
-            if (TryParse(received.ToArray(), out var result)) return result;
+            received.WriteByte(one[0]);
+            // A message ends with its closing brace (a brace inside the message string fails to parse and reading goes on).
+            if (one[0] == (byte)'}' && TryParse(received.ToArray(), out var result)) return result;
         }
         return TryParse(received.ToArray(), out var last) ? last : (-1, null);
 
