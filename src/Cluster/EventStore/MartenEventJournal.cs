@@ -9,13 +9,14 @@ namespace Flotilla.Cluster.EventStore;
 /// <summary>
 /// <see cref="IEventJournal"/> over Marten's event store (string stream keys), with group commit: appends that arrive
 /// while a commit is in flight are written together in the next transaction (one per stream at most, up to
-/// <see cref="MaxBatch"/>), so many entities appending at once share one round trip and one fsync. An append that
+/// <paramref name="maxBatch"/>), so many entities appending at once share one round trip and one fsync. An append that
 /// finds nothing in flight starts a commit at once (no added latency when idle). Every append keeps its own
 /// expected-version check, metadata and hash chain; when a grouped transaction fails it is split and retried, so
 /// a conflicting stream fails alone while the others commit.
 /// </summary>
 /// <param name="chainHashes">Off only to measure what hash chaining costs (bench/Flotilla.Bench); never in a host.</param>
-public sealed class MartenEventJournal(IDocumentStore store, bool chainHashes = true) : IEventJournal
+/// <param name="maxBatch">Most appends per transaction; 1 only to measure what grouping gains (bench/Flotilla.Bench.Placement).</param>
+public sealed class MartenEventJournal(IDocumentStore store, bool chainHashes = true, int maxBatch = MartenEventJournal.MaxBatch) : IEventJournal
 {
     public const string NodeHeader = "node";
     public const int MaxBatch = 256;
@@ -28,6 +29,11 @@ public sealed class MartenEventJournal(IDocumentStore store, bool chainHashes = 
     /// <summary>Appends waiting for the next commit, in arrival order.</summary>
     private List<PendingAppend> _waiting = [];
     private bool _committing;
+    private long _transactions;
+    private long _appends;
+
+    /// <summary>Transactions committed and appends they carried: their ratio is the mean group size (benchmarks, diagnostics).</summary>
+    public (long Transactions, long Appends) Committed => (Interlocked.Read(ref _transactions), Interlocked.Read(ref _appends));
 
     private sealed class PendingAppend(string streamKey, long expectedVersion, IReadOnlyList<object> events, EventMetadata metadata)
     {
@@ -104,13 +110,13 @@ public sealed class MartenEventJournal(IDocumentStore store, bool chainHashes = 
     /// <summary>The next batch: the oldest waiting appends, one per stream (a second append to a stream waits for the first).</summary>
     private List<PendingAppend> TakeBatch()
     {
-        var batch = new List<PendingAppend>(Math.Min(_waiting.Count, MaxBatch));
+        var batch = new List<PendingAppend>(Math.Min(_waiting.Count, maxBatch));
         var streams = new HashSet<string>(StringComparer.Ordinal);
         var rest = new List<PendingAppend>();
         foreach (var append in _waiting)
         {
             if (append.Done.Task.IsCompleted) continue; // cancelled while waiting
-            if (batch.Count < MaxBatch && streams.Add(append.StreamKey)) batch.Add(append);
+            if (batch.Count < maxBatch && streams.Add(append.StreamKey)) batch.Add(append);
             else rest.Add(append);
         }
         _waiting = rest;
@@ -136,6 +142,8 @@ public sealed class MartenEventJournal(IDocumentStore store, bool chainHashes = 
             foreach (var append in batch) Fail(append, ex);
             return;
         }
+        Interlocked.Increment(ref _transactions);
+        Interlocked.Add(ref _appends, batch.Count);
         foreach (var append in batch)
         {
             if (chainHashes)

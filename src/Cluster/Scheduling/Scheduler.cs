@@ -34,7 +34,7 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
     private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
 
     private IReadOnlyList<NodeView> _nodes = [];
-    private IReadOnlyList<ContainerView> _placed = [];
+    private IReadOnlyList<PlacedContainer> _placed = [];
     private readonly Dictionary<string, (string Node, long Memory, long NanoCpus, DateTimeOffset At)> _pending = [];
     /// <summary>Containers being moved right now (container id → target), so the loop never moves one twice.</summary>
     private readonly Dictionary<string, string> _moving = [];
@@ -90,7 +90,7 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         public static readonly Refresh Instance = new();
     }
 
-    private sealed record Refreshed(IReadOnlyList<NodeView> Nodes, IReadOnlyList<ContainerView> Placed, DateTimeOffset ReadAt);
+    private sealed record Refreshed(IReadOnlyList<NodeView> Nodes, IReadOnlyList<PlacedContainer> Placed, DateTimeOffset ReadAt);
 
     /// <summary>
     /// A placement waits for a fresh read when the picture is older than this: containers removed or nodes drained
@@ -165,7 +165,7 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         var picture = _nodes
             .Where(n => n.IsNode && n.Status == NodeStatus.Ready && n.Availability == NodeAvailability.Active && members.Contains(n.Address))
             .ToDictionary(n => n.Name, n => new NodeCapacity(n.Name, n.Cpus, n.MemoryBytes, n.Labels));
-        var placedById = new Dictionary<string, ContainerView>(_placed.Count);
+        var placedById = new Dictionary<string, PlacedContainer>(_placed.Count);
         foreach (var c in _placed)
         {
             placedById[c.ContainerId] = c;
@@ -265,7 +265,7 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         }
     }
 
-    private void Move(ContainerView c, string to, bool fromAlive, string reason)
+    private void Move(PlacedContainer c, string to, bool fromAlive, string reason)
     {
         _moving[c.ContainerId] = to;
         _log.Info("scheduler: moving {0} from {1} to {2}: {3}", Short(c.ContainerId), c.Node, to, reason);
@@ -277,7 +277,7 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
             .PipeTo(Self);
     }
 
-    private void Lose(ContainerView c, string reason)
+    private void Lose(PlacedContainer c, string reason)
     {
         _moving[c.ContainerId] = c.Node;
         var id = c.ContainerId;
