@@ -35,6 +35,9 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
 
     private IReadOnlyList<NodeView> _nodes = [];
     private IReadOnlyList<PlacedContainer> _placed = [];
+    /// <summary>The last read of the placed containers: the next one only fetches what changed since.</summary>
+    private PlacedContainers? _placedRead;
+    private DateTimeOffset _lastFullRead = DateTimeOffset.MinValue;
     private readonly Dictionary<string, (string Node, long Memory, long NanoCpus, DateTimeOffset At)> _pending = [];
     /// <summary>Containers being moved right now (container id → target), so the loop never moves one twice.</summary>
     private readonly Dictionary<string, string> _moving = [];
@@ -90,7 +93,10 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         public static readonly Refresh Instance = new();
     }
 
-    private sealed record Refreshed(IReadOnlyList<NodeView> Nodes, IReadOnlyList<PlacedContainer> Placed, DateTimeOffset ReadAt);
+    private sealed record Refreshed(IReadOnlyList<NodeView> Nodes, PlacedContainers Placed, DateTimeOffset ReadAt);
+
+    /// <summary>A whole read now and then, though updates miss nothing: cheap insurance at this interval.</summary>
+    private static readonly TimeSpan FullReadEvery = TimeSpan.FromSeconds(30);
 
     /// <summary>
     /// A placement waits for a fresh read when the picture is older than this: containers removed or nodes drained
@@ -123,7 +129,8 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         _refreshing = true;
         var queries = _queries;
         var readAt = DateTimeOffset.UtcNow;
-        Task.Run(async () => (object)new Refreshed(await queries.NodesAsync(), await queries.ContainersPlacedAsync(), readAt)).PipeTo(Self);
+        var previous = readAt - _lastFullRead > FullReadEvery ? null : _placedRead;
+        Task.Run(async () => (object)new Refreshed(await queries.NodesAsync(), await queries.ContainersPlacedAsync(previous), readAt)).PipeTo(Self);
     }
 
     private void OnRefreshed(Refreshed m)
@@ -135,11 +142,12 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
             StartRefresh();
         }
         _nodes = m.Nodes;
-        _placed = m.Placed;
+        _placedRead = m.Placed;
+        if (!m.Placed.Incremental) _lastFullRead = m.ReadAt;
+        _placed = [.. m.Placed.ById.Values];
         var now = DateTimeOffset.UtcNow;
-        var seen = m.Placed.Select(c => c.ContainerId).ToHashSet();
         foreach (var id in _pending.Keys.ToList())
-            if (seen.Contains(id) || now - _pending[id].At > PendingFor) _pending.Remove(id);
+            if (m.Placed.ById.ContainsKey(id) || now - _pending[id].At > PendingFor) _pending.Remove(id);
         RebuildPicture();
         _pictureReadAt = m.ReadAt;
         var retry = _awaitingRefresh.ToList();

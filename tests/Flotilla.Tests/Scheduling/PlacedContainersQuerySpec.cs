@@ -4,6 +4,7 @@ using Flotilla.Cluster.Queries;
 using Flotilla.Contracts.Containers;
 using Flotilla.Tests.Infrastructure;
 using Marten;
+using Npgsql;
 using Xunit;
 
 namespace Flotilla.Tests.Scheduling;
@@ -14,11 +15,13 @@ public class PlacedContainersQuerySpec(PostgresFixture postgres) : IAsyncLifetim
 {
     private DocumentStore _store = null!;
     private MartenEventJournal _journal = null!;
+    private string _connectionString = "";
     private static readonly EventMetadata Meta = new("alice", "node-a", "req-1", null);
 
     public async Task InitializeAsync()
     {
-        _store = FlotillaStore.Create(await postgres.NewDatabaseAsync("placed_query"));
+        _connectionString = await postgres.NewDatabaseAsync("placed_query");
+        _store = FlotillaStore.Create(_connectionString);
         await _store.Storage.ApplyAllConfiguredChangesToDatabaseAsync();
         _journal = new MartenEventJournal(_store);
     }
@@ -55,5 +58,54 @@ public class PlacedContainersQuerySpec(PostgresFixture postgres) : IAsyncLifetim
         var running = placed[1];
         Assert.Equal(("n2", DesiredState.Running, ContainerStatus.Running, 0L, 0L, "no"),
             (running.Node, running.Desired, running.Status, running.Memory, running.NanoCpus, running.RestartPolicy));
+    }
+
+    private static string Describe(PlacedContainers read) =>
+        string.Join(", ", read.ById.Values.OrderBy(c => c.ContainerId).Select(c => $"{c.ContainerId}@{c.Node}:{c.Desired}:{c.Memory}"));
+
+    [Fact]
+    public async Task An_update_reads_what_changed_and_equals_a_whole_read_and_a_removal_forces_a_whole_read()
+    {
+        var queries = new ClusterQueries(_store);
+        await CreateAsync("c-1", "n1", 1 << 20, 0, "no");
+        await CreateAsync("c-2", "n2", 2 << 20, 0, "no");
+        var first = await queries.ContainersPlacedAsync(null);
+        Assert.False(first.Incremental);
+
+        await CreateAsync("c-3", "n3", 3 << 20, 0, "no");
+        await _journal.AppendAsync(ContainerStreams.Key("c-1"), 2, [new ContainerStopped("c-1", "TERM", 10, DateTimeOffset.UtcNow)], Meta);
+        var updated = await queries.ContainersPlacedAsync(first);
+        Assert.True(updated.Incremental);
+        Assert.Equal(Describe(await queries.ContainersPlacedAsync(null)), Describe(updated));
+        Assert.Equal(["c-2", "c-3"], updated.ById.Keys.Order());
+        // The earlier read is left as it was (the scheduler may still be using it).
+        Assert.Equal(["c-1", "c-2"], first.ById.Keys.Order());
+
+        // A removed container's view is deleted: no row tells, the count does.
+        await _journal.AppendAsync(ContainerStreams.Key("c-2"), 2, [new ContainerRemoved("c-2", DateTimeOffset.UtcNow)], Meta);
+        var afterRemoval = await queries.ContainersPlacedAsync(updated);
+        Assert.False(afterRemoval.Incremental);
+        Assert.Equal(["c-3"], afterRemoval.ById.Keys.Order());
+    }
+
+    [Fact]
+    public async Task A_write_that_commits_after_a_read_began_is_in_the_next_update()
+    {
+        var queries = new ClusterQueries(_store);
+        await CreateAsync("c-slow", "n1", 1 << 20, 0, "no");
+        await using var writer = new NpgsqlConnection(_connectionString);
+        await writer.OpenAsync();
+        await using (var begin = new NpgsqlCommand(
+            $"BEGIN; UPDATE {FlotillaStore.DefaultSchema}.mt_doc_containerview SET data = jsonb_set(data, '{{Node}}', '\"n9\"') WHERE id = '{ContainerStreams.Key("c-slow")}'", writer))
+            await begin.ExecuteNonQueryAsync();
+
+        var during = await queries.ContainersPlacedAsync(null);
+        Assert.Equal("n1", during.ById["c-slow"].Node);
+        await using (var commit = new NpgsqlCommand("COMMIT", writer))
+            await commit.ExecuteNonQueryAsync();
+
+        var next = await queries.ContainersPlacedAsync(during);
+        Assert.True(next.Incremental);
+        Assert.Equal("n9", next.ById["c-slow"].Node);
     }
 }
