@@ -12,8 +12,9 @@ namespace Flotilla.Cluster.Scheduling;
 /// <summary>
 /// Cluster singleton: places new containers and moves containers off hosts that are gone or drained.
 /// Placement runs on an in-memory picture of the nodes and their load, rebuilt from the projections every few
-/// seconds and kept current between rebuilds by the scheduler's own decisions, so concurrent creates spread
-/// without a database round trip each. Failover is a reconciliation loop over the same picture: every container
+/// seconds (the containers updated from the rows written since the last read, see
+/// <see cref="ClusterQueries.ContainersPlacedAsync(PlacedContainers?, CancellationToken)"/>) and kept current between
+/// rebuilds by the scheduler's own decisions, so concurrent creates spread without a database round trip each. Failover is a reconciliation loop over the same picture: every container
 /// that should run on a node that is no cluster member any more (removed by the split brain resolver, or left) is
 /// rescheduled, once; a node that is only unreachable is still a member, so a network blip moves nothing.
 /// </summary>
