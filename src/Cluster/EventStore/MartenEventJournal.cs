@@ -48,13 +48,88 @@ public sealed class MartenEventJournal(IDocumentStore store, bool chainHashes = 
         public long NewVersion => ExpectedVersion + Events.Count;
     }
 
+    private readonly Lock _readGate = new();
+    private List<PendingRead> _readsWaiting = [];
+    private bool _reading;
+    private long _readQueries;
+    private long _streamsRead;
+
+    /// <summary>Queries that read streams and the streams they read (grouped reads share a query).</summary>
+    public (long Queries, long Streams) Read => (Interlocked.Read(ref _readQueries), Interlocked.Read(ref _streamsRead));
+
+    private sealed class PendingRead(string streamKey)
+    {
+        public string StreamKey { get; } = streamKey;
+        public TaskCompletionSource<StoredStream> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    /// <summary>
+    /// Reads one stream. Like appends, reads that arrive while one is in flight are answered together by one query
+    /// (entities recovering at once, such as a burst of creates); a read with nothing in flight runs at once.
+    /// </summary>
     public async Task<StoredStream> ReadAsync(string streamKey, CancellationToken cancellationToken = default)
     {
-        await using var session = store.QuerySession();
-        var events = await session.Events.FetchStreamAsync(streamKey, token: cancellationToken);
-        var version = events.Count == 0 ? 0 : events[^1].Version;
-        return new StoredStream(events.Select(e => e.Data).ToList(), version);
+        cancellationToken.ThrowIfCancellationRequested();
+        var read = new PendingRead(streamKey);
+        bool start;
+        lock (_readGate)
+        {
+            _readsWaiting.Add(read);
+            start = !_reading;
+            _reading = true;
+        }
+        if (start) _ = Task.Run(ReadLoopAsync, CancellationToken.None);
+
+        await using var registration = cancellationToken.Register(() => read.Done.TrySetCanceled(cancellationToken));
+        return await read.Done.Task;
     }
+
+    private async Task ReadLoopAsync()
+    {
+        while (true)
+        {
+            List<PendingRead> batch;
+            lock (_readGate)
+            {
+                batch = [.. _readsWaiting.Where(r => !r.Done.Task.IsCompleted).Take(maxBatch)];
+                _readsWaiting = [.. _readsWaiting.Where(r => !r.Done.Task.IsCompleted).Skip(batch.Count)];
+                if (batch.Count == 0)
+                {
+                    _reading = false;
+                    return;
+                }
+            }
+            try
+            {
+                var streams = await FetchStreamsAsync(batch.Select(r => r.StreamKey).Distinct(StringComparer.Ordinal).ToList());
+                foreach (var read in batch) read.Done.TrySetResult(streams[read.StreamKey]);
+            }
+            catch (Exception ex)
+            {
+                foreach (var read in batch) read.Done.TrySetException(ex);
+            }
+        }
+    }
+
+    private async Task<Dictionary<string, StoredStream>> FetchStreamsAsync(IReadOnlyList<string> keys)
+    {
+        Interlocked.Increment(ref _readQueries);
+        Interlocked.Add(ref _streamsRead, keys.Count);
+        await using var session = store.QuerySession();
+        // Not any caller's token: the query is shared; Npgsql's command timeout bounds it.
+        if (keys.Count == 1)
+        {
+            var events = await session.Events.FetchStreamAsync(keys[0], token: CancellationToken.None);
+            return new Dictionary<string, StoredStream>(StringComparer.Ordinal) { [keys[0]] = Stored(events) };
+        }
+        var keyArray = keys.ToArray();
+        var all = await session.Events.QueryAllRawEvents().Where(e => keyArray.Contains(e.StreamKey)).ToListAsync(CancellationToken.None);
+        var byStream = all.GroupBy(e => e.StreamKey!, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.OrderBy(e => e.Version).ToList(), StringComparer.Ordinal);
+        return keys.ToDictionary(k => k, k => byStream.TryGetValue(k, out var events) ? Stored(events) : new StoredStream([], 0), StringComparer.Ordinal);
+    }
+
+    private static StoredStream Stored(IReadOnlyList<IEvent> events) =>
+        new(events.Select(e => e.Data).ToList(), events.Count == 0 ? 0 : events[^1].Version);
 
     /// <remarks>
     /// A caller cancelled before its append is taken into a commit gets <see cref="OperationCanceledException"/> and

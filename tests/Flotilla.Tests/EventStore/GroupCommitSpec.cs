@@ -59,6 +59,19 @@ public class GroupCommitSpec(PostgresFixture postgres) : IAsyncLifetime
         return (connection, gate);
     }
 
+    /// <summary>Like <see cref="HoldCommitsAsync"/> for reads: the first read waits on a lock that blocks reading too.</summary>
+    private async Task<(NpgsqlConnection Lock, Task<StoredStream> Gate)> HoldReadsAsync(string gateStream)
+    {
+        var connection = new NpgsqlConnection(_connectionString);
+        await connection.OpenAsync();
+        await using (var begin = new NpgsqlCommand($"begin; lock table {FlotillaStore.DefaultSchema}.mt_events in access exclusive mode", connection))
+            await begin.ExecuteNonQueryAsync();
+        var gate = _journal.ReadAsync(gateStream);
+        Assert.True(await Eventually.TrueAsync(async () => await ScalarAsync<long>("select count(*) from pg_locks where not granted") > 0,
+            TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(20)), "the gate read never reached its query");
+        return (connection, gate);
+    }
+
     private static async Task ReleaseAsync(NpgsqlConnection connection)
     {
         await using (var rollback = new NpgsqlCommand("rollback", connection))
@@ -215,5 +228,41 @@ public class GroupCommitSpec(PostgresFixture postgres) : IAsyncLifetime
         Assert.Equal("b", Assert.IsType<ContainerRenamed>(stream.Events[^1]).NewName);
         var audit = await new AuditLedger(_store).VerifyAsync();
         Assert.True(audit.Intact, string.Join("; ", audit.Problems.Select(p => p.ToString())));
+    }
+
+    [Fact]
+    public async Task Reads_made_during_a_read_are_answered_by_one_query_each_with_its_own_stream()
+    {
+        await _journal.AppendAsync("read-a", 0, [Created("a")], MetaFor(1));
+        await _journal.AppendAsync("read-b", 0, [Created("b"), Renamed("b", "x"), Renamed("b", "y")], MetaFor(2));
+        var before = _journal.Read;
+
+        var (held, gate) = await HoldReadsAsync("read-a");
+        using var cancel = new CancellationTokenSource();
+        var a = _journal.ReadAsync("read-a");
+        var b = _journal.ReadAsync("read-b");
+        var again = _journal.ReadAsync("read-b");
+        var missing = _journal.ReadAsync("read-none");
+        var cancelled = _journal.ReadAsync("read-cancelled", cancel.Token);
+        cancel.Cancel();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => cancelled);
+        await ReleaseAsync(held);
+
+        Assert.Equal(1, (await gate).Version);
+        Assert.IsType<ContainerCreated>(Assert.Single((await a).Events));
+        var stream = await b;
+        Assert.Equal(3, stream.Version);
+        Assert.Equal(["b", "x", "y"], stream.Events.Select(e => e switch
+        {
+            ContainerCreated c => c.ContainerId,
+            ContainerRenamed r => r.NewName,
+            _ => "?",
+        }));
+        Assert.Equal(3, (await again).Version);
+        var none = await missing;
+        Assert.Equal(0, none.Version);
+        Assert.Empty(none.Events);
+        // The gate's own query, then one for the three streams asked meanwhile (the cancelled one not among them).
+        Assert.Equal((before.Queries + 2, before.Streams + 4), _journal.Read);
     }
 }
