@@ -91,8 +91,10 @@ public sealed class MartenEventJournal(IDocumentStore store, bool chainHashes = 
             List<PendingRead> batch;
             lock (_readGate)
             {
-                batch = [.. _readsWaiting.Where(r => !r.Done.Task.IsCompleted).Take(maxBatch)];
-                _readsWaiting = [.. _readsWaiting.Where(r => !r.Done.Task.IsCompleted).Skip(batch.Count)];
+                // One pass: a read cancelled meanwhile (its callback runs outside this lock) must not shift the split.
+                var live = _readsWaiting.Where(r => !r.Done.Task.IsCompleted).ToList();
+                batch = live.Take(maxBatch).ToList();
+                _readsWaiting = live.Skip(batch.Count).ToList();
                 if (batch.Count == 0)
                 {
                     _reading = false;
