@@ -2,85 +2,290 @@ using System.Collections.Concurrent;
 using JasperFx;
 using JasperFx.Events;
 using Marten;
+using Npgsql;
 
 namespace Flotilla.Cluster.EventStore;
 
-/// <summary><see cref="IEventJournal"/> over Marten's event store (string stream keys).</summary>
+/// <summary>
+/// <see cref="IEventJournal"/> over Marten's event store (string stream keys), with group commit: appends that arrive
+/// while a commit is in flight are written together in the next transaction (one per stream at most, up to
+/// <paramref name="maxBatch"/>), so many entities appending at once share one round trip and one fsync. An append that
+/// finds nothing in flight starts a commit at once (no added latency when idle). Every append keeps its own
+/// expected-version check, metadata and hash chain; when a grouped transaction fails it is split and retried, so
+/// a conflicting stream fails alone while the others commit.
+/// </summary>
 /// <param name="chainHashes">Off only to measure what hash chaining costs (bench/Flotilla.Bench); never in a host.</param>
-public sealed class MartenEventJournal(IDocumentStore store, bool chainHashes = true) : IEventJournal
+/// <param name="maxBatch">Most appends per transaction; 1 only to measure what grouping gains (bench/Flotilla.Bench.Placement).</param>
+public sealed class MartenEventJournal(IDocumentStore store, bool chainHashes = true, int maxBatch = MartenEventJournal.MaxBatch) : IEventJournal
 {
     public const string NodeHeader = "node";
+    public const int MaxBatch = 256;
 
     /// <summary>Streams whose tail this journal wrote last: saves the read of the previous hash on the next append.</summary>
     private readonly ConcurrentDictionary<string, (long Version, string Hash)> _tails = new();
     private const int MaxTails = 50_000;
 
-    public async Task<StoredStream> ReadAsync(string streamKey, CancellationToken cancellationToken = default)
+    private readonly Lock _gate = new();
+    /// <summary>Appends waiting for the next commit, in arrival order.</summary>
+    private List<PendingAppend> _waiting = [];
+    private bool _committing;
+    private long _transactions;
+    private long _appends;
+
+    /// <summary>Transactions committed and appends they carried: their ratio is the mean group size (benchmarks, diagnostics).</summary>
+    public (long Transactions, long Appends) Committed => (Interlocked.Read(ref _transactions), Interlocked.Read(ref _appends));
+
+    private sealed class PendingAppend(string streamKey, long expectedVersion, IReadOnlyList<object> events, EventMetadata metadata)
     {
-        await using var session = store.QuerySession();
-        var events = await session.Events.FetchStreamAsync(streamKey, token: cancellationToken);
-        var version = events.Count == 0 ? 0 : events[^1].Version;
-        return new StoredStream(events.Select(e => e.Data).ToList(), version);
+        public string StreamKey { get; } = streamKey;
+        public long ExpectedVersion { get; } = expectedVersion;
+        public IReadOnlyList<object> Events { get; } = events;
+        public EventMetadata Metadata { get; } = metadata;
+        /// <summary>Continuations run on the pool, never inline on the commit loop.</summary>
+        public TaskCompletionSource<long> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        /// <summary>The hash of this append's last event once it is staged.</summary>
+        public string TailHash { get; set; } = "";
+        public long NewVersion => ExpectedVersion + Events.Count;
     }
 
+    private readonly Lock _readGate = new();
+    private List<PendingRead> _readsWaiting = [];
+    private bool _reading;
+    private long _readQueries;
+    private long _streamsRead;
+
+    /// <summary>Queries that read streams and the streams they read (grouped reads share a query).</summary>
+    public (long Queries, long Streams) Read => (Interlocked.Read(ref _readQueries), Interlocked.Read(ref _streamsRead));
+
+    private sealed class PendingRead(string streamKey)
+    {
+        public string StreamKey { get; } = streamKey;
+        public TaskCompletionSource<StoredStream> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    /// <summary>
+    /// Reads one stream. Like appends, reads that arrive while one is in flight are answered together by one query
+    /// (entities recovering at once, such as a burst of creates); a read with nothing in flight runs at once.
+    /// </summary>
+    public async Task<StoredStream> ReadAsync(string streamKey, CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var read = new PendingRead(streamKey);
+        bool start;
+        lock (_readGate)
+        {
+            _readsWaiting.Add(read);
+            start = !_reading;
+            _reading = true;
+        }
+        if (start) _ = Task.Run(ReadLoopAsync, CancellationToken.None);
+
+        await using var registration = cancellationToken.Register(() => read.Done.TrySetCanceled(cancellationToken));
+        return await read.Done.Task;
+    }
+
+    private async Task ReadLoopAsync()
+    {
+        while (true)
+        {
+            List<PendingRead> batch;
+            lock (_readGate)
+            {
+                // One pass: a read cancelled meanwhile (its callback runs outside this lock) must not shift the split.
+                var live = _readsWaiting.Where(r => !r.Done.Task.IsCompleted).ToList();
+                batch = live.Take(maxBatch).ToList();
+                _readsWaiting = live.Skip(batch.Count).ToList();
+                if (batch.Count == 0)
+                {
+                    _reading = false;
+                    return;
+                }
+            }
+            try
+            {
+                var streams = await FetchStreamsAsync(batch.Select(r => r.StreamKey).Distinct(StringComparer.Ordinal).ToList());
+                foreach (var read in batch) read.Done.TrySetResult(streams[read.StreamKey]);
+            }
+            catch (Exception ex)
+            {
+                foreach (var read in batch) read.Done.TrySetException(ex);
+            }
+        }
+    }
+
+    private async Task<Dictionary<string, StoredStream>> FetchStreamsAsync(IReadOnlyList<string> keys)
+    {
+        Interlocked.Increment(ref _readQueries);
+        Interlocked.Add(ref _streamsRead, keys.Count);
+        await using var session = store.QuerySession();
+        // Not any caller's token: the query is shared; Npgsql's command timeout bounds it.
+        if (keys.Count == 1)
+        {
+            var events = await session.Events.FetchStreamAsync(keys[0], token: CancellationToken.None);
+            return new Dictionary<string, StoredStream>(StringComparer.Ordinal) { [keys[0]] = Stored(events) };
+        }
+        var keyArray = keys.ToArray();
+        var all = await session.Events.QueryAllRawEvents().Where(e => keyArray.Contains(e.StreamKey)).ToListAsync(CancellationToken.None);
+        var byStream = all.GroupBy(e => e.StreamKey!, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.OrderBy(e => e.Version).ToList(), StringComparer.Ordinal);
+        return keys.ToDictionary(k => k, k => byStream.TryGetValue(k, out var events) ? Stored(events) : new StoredStream([], 0), StringComparer.Ordinal);
+    }
+
+    private static StoredStream Stored(IReadOnlyList<IEvent> events) =>
+        new(events.Select(e => e.Data).ToList(), events.Count == 0 ? 0 : events[^1].Version);
+
+    /// <remarks>
+    /// A caller cancelled before its append is taken into a commit gets <see cref="OperationCanceledException"/> and
+    /// nothing is written; cancelled during the commit, it gets the same exception but the append may have committed
+    /// (as with any cancelled write: only a read can tell). A commit serves many callers, so no caller's token stops it.
+    /// </remarks>
     public async Task<long> AppendAsync(string streamKey, long expectedVersion, IReadOnlyList<object> events,
         EventMetadata metadata, CancellationToken cancellationToken = default)
     {
         if (events.Count == 0) return expectedVersion;
-        await using var session = store.LightweightSession();
-        session.CorrelationId = metadata.CorrelationId;
-        session.CausationId = metadata.CausationId;
-        session.LastModifiedBy = metadata.User;
-        session.SetHeader(NodeHeader, metadata.Node);
-
-        // Each event chains to the one before it in its stream (see EventHashChain).
-        var previous = expectedVersion == 0 ? ""
-            : _tails.TryGetValue(streamKey, out var tail) && tail.Version == expectedVersion ? tail.Hash
-            : chainHashes ? await PreviousHashAsync(session, streamKey, expectedVersion, cancellationToken) : "";
-        var chained = new object[events.Count];
-        for (var i = 0; i < events.Count; i++)
+        cancellationToken.ThrowIfCancellationRequested();
+        var append = new PendingAppend(streamKey, expectedVersion, events, metadata);
+        bool start;
+        lock (_gate)
         {
-            if (!chainHashes)
-            {
-                chained[i] = events[i];
-                continue;
-            }
-            var hash = EventHashChain.Compute(previous, streamKey, expectedVersion + i + 1, events[i], metadata);
-            var e = session.Events.BuildEvent(events[i]);
-            e.SetHeader(EventHashChain.Header, hash);
-            chained[i] = e;
-            previous = hash;
+            _waiting.Add(append);
+            start = !_committing;
+            _committing = true;
         }
+        // On the pool, not inline: the caller may be an actor whose task scheduler must not carry the loop.
+        if (start) _ = Task.Run(CommitLoopAsync, CancellationToken.None);
 
-        if (expectedVersion == 0)
-            session.Events.StartStream(streamKey, chained);
-        else
-            // Marten's Append takes the version the stream will have *after* this append.
-            session.Events.Append(streamKey, expectedVersion + events.Count, chained);
+        await using var registration = cancellationToken.Register(() => append.Done.TrySetCanceled(cancellationToken));
+        return await append.Done.Task;
+    }
 
+    private async Task CommitLoopAsync()
+    {
+        while (true)
+        {
+            List<PendingAppend> batch;
+            lock (_gate)
+            {
+                batch = TakeBatch();
+                if (batch.Count == 0)
+                {
+                    _committing = false;
+                    return;
+                }
+            }
+            try
+            {
+                await CommitAsync(batch);
+            }
+            catch (Exception ex)
+            {
+                // CommitAsync settles every member itself; this only guards the loop against a bug leaving callers hanging.
+                foreach (var append in batch) append.Done.TrySetException(ex);
+            }
+        }
+    }
+
+    /// <summary>The next batch: the oldest waiting appends, one per stream (a second append to a stream waits for the first).</summary>
+    private List<PendingAppend> TakeBatch()
+    {
+        var batch = new List<PendingAppend>(Math.Min(_waiting.Count, maxBatch));
+        var streams = new HashSet<string>(StringComparer.Ordinal);
+        var rest = new List<PendingAppend>();
+        foreach (var append in _waiting)
+        {
+            if (append.Done.Task.IsCompleted) continue; // cancelled while waiting
+            if (batch.Count < maxBatch && streams.Add(append.StreamKey)) batch.Add(append);
+            else rest.Add(append);
+        }
+        _waiting = rest;
+        return batch;
+    }
+
+    /// <summary>Commits the batch in one transaction; if that fails, halves it until each failure is down to its own append.</summary>
+    private async Task CommitAsync(IReadOnlyList<PendingAppend> batch)
+    {
         try
         {
-            await session.SaveChangesAsync(cancellationToken);
+            await WriteAsync(batch);
         }
-        catch (Exception ex) when (IsVersionConflict(ex))
+        catch (Exception ex) when (batch.Count > 1 && !IsUnavailable(ex))
         {
-            _tails.TryRemove(streamKey, out _);
-            throw new StreamVersionConflictException(streamKey, expectedVersion, ex);
+            var half = batch.Count / 2;
+            await CommitAsync(batch.Take(half).ToList());
+            await CommitAsync(batch.Skip(half).ToList());
+            return;
         }
-        if (chainHashes)
+        catch (Exception ex)
         {
-            if (_tails.Count >= MaxTails) _tails.Clear();
-            _tails[streamKey] = (expectedVersion + events.Count, previous);
+            foreach (var append in batch) Fail(append, ex);
+            return;
         }
-        return expectedVersion + events.Count;
+        Interlocked.Increment(ref _transactions);
+        Interlocked.Add(ref _appends, batch.Count);
+        foreach (var append in batch)
+        {
+            if (chainHashes)
+            {
+                if (_tails.Count >= MaxTails) _tails.Clear();
+                _tails[append.StreamKey] = (append.NewVersion, append.TailHash);
+            }
+            append.Done.TrySetResult(append.NewVersion);
+        }
+    }
+
+    private void Fail(PendingAppend append, Exception ex)
+    {
+        if (IsVersionConflict(ex))
+        {
+            _tails.TryRemove(append.StreamKey, out _);
+            append.Done.TrySetException(new StreamVersionConflictException(append.StreamKey, append.ExpectedVersion, ex));
+        }
+        else
+            append.Done.TrySetException(ex);
+    }
+
+    private async Task WriteAsync(IReadOnlyList<PendingAppend> batch)
+    {
+        await using var session = store.LightweightSession();
+        foreach (var append in batch)
+        {
+            var metadata = append.Metadata;
+            // Each event chains to the one before it in its stream (see EventHashChain).
+            var previous = append.ExpectedVersion == 0 ? ""
+                : _tails.TryGetValue(append.StreamKey, out var tail) && tail.Version == append.ExpectedVersion ? tail.Hash
+                : chainHashes ? await PreviousHashAsync(session, append.StreamKey, append.ExpectedVersion) : "";
+            var staged = new object[append.Events.Count];
+            for (var i = 0; i < staged.Length; i++)
+            {
+                // Metadata per event, not per session: one session carries appends of many callers.
+                var e = session.Events.BuildEvent(append.Events[i]);
+                e.UserName = metadata.User;
+                e.CorrelationId = metadata.CorrelationId;
+                e.CausationId = metadata.CausationId;
+                e.SetHeader(NodeHeader, metadata.Node);
+                if (chainHashes)
+                {
+                    previous = EventHashChain.Compute(previous, append.StreamKey, append.ExpectedVersion + i + 1, append.Events[i], metadata);
+                    e.SetHeader(EventHashChain.Header, previous);
+                }
+                staged[i] = e;
+            }
+            append.TailHash = previous;
+            if (append.ExpectedVersion == 0)
+                session.Events.StartStream(append.StreamKey, staged);
+            else
+                // Marten's Append takes the version the stream will have *after* this append.
+                session.Events.Append(append.StreamKey, append.NewVersion, staged);
+        }
+        // Not any caller's token: the commit is shared; Npgsql's command timeout bounds it.
+        await session.SaveChangesAsync(CancellationToken.None);
     }
 
     /// <summary>The hash of the stream's event at <paramref name="version"/>; "" when it has none (written before chaining).</summary>
-    private static async Task<string> PreviousHashAsync(IQuerySession session, string streamKey, long version, CancellationToken cancellationToken)
+    private static async Task<string> PreviousHashAsync(IQuerySession session, string streamKey, long version)
     {
         var last = await session.Events.QueryAllRawEvents()
             .Where(e => e.StreamKey == streamKey && e.Version == version)
-            .FirstOrDefaultAsync(cancellationToken);
+            .FirstOrDefaultAsync();
         return last?.Headers is { } headers && headers.TryGetValue(EventHashChain.Header, out var hash) ? hash?.ToString() ?? "" : "";
     }
 
@@ -90,6 +295,18 @@ public sealed class MartenEventJournal(IDocumentStore store, bool chainHashes = 
         ConcurrencyException => true,
         Marten.Exceptions.ExistingStreamIdCollisionException => true,
         _ when ex.InnerException is not null => IsVersionConflict(ex.InnerException),
+        _ => false,
+    };
+
+    /// <summary>
+    /// The database could not be reached (not an answer about one append): every member of the batch would fail the
+    /// same way, so splitting it would only multiply the wait.
+    /// </summary>
+    private static bool IsUnavailable(Exception ex) => ex switch
+    {
+        PostgresException => false,
+        NpgsqlException or TimeoutException or System.Net.Sockets.SocketException => true,
+        _ when ex.InnerException is not null => IsUnavailable(ex.InnerException),
         _ => false,
     };
 }

@@ -12,8 +12,9 @@ namespace Flotilla.Cluster.Scheduling;
 /// <summary>
 /// Cluster singleton: places new containers and moves containers off hosts that are gone or drained.
 /// Placement runs on an in-memory picture of the nodes and their load, rebuilt from the projections every few
-/// seconds and kept current between rebuilds by the scheduler's own decisions, so concurrent creates spread
-/// without a database round trip each. Failover is a reconciliation loop over the same picture: every container
+/// seconds (the containers updated from the rows written since the last read, see
+/// <see cref="ClusterQueries.ContainersPlacedAsync(PlacedContainers?, CancellationToken)"/>) and kept current between
+/// rebuilds by the scheduler's own decisions, so concurrent creates spread without a database round trip each. Failover is a reconciliation loop over the same picture: every container
 /// that should run on a node that is no cluster member any more (removed by the split brain resolver, or left) is
 /// rescheduled, once; a node that is only unreachable is still a member, so a network blip moves nothing.
 /// </summary>
@@ -34,7 +35,10 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
     private readonly Akka.Cluster.Cluster _cluster = Akka.Cluster.Cluster.Get(Context.System);
 
     private IReadOnlyList<NodeView> _nodes = [];
-    private IReadOnlyList<ContainerView> _placed = [];
+    private IReadOnlyList<PlacedContainer> _placed = [];
+    /// <summary>The last read of the placed containers: the next one only fetches what changed since.</summary>
+    private PlacedContainers? _placedRead;
+    private DateTimeOffset _lastFullRead = DateTimeOffset.MinValue;
     private readonly Dictionary<string, (string Node, long Memory, long NanoCpus, DateTimeOffset At)> _pending = [];
     /// <summary>Containers being moved right now (container id → target), so the loop never moves one twice.</summary>
     private readonly Dictionary<string, string> _moving = [];
@@ -93,7 +97,10 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         public static readonly Refresh Instance = new();
     }
 
-    private sealed record Refreshed(IReadOnlyList<NodeView> Nodes, IReadOnlyList<ContainerView> Placed, DateTimeOffset ReadAt);
+    private sealed record Refreshed(IReadOnlyList<NodeView> Nodes, PlacedContainers Placed, DateTimeOffset ReadAt);
+
+    /// <summary>A whole read now and then, though updates miss nothing: cheap insurance at this interval.</summary>
+    private static readonly TimeSpan FullReadEvery = TimeSpan.FromSeconds(30);
 
     /// <summary>
     /// A placement waits for a fresh read when the picture is older than this: containers removed or nodes drained
@@ -126,7 +133,8 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         _refreshing = true;
         var queries = _queries;
         var readAt = DateTimeOffset.UtcNow;
-        Task.Run(async () => (object)new Refreshed(await queries.NodesAsync(), await queries.ContainersPlacedAsync(), readAt)).PipeTo(Self);
+        var previous = readAt - _lastFullRead > FullReadEvery ? null : _placedRead;
+        Task.Run(async () => (object)new Refreshed(await queries.NodesAsync(), await queries.ContainersPlacedAsync(previous), readAt)).PipeTo(Self);
     }
 
     private void OnRefreshed(Refreshed m)
@@ -138,11 +146,12 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
             StartRefresh();
         }
         _nodes = m.Nodes;
-        _placed = m.Placed;
+        _placedRead = m.Placed;
+        if (!m.Placed.Incremental) _lastFullRead = m.ReadAt;
+        _placed = [.. m.Placed.ById.Values];
         var now = DateTimeOffset.UtcNow;
-        var seen = m.Placed.Select(c => c.ContainerId).ToHashSet();
         foreach (var id in _pending.Keys.ToList())
-            if (seen.Contains(id) || now - _pending[id].At > PendingFor) _pending.Remove(id);
+            if (m.Placed.ById.ContainsKey(id) || now - _pending[id].At > PendingFor) _pending.Remove(id);
         RebuildPicture();
         _pictureReadAt = m.ReadAt;
         var retry = _awaitingRefresh.ToList();
@@ -168,7 +177,7 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         var picture = _nodes
             .Where(n => n.IsNode && n.Status == NodeStatus.Ready && n.Availability == NodeAvailability.Active && members.Contains(n.Address))
             .ToDictionary(n => n.Name, n => new NodeCapacity(n.Name, n.Cpus, n.MemoryBytes, n.Labels));
-        var placedById = new Dictionary<string, ContainerView>(_placed.Count);
+        var placedById = new Dictionary<string, PlacedContainer>(_placed.Count);
         foreach (var c in _placed)
         {
             placedById[c.ContainerId] = c;
@@ -268,7 +277,7 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         }
     }
 
-    private void Move(ContainerView c, string to, bool fromAlive, string reason)
+    private void Move(PlacedContainer c, string to, bool fromAlive, string reason)
     {
         _moving[c.ContainerId] = to;
         _log.Info("scheduler: moving {0} from {1} to {2}: {3}", Short(c.ContainerId), c.Node, to, reason);
@@ -280,7 +289,7 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
             .PipeTo(Self);
     }
 
-    private void Lose(ContainerView c, string reason)
+    private void Lose(PlacedContainer c, string reason)
     {
         _moving[c.ContainerId] = c.Node;
         var id = c.ContainerId;
