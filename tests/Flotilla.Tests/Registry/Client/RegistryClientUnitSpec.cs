@@ -167,3 +167,65 @@ public class RegistryAddressSpec
     public void Docker_hub_is_served_from_registry_1() =>
         Assert.Equal("registry-1.docker.io", RegistryClient.RegistryHost(ImageReference.DefaultDomain));
 }
+
+/// <summary>dockerd's <c>--insecure-registry</c> rule: which registries may be reached over http or unverified TLS.</summary>
+public class InsecureRegistriesSpec
+{
+    private static readonly InsecureRegistries Listed =
+        InsecureRegistries.Parse(["registry.example", "Mirror.Example:5000,10.20.0.0/16", "[fd00::1]:5000"]);
+
+    [Theory]
+    // Loopback, always.
+    [InlineData("localhost", true)]
+    [InlineData("localhost:5000", true)]
+    [InlineData("127.0.0.1:5000", true)]
+    [InlineData("[::1]:5000", true)]
+    // A listed host is matched exactly, port included (dockerd's IndexConfigs lookup).
+    [InlineData("registry.example", true)]
+    [InlineData("registry.example:5000", false)]
+    [InlineData("mirror.example:5000", true)]
+    [InlineData("MIRROR.example:5000", true)]
+    [InlineData("mirror.example", false)]
+    [InlineData("mirror.example:5001", false)]
+    [InlineData("[fd00::1]:5000", true)]
+    // A listed CIDR covers IP-addressed registries, any port.
+    [InlineData("10.20.3.4:5000", true)]
+    [InlineData("10.20.3.4", true)]
+    [InlineData("10.21.0.1:5000", false)]
+    // Unlisted.
+    [InlineData("registry-1.docker.io", false)]
+    [InlineData("other.example:5000", false)]
+    [InlineData("localhost.example.com", false)]
+    public void Listed_hosts_and_networks_and_loopback_are_insecure(string registry, bool insecure) =>
+        Assert.Equal(insecure, Listed.Allows(registry));
+
+    [Fact]
+    public void Without_flags_only_loopback_is_insecure()
+    {
+        Assert.True(InsecureRegistries.None.Allows("127.0.0.1:5000"));
+        Assert.False(InsecureRegistries.None.Allows("registry.example"));
+        Assert.False(InsecureRegistries.None.Allows("10.20.3.4:5000"));
+    }
+
+    [Theory]
+    [InlineData("http://registry.example:5000")]
+    [InlineData("registry.example:99999")]
+    [InlineData("registry.example:port")]
+    [InlineData("bad_host:5000")]
+    [InlineData("10.0.0.0/99")]
+    [InlineData("[not-an-ip]:5000")]
+    [InlineData("-leading.example")]
+    public void Malformed_entries_are_refused(string entry) =>
+        Assert.Throws<FormatException>(() => InsecureRegistries.Parse([entry]));
+
+    [Fact]
+    public void Docker_info_lists_them_as_dockerd_does()
+    {
+        var config = Listed.Describe();
+
+        Assert.Equal(["::1/128", "127.0.0.0/8", "10.20.0.0/16"], config.InsecureRegistryCIDRs);
+        Assert.True(config.IndexConfigs["docker.io"] is { Secure: true, Official: true });
+        Assert.True(config.IndexConfigs["mirror.example:5000"] is { Secure: false, Official: false, Name: "mirror.example:5000" });
+        Assert.Equal(["[fd00::1]:5000", "docker.io", "mirror.example:5000", "registry.example"], config.IndexConfigs.Keys);
+    }
+}

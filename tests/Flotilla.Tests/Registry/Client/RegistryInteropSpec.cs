@@ -408,11 +408,31 @@ internal sealed class FakeSearchIndex : IAsyncDisposable
     }
 }
 
+/// <summary>The all-in-one host started with <c>--insecure-registry</c> entries (none of them reachable from a test).</summary>
+public sealed class FlotillaWithInsecureRegistries : RunningFlotilla
+{
+    protected override IReadOnlyList<string> InsecureRegistries => ["registry.example:5000", "10.20.0.0/16"];
+}
+
 /// <summary>Against Flotilla's own registry, from the same host: the tutorial flow `docker tag; docker push; docker pull`.</summary>
-public sealed class FlotillaRegistryInteropSpec(RunningFlotilla flotilla)
-    : RegistryInteropTests(flotilla), IClassFixture<RunningFlotilla>
+public sealed class FlotillaRegistryInteropSpec(FlotillaWithInsecureRegistries flotilla)
+    : RegistryInteropTests(flotilla), IClassFixture<FlotillaWithInsecureRegistries>
 {
     protected override string Registry => $"127.0.0.1:{Flotilla.RegistryPort}";
+
+    [Fact]
+    public async Task Docker_info_lists_the_insecure_registries()
+    {
+        var info = await DockerOk("info");
+        var section = info[info.IndexOf(" Insecure Registries:", StringComparison.Ordinal)..];
+        var lines = section.Split('\n').Skip(1).TakeWhile(l => l.StartsWith("  ", StringComparison.Ordinal)).Select(l => l.Trim()).ToList();
+        Assert.Equal(["registry.example:5000", "::1/128", "127.0.0.0/8", "10.20.0.0/16"], lines);
+
+        var json = await DockerOk("info", "--format", "{{json .RegistryConfig}}");
+        using var config = JsonDocument.Parse(json);
+        Assert.False(config.RootElement.GetProperty("IndexConfigs").GetProperty("registry.example:5000").GetProperty("Secure").GetBoolean());
+        Assert.True(config.RootElement.GetProperty("IndexConfigs").GetProperty("docker.io").GetProperty("Official").GetBoolean());
+    }
 
     [Fact]
     public async Task Search_finds_pushed_repositories_through_the_v1_search()
