@@ -229,3 +229,27 @@ public class InsecureRegistriesSpec
         Assert.Equal(["[fd00::1]:5000", "docker.io", "mirror.example:5000", "registry.example"], config.IndexConfigs.Keys);
     }
 }
+
+/// <summary>The <c>Link</c> header of a paginated tags list or catalog: the next page, on the same registry only.</summary>
+public class TagsListLinkSpec
+{
+    private static readonly Uri Base = new("http://127.0.0.1:5000/");
+
+    [Theory]
+    [InlineData("</v2/x/tags/list?n=2&last=b>; rel=\"next\"", "http://127.0.0.1:5000/v2/x/tags/list?n=2&last=b")]
+    [InlineData("<http://127.0.0.1:5000/v2/x/tags/list?last=b>; rel=next", "http://127.0.0.1:5000/v2/x/tags/list?last=b")]
+    [InlineData("</v2/x/tags/list?last=a>; rel=\"prev\", </v2/x/tags/list?last=c>; rel=\"next\"", "http://127.0.0.1:5000/v2/x/tags/list?last=c")]
+    [InlineData("</v2/x/tags/list?last=a>; title=\"t\" ; REL=\"next\"", "http://127.0.0.1:5000/v2/x/tags/list?last=a")]
+    [InlineData("</v2/x/tags/list?last=a>; rel=\"prev\"", null)]
+    [InlineData("", null)]
+    public void Finds_the_next_page(string header, string? expected) =>
+        Assert.Equal(expected, RegistrySession.NextPage([header], Base)?.ToString());
+
+    [Theory]
+    [InlineData("<https://127.0.0.1:5000/v2/x/tags/list?last=b>; rel=\"next\"")]
+    [InlineData("<http://evil.example/v2/x/tags/list?last=b>; rel=\"next\"")]
+    [InlineData("<http://127.0.0.1:5001/v2/x/tags/list>; rel=\"next\"")]
+    [InlineData("</v2/x/tags/list?last=b; rel=\"next\"")]
+    public void Refuses_a_next_page_elsewhere_or_malformed(string header) =>
+        Assert.Throws<RegistryException>(() => RegistrySession.NextPage([header], Base));
+}
