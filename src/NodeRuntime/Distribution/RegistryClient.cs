@@ -66,9 +66,12 @@ public sealed class RegistryClient : IDisposable
         return http;
     }
 
-    /// <summary>The client for a request: without certificate checks only for an insecure registry's https.</summary>
+    /// <summary>
+    /// The client for a request: without certificate checks only for an insecure registry's https (listed with or
+    /// without its default port, which <see cref="Uri.Authority"/> leaves out).
+    /// </summary>
     private HttpClient ClientFor(HttpRequestMessage request) =>
-        request.RequestUri is { Scheme: "https" } uri && AllowsHttp(uri.Authority) ? _insecureHttp : _http;
+        request.RequestUri is { Scheme: "https" } uri && (AllowsHttp(uri.Authority) || AllowsHttp($"{uri.Host}:{uri.Port}")) ? _insecureHttp : _http;
 
     public RegistryClientOptions Options { get; }
 

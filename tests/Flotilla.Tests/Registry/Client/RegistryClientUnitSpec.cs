@@ -2,6 +2,8 @@ using System.Text;
 using Flotilla.Gateway.DockerApi;
 using Flotilla.NodeRuntime.Distribution;
 using Flotilla.NodeRuntime.Images;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
 using Xunit;
 
 namespace Flotilla.Tests.Registry.Client;
@@ -252,4 +254,33 @@ public class TagsListLinkSpec
     [InlineData("</v2/x/tags/list?last=b; rel=\"next\"")]
     public void Refuses_a_next_page_elsewhere_or_malformed(string header) =>
         Assert.Throws<RegistryException>(() => RegistrySession.NextPage([header], Base));
+}
+
+/// <summary>An insecure registry's https is used without certificate checks (dockerd's InsecureSkipVerify).</summary>
+public class InsecureRegistryTlsSpec
+{
+    [Fact]
+    public async Task A_loopback_registry_with_a_self_signed_certificate_is_reached_over_https()
+    {
+        using var key = System.Security.Cryptography.RSA.Create(2048);
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=flotilla-test", key,
+            System.Security.Cryptography.HashAlgorithmName.SHA256, System.Security.Cryptography.RSASignaturePadding.Pkcs1);
+        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddHours(1));
+        var port = Support.FreePort.Next();
+        var builder = Microsoft.AspNetCore.Builder.WebApplication.CreateSlimBuilder();
+        builder.WebHost.ConfigureKestrel(k => k.Listen(System.Net.IPAddress.Loopback, port, l => l.UseHttps(certificate)));
+        await using var app = builder.Build();
+        app.MapGet("/v2/", () => Microsoft.AspNetCore.Http.Results.Json(new { }));
+        await app.StartAsync();
+        try
+        {
+            using var client = new RegistryClient();
+            var session = await client.OpenAsync($"127.0.0.1:{port}", null);
+            Assert.Equal($"https://127.0.0.1:{port}/", session.BaseUri.ToString());
+        }
+        finally
+        {
+            await app.StopAsync();
+        }
+    }
 }
