@@ -17,6 +17,17 @@ public static class Flags
         DefaultValueFactory = _ => Env(env),
     };
 
+    /// <summary>A flag that may be repeated; its environment variable holds the values comma-separated.</summary>
+    public static Option<string[]> RepeatableWithEnv(string name, string env, string description) => new(name)
+    {
+        Description = $"{description} [repeatable; env {env}, comma-separated]",
+        AllowMultipleArgumentsPerToken = false,
+        DefaultValueFactory = _ => Env(env)?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) ?? [],
+    };
+
+    public static Option<string[]> InsecureRegistry() => RepeatableWithEnv("--insecure-registry", "FLOTILLA_INSECURE_REGISTRIES",
+        "registry HOST[:PORT] or CIDR the engine may reach over plain HTTP or unverified TLS (loopback always may)");
+
     public static Option<string> Http() =>
         WithEnv("--http", "FLOTILLA_HTTP", "127.0.0.1:8080", "native API address");
 

@@ -18,16 +18,18 @@ public static class UpCommand
             "may anyone pull from the registry without logging in once users exist: auto (yes on loopback), true, false");
         var dockerSocket = Flags.WithEnv("--docker-socket", "FLOTILLA_DOCKER_SOCKET", "/var/run/docker.sock",
             "Docker API unix socket too (left alone when a live daemon owns it; 'none' turns it off)");
+        var insecureRegistries = Flags.InsecureRegistry();
         var runtime = Flags.OptionalWithEnv("--runtime", "FLOTILLA_RUNTIME", "OCI runtime: runc or crun (default: the one that works here)");
 
         var command = new Command("up", "Run Flotilla (node, gateway, embedded PostgreSQL) in this process")
         {
-            dockerApi, registry, http, data, postgres, name, runtime, anonymousPull, dockerSocket,
+            dockerApi, registry, http, data, postgres, name, runtime, anonymousPull, dockerSocket, insecureRegistries,
         };
         command.SetAction((result, cancellationToken) => AllInOneHost.RunAsync(new UpSettings(
             result.GetValue(dockerApi)!, result.GetValue(registry)!, result.GetValue(http)!,
             Path.GetFullPath(result.GetValue(data)!), result.GetValue(postgres), result.GetValue(name), result.GetValue(runtime),
-            result.GetValue(anonymousPull)!, result.GetValue(dockerSocket) is "none" or "" ? null : result.GetValue(dockerSocket)),
+            result.GetValue(anonymousPull)!, result.GetValue(dockerSocket) is "none" or "" ? null : result.GetValue(dockerSocket),
+            result.GetValue(insecureRegistries)),
             cancellationToken));
         return command;
     }

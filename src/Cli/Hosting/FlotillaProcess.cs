@@ -32,6 +32,21 @@ public sealed record ProcessSettings
     public string? DockerSocket { get; init; }
     public string RegistryAnonymousPull { get; init; } = "auto";
 
+    /// <summary>Registries this process's engine reaches over plain HTTP or unverified TLS (<c>--insecure-registry</c>).</summary>
+    public InsecureRegistries InsecureRegistries { get; init; } = InsecureRegistries.None;
+
+    public static InsecureRegistries ParseInsecureRegistries(IEnumerable<string> values)
+    {
+        try
+        {
+            return InsecureRegistries.Parse(values);
+        }
+        catch (FormatException ex)
+        {
+            throw new ArgumentException($"--insecure-registry: {ex.Message}", ex);
+        }
+    }
+
     /// <summary>Cluster transport (<c>--bind</c>); port 0 picks a free one.</summary>
     public string BindHost { get; init; } = "127.0.0.1";
     public int BindPort { get; init; }
@@ -92,7 +107,7 @@ public static class FlotillaProcess
         // built through it, and peers fetch it from there.
         var images = new NodeImageStore(settings.DataRoot);
         builder.Services.AddSingleton(images);
-        builder.Services.AddSingleton(new ImageDistribution(images));
+        builder.Services.AddSingleton(new ImageDistribution(images, new RegistryClientOptions { InsecureRegistries = settings.InsecureRegistries }));
         builder.Services.AddSingleton(new VolumeStore(settings.DataRoot));
         // The registry's own content store: image GC and registry GC never see each other's blobs.
         // FLOTILLA_REGISTRY_FSYNC=0 publishes blobs without fsync, as distribution does (faster pushes; a

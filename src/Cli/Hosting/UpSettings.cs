@@ -10,4 +10,5 @@ public sealed record UpSettings(
     string? NodeName,
     string? Runtime,
     string RegistryAnonymousPull = "auto",
-    string? DockerSocket = null);
+    string? DockerSocket = null,
+    IReadOnlyList<string>? InsecureRegistries = null);

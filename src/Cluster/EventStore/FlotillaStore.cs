@@ -85,6 +85,8 @@ public static class FlotillaStore
         // Name resolution looks images up by id prefix and by reference.
         opts.Schema.For<ImageView>().Index(x => x.ImageId);
         opts.Schema.For<Audit.AuditCheckpoint>();
+        // One document per cluster: the key every gateway signs registry tokens with.
+        opts.Schema.For<RegistryTokenKey>();
         opts.Schema.For<ContainerView>().Index(x => x.ContainerId).Index(x => x.Name);
     }
 

@@ -35,6 +35,7 @@ public static class DistributionEndpoints
     private static RegistryCredentials? Credentials(HttpContext c) => RegistryAuthHeader.Decode(c.Request.Headers[RegistryAuthHeader.Name].ToString());
 
     // POST /images/create?fromImage=<name>&tag=<tag|digest>&platform=
+    // Neither a tag nor a digest (`docker pull --all-tags` sends none) pulls every tag of the repository, as dockerd does.
     public static async Task PullAsync(HttpContext context)
     {
         var query = context.Request.Query;
@@ -50,56 +51,99 @@ public static class DistributionEndpoints
             }
             else reference = reference.WithTag(tag);
         }
+        var allTags = reference.Digest is null && reference.Tag is null;
         if (reference.Digest is not null && reference.Tag is not null) reference = reference.WithoutTag();
-        else if (reference.Digest is null && reference.Tag is null) reference = reference.WithTag(ImageReference.DefaultTag);
         var platformText = query["platform"].ToString();
         var platform = platformText.Length > 0 ? PlatformSpec.Parse(platformText) : PlatformSpec.Host;
         var credentials = Credentials(context);
 
         var distribution = Distribution(context);
         using var lease = distribution.Store.BeginWrite();
+        if (allTags)
+        {
+            await PullAllTagsAsync(context, distribution, reference, platform, credentials);
+            return;
+        }
         // Everything that can fail before a byte of content (unknown manifest, refused credentials) is a plain API error.
         var plan = await distribution.Puller.ResolveAsync(reference, credentials, platform, context.RequestAborted);
         var stream = new JsonMessageStream(context.Response);
         try
         {
             await stream.StatusAsync($"Pulling from {reference.Path}", reference.Digest ?? reference.Tag);
-            var imageId = plan.ImageId.ToString();
-            var before = await Images(context).FindAsync(null, imageId, context.RequestAborted);
-            var repoDigest = $"{reference.Name}@{plan.ManifestDigest}";
-            // Up to date: the image is here and the reference already named it (dockerd's rule).
-            var named = before is not null && (reference.Tag is not null ? before.RepoTags.Contains(reference.ToString()) : before.RepoDigests.Contains(repoDigest));
-            var layersWereHere = plan.Config.RootFs.DiffIds.All(d => distribution.Store.Content.Exists(NodeRuntime.Storage.Digest.Parse(d)));
-            var loaded = await distribution.Puller.FetchAsync(plan, new JsonMessageProgress(stream), context.RequestAborted);
-
-            var info = context.RequestServices.GetRequiredService<GatewayInfo>();
-            var references = reference.Tag is null ? (IReadOnlyList<string>)[] : [reference.ToString()];
-            var existing = await Images(context).FindAsync(null, imageId, context.RequestAborted);
-            if (existing is not null && existing.Nodes.Contains(info.NodeName))
-            {
-                foreach (var r in references.Where(r => !existing.RepoTags.Contains(r)))
-                    await Images(context).TagAsync(existing, r, Origin(context), context.RequestAborted);
-            }
-            else
-            {
-                var content = await distribution.Store.DescribeAsync(loaded, context.RequestAborted);
-                await Images(context).RegisterAsync(new RegisterImage(imageId, ImageSource.Pulled, content, info.NodeName,
-                    repoDigest, references, Origin(context)), context.RequestAborted);
-            }
-            await Images(context).RecordDistributionAsync(new RecordImageDistribution(imageId, Pushed: false, reference.ToString(),
-                plan.ManifestDigest.ToString(), reference.Domain, Origin(context)));
-
-            var upToDate = named && layersWereHere;
-            await stream.StatusAsync($"Digest: {plan.ManifestDigest}");
-            await stream.StatusAsync(upToDate
-                ? $"Status: Image is up to date for {reference.FamiliarString}"
-                : $"Status: Downloaded newer image for {reference.FamiliarString}");
+            var pulledNew = await FetchAndRecordAsync(context, distribution, reference, plan, stream);
+            await stream.StatusAsync(pulledNew
+                ? $"Status: Downloaded newer image for {reference.FamiliarString}"
+                : $"Status: Image is up to date for {reference.FamiliarString}");
         }
         catch (Exception ex) when (!context.RequestAborted.IsCancellationRequested)
         {
             // Headers are out: whatever failed travels in the stream, where the CLI shows it.
             await stream.ErrorAsync(ex.Message);
         }
+    }
+
+    /// <summary>
+    /// dockerd's pull of a name without tag: the repository's tags (an unknown repository or refused login is a plain
+    /// API error), then each tag as a pull of its own (<c>Pulling from</c> with the tag as id, layers, <c>Digest:</c>),
+    /// then one <c>Status:</c> line for the repository.
+    /// </summary>
+    private static async Task PullAllTagsAsync(HttpContext context, ImageDistribution distribution, ImageReference repository,
+        PlatformSpec platform, RegistryCredentials? credentials)
+    {
+        var tags = await distribution.Puller.ListTagsAsync(repository, credentials, context.RequestAborted);
+        var stream = new JsonMessageStream(context.Response);
+        try
+        {
+            var pulledNew = false;
+            foreach (var tag in tags)
+            {
+                var reference = repository.WithTag(tag);
+                var plan = await distribution.Puller.ResolveAsync(reference, credentials, platform, context.RequestAborted);
+                await stream.StatusAsync($"Pulling from {reference.Path}", tag);
+                pulledNew |= await FetchAndRecordAsync(context, distribution, reference, plan, stream);
+            }
+            await stream.StatusAsync(pulledNew
+                ? $"Status: Downloaded newer image for {repository.FamiliarName}"
+                : $"Status: Image is up to date for {repository.FamiliarName}");
+        }
+        catch (Exception ex) when (!context.RequestAborted.IsCancellationRequested)
+        {
+            await stream.ErrorAsync(ex.Message);
+        }
+    }
+
+    /// <summary>Fetches one resolved image, registers or tags it, records the pull and writes its <c>Digest:</c> line.</summary>
+    /// <returns>Whether anything changed: layers fetched or the reference newly naming the image (dockerd's "newer image").</returns>
+    private static async Task<bool> FetchAndRecordAsync(HttpContext context, ImageDistribution distribution, ImageReference reference,
+        PullPlan plan, JsonMessageStream stream)
+    {
+        var imageId = plan.ImageId.ToString();
+        var before = await Images(context).FindAsync(null, imageId, context.RequestAborted);
+        var repoDigest = $"{reference.Name}@{plan.ManifestDigest}";
+        // Up to date: the image is here and the reference already named it (dockerd's rule).
+        var named = before is not null && (reference.Tag is not null ? before.RepoTags.Contains(reference.ToString()) : before.RepoDigests.Contains(repoDigest));
+        var layersWereHere = plan.Config.RootFs.DiffIds.All(d => distribution.Store.Content.Exists(NodeRuntime.Storage.Digest.Parse(d)));
+        var loaded = await distribution.Puller.FetchAsync(plan, new JsonMessageProgress(stream), context.RequestAborted);
+
+        var info = context.RequestServices.GetRequiredService<GatewayInfo>();
+        var references = reference.Tag is null ? (IReadOnlyList<string>)[] : [reference.ToString()];
+        var existing = await Images(context).FindAsync(null, imageId, context.RequestAborted);
+        if (existing is not null && existing.Nodes.Contains(info.NodeName))
+        {
+            foreach (var r in references.Where(r => !existing.RepoTags.Contains(r)))
+                await Images(context).TagAsync(existing, r, Origin(context), context.RequestAborted);
+        }
+        else
+        {
+            var content = await distribution.Store.DescribeAsync(loaded, context.RequestAborted);
+            await Images(context).RegisterAsync(new RegisterImage(imageId, ImageSource.Pulled, content, info.NodeName,
+                repoDigest, references, Origin(context)), context.RequestAborted);
+        }
+        await Images(context).RecordDistributionAsync(new RecordImageDistribution(imageId, Pushed: false, reference.ToString(),
+            plan.ManifestDigest.ToString(), reference.Domain, Origin(context)));
+
+        await stream.StatusAsync($"Digest: {plan.ManifestDigest}");
+        return !(named && layersWereHere);
     }
 
     // POST /images/{name}/push?tag=

@@ -6,6 +6,7 @@ using Flotilla.NodeRuntime.Host;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Flotilla.Gateway.DockerApi;
 
@@ -38,7 +39,8 @@ public static class SystemEndpoints
             var nodes = await queries.NodesAsync(context.RequestAborted);
             var containers = await queries.ContainerCountsAsync(context.RequestAborted);
             var images = await queries.ImageCountAsync(context.RequestAborted);
-            await JsonReply.WriteAsync(context, Info(info, nodes, containers, images));
+            var registries = context.RequestServices.GetRequiredService<NodeRuntime.Distribution.ImageDistribution>().Client.Options.InsecureRegistries;
+            await JsonReply.WriteAsync(context, Info(info, nodes, containers, images, registries));
         });
     }
 
@@ -97,7 +99,8 @@ public static class SystemEndpoints
         BuildTime = "",
     };
 
-    public static object Info(GatewayInfo info, IReadOnlyList<NodeView> nodes, ContainerCounts containers, int images)
+    public static object Info(GatewayInfo info, IReadOnlyList<NodeView> nodes, ContainerCounts containers, int images,
+        NodeRuntime.Distribution.InsecureRegistries registries)
     {
         var ready = nodes.Where(n => n.Status == NodeStatus.Ready).ToList();
         var runtimeName = info.Host.OciRuntime.Split(' ')[0];
@@ -147,7 +150,7 @@ public static class SystemEndpoints
             OSType = "linux",
             Architecture = UnameArch,
             IndexServerAddress = "https://index.docker.io/v1/",
-            RegistryConfig = (object?)null,
+            RegistryConfig = registries.Describe(),
             // The cluster's capacity: every ready node's CPUs and memory.
             NCPU = ready.Count == 0 ? info.Host.Cpus : ready.Sum(n => n.Cpus),
             MemTotal = ready.Count == 0 ? info.Host.MemoryBytes : ready.Sum(n => n.MemoryBytes),

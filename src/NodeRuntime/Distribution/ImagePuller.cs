@@ -32,6 +32,14 @@ public sealed class ImagePuller(NodeImageStore store, RegistryClient client, Blo
     private const int MaxLayers = 1000;
     private const int MaxConcurrentDownloads = 3;
 
+    /// <summary>Every tag of <paramref name="repository"/>'s repository, for <c>docker pull --all-tags</c>.</summary>
+    public async Task<IReadOnlyList<string>> ListTagsAsync(ImageReference repository, RegistryCredentials? credentials,
+        CancellationToken cancellationToken = default)
+    {
+        var session = await client.OpenAsync(repository.Domain, credentials, cancellationToken);
+        return await session.ListTagsAsync(repository.Path, cancellationToken: cancellationToken);
+    }
+
     public async Task<PullPlan> ResolveAsync(ImageReference reference, RegistryCredentials? credentials, PlatformSpec platform,
         CancellationToken cancellationToken = default)
     {

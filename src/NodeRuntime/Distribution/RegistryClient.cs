@@ -17,10 +17,9 @@ public sealed record RegistryClientOptions
     public TimeSpan SmallRequestTimeout { get; init; } = TimeSpan.FromSeconds(30);
 
     /// <summary>
-    /// Registries (host[:port]) that may be spoken to over plain HTTP besides loopback ones: the hook for a
-    /// future <c>--insecure-registry</c> list.
+    /// Registries (<c>--insecure-registry</c>, plus loopback) tried over https without certificate checks, then plain HTTP.
     /// </summary>
-    public Func<string, bool>? IsInsecureRegistry { get; init; }
+    public InsecureRegistries InsecureRegistries { get; init; } = InsecureRegistries.None;
 
     public string UserAgent { get; init; } = "flotilla";
 }
@@ -39,12 +38,20 @@ public sealed class RegistryClient : IDisposable
     public const int MaxManifestBytes = 4 << 20;
 
     private readonly HttpClient _http;
+    // For insecure registries: https without certificate checks (dockerd's InsecureSkipVerify for them).
+    private readonly HttpClient _insecureHttp;
     private readonly ConcurrentDictionary<string, Uri> _endpoints = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, (string Token, DateTimeOffset Expires)> _tokens = new(StringComparer.Ordinal);
 
     public RegistryClient(RegistryClientOptions? options = null)
     {
         Options = options ?? new RegistryClientOptions();
+        _http = NewClient(verifyCertificates: true);
+        _insecureHttp = NewClient(verifyCertificates: false);
+    }
+
+    private HttpClient NewClient(bool verifyCertificates)
+    {
         var handler = new SocketsHttpHandler
         {
             ConnectTimeout = Options.ConnectTimeout,
@@ -53,32 +60,34 @@ public sealed class RegistryClient : IDisposable
             PooledConnectionLifetime = TimeSpan.FromMinutes(5),
             UseCookies = false,
         };
-        _http = new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan };
-        _http.DefaultRequestHeaders.UserAgent.ParseAdd(Options.UserAgent);
+        if (!verifyCertificates) handler.SslOptions.RemoteCertificateValidationCallback = (_, _, _, _) => true;
+        var http = new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan };
+        http.DefaultRequestHeaders.UserAgent.ParseAdd(Options.UserAgent);
+        return http;
     }
+
+    /// <summary>
+    /// The client for a request: without certificate checks only for an insecure registry's https (listed with or
+    /// without its default port, which <see cref="Uri.Authority"/> leaves out).
+    /// </summary>
+    private HttpClient ClientFor(HttpRequestMessage request) =>
+        request.RequestUri is { Scheme: "https" } uri && (AllowsHttp(uri.Authority) || AllowsHttp($"{uri.Host}:{uri.Port}")) ? _insecureHttp : _http;
 
     public RegistryClientOptions Options { get; }
 
-    public void Dispose() => _http.Dispose();
+    public void Dispose()
+    {
+        _http.Dispose();
+        _insecureHttp.Dispose();
+    }
 
     /// <summary>The host a reference's domain is served from: <c>docker.io</c> is <c>registry-1.docker.io</c>.</summary>
     public static string RegistryHost(string domain) => domain == ImageReference.DefaultDomain ? DockerHubRegistry : domain;
 
     /// <summary>Docker's default "insecure registry" rule: localhost, 127.0.0.0/8 and ::1, with any port.</summary>
-    public static bool IsLoopback(string hostAndPort)
-    {
-        var host = hostAndPort;
-        if (host.StartsWith('['))
-        {
-            var end = host.IndexOf(']');
-            host = end > 0 ? host[1..end] : host;
-        }
-        else if (host.Count(c => c == ':') == 1) host = host[..host.IndexOf(':')];
-        if (host.Equals("localhost", StringComparison.OrdinalIgnoreCase)) return true;
-        return IPAddress.TryParse(host, out var ip) && IPAddress.IsLoopback(ip);
-    }
+    public static bool IsLoopback(string hostAndPort) => InsecureRegistries.None.Allows(hostAndPort);
 
-    private bool AllowsHttp(string host) => IsLoopback(host) || Options.IsInsecureRegistry?.Invoke(host) == true;
+    private bool AllowsHttp(string host) => Options.InsecureRegistries.Allows(host);
 
     private IEnumerable<Uri> Candidates(string host)
     {
@@ -152,7 +161,7 @@ public sealed class RegistryClient : IDisposable
         timeout.CancelAfter(Options.SmallRequestTimeout);
         try
         {
-            return await _http.SendAsync(request, completion, timeout.Token);
+            return await ClientFor(request).SendAsync(request, completion, timeout.Token);
         }
         finally
         {
@@ -165,7 +174,7 @@ public sealed class RegistryClient : IDisposable
     {
         try
         {
-            return await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
+            return await ClientFor(request).SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken);
         }
         finally
         {

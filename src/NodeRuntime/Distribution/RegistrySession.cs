@@ -12,7 +12,7 @@ namespace Flotilla.NodeRuntime.Distribution;
 /// (a cached bearer token, or basic credentials), and retried once after a fresh 401 challenge.
 /// Repository names are paths inside the registry (<c>library/busybox</c>).
 /// </summary>
-public sealed class RegistrySession
+public sealed partial class RegistrySession
 {
     private readonly RegistryClient _client;
     private IReadOnlyList<AuthChallenge> _challenges;
@@ -78,6 +78,93 @@ public sealed class RegistrySession
         var mediaType = response.Content.Headers.ContentType?.MediaType;
         if (mediaType is null or "application/json" or "text/plain" or "application/octet-stream") mediaType = MediaTypeOf(bytes);
         return new RegistryManifest(bytes, mediaType, digest);
+    }
+
+    /// <summary>At most this many tags (and pages of them) are read from one repository.</summary>
+    public const int MaxTags = 10_000;
+    private const int MaxTagPages = 1_000;
+
+    /// <summary>A tag as the distribution spec allows one.</summary>
+    [System.Text.RegularExpressions.GeneratedRegex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")]
+    private static partial System.Text.RegularExpressions.Regex TagPattern();
+
+    /// <summary>
+    /// Every tag of a repository (<c>GET /v2/&lt;name&gt;/tags/list</c>), in the registry's order, following the
+    /// <c>Link: &lt;…&gt;; rel="next"</c> pages (<paramref name="pageSize"/> asks for pages of that many; by default the
+    /// registry decides). Tags are validated; a next page must stay on this registry.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> ListTagsAsync(string repository, int? pageSize = null, CancellationToken cancellationToken = default)
+    {
+        var tags = new List<string>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
+        Uri? next = Url($"v2/{repository}/tags/list" + (pageSize is { } n ? $"?n={n}" : ""));
+        for (var page = 0; next is not null; page++)
+        {
+            if (page >= MaxTagPages) throw new RegistryException(500, $"the tags list of {Domain}/{repository} has more than {MaxTagPages} pages");
+            var uri = next;
+            using var response = await SendAsync(() => new HttpRequestMessage(HttpMethod.Get, uri), [Pull(repository)], small: true, cancellationToken);
+            if (!response.IsSuccessStatusCode)
+            {
+                var error = await ErrorFromAsync(response, "tags list", cancellationToken);
+                if (error.Status == 404)
+                    throw new RegistryException(404, $"repository {Domain}/{repository} not found: {error.Message}", error.Code);
+                throw error;
+            }
+            var bytes = await ReadCappedAsync(response.Content, RegistryClient.MaxManifestBytes, "tags list", cancellationToken);
+            TagList? list;
+            try
+            {
+                list = JsonSerializer.Deserialize<TagList>(bytes);
+            }
+            catch (JsonException ex)
+            {
+                throw new RegistryException(500, $"invalid tags list from {Domain}/{repository}: {ex.Message}", inner: ex);
+            }
+            foreach (var tag in list?.Tags ?? [])
+            {
+                if (tag is null || !TagPattern().IsMatch(tag))
+                    throw new RegistryException(500, $"invalid tag '{tag}' in the tags list of {Domain}/{repository}");
+                if (seen.Add(tag)) tags.Add(tag);
+            }
+            if (tags.Count > MaxTags) throw new RegistryException(500, $"{Domain}/{repository} has more than {MaxTags} tags");
+            next = NextPage(response.Headers.TryGetValues("Link", out var links) ? links : [], BaseUri);
+            if (next == uri) break;
+        }
+        return tags;
+    }
+
+    private sealed record TagList([property: System.Text.Json.Serialization.JsonPropertyName("tags")] List<string?>? Tags);
+
+    /// <summary>
+    /// The <c>rel="next"</c> target of <c>Link</c> headers, resolved against <paramref name="baseUri"/>; null when there is
+    /// none. A target on another scheme or host is refused: the request would carry this registry's credentials.
+    /// </summary>
+    public static Uri? NextPage(IEnumerable<string> linkHeaders, Uri baseUri)
+    {
+        foreach (var header in linkHeaders)
+        {
+            var rest = header.AsSpan();
+            while (true)
+            {
+                var open = rest.IndexOf('<');
+                if (open < 0) break;
+                var close = rest[open..].IndexOf('>');
+                if (close < 0) throw new RegistryException(500, $"malformed Link header '{header}'");
+                var target = rest.Slice(open + 1, close - 1).ToString();
+                rest = rest[(open + close + 1)..];
+                var end = rest.IndexOf('<');
+                var parameters = (end < 0 ? rest : rest[..end]).ToString();
+                var isNext = parameters.Split(';', StringSplitOptions.TrimEntries).Any(p =>
+                    p.Replace(" ", "").Equals("rel=\"next\"", StringComparison.OrdinalIgnoreCase) || p.Replace(" ", "").Equals("rel=next", StringComparison.OrdinalIgnoreCase));
+                if (!isNext) continue;
+                if (!Uri.TryCreate(baseUri, target, out var resolved))
+                    throw new RegistryException(500, $"malformed Link target '{target}'");
+                if (resolved.Scheme != baseUri.Scheme || !resolved.Authority.Equals(baseUri.Authority, StringComparison.OrdinalIgnoreCase))
+                    throw new RegistryException(500, $"the registry's next page {resolved} is not on {baseUri.GetLeftPart(UriPartial.Authority)}");
+                return resolved;
+            }
+        }
+        return null;
     }
 
     /// <summary>The <c>mediaType</c> a manifest names for itself (schema 1 has none but <c>schemaVersion: 1</c>).</summary>

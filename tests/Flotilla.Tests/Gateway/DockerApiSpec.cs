@@ -52,7 +52,7 @@ public class RunningFlotilla : IAsyncLifetime
     {
         var facts = await HostFacts.ProbeAsync(null);
         var settings = new UpSettings($"127.0.0.1:{DockerPort}", $"127.0.0.1:{RegistryPort}", $"127.0.0.1:{HttpPort}", DataRoot,
-            _connectionString, "gw-node", null, DockerSocket: DockerSocket);
+            _connectionString, "gw-node", null, DockerSocket: DockerSocket, InsecureRegistries: InsecureRegistries);
         _app = AllInOneHost.Build(settings, _connectionString, facts, configureServices: ConfigureServices);
         await _app.StartAsync();
         await AllInOneHost.WhenMemberUp(_app.Services.GetRequiredService<ActorSystem>()).WaitAsync(TimeSpan.FromSeconds(30));
@@ -68,6 +68,9 @@ public class RunningFlotilla : IAsyncLifetime
         }
         await StartHostAsync();
     }
+
+    /// <summary><c>--insecure-registry</c> values of the host.</summary>
+    protected virtual IReadOnlyList<string> InsecureRegistries => [];
 
     /// <summary>Extra services a test class needs in the host (e.g. a hijack handler).</summary>
     protected virtual void ConfigureServices(Microsoft.Extensions.DependencyInjection.IServiceCollection services)

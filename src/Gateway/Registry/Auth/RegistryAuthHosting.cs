@@ -1,4 +1,6 @@
 using System.Net;
+using Flotilla.Cluster.Registry;
+using Marten;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -6,7 +8,7 @@ namespace Flotilla.Gateway.Registry.Auth;
 
 public static class RegistryAuthHosting
 {
-    /// <summary>Token keys (kept under <c>&lt;data&gt;/registry</c>), the policy and its options.</summary>
+    /// <summary>Tokens (signed with the cluster's key, see <see cref="RegistryTokenSource"/>), the policy and its options.</summary>
     /// <param name="anonymousPull"><c>auto</c> (allowed when the registry listens only on loopback), <c>true</c> or <c>false</c>.</param>
     public static void AddRegistryAuth(this WebApplicationBuilder builder, IPEndPoint registry, string dataRoot, string anonymousPull)
     {
@@ -20,8 +22,8 @@ public static class RegistryAuthHosting
         };
         var options = new RegistryAuthOptions(RegistryAuthOptions.DefaultService, loopbackOnly, anonymous);
         builder.Services.AddSingleton(options);
-        builder.Services.AddSingleton(new RegistryTokens(RegistryTokens.LoadOrCreateKey(Path.Combine(dataRoot, "registry")),
-            options.Service, TimeSpan.FromMinutes(5)));
+        builder.Services.AddSingleton(sp => new RegistryTokenSource(new RegistryTokenKeyStore(sp.GetRequiredService<IDocumentStore>()),
+            Path.Combine(dataRoot, "registry"), options.Service, TimeSpan.FromMinutes(5)));
         builder.Services.AddSingleton<RegistryAuthPolicy>();
     }
 }

@@ -10,7 +10,7 @@ namespace Flotilla.Gateway.Registry.Auth;
 /// checks the bearer token against it, and answers 401 with the token challenge when it falls short. On success
 /// <c>HttpContext.User</c> names the token's subject (unauthenticated for anonymous), which the endpoints record.
 /// </summary>
-public sealed class RegistryAuthMiddleware(RequestDelegate next, RegistryAuthPolicy policy, RegistryTokens tokens)
+public sealed class RegistryAuthMiddleware(RequestDelegate next, RegistryAuthPolicy policy, RegistryTokenSource tokens)
 {
     public async Task InvokeAsync(HttpContext context)
     {
@@ -24,7 +24,7 @@ public sealed class RegistryAuthMiddleware(RequestDelegate next, RegistryAuthPol
         GrantedAccess? granted = null;
         var header = context.Request.Headers.Authorization.ToString();
         if (header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
-            granted = await tokens.ValidateAsync(header["Bearer ".Length..].Trim());
+            granted = await (await tokens.GetAsync(context.RequestAborted)).ValidateAsync(header["Bearer ".Length..].Trim());
 
         if (granted is not null && (need.Scope is null || granted.Allows(need.Scope)))
         {

@@ -7,8 +7,9 @@ namespace Flotilla.Gateway.Registry.Auth;
 
 /// <summary>
 /// Issues and checks the registry's bearer tokens: JWTs (HS256) with the distribution token spec's claims
-/// (<c>iss, sub, aud, exp, nbf, iat, jti, access</c>). The registry is its own token server, so one symmetric key,
-/// kept in the data directory, serves both sides.
+/// (<c>iss, sub, aud, exp, nbf, iat, jti, access</c>). The registry is its own token server, so one symmetric key
+/// serves both sides; it is the cluster's (<see cref="Cluster.Registry.RegistryTokenKeyStore"/>), so every gateway
+/// accepts every other's tokens.
 /// </summary>
 public sealed class RegistryTokens
 {
@@ -35,24 +36,6 @@ public sealed class RegistryTokens
 
     public string Service { get; }
     public TimeSpan Lifetime { get; }
-
-    /// <summary>The key file under <paramref name="directory"/>, created (owner-only) on first use.</summary>
-    public static byte[] LoadOrCreateKey(string directory)
-    {
-        Directory.CreateDirectory(directory);
-        var path = Path.Combine(directory, "token-signing.key");
-        if (File.Exists(path))
-        {
-            var existing = File.ReadAllBytes(path);
-            if (existing.Length >= 32) return existing;
-        }
-        var key = RandomNumberGenerator.GetBytes(32);
-        var temp = path + ".tmp";
-        File.WriteAllBytes(temp, key);
-        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(temp, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        File.Move(temp, path, overwrite: true);
-        return key;
-    }
 
     public string Issue(string subject, IReadOnlyList<RegistryScope> access, DateTimeOffset now)
     {

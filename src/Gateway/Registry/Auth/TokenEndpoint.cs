@@ -19,13 +19,13 @@ public static class TokenEndpoint
 {
     public static void MapRegistryTokenEndpoint(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/token", async (HttpContext context, RegistryAuthPolicy policy, RegistryTokens tokens, RegistryUserService users) =>
+        app.MapGet("/token", async (HttpContext context, RegistryAuthPolicy policy, RegistryTokenSource tokens, RegistryUserService users) =>
         {
             var credentials = BasicCredentials(context.Request.Headers.Authorization.ToString());
             var scopes = context.Request.Query["scope"].SelectMany(s => (s ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries));
             await IssueAsync(context, policy, tokens, users, credentials, scopes);
         });
-        app.MapPost("/token", async (HttpContext context, RegistryAuthPolicy policy, RegistryTokens tokens, RegistryUserService users) =>
+        app.MapPost("/token", async (HttpContext context, RegistryAuthPolicy policy, RegistryTokenSource tokens, RegistryUserService users) =>
         {
             if (!context.Request.HasFormContentType)
             {
@@ -44,7 +44,7 @@ public static class TokenEndpoint
         });
     }
 
-    private static async Task IssueAsync(HttpContext context, RegistryAuthPolicy policy, RegistryTokens tokens, RegistryUserService users,
+    private static async Task IssueAsync(HttpContext context, RegistryAuthPolicy policy, RegistryTokenSource tokens, RegistryUserService users,
         (string User, string Password)? credentials, IEnumerable<string> scopeTexts)
     {
         var cancellationToken = context.RequestAborted;
@@ -88,7 +88,7 @@ public static class TokenEndpoint
                     user is null ? "authentication required" : "not permitted", remote, now), Origin(context, user?.Name), cancellationToken);
         }
 
-        var token = tokens.Issue(user?.Name ?? "", granted, now);
+        var token = (await tokens.GetAsync(cancellationToken)).Issue(user?.Name ?? "", granted, now);
         context.Response.Headers.CacheControl = "no-store";
         await JsonReply.WriteAsync(context, new TokenResponse(token, token, (int)tokens.Lifetime.TotalSeconds,
             // RFC 3339 in UTC: Go clients parse this field's raw bytes, so no offset that JSON could escape.

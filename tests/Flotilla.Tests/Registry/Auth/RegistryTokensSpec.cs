@@ -50,22 +50,4 @@ public class RegistryTokensSpec
         Assert.Null(await _tokens.ValidateAsync("not-a-token"));
         Assert.Null(await _tokens.ValidateAsync(""));
     }
-
-    [Fact]
-    public void The_signing_key_is_created_once_and_kept_private()
-    {
-        var dir = Path.Combine(Path.GetTempPath(), "flotilla-key-" + Guid.NewGuid().ToString("N"));
-        try
-        {
-            var first = RegistryTokens.LoadOrCreateKey(dir);
-            var second = RegistryTokens.LoadOrCreateKey(dir);
-            Assert.Equal(first, second);
-            Assert.Equal(32, first.Length);
-            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(Path.Combine(dir, "token-signing.key")));
-        }
-        finally
-        {
-            Directory.Delete(dir, recursive: true);
-        }
-    }
 }

@@ -2,6 +2,8 @@ using System.Text;
 using Flotilla.Gateway.DockerApi;
 using Flotilla.NodeRuntime.Distribution;
 using Flotilla.NodeRuntime.Images;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
 using Xunit;
 
 namespace Flotilla.Tests.Registry.Client;
@@ -166,4 +168,119 @@ public class RegistryAddressSpec
     [Fact]
     public void Docker_hub_is_served_from_registry_1() =>
         Assert.Equal("registry-1.docker.io", RegistryClient.RegistryHost(ImageReference.DefaultDomain));
+}
+
+/// <summary>dockerd's <c>--insecure-registry</c> rule: which registries may be reached over http or unverified TLS.</summary>
+public class InsecureRegistriesSpec
+{
+    private static readonly InsecureRegistries Listed =
+        InsecureRegistries.Parse(["registry.example", "Mirror.Example:5000,10.20.0.0/16", "[fd00::1]:5000"]);
+
+    [Theory]
+    // Loopback, always.
+    [InlineData("localhost", true)]
+    [InlineData("localhost:5000", true)]
+    [InlineData("127.0.0.1:5000", true)]
+    [InlineData("[::1]:5000", true)]
+    // A listed host is matched exactly, port included (dockerd's IndexConfigs lookup).
+    [InlineData("registry.example", true)]
+    [InlineData("registry.example:5000", false)]
+    [InlineData("mirror.example:5000", true)]
+    [InlineData("MIRROR.example:5000", true)]
+    [InlineData("mirror.example", false)]
+    [InlineData("mirror.example:5001", false)]
+    [InlineData("[fd00::1]:5000", true)]
+    // A listed CIDR covers IP-addressed registries, any port.
+    [InlineData("10.20.3.4:5000", true)]
+    [InlineData("10.20.3.4", true)]
+    [InlineData("10.21.0.1:5000", false)]
+    // Unlisted.
+    [InlineData("registry-1.docker.io", false)]
+    [InlineData("other.example:5000", false)]
+    [InlineData("localhost.example.com", false)]
+    public void Listed_hosts_and_networks_and_loopback_are_insecure(string registry, bool insecure) =>
+        Assert.Equal(insecure, Listed.Allows(registry));
+
+    [Fact]
+    public void Without_flags_only_loopback_is_insecure()
+    {
+        Assert.True(InsecureRegistries.None.Allows("127.0.0.1:5000"));
+        Assert.False(InsecureRegistries.None.Allows("registry.example"));
+        Assert.False(InsecureRegistries.None.Allows("10.20.3.4:5000"));
+    }
+
+    [Theory]
+    [InlineData("http://registry.example:5000")]
+    [InlineData("registry.example:99999")]
+    [InlineData("registry.example:port")]
+    [InlineData("bad_host:5000")]
+    [InlineData("10.0.0.0/99")]
+    [InlineData("[not-an-ip]:5000")]
+    [InlineData("-leading.example")]
+    public void Malformed_entries_are_refused(string entry) =>
+        Assert.Throws<FormatException>(() => InsecureRegistries.Parse([entry]));
+
+    [Fact]
+    public void Docker_info_lists_them_as_dockerd_does()
+    {
+        var config = Listed.Describe();
+
+        Assert.Equal(["::1/128", "127.0.0.0/8", "10.20.0.0/16"], config.InsecureRegistryCIDRs);
+        Assert.True(config.IndexConfigs["docker.io"] is { Secure: true, Official: true });
+        Assert.True(config.IndexConfigs["mirror.example:5000"] is { Secure: false, Official: false, Name: "mirror.example:5000" });
+        Assert.Equal(["[fd00::1]:5000", "docker.io", "mirror.example:5000", "registry.example"], config.IndexConfigs.Keys);
+    }
+}
+
+/// <summary>The <c>Link</c> header of a paginated tags list or catalog: the next page, on the same registry only.</summary>
+public class TagsListLinkSpec
+{
+    private static readonly Uri Base = new("http://127.0.0.1:5000/");
+
+    [Theory]
+    [InlineData("</v2/x/tags/list?n=2&last=b>; rel=\"next\"", "http://127.0.0.1:5000/v2/x/tags/list?n=2&last=b")]
+    [InlineData("<http://127.0.0.1:5000/v2/x/tags/list?last=b>; rel=next", "http://127.0.0.1:5000/v2/x/tags/list?last=b")]
+    [InlineData("</v2/x/tags/list?last=a>; rel=\"prev\", </v2/x/tags/list?last=c>; rel=\"next\"", "http://127.0.0.1:5000/v2/x/tags/list?last=c")]
+    [InlineData("</v2/x/tags/list?last=a>; title=\"t\" ; REL=\"next\"", "http://127.0.0.1:5000/v2/x/tags/list?last=a")]
+    [InlineData("</v2/x/tags/list?last=a>; rel=\"prev\"", null)]
+    [InlineData("", null)]
+    public void Finds_the_next_page(string header, string? expected) =>
+        Assert.Equal(expected, RegistrySession.NextPage([header], Base)?.ToString());
+
+    [Theory]
+    [InlineData("<https://127.0.0.1:5000/v2/x/tags/list?last=b>; rel=\"next\"")]
+    [InlineData("<http://evil.example/v2/x/tags/list?last=b>; rel=\"next\"")]
+    [InlineData("<http://127.0.0.1:5001/v2/x/tags/list>; rel=\"next\"")]
+    [InlineData("</v2/x/tags/list?last=b; rel=\"next\"")]
+    public void Refuses_a_next_page_elsewhere_or_malformed(string header) =>
+        Assert.Throws<RegistryException>(() => RegistrySession.NextPage([header], Base));
+}
+
+/// <summary>An insecure registry's https is used without certificate checks (dockerd's InsecureSkipVerify).</summary>
+public class InsecureRegistryTlsSpec
+{
+    [Fact]
+    public async Task A_loopback_registry_with_a_self_signed_certificate_is_reached_over_https()
+    {
+        using var key = System.Security.Cryptography.RSA.Create(2048);
+        var request = new System.Security.Cryptography.X509Certificates.CertificateRequest("CN=flotilla-test", key,
+            System.Security.Cryptography.HashAlgorithmName.SHA256, System.Security.Cryptography.RSASignaturePadding.Pkcs1);
+        using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddHours(1));
+        var port = Support.FreePort.Next();
+        var builder = Microsoft.AspNetCore.Builder.WebApplication.CreateSlimBuilder();
+        builder.WebHost.ConfigureKestrel(k => k.Listen(System.Net.IPAddress.Loopback, port, l => l.UseHttps(certificate)));
+        await using var app = builder.Build();
+        app.MapGet("/v2/", () => Microsoft.AspNetCore.Http.Results.Json(new { }));
+        await app.StartAsync();
+        try
+        {
+            using var client = new RegistryClient();
+            var session = await client.OpenAsync($"127.0.0.1:{port}", null);
+            Assert.Equal($"https://127.0.0.1:{port}/", session.BaseUri.ToString());
+        }
+        finally
+        {
+            await app.StopAsync();
+        }
+    }
 }

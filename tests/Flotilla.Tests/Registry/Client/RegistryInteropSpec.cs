@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Flotilla.NodeRuntime.Distribution;
 using Flotilla.NodeRuntime.Images;
 using Flotilla.NodeRuntime.Storage;
 using Flotilla.Tests.Gateway;
@@ -7,6 +8,7 @@ using Flotilla.Tests.Support;
 using Marten;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.DependencyInjection;
 using Xunit;
 
 namespace Flotilla.Tests.Registry.Client;
@@ -408,11 +410,68 @@ internal sealed class FakeSearchIndex : IAsyncDisposable
     }
 }
 
+/// <summary>The all-in-one host started with <c>--insecure-registry</c> entries (none of them reachable from a test).</summary>
+public sealed class FlotillaWithInsecureRegistries : RunningFlotilla
+{
+    protected override IReadOnlyList<string> InsecureRegistries => ["registry.example:5000", "10.20.0.0/16"];
+}
+
 /// <summary>Against Flotilla's own registry, from the same host: the tutorial flow `docker tag; docker push; docker pull`.</summary>
-public sealed class FlotillaRegistryInteropSpec(RunningFlotilla flotilla)
-    : RegistryInteropTests(flotilla), IClassFixture<RunningFlotilla>
+public sealed class FlotillaRegistryInteropSpec(FlotillaWithInsecureRegistries flotilla)
+    : RegistryInteropTests(flotilla), IClassFixture<FlotillaWithInsecureRegistries>
 {
     protected override string Registry => $"127.0.0.1:{Flotilla.RegistryPort}";
+
+    [Fact]
+    public async Task Pull_all_tags_pulls_every_tag_with_dockerds_progress()
+    {
+        var source = await BusyboxAsync();
+        var path = Unique("alltags");
+        var repo = $"{Registry}/{path}";
+        await DockerOk("tag", source, $"{repo}:v1");
+        await DockerOk("tag", source, $"{repo}:v2");
+        // A distinct image for v3 (same layer, another config).
+        await DockerOk("import", "-c", "ENV VARIANT=3", Path.Combine(Flotilla.DataRoot, "interop-rootfs.tar"), $"{repo}:v3");
+        var v3Id = (await DockerOk("image", "inspect", "-f", "{{.Id}}", $"{repo}:v3")).Trim();
+        await DockerOk("push", "--all-tags", repo);
+
+        // The engine's client follows Link pages (Flotilla's registry pages when asked to).
+        var distribution = Flotilla.Services.GetRequiredService<ImageDistribution>();
+        var session = await distribution.Client.OpenAsync(Registry, null);
+        Assert.Equal(["v1", "v2", "v3"], await session.ListTagsAsync(path, pageSize: 1));
+
+        await DockerOk("rmi", $"{repo}:v1", $"{repo}:v2", $"{repo}:v3");
+        var pull = await DockerOk("pull", "--all-tags", repo);
+        foreach (var tag in new[] { "v1", "v2", "v3" })
+            Assert.Contains($"{tag}: Pulling from {path}", pull);
+        Assert.Equal(3, System.Text.RegularExpressions.Regex.Matches(pull, @"Digest: sha256:[0-9a-f]{64}").Count);
+        Assert.Contains($"Status: Downloaded newer image for {repo}", pull);
+        Assert.DoesNotContain("Using default tag", pull);
+        Assert.Equal(v3Id, (await DockerOk("image", "inspect", "-f", "{{.Id}}", $"{repo}:v3")).Trim());
+        Assert.Equal((await DockerOk("image", "inspect", "-f", "{{.Id}}", source)).Trim(),
+            (await DockerOk("image", "inspect", "-f", "{{.Id}}", $"{repo}:v2")).Trim());
+
+        var again = await DockerOk("pull", "-a", repo);
+        Assert.Contains($"Status: Image is up to date for {repo}", again);
+
+        var unknown = await Flotilla.RunDockerAsync("pull", "-a", $"{Registry}/{Unique("nothing")}");
+        Assert.NotEqual(0, unknown.ExitCode);
+        Assert.Contains("not found", unknown.ToString());
+    }
+
+    [Fact]
+    public async Task Docker_info_lists_the_insecure_registries()
+    {
+        var info = await DockerOk("info");
+        var section = info[info.IndexOf(" Insecure Registries:", StringComparison.Ordinal)..];
+        var lines = section.Split('\n').Skip(1).TakeWhile(l => l.StartsWith("  ", StringComparison.Ordinal)).Select(l => l.Trim()).ToList();
+        Assert.Equal(["registry.example:5000", "::1/128", "127.0.0.0/8", "10.20.0.0/16"], lines);
+
+        var json = await DockerOk("info", "--format", "{{json .RegistryConfig}}");
+        using var config = JsonDocument.Parse(json);
+        Assert.False(config.RootElement.GetProperty("IndexConfigs").GetProperty("registry.example:5000").GetProperty("Secure").GetBoolean());
+        Assert.True(config.RootElement.GetProperty("IndexConfigs").GetProperty("docker.io").GetProperty("Official").GetBoolean());
+    }
 
     [Fact]
     public async Task Search_finds_pushed_repositories_through_the_v1_search()
