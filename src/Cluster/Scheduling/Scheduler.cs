@@ -22,8 +22,17 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
 {
     public const string SingletonName = "scheduler";
     private static readonly TimeSpan RefreshEvery = TimeSpan.FromSeconds(2);
-    /// <summary>A move not answered by then is tried again by the next pass (the entity ignores a move it already made).</summary>
+    /// <summary>
+    /// A move off a drained node not answered by then is tried again by the next pass (the entity ignores a move it
+    /// already made); it includes stopping the container there (its stop timeout).
+    /// </summary>
     private static readonly TimeSpan MoveTimeout = TimeSpan.FromSeconds(20);
+    /// <summary>
+    /// A move off a node that is gone, not answered by then, is sent again at once. The first can be lost: right after
+    /// the removal the local shard region may still route the entity to the dead member's region (seen as a 20 s stall
+    /// in 1 of 10 failover rounds). A slow but live first attempt makes the repeat a no-op.
+    /// </summary>
+    private static readonly TimeSpan LostHostMoveTimeout = TimeSpan.FromSeconds(3);
     /// <summary>A decision not yet visible in the projection is counted for this long.</summary>
     private static readonly TimeSpan PendingFor = TimeSpan.FromSeconds(30);
 
@@ -73,7 +82,10 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         Receive<MoveFinished>(m =>
         {
             _moving.Remove(m.ContainerId);
-            if (m.Error is not null) _log.Warning("scheduler: moving {0} to {1} failed: {2}", Short(m.ContainerId), m.To, m.Error);
+            if (m.Error is null) return;
+            _log.Warning("scheduler: moving {0} to {1} failed: {2}", Short(m.ContainerId), m.To, m.Error);
+            // An unanswered move may have been lost on the way: again at once. A refused one waits for the next pass.
+            if (m.Unanswered) StartRefresh();
         });
         // Moving starts at removal, not at downing: until the member is removed its shards still live there, and a
         // message to one of its entities would be lost.
@@ -110,7 +122,7 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
 
     private DateTimeOffset _pictureReadAt = DateTimeOffset.MinValue;
 
-    private sealed record MoveFinished(string ContainerId, string To, string? Error);
+    private sealed record MoveFinished(string ContainerId, string To, string? Error, bool Unanswered = false);
 
     protected override void PreStart()
     {
@@ -282,10 +294,10 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         _moving[c.ContainerId] = to;
         _log.Info("scheduler: moving {0} from {1} to {2}: {3}", Short(c.ContainerId), c.Node, to, reason);
         var id = c.ContainerId;
-        _containers.Ask<object>(new RescheduleContainer(id, c.Node, to, fromAlive, reason, RequestOrigin.System()), MoveTimeout)
+        _containers.Ask<object>(new RescheduleContainer(id, c.Node, to, fromAlive, reason, RequestOrigin.System()), fromAlive ? MoveTimeout : LostHostMoveTimeout)
             .ContinueWith(t => new MoveFinished(id, to, t.IsCompletedSuccessfully
                 ? t.Result is CommandRejected r ? r.Message : null
-                : t.Exception?.GetBaseException().Message ?? "cancelled"), TaskScheduler.Default)
+                : t.Exception?.GetBaseException().Message ?? "cancelled", t.Exception?.GetBaseException() is AskTimeoutException), TaskScheduler.Default)
             .PipeTo(Self);
     }
 
@@ -293,10 +305,10 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
     {
         _moving[c.ContainerId] = c.Node;
         var id = c.ContainerId;
-        _containers.Ask<object>(new MarkContainerNodeLost(id, c.Node, reason, RequestOrigin.System()), MoveTimeout)
+        _containers.Ask<object>(new MarkContainerNodeLost(id, c.Node, reason, RequestOrigin.System()), LostHostMoveTimeout)
             .ContinueWith(t => new MoveFinished(id, c.Node, t.IsCompletedSuccessfully
                 ? t.Result is CommandRejected r ? r.Message : null
-                : t.Exception?.GetBaseException().Message ?? "cancelled"), TaskScheduler.Default)
+                : t.Exception?.GetBaseException().Message ?? "cancelled", t.Exception?.GetBaseException() is AskTimeoutException), TaskScheduler.Default)
             .PipeTo(Self);
     }
 }
