@@ -17,7 +17,7 @@ public static class ClusterCommands
         Flags.OptionalWithEnv("--postgres", "FLOTILLA_POSTGRES", "PostgreSQL connection string shared by the cluster (required)");
 
     private static Option<string?> StableAfter() =>
-        Flags.OptionalWithEnv("--stable-after", "FLOTILLA_STABLE_AFTER", "how long membership must be stable before the split brain resolver downs unreachable members (default 500ms; the resolver looks once a second)");
+        Flags.OptionalWithEnv("--stable-after", "FLOTILLA_STABLE_AFTER", "how long membership must be stable before the split brain resolver downs unreachable members (default 1s; the resolver looks once a second)");
 
     private static Option<string?> HeartbeatPause() =>
         Flags.OptionalWithEnv("--heartbeat-pause", "FLOTILLA_HEARTBEAT_PAUSE", "silence tolerated before a member is unreachable (default 1500ms; heartbeats every 250ms)");
@@ -25,13 +25,14 @@ public static class ClusterCommands
     /// <summary>
     /// Failure detection for failover within seconds: heartbeats every 250 ms (the later the last heartbeat before a
     /// crash, the earlier the detector's clock starts), a member is unreachable after ~1.5 s of silence plus the phi
-    /// margin, and the resolver downs it at its first tick (once a second) after 500 ms more of stable membership. A
-    /// 1 s blip stays under the pause and moves nothing; a member is downed only after ~2.5-3.5 s of silence.
+    /// margin, and the resolver downs it at its first tick (once a second) after 1 s more of stable membership. A 1 s
+    /// blip can still reach "unreachable" (TCP's retransmission backoff stretches the silence to ~2 s), so the resolver's
+    /// wait is what keeps it from moving anything: 500 ms was seen to down a host after a 1 s blip.
     /// </summary>
     private static ProcessSettings WithFailureDetector(ProcessSettings settings, ParseResult result, Option<string?> stableAfter, Option<string?> pause) =>
         settings with
         {
-            StableAfter = ParseDuration(result.GetValue(stableAfter), "--stable-after") ?? TimeSpan.FromMilliseconds(500),
+            StableAfter = ParseDuration(result.GetValue(stableAfter), "--stable-after") ?? TimeSpan.FromSeconds(1),
             AcceptableHeartbeatPause = ParseDuration(result.GetValue(pause), "--heartbeat-pause") ?? TimeSpan.FromMilliseconds(1500),
             HeartbeatInterval = TimeSpan.FromMilliseconds(250),
         };
