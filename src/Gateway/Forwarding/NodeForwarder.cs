@@ -254,13 +254,14 @@ public sealed class NodeForwarder : IDisposable
         }
         request.Headers.Remove(CallerIdentity.ForwardedForHeader);
         request.Headers.TryAddWithoutValidation(ForwardedHeader, _info.NodeName);
-        // The node records the caller this gateway saw, not the gateway (see CallerIdentity).
-        if (context.Items[DockerApiMiddleware.OriginItem] is RequestOrigin caller)
-            request.Headers.TryAddWithoutValidation(CallerIdentity.ForwardedForHeader, caller.User);
-        // The node records its events in the same story as this request (the CLI sends no request id of its own).
-        if (!incoming.Headers.ContainsKey(DockerApiMiddleware.RequestIdHeader) &&
-            context.Items[DockerApiMiddleware.OriginItem] is RequestOrigin origin)
-            request.Headers.TryAddWithoutValidation(DockerApiMiddleware.RequestIdHeader, origin.CorrelationId);
+        if (context.Items[DockerApiMiddleware.OriginItem] is RequestOrigin origin)
+        {
+            // The node records the caller this gateway saw, not the gateway (see CallerIdentity)...
+            request.Headers.TryAddWithoutValidation(CallerIdentity.ForwardedForHeader, origin.User);
+            // ...and its events in the same story as this request (the CLI sends no request id of its own).
+            if (!incoming.Headers.ContainsKey(DockerApiMiddleware.RequestIdHeader))
+                request.Headers.TryAddWithoutValidation(DockerApiMiddleware.RequestIdHeader, origin.CorrelationId);
+        }
         return request;
     }
 
