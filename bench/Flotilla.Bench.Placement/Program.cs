@@ -143,21 +143,21 @@ try
         Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)), $"direct-{i}", definition, "sim-0001", origin,
         new PlacementDecision("sim-0001", "spread", "bench"))), "entity create");
     var reads = await RunAsync(placements, i => journal.ReadAsync(ContainerStreams.Key($"absent-{i}"), ct), "journal read");
-    Task<long> AppendCreate(IEventJournal to, int i)
+    Task<long> AppendCreate(IEventJournal to, string prefix, int i)
     {
         var id = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
         var at = DateTimeOffset.UtcNow;
         return to.AppendAsync(ContainerStreams.Key(id), 0,
-            [new ContainerCreated(id, $"journal-{i}", definition, "sim-0001", at), new ContainerPlaced(id, "sim-0001", "spread", "bench", at)],
+            [new ContainerCreated(id, $"{prefix}-{i}", definition, "sim-0001", at), new ContainerPlaced(id, "sim-0001", "spread", "bench", at)],
             EventMetadata.From(origin, "bench-1"), ct);
     }
     var groupsBefore = ((MartenEventJournal)journal).Committed;
-    var journalAppends = await RunAsync(placements, i => AppendCreate(journal, i), "journal append");
+    var journalAppends = await RunAsync(placements, i => AppendCreate(journal, "journal", i), "journal append");
     var groups = ((MartenEventJournal)journal).Committed;
     var meanGroup = (double)(groups.Appends - groupsBefore.Appends) / Math.Max(1, groups.Transactions - groupsBefore.Transactions);
     // The same appends, each in a transaction of its own (the journal before group commit).
     var ungrouped = new MartenEventJournal(app.Services.GetRequiredService<Marten.IDocumentStore>(), maxBatch: 1);
-    var singleAppends = await RunAsync(placements, i => AppendCreate(ungrouped, i), "journal append, 1/txn");
+    var singleAppends = await RunAsync(placements, i => AppendCreate(ungrouped, "journal-single", i), "journal append, 1/txn");
 
     // The scheduler reads both at most every 250 ms while placements keep coming: one at a time, ten times each.
     var queries = app.Services.GetRequiredService<ClusterQueries>();

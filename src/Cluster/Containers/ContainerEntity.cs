@@ -430,6 +430,9 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
             [new ContainerRestarted(State.ContainerId, "restart policy " + State.Definition!.RestartPolicy.Name, State.RestartCount + 1, DateTimeOffset.UtcNow)]);
     }
 
+    // A create carries a new random id: no stream to replay, and its append (expecting version 0) is the check.
+    protected override bool StartsNewStream(object message) => message is CreateContainer;
+
     protected override void OnRecovered() => Self.Tell(new ReconcileContainer(State.ContainerId, "entity started"));
 
     /// <summary>Desired against observed: a container that should run but has exited is restarted if its policy says so.</summary>

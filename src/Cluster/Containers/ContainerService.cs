@@ -71,43 +71,60 @@ public sealed class ContainerService(IDocumentStore store, IRequiredActor<Contai
     public async Task<(string Id, PlacementDecision Placement)> CreateScheduledAsync(string? name, ContainerDefinition definition, RequestOrigin origin,
         CancellationToken cancellationToken = default)
     {
-        if (string.IsNullOrEmpty(name)) name = await FreeRandomNameAsync(cancellationToken);
-        else await EnsureNameFreeAsync(name, null, cancellationToken);
+        var random = string.IsNullOrEmpty(name);
+        if (!random && !ContainerNames.IsValid(name!))
+            throw new OperationRejectedException(RejectionCode.InvalidArgument, $"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
         var id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
         var (request, cleaned) = Scheduling.PlacementRequest.From(definition);
         var decision = await placement.PlaceAsync(id, request, cancellationToken);
-        await SendAsync(new CreateContainer(id, name, cleaned, decision.Node, origin, decision));
-        return (id, decision);
+        // No read of the names first: the store's unique index on the name is the check (see FlotillaStore).
+        for (var attempt = 0; ; attempt++)
+        {
+            var candidate = random ? ContainerNames.Random(attempt > 5) : name!;
+            try
+            {
+                await SendAsync(new CreateContainer(id, candidate, cleaned, decision.Node, origin, decision));
+                return (id, decision);
+            }
+            catch (OperationRejectedException ex) when (ex.Code == RejectionCode.Conflict)
+            {
+                if (await NameHolderAsync(candidate, cancellationToken) is { } holder)
+                {
+                    if (random && attempt < 20) continue;
+                    placement.Release(id);
+                    throw NameInUse(candidate, holder);
+                }
+                placement.Release(id);
+                throw;
+            }
+        }
     }
 
     public async Task RenameAsync(ContainerView container, string newName, RequestOrigin origin, CancellationToken cancellationToken = default)
     {
         if (!ContainerNames.IsValid(newName))
             throw new OperationRejectedException(RejectionCode.InvalidArgument, $"Invalid container name ({newName}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
-        await EnsureNameFreeAsync(newName, container.ContainerId, cancellationToken);
-        await SendAsync(new RenameContainer(container.ContainerId, newName, origin));
-    }
-
-    private async Task EnsureNameFreeAsync(string name, string? exceptId, CancellationToken cancellationToken)
-    {
-        if (!ContainerNames.IsValid(name))
-            throw new OperationRejectedException(RejectionCode.InvalidArgument, $"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
-        await using var session = store.QuerySession();
-        var holder = await session.Query<ContainerView>().FirstOrDefaultAsync(c => c.Name == name, cancellationToken);
-        if (holder is not null && holder.ContainerId != exceptId)
-            throw new OperationRejectedException(RejectionCode.Conflict,
-                $"Conflict. The container name \"/{name}\" is already in use by container \"{holder.ContainerId}\". You have to remove (or rename) that container to be able to reuse that name.");
-    }
-
-    private async Task<string> FreeRandomNameAsync(CancellationToken cancellationToken)
-    {
-        await using var session = store.QuerySession();
-        for (var attempt = 0; ; attempt++)
+        if (await NameHolderAsync(newName, cancellationToken) is { } taken && taken != container.ContainerId) throw NameInUse(newName, taken);
+        try
         {
-            var name = ContainerNames.Random(attempt > 5);
-            if (!await session.Query<ContainerView>().AnyAsync(c => c.Name == name, cancellationToken)) return name;
+            await SendAsync(new RenameContainer(container.ContainerId, newName, origin));
+        }
+        catch (OperationRejectedException ex) when (ex.Code == RejectionCode.Conflict)
+        {
+            // Taken between the look and the append (the unique index answered).
+            if (await NameHolderAsync(newName, cancellationToken) is { } holder && holder != container.ContainerId) throw NameInUse(newName, holder);
+            throw;
         }
     }
+
+    private async Task<string?> NameHolderAsync(string name, CancellationToken cancellationToken)
+    {
+        await using var session = store.QuerySession();
+        return await session.Query<ContainerView>().Where(c => c.Name == name).Select(c => c.ContainerId).FirstOrDefaultAsync(cancellationToken);
+    }
+
+    private static OperationRejectedException NameInUse(string name, string holder) => new(RejectionCode.Conflict,
+        $"Conflict. The container name \"/{name}\" is already in use by container \"{holder}\". You have to remove (or rename) that container to be able to reuse that name.");
 
     /// <summary>Sends a command to the container's entity; a refusal becomes an <see cref="OperationRejectedException"/>.</summary>
     public async Task<ContainerCommandAccepted> SendAsync(IContainerCommand command, TimeSpan? timeout = null) =>

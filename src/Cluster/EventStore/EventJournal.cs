@@ -32,3 +32,14 @@ public sealed class StreamVersionConflictException(string streamKey, long expect
     public string StreamKey { get; } = streamKey;
     public long ExpectedVersion { get; } = expectedVersion;
 }
+
+/// <summary>
+/// The append would give a read model a value another document already holds under a unique index (a container
+/// name, say): nothing was written, and the caller's view of the stream is still current.
+/// </summary>
+public sealed class UniqueValueTakenException(string streamKey, string constraint, Exception? inner = null)
+    : Exception($"Stream '{streamKey}': the value for '{constraint}' is already taken", inner)
+{
+    public string StreamKey { get; } = streamKey;
+    public string Constraint { get; } = constraint;
+}

@@ -10,6 +10,7 @@ using JasperFx;
 using JasperFx.Events;
 using JasperFx.Events.Projections;
 using Marten;
+using Marten.Schema;
 using Weasel.Core;
 
 namespace Flotilla.Cluster.EventStore;
@@ -18,6 +19,7 @@ namespace Flotilla.Cluster.EventStore;
 public static class FlotillaStore
 {
     public const string DefaultSchema = "flotilla";
+    public const string ContainerNameIndex = "mt_doc_containerview_uidx_name";
 
     public static void Configure(StoreOptions opts, string connectionString, string schema = DefaultSchema)
     {
@@ -87,7 +89,9 @@ public static class FlotillaStore
         opts.Schema.For<Audit.AuditCheckpoint>();
         // One document per cluster: the key every gateway signs registry tokens with.
         opts.Schema.For<RegistryTokenKey>();
-        opts.Schema.For<ContainerView>().Index(x => x.ContainerId).Index(x => x.Name);
+        // Docker's unique container names, enforced by the store: a create or rename whose name is taken fails its
+        // append (UniqueValueTakenException), so no read before it and no race between two gateways.
+        opts.Schema.For<ContainerView>().Index(x => x.ContainerId).UniqueIndex(UniqueIndexType.Computed, ContainerNameIndex, x => x.Name);
     }
 
     /// <summary>Every read model folded from the events, for <see cref="Audit.ProjectionReplay"/>.</summary>

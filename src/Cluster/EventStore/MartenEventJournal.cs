@@ -239,6 +239,8 @@ public sealed class MartenEventJournal(IDocumentStore store, bool chainHashes = 
             _tails.TryRemove(append.StreamKey, out _);
             append.Done.TrySetException(new StreamVersionConflictException(append.StreamKey, append.ExpectedVersion, ex));
         }
+        else if (UniqueViolation(ex) is { } constraint)
+            append.Done.TrySetException(new UniqueValueTakenException(append.StreamKey, constraint, ex));
         else
             append.Done.TrySetException(ex);
     }
@@ -294,8 +296,19 @@ public sealed class MartenEventJournal(IDocumentStore store, bool chainHashes = 
         EventStreamUnexpectedMaxEventIdException => true,
         ConcurrencyException => true,
         Marten.Exceptions.ExistingStreamIdCollisionException => true,
+        PostgresException { SqlState: PostgresErrorCodes.UniqueViolation } p when IsEventTable(p.TableName) => true,
         _ when ex.InnerException is not null => IsVersionConflict(ex.InnerException),
         _ => false,
+    };
+
+    private static bool IsEventTable(string? table) => table is "mt_streams" or "mt_events";
+
+    /// <summary>The unique index a read model's row would have broken (a stream's own key is a version conflict instead).</summary>
+    private static string? UniqueViolation(Exception ex) => ex switch
+    {
+        PostgresException { SqlState: PostgresErrorCodes.UniqueViolation } p when !IsEventTable(p.TableName) => p.ConstraintName ?? "unique index",
+        _ when ex.InnerException is not null => UniqueViolation(ex.InnerException),
+        _ => null,
     };
 
     /// <summary>

@@ -57,4 +57,7 @@ public sealed class PlacementService(IRequiredActor<Scheduler> scheduler)
             var other => throw new InvalidOperationException($"unexpected scheduler reply {other.GetType().Name}"),
         };
     }
+
+    /// <summary>The container placed by <see cref="PlaceAsync"/> will not be created: free what it reserved.</summary>
+    public void Release(string containerId) => scheduler.ActorRef.Tell(new ReleasePlacement(containerId));
 }

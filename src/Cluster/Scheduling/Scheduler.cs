@@ -70,6 +70,7 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         _failover = failover;
 
         Receive<PlaceContainer>(OnPlace);
+        Receive<ReleasePlacement>(m => _pending.Remove(m.ContainerId));
         Receive<Refresh>(_ => StartRefresh());
         Receive<Refreshed>(OnRefreshed);
         Receive<Status.Failure>(f =>

@@ -18,3 +18,10 @@ public sealed record PlacementDecision(string Node, string Strategy, string Reas
 
 [MessagePackObject(true)]
 public sealed record PlacementRefused(string Reason) : IFlotillaMessage;
+
+/// <summary>
+/// The placement of a container that was never created (its name was taken, say): the scheduler stops holding its
+/// reservation instead of waiting for it to lapse. No answer.
+/// </summary>
+[MessagePackObject(true)]
+public sealed record ReleasePlacement(string ContainerId) : IFlotillaMessage;

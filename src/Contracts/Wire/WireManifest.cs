@@ -95,6 +95,7 @@ public static class WireManifest
         (typeof(PlaceContainer), "s.place"),
         (typeof(PlacementDecision), "s.placed"),
         (typeof(PlacementRefused), "s.refused"),
+        (typeof(ReleasePlacement), "s.release"),
         (typeof(NodeDrained), "n.drained"),
         (typeof(NodeActivated), "n.activated"),
         (typeof(RecordImageReplica), "i.replicate"),

@@ -125,4 +125,50 @@ public class ContainerEntitySpec : TestKit, IAsyncLifetime
         var stream = await _host.Journal.ReadAsync(ContainerStreams.Key("c5"));
         Assert.Equal("from-a", Assert.IsType<ContainerCreated>(Assert.Single(stream.Events)).Name);
     }
+
+    [Fact]
+    public async Task A_create_sent_to_a_fresh_incarnation_of_an_existing_container_is_a_conflict_without_replay()
+    {
+        var first = Sys.ActorOf(ContainerEntity.PropsFor(_host, "c6"));
+        await first.Ask<ContainerCommandAccepted>(Create("c6", "original"), Wait);
+        await first.GracefulStop(Wait);
+
+        // A create is the one first command that skips the replay: the append expecting version 0 is the fence.
+        var reads = ((MartenEventJournal)_host.Journal).Read.Streams;
+        var second = Sys.ActorOf(ContainerEntity.PropsFor(_host, "c6"));
+        Watch(second);
+        var rejected = await second.Ask<CommandRejected>(Create("c6", "again"), Wait);
+        Assert.Equal(RejectionCode.Conflict, rejected.Code);
+        Assert.Equal(reads, ((MartenEventJournal)_host.Journal).Read.Streams);
+        ExpectTerminated(second, Wait);
+
+        var stream = await _host.Journal.ReadAsync(ContainerStreams.Key("c6"));
+        Assert.Equal("original", Assert.IsType<ContainerCreated>(Assert.Single(stream.Events)).Name);
+        // Any other first command replays the stream.
+        var third = Sys.ActorOf(ContainerEntity.PropsFor(_host, "c6"));
+        Assert.Equal("original", (await third.Ask<ContainerSnapshot>(new GetContainer("c6"), Wait)).Name);
+    }
+
+    [Fact]
+    public async Task A_name_another_container_holds_is_refused_by_the_store_and_the_entity_stays_usable()
+    {
+        var holder = Sys.ActorOf(ContainerEntity.PropsFor(_host, "c7"));
+        await holder.Ask<ContainerCommandAccepted>(Create("c7", "taken"), Wait);
+
+        var other = Sys.ActorOf(ContainerEntity.PropsFor(_host, "c8"));
+        Watch(other);
+        var rejected = await other.Ask<CommandRejected>(Create("c8", "taken"), Wait);
+        Assert.Equal(RejectionCode.Conflict, rejected.Code);
+        Assert.Contains(FlotillaStore.ContainerNameIndex, rejected.Message);
+        Assert.Equal(0, (await _host.Journal.ReadAsync(ContainerStreams.Key("c8"))).Version);
+
+        // Nothing was written, so the same incarnation can create under another name, and a rename onto a taken name
+        // is refused the same way.
+        var ok = await other.Ask<ContainerCommandAccepted>(Create("c8", "free"), Wait);
+        Assert.Equal(1, ok.Version);
+        var renamed = await other.Ask<CommandRejected>(new RenameContainer("c8", "taken", Origin), Wait);
+        Assert.Equal(RejectionCode.Conflict, renamed.Code);
+        Assert.Equal("free", (await other.Ask<ContainerSnapshot>(new GetContainer("c8"), Wait)).Name);
+        ExpectNoMsg(TimeSpan.FromMilliseconds(200));
+    }
 }

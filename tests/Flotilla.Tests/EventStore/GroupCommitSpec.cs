@@ -37,7 +37,7 @@ public class GroupCommitSpec(PostgresFixture postgres) : IAsyncLifetime
     }
 
     private static ContainerCreated Created(string id) =>
-        new(id, "web", ContainerDefinition.Minimal("busybox", "sha256:" + new string('a', 64), ["sh"]), "n1", DateTimeOffset.UtcNow);
+        new(id, "web-" + id, ContainerDefinition.Minimal("busybox", "sha256:" + new string('a', 64), ["sh"]), "n1", DateTimeOffset.UtcNow);
 
     private static ContainerRenamed Renamed(string id, string to) => new(id, "web", to, DateTimeOffset.UtcNow);
 
@@ -146,14 +146,17 @@ public class GroupCommitSpec(PostgresFixture postgres) : IAsyncLifetime
     public async Task A_conflicting_append_in_a_batch_fails_alone_and_the_others_commit()
     {
         for (var i = 0; i < 10; i++) await _journal.AppendAsync($"mixed-{i}", 0, [Created($"m{i}")], MetaFor(i));
+        await _journal.AppendAsync("mixed-holder", 0, [Created("h")], MetaFor(0));
 
         var (held, gate) = await HoldCommitsAsync("gate-2");
-        // mixed-3 starts a stream that exists; mixed-7 expects a version the stream never had.
+        // mixed-3 starts a stream that exists; mixed-7 expects a version the stream never had; mixed-5 takes a name
+        // another container holds (the read model's unique index).
         var appends = Enumerable.Range(0, 10).Select(i => i switch
         {
             3 => _journal.AppendAsync("mixed-3", 0, [Created("m3")], MetaFor(i)),
-            7 => _journal.AppendAsync("mixed-7", 4, [Renamed("m7", "x")], MetaFor(i)),
-            _ => _journal.AppendAsync($"mixed-{i}", 1, [Renamed($"m{i}", "x")], MetaFor(i)),
+            5 => _journal.AppendAsync("mixed-5", 1, [Renamed("m5", "web-h")], MetaFor(i)),
+            7 => _journal.AppendAsync("mixed-7", 4, [Renamed("m7", "x7")], MetaFor(i)),
+            _ => _journal.AppendAsync($"mixed-{i}", 1, [Renamed($"m{i}", $"x{i}")], MetaFor(i)),
         }).ToList();
         await ReleaseAsync(held);
         await gate;
@@ -167,14 +170,20 @@ public class GroupCommitSpec(PostgresFixture postgres) : IAsyncLifetime
                 Assert.Equal($"mixed-{i}", conflict.StreamKey);
                 Assert.Equal(1, (await _journal.ReadAsync($"mixed-{i}")).Version);
             }
+            else if (i == 5)
+            {
+                var taken = Assert.IsType<UniqueValueTakenException>(outcomes[i]);
+                Assert.Equal(FlotillaStore.ContainerNameIndex, taken.Constraint);
+                Assert.Equal(1, (await _journal.ReadAsync("mixed-5")).Version);
+            }
             else
             {
                 Assert.Null(outcomes[i]);
                 Assert.Equal(2, appends[i].Result);
             }
         }
-        // The eight that fit were not each left to a transaction of their own (seeding took ten).
-        Assert.True(await TransactionsAsync("mixed-") < 10 + 8);
+        // The seven that fit were not each left to a transaction of their own (seeding took eleven).
+        Assert.True(await TransactionsAsync("mixed-") < 11 + 7);
 
         // The losers' next append, at the version they really have, works and chains on.
         Assert.Equal(2, await _journal.AppendAsync("mixed-7", 1, [Renamed("m7", "y")], MetaFor(7)));

@@ -143,6 +143,23 @@ public class ContainerCommandsSpec(RunningFlotilla flotilla) : IClassFixture<Run
     }
 
     [Fact]
+    public async Task Of_creates_racing_for_one_name_exactly_one_wins()
+    {
+        // The name is checked by the store's unique index at the append, not by a read before it, so there is no window
+        // in which two creates both see the name free.
+        var results = await Task.WhenAll(Enumerable.Range(0, 6).Select(_ => flotilla.RunDockerAsync("create", "--name", "raced", Image)));
+        var winner = Assert.Single(results, r => r.ExitCode == 0).Stdout.Trim();
+        foreach (var loser in results.Where(r => r.ExitCode != 0))
+            Assert.Contains($"Conflict. The container name \"/raced\" is already in use by container \"{winner}\"", loser.Stderr);
+        var listed = await DockerOk("ps", "-a", "--filter", "name=raced", "--format", "{{.ID}}");
+        Assert.Equal(winner[..12], listed.Trim());
+        await DockerOk("rm", "raced");
+        // Once removed the name is free again.
+        await DockerOk("create", "--name", "raced", Image);
+        await DockerOk("rm", "raced");
+    }
+
+    [Fact]
     public async Task Docker_errors_for_bad_requests()
     {
         var unknownImage = await flotilla.RunDockerAsync("create", "no-such-image:9");

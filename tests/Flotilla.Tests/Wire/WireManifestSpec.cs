@@ -97,6 +97,7 @@ public class WireManifestSpec : IDisposable
         [new PlaceContainer("c1", 64L << 20, 500_000_000, ["node==n1", "disk==ssd"], "binpack")],
         [new PlacementDecision("n1", "spread", "spread: fewest containers")],
         [new PlacementRefused("no node satisfies the constraints disk==ssd")],
+        [new ReleasePlacement("c1")],
         [new NodeDrained("n1", "local", T0)],
         [new NodeActivated("n1", "local", T0)],
         [new RecordImageReplica("sha256:abc", "node-b", ["node-a"], 1024, Origin)],
