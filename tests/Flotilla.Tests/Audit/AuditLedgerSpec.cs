@@ -1,4 +1,6 @@
 using Flotilla.Cluster.Audit;
+using Flotilla.Cluster.Containers;
+using Flotilla.Contracts.Containers;
 using Flotilla.Cluster.EventStore;
 using Flotilla.Cluster.Nodes;
 using Flotilla.Contracts.Nodes;
@@ -157,5 +159,30 @@ public class AuditLedgerSpec(PostgresFixture postgres) : IAsyncLifetime
             Assert.Equal(System.Text.Json.JsonSerializer.Serialize(before), System.Text.Json.JsonSerializer.Serialize(again));
             Assert.Equal(3, again.Count);
         }
+    }
+
+    [Fact]
+    public async Task Replay_of_containers_whose_names_were_reused_and_swapped_passes_the_unique_name_index()
+    {
+        // Names move between containers over time; the rebuild must never hold two rows with one name at once.
+        ContainerCreated Created(string id, string name) =>
+            new(id, name, ContainerDefinition.Minimal("busybox", "sha256:" + new string('a', 64), ["sh"]), "n1", DateTimeOffset.UtcNow);
+        ContainerRenamed Renamed(string id, string from, string to) => new(id, from, to, DateTimeOffset.UtcNow);
+        await _journal.AppendAsync("container-a", 0, [Created("a", "web")], Meta);
+        // Enough events between a's create and its removal that the rebuild stores a's row in an earlier batch than the
+        // one that removes it and gives its name to b.
+        await _journal.AppendAsync("container-f", 0, [Created("f", "f0"), .. Enumerable.Range(1, 1500).Select(i => Renamed("f", $"f{i - 1}", $"f{i}"))], Meta);
+        await _journal.AppendAsync("container-a", 1, [new ContainerRemoved("a", DateTimeOffset.UtcNow)], Meta);
+        await _journal.AppendAsync("container-b", 0, [Created("b", "web")], Meta);
+        await _journal.AppendAsync("container-c", 0, [Created("c", "db")], Meta);
+        await _journal.AppendAsync("container-b", 1, [Renamed("b", "web", "tmp")], Meta);
+        await _journal.AppendAsync("container-c", 1, [Renamed("c", "db", "web")], Meta);
+        await _journal.AppendAsync("container-b", 2, [Renamed("b", "tmp", "db")], Meta);
+
+        await SqlAsync("DELETE FROM flotilla.mt_doc_containerview");
+        await new ProjectionReplay(_store).RebuildAllAsync();
+        await using var session = _store.QuerySession();
+        var names = (await session.Query<ContainerView>().ToListAsync()).ToDictionary(c => c.ContainerId, c => c.Name);
+        Assert.Equal(new Dictionary<string, string> { ["b"] = "db", ["c"] = "web", ["f"] = "f1500" }, names);
     }
 }
