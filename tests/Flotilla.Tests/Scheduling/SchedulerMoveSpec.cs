@@ -1,0 +1,91 @@
+using Akka.Actor;
+using Akka.Configuration;
+using Akka.TestKit.Xunit2;
+using Flotilla.Cluster.EventStore;
+using Flotilla.Cluster.Nodes;
+using Flotilla.Cluster.Queries;
+using Flotilla.Cluster.Scheduling;
+using Flotilla.Contracts;
+using Flotilla.Contracts.Containers;
+using Flotilla.Contracts.Nodes;
+using Flotilla.Tests.Infrastructure;
+using Marten;
+using Xunit;
+
+namespace Flotilla.Tests.Scheduling;
+
+/// <summary>
+/// The scheduler singleton's moves off a host that is gone, in a one-member cluster of its own, against the real
+/// projections; a probe stands in for the container shard region, so a move can go unanswered the way one routed
+/// to a dead member's region does.
+/// </summary>
+[Collection("postgres")]
+public class SchedulerMoveSpec(PostgresFixture postgres) : TestKit(ConfigurationFactory.ParseString("""
+    akka.actor.provider = cluster
+    akka.remote.dot-netty.tcp.hostname = 127.0.0.1
+    akka.remote.dot-netty.tcp.port = 0
+    akka.loglevel = WARNING
+    """)), IAsyncLifetime
+{
+    private DocumentStore _store = null!;
+    private MartenEventJournal _journal = null!;
+    private static readonly EventMetadata Meta = new("test", "node-test", "req-1", null);
+
+    public async Task InitializeAsync()
+    {
+        _store = FlotillaStore.Create(await postgres.NewDatabaseAsync("scheduler_move"));
+        await _store.Storage.ApplyAllConfiguredChangesToDatabaseAsync();
+        _journal = new MartenEventJournal(_store);
+        var cluster = Akka.Cluster.Cluster.Get(Sys);
+        var up = new TaskCompletionSource();
+        cluster.RegisterOnMemberUp(() => up.TrySetResult());
+        cluster.Join(cluster.SelfAddress);
+        await up.Task.WaitAsync(TimeSpan.FromSeconds(20));
+    }
+
+    public Task DisposeAsync()
+    {
+        _store.Dispose();
+        return Task.CompletedTask;
+    }
+
+    private Task RegisterAsync(string name, string address) =>
+        _journal.AppendAsync(NodeStreams.Key(name), 0,
+            [new NodeJoined(name, name, address, [Flotilla.Cluster.Hosting.FlotillaClusterOptions.NodeRole], 4, 8L << 30, "k", "runc",
+                new Dictionary<string, string>(), DateTimeOffset.UtcNow)], Meta);
+
+    [Fact]
+    public async Task A_move_off_a_gone_host_that_goes_unanswered_is_sent_again_within_seconds()
+    {
+        // "alive" is this member; "gone" has an address no member has, like a host the cluster removed.
+        await RegisterAsync("alive", Akka.Cluster.Cluster.Get(Sys).SelfAddress.ToString());
+        await RegisterAsync("gone", "akka.tcp://flotilla@127.0.0.1:1");
+        var definition = ContainerDefinition.Minimal("busybox", "sha256:" + new string('a', 64), ["sleep", "300"]) with
+        {
+            RestartPolicy = new RestartPolicy("always", 0),
+        };
+        var at = DateTimeOffset.UtcNow;
+        await _journal.AppendAsync(ContainerStreams.Key("orphan"), 0,
+            [new ContainerCreated("orphan", "orphan", definition, "gone", at), new ContainerPlaced("orphan", "gone", "spread", "test", at),
+             new ContainerStarted("orphan", 1, "gone", 42, at)], Meta);
+
+        var region = CreateTestProbe();
+        Sys.ActorOf(Scheduler.PropsFor(new ClusterQueries(_store), region.Ref, "spread", failover: true));
+
+        // The first move is lost (never answered): the scheduler gives up on it after its short ask and sends it again
+        // at once, not after the 20 s a drain's move may take.
+        var first = region.ExpectMsg<RescheduleContainer>(TimeSpan.FromSeconds(15));
+        Assert.Equal(("orphan", "gone", "alive", false), (first.ContainerId, first.From, first.To, first.FromAlive));
+        var lostAt = DateTime.UtcNow;
+        var again = region.ExpectMsg<RescheduleContainer>(TimeSpan.FromSeconds(8));
+        var gap = DateTime.UtcNow - lostAt;
+        Assert.Equal(("orphan", "alive"), (again.ContainerId, again.To));
+        Assert.InRange(gap, TimeSpan.FromSeconds(2.5), TimeSpan.FromSeconds(5));
+
+        // Done this time (the store says so, as the entity would have made it): it is not sent a third time.
+        await _journal.AppendAsync(ContainerStreams.Key("orphan"), 3,
+            [new ContainerRescheduled("orphan", "gone", "alive", again.Reason, DateTimeOffset.UtcNow)], Meta);
+        region.Reply(new ContainerCommandAccepted("orphan", [], 4));
+        region.ExpectNoMsg(TimeSpan.FromSeconds(3));
+    }
+}
