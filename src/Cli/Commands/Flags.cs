@@ -25,8 +25,24 @@ public static class Flags
         DefaultValueFactory = _ => Env(env)?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) ?? [],
     };
 
-    public static Option<string[]> InsecureRegistry() => RepeatableWithEnv("--insecure-registry", "FLOTILLA_INSECURE_REGISTRIES",
-        "registry HOST[:PORT] or CIDR the engine may reach over plain HTTP or unverified TLS (loopback always may)");
+    public static Option<string[]> InsecureRegistry()
+    {
+        var option = RepeatableWithEnv("--insecure-registry", "FLOTILLA_INSECURE_REGISTRIES",
+            "registry HOST[:PORT] or CIDR the engine may reach over plain HTTP or unverified TLS (loopback always may)");
+        // A bad value is a usage error, reported like any other before the process starts (not a host start-up failure).
+        option.Validators.Add(result =>
+        {
+            try
+            {
+                NodeRuntime.Distribution.InsecureRegistries.Parse(result.GetValueOrDefault<string[]>() ?? []);
+            }
+            catch (FormatException ex)
+            {
+                result.AddError($"--insecure-registry: {ex.Message}");
+            }
+        });
+        return option;
+    }
 
     public static Option<string> Http() =>
         WithEnv("--http", "FLOTILLA_HTTP", "127.0.0.1:8080", "native API address");

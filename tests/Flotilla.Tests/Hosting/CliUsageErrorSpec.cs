@@ -1,0 +1,40 @@
+using Flotilla.Tests.Support;
+using Xunit;
+
+namespace Flotilla.Tests.Hosting;
+
+/// <summary>Bad flag values are usage errors: one clear line and exit 1 before anything starts, never a stack trace.</summary>
+public class CliUsageErrorSpec
+{
+    private static readonly string FlotillaDll = Path.Combine(AppContext.BaseDirectory, "flotilla.dll");
+
+    public static IEnumerable<object[]> BadInsecureRegistries() =>
+    [
+        [new[] { "up", "--insecure-registry", "http://registry.local:5000", "--data", "/nonexistent/flotilla-usage" }, "should not contain '://'"],
+        [new[] { "up", "--insecure-registry", "10.0.0.0/99", "--data", "/nonexistent/flotilla-usage" }, "is not a valid CIDR"],
+        [new[] { "gateway", "--insecure-registry", "bad host:5000", "--join", "127.0.0.1:1", "--postgres", "Host=127.0.0.1;Port=1" }, "is not a valid host[:port] or CIDR"],
+        [new[] { "gateway", "--insecure-registry", "reg:99999", "--join", "127.0.0.1:1", "--postgres", "Host=127.0.0.1;Port=1" }, "is not a valid host[:port] or CIDR"],
+    ];
+
+    [Theory]
+    [MemberData(nameof(BadInsecureRegistries))]
+    public async Task A_bad_insecure_registry_is_a_usage_error(string[] args, string message)
+    {
+        var result = await ProcessRunner.RunAsync("dotnet", [FlotillaDll, .. args], TimeSpan.FromSeconds(30));
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("--insecure-registry: insecure registry", result.Stderr);
+        Assert.Contains(message, result.Stderr);
+        Assert.DoesNotContain("   at ", result.Stderr + result.Stdout);
+        Assert.False(Directory.Exists("/nonexistent/flotilla-usage"), "nothing started");
+    }
+
+    [Fact]
+    public async Task The_insecure_registries_environment_variable_is_checked_the_same_way()
+    {
+        var result = await ProcessRunner.RunAsync("dotnet", [FlotillaDll, "up", "--data", "/nonexistent/flotilla-usage"], TimeSpan.FromSeconds(30),
+            new Dictionary<string, string> { ["FLOTILLA_INSECURE_REGISTRIES"] = "ok.local:5000,https://bad" });
+        Assert.Equal(1, result.ExitCode);
+        Assert.Contains("insecure registry https://bad should not contain '://'", result.Stderr);
+        Assert.DoesNotContain("   at ", result.Stderr + result.Stdout);
+    }
+}
