@@ -37,8 +37,10 @@ public sealed class RegistryService(IDocumentStore store, IRequiredActor<Reposit
     /// How long a repository's view is reused without asking PostgreSQL. A pull is a burst of requests on one
     /// repository (manifest, config, layers) and each lookup would otherwise be a database round trip on the
     /// blob path. A change made through this process replaces the entry at once (with a fresh load started
-    /// right after the change, which the next request joins); changes made through another gateway are seen
-    /// after at most this long.
+    /// right after the change, which the next request joins). Only answers that another gateway's change cannot make
+    /// wrong are taken from the cache: a blob or manifest by digest that is there (content-addressed; only a delete
+    /// elsewhere can take it away, seen after at most this long). A tag, a tags list, referrers, and any "not here"
+    /// are read fresh, so a push through one gateway is pullable through every other at once.
     /// </summary>
     public static readonly TimeSpan ViewCacheTtl = TimeSpan.FromSeconds(2);
 
@@ -47,7 +49,7 @@ public sealed class RegistryService(IDocumentStore store, IRequiredActor<Reposit
 
     private sealed record CachedView(Task<RepositoryView?> Load, long LoadedAt, long Generation);
 
-    public async Task<RepositoryView?> FindAsync(string repository, CancellationToken cancellationToken = default)
+    private async Task<RepositoryView?> FindAsync(string repository, CancellationToken cancellationToken = default)
     {
         var generation = _generations.GetValueOrDefault(repository);
         if (!_views.TryGetValue(repository, out var cached) || cached.Generation != generation ||
@@ -58,6 +60,15 @@ public sealed class RegistryService(IDocumentStore store, IRequiredActor<Reposit
             if (_generations.GetValueOrDefault(repository) == generation) _views[repository] = cached;
         }
         return await cached.Load.WaitAsync(cancellationToken);
+    }
+
+    /// <summary>The view as PostgreSQL has it now; the cache then holds it for the requests that follow.</summary>
+    private async Task<RepositoryView?> FindFreshAsync(string repository, CancellationToken cancellationToken)
+    {
+        var generation = _generations.GetValueOrDefault(repository);
+        var fresh = new CachedView(LoadAsync(repository), Environment.TickCount64, generation);
+        if (_generations.GetValueOrDefault(repository) == generation) _views[repository] = fresh;
+        return await fresh.Load.WaitAsync(cancellationToken);
     }
 
     // Shared by every request that joins it, so not tied to any one request's cancellation.
@@ -77,9 +88,10 @@ public sealed class RegistryService(IDocumentStore store, IRequiredActor<Reposit
     /// <summary>The blob's size when it is linked into the repository (or is one of its manifests) and on disk.</summary>
     public async Task<long?> BlobSizeAsync(string repository, Digest digest, CancellationToken cancellationToken = default)
     {
-        var view = await FindAsync(repository, cancellationToken);
         var key = digest.ToString();
-        if (view is null || (!view.Blobs.ContainsKey(key) && !view.Manifests.ContainsKey(key))) return null;
+        static bool Holds(RepositoryView? view, string key) => view is not null && (view.Blobs.ContainsKey(key) || view.Manifests.ContainsKey(key));
+        // Not in the cached view: it may have been linked through another gateway since.
+        if (!Holds(await FindAsync(repository, cancellationToken), key) && !Holds(await FindFreshAsync(repository, cancellationToken), key)) return null;
         return blobs.SizeOf(digest);
     }
 
@@ -145,9 +157,12 @@ public sealed class RegistryService(IDocumentStore store, IRequiredActor<Reposit
     /// <summary>The manifest a tag or digest names in the repository, if its bytes are there.</summary>
     public async Task<ManifestContent?> FindManifestAsync(string repository, string reference, CancellationToken cancellationToken = default)
     {
-        var view = await FindAsync(repository, cancellationToken);
+        var byDigest = reference.Contains(':');
+        // A tag can move through another gateway at any time: resolved fresh. A digest from the cache when it is there.
+        var view = byDigest ? await FindAsync(repository, cancellationToken) : await FindFreshAsync(repository, cancellationToken);
+        if (byDigest && (view is null || !view.Manifests.ContainsKey(reference))) view = await FindFreshAsync(repository, cancellationToken);
         if (view is null) return null;
-        var digest = reference.Contains(':') ? reference : view.Tags.GetValueOrDefault(reference);
+        var digest = byDigest ? reference : view.Tags.GetValueOrDefault(reference);
         if (digest is null || !view.Manifests.TryGetValue(digest, out var entry) || !Digest.TryParse(digest, out var parsed)) return null;
         var path = blobs.PathOf(parsed);
         return File.Exists(path) ? new ManifestContent(digest, entry.MediaType, entry.Size, path) : null;
@@ -161,7 +176,7 @@ public sealed class RegistryService(IDocumentStore store, IRequiredActor<Reposit
     /// <summary>Tags in ASCII order; null when the repository is unknown.</summary>
     public async Task<IReadOnlyList<string>?> TagsAsync(string repository, CancellationToken cancellationToken = default)
     {
-        var view = await FindAsync(repository, cancellationToken);
+        var view = await FindFreshAsync(repository, cancellationToken);
         return view is null || !view.HasContent ? null : view.Tags.Keys.Order(StringComparer.Ordinal).ToList();
     }
 
@@ -177,7 +192,7 @@ public sealed class RegistryService(IDocumentStore store, IRequiredActor<Reposit
     public async Task<IReadOnlyList<Referrer>> ReferrersAsync(string repository, Digest subject, string? artifactType,
         CancellationToken cancellationToken = default)
     {
-        var view = await FindAsync(repository, cancellationToken);
+        var view = await FindFreshAsync(repository, cancellationToken);
         if (view is null) return [];
         var key = subject.ToString();
         return view.Manifests.Where(m => m.Value.Subject == key && (artifactType is null || m.Value.ArtifactType == artifactType))
