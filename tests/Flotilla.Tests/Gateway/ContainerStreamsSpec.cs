@@ -212,7 +212,7 @@ public class ContainerStreamsSpec(RunningFlotilla flotilla) : IClassFixture<Runn
             await ProcessRunner.RunAsync("tmux", ["new-session", "-d", "-s", session, "-x", "100", "-y", "25", command + "; echo EXIT=$?; sleep 120"]);
             try
             {
-                Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("/ #"), TimeSpan.FromSeconds(45)), await Capture(session));
+                Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("/ #"), TimeSpan.FromSeconds(45)), await Diagnose(session));
                 await ProcessRunner.RunAsync("tmux", ["send-keys", "-t", session, "echo hi-$((1+1)); stty size", "Enter"]);
                 Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("hi-2"), TimeSpan.FromSeconds(30)), await Capture(session));
                 Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("25 100"), TimeSpan.FromSeconds(30)), await Capture(session));
@@ -244,7 +244,7 @@ public class ContainerStreamsSpec(RunningFlotilla flotilla) : IClassFixture<Runn
                     await ProcessRunner.RunAsync("tmux", ["send-keys", "-t", session, "echo up-$((40+2))", "Enter"]);
                     await Task.Delay(500);
                     return (await Capture(session)).Contains("up-42");
-                }, TimeSpan.FromSeconds(45)), await Capture(session));
+                }, TimeSpan.FromSeconds(45)), await Diagnose(session));
                 await ProcessRunner.RunAsync("tmux", ["send-keys", "-t", session, "C-p", "C-q"]);
                 // `docker run` returns 0 quietly; `docker attach` says "read escape sequence" (and exits 1), as against dockerd.
                 var detached = session == "fl-detach-run" ? "EXIT=0" : "read escape sequence";
@@ -264,4 +264,17 @@ public class ContainerStreamsSpec(RunningFlotilla flotilla) : IClassFixture<Runn
 
     private static async Task<string> Capture(string session) =>
         (await ProcessRunner.RunAsync("tmux", ["capture-pane", "-t", session, "-p"])).Stdout;
+
+    /// <summary>
+    /// The pane, and what the CLI in it and the engine were doing: these tests once showed a blank pane for 45 s in a
+    /// loaded full run (not reproduced since), and the pane alone cannot tell a hung CLI from a hung engine.
+    /// </summary>
+    private async Task<string> Diagnose(string session)
+    {
+        var pane = await Capture(session);
+        var processes = await ProcessRunner.RunAsync("ps", ["-eo", "pid,ppid,stat,etime,wchan:20,args"]);
+        var cli = string.Join('\n', processes.Stdout.Split('\n').Where(l => l.Contains("docker") || l.Contains("tmux") || l.Contains("runc")));
+        var containers = await flotilla.RunDockerAsync("ps", "-a", "--format", "{{.ID}} {{.Names}} {{.Status}}");
+        return $"pane:\n{pane}\nprocesses:\n{cli}\ndocker ps -a: {containers.Stdout}{containers.Stderr}\nload: {File.ReadAllText("/proc/loadavg")}";
+    }
 }
