@@ -184,5 +184,8 @@ public class AuditLedgerSpec(PostgresFixture postgres) : IAsyncLifetime
         await using var session = _store.QuerySession();
         var names = (await session.Query<ContainerView>().ToListAsync()).ToDictionary(c => c.ContainerId, c => c.Name);
         Assert.Equal(new Dictionary<string, string> { ["b"] = "db", ["c"] = "web", ["f"] = "f1500" }, names);
+        // And the names are unique again afterwards.
+        Assert.Equal(1, await session.AdvancedSql.QueryAsync<int>(
+            $"select count(*)::int from pg_indexes where schemaname = 'flotilla' and indexname = '{FlotillaStore.ContainerNameIndex}'", CancellationToken.None) is [var n] ? n : -1);
     }
 }
