@@ -215,6 +215,38 @@ public sealed class ImagePushCompressionSpec(DistributionRegistry registry) : IC
     }
 
     [Fact]
+    public async Task A_layer_already_here_is_recorded_for_another_repository_only_as_a_blob_this_node_verified()
+    {
+        var image = UniqueImage();
+        var blobs = image.Layers.Select(ArchiveFixtures.Gzip).ToList();
+        var seeder = new RegistrySeeder(registry.Address);
+        var first = Unique("known/one");
+        var second = Unique("known/two");
+        var liar = Unique("known/liar");
+        await seeder.PushImageAsync(first, "v1", image.ConfigBytes, blobs.Select(b => (b, MediaTypes.DockerLayerGzip)));
+        await seeder.PushImageAsync(second, "v1", image.ConfigBytes, blobs.Select(b => (b, MediaTypes.DockerLayerGzip)));
+        // Claims the same layers are other blobs: a pull that has the layers never downloads these to check.
+        var other = image.Layers.Select(l => ArchiveFixtures.Gzip([.. l, .. new byte[1024]])).ToList();
+        await seeder.PushImageAsync(liar, "v1", image.ConfigBytes, other.Select(b => (b, MediaTypes.DockerLayerGzip)));
+
+        using var distribution = Open();
+        async Task PullAsync(string repository)
+        {
+            var plan = await distribution.Puller.ResolveAsync(ImageReference.Parse($"{registry.Address}/{repository}:v1"), null,
+                new PlatformSpec("linux", HostPlatform.Architecture));
+            using (distribution.Store.BeginWrite()) await distribution.Puller.FetchAsync(plan, new Recorder());
+        }
+        await PullAsync(first);
+        await PullAsync(second);
+        await PullAsync(liar);
+
+        var known = await distribution.Metadata.BlobsOfAsync(image.DiffIds[0]);
+        Assert.Equal([second, first], known.Select(b => b.Repository));
+        Assert.All(known, b => Assert.Equal(Digest.Of(blobs[0]), b.Digest));
+        Assert.Null(await distribution.Metadata.DiffIdOfAsync(Digest.Of(other[0])));
+    }
+
+    [Fact]
     public async Task A_layer_stored_gzip_goes_out_as_stored_without_compressing_it_again()
     {
         using var distribution = Open();
