@@ -9,13 +9,15 @@ public sealed class ImageDistribution : IDisposable
     {
         Store = store;
         Client = new RegistryClient(options);
-        var sources = new BlobSources();
-        Puller = new ImagePuller(store, Client, sources);
-        Pusher = new ImagePusher(store, Client, sources);
+        Metadata = new DistributionMetadataStore(Path.Combine(store.DataRoot, "distribution"));
+        Puller = new ImagePuller(store, Client, Metadata);
+        Pusher = new ImagePusher(store, Client, Metadata);
     }
 
     public NodeImageStore Store { get; }
     public RegistryClient Client { get; }
+    /// <summary>Which registry blobs hold which layers, under <c>&lt;data&gt;/distribution</c>.</summary>
+    public DistributionMetadataStore Metadata { get; }
     public ImagePuller Puller { get; }
     public ImagePusher Pusher { get; }
 

@@ -26,7 +26,7 @@ public sealed record PullPlan(
 /// its DiffID is already in the content store, otherwise downloaded, verified against the manifest digest,
 /// decompressed (gzip, zstd or plain) into the store under its DiffID (verified too) and unpacked as a snapshot.
 /// </summary>
-public sealed class ImagePuller(NodeImageStore store, RegistryClient client, BlobSources sources)
+public sealed class ImagePuller(NodeImageStore store, RegistryClient client, DistributionMetadataStore metadata)
 {
     private const int MaxIndexDepth = 4;
     private const int MaxLayers = 1000;
@@ -136,8 +136,11 @@ public sealed class ImagePuller(NodeImageStore store, RegistryClient client, Blo
                 var id = blobDigest.Short;
                 if (downloads[i] is { } download) await download;
                 stored.Add(new Descriptor(MediaTypes.OciLayer, diffIds[i], store.Content.SizeOf(diffIds[i]) ?? 0));
-                if (blobDigest == diffIds[i]) sources.Add(plan.Session.Domain, repository, blobDigest);
-                if (!missing[i]) continue;
+                if (!missing[i])
+                {
+                    await RecordKnownSourceAsync(plan.Session, repository, layers[i], blobDigest, diffIds[i], cancellationToken);
+                    continue;
+                }
                 await serialized.ReportAsync("Extracting", id, stored[i].Size, stored[i].Size);
                 await store.UnpackAsync(stored, cancellationToken);
                 await serialized.ReportAsync("Pull complete", id);
@@ -163,6 +166,18 @@ public sealed class ImagePuller(NodeImageStore store, RegistryClient client, Blo
             cancellationToken: cancellationToken);
         var tag = plan.Reference.ToString();
         return new LoadedImage(plan.ConfigDigest, plan.ConfigDigest, manifest.Digest, stored, [tag], [tag], plan.Config);
+    }
+
+    /// <summary>
+    /// A layer that was here already is recorded as held by this repository too, as dockerd does — but only when
+    /// this node itself verified earlier that the blob is that layer (the blob-to-DiffID map): the manifest's word alone
+    /// could point a later push's mount at a blob that is not the layer.
+    /// </summary>
+    private async Task RecordKnownSourceAsync(RegistrySession session, string repository, OciDescriptor layer, Digest blobDigest, Digest diffId,
+        CancellationToken cancellationToken)
+    {
+        if (blobDigest != diffId && await metadata.DiffIdOfAsync(blobDigest, cancellationToken) == diffId)
+            await metadata.AddAsync(diffId, blobDigest, layer.MediaType, layer.Size, session.Domain, repository, cancellationToken);
     }
 
     private async Task DownloadInTurnAsync(RegistrySession session, string repository, OciDescriptor layer, Digest diffId, SemaphoreSlim slots,
@@ -224,6 +239,9 @@ public sealed class ImagePuller(NodeImageStore store, RegistryClient client, Blo
                     $"filesystem layer verification failed for digest {blobDigest}: got {actual} ({hashing.BytesRead} of {layer.Size} bytes)");
             }
         }
+        // Downloaded and verified: this registry repository holds the layer as this blob.
+        if (blobDigest != diffId)
+            await metadata.AddAsync(diffId, blobDigest, layer.MediaType, layer.Size, session.Domain, repository, cancellationToken);
         await progress.ReportAsync("Verifying Checksum", id);
         await progress.ReportAsync("Download complete", id);
     }

@@ -264,29 +264,59 @@ public sealed partial class RegistrySession
     public async Task UploadBlobAsync(string repository, Digest digest, long size, Func<Stream> open, Action<long>? progress,
         CancellationToken cancellationToken = default)
     {
-        string[] scopes = [PushPull(repository)];
-        Uri location;
-        using (var start = await SendAsync(() => new HttpRequestMessage(HttpMethod.Post, Url($"v2/{repository}/blobs/uploads/")) { Content = Empty() },
-                   scopes, small: true, cancellationToken))
+        var location = await StartUploadAsync(repository, cancellationToken);
+        location = await PatchUploadAsync(repository, location, () =>
         {
-            if (start.StatusCode != HttpStatusCode.Accepted) throw await ErrorFromAsync(start, "blob upload", cancellationToken);
-            location = Resolve(start.Headers.Location ?? throw new RegistryException(500, "the registry sent no Location for the upload session"));
-        }
-        using (var patch = await SendAsync(() =>
-               {
-                   var content = new StreamContent(new ProgressReadStream(open(), progress));
-                   content.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
-                   content.Headers.ContentLength = size;
-                   return new HttpRequestMessage(HttpMethod.Patch, location) { Content = content };
-               }, scopes, small: false, cancellationToken))
+            var content = new StreamContent(new ProgressReadStream(open(), progress));
+            content.Headers.ContentLength = size;
+            return content;
+        }, cancellationToken);
+        await CloseUploadAsync(repository, location, digest, cancellationToken);
+    }
+
+    /// <summary>
+    /// Uploads content whose digest is known only once it has been produced (a layer compressed on the way), as
+    /// dockerd pushes a layer: <c>POST</c> a session, one chunked <c>PATCH</c> of what <paramref name="write"/> writes,
+    /// then <c>PUT ?digest=</c> of the bytes that went out. <paramref name="write"/> is called for each attempt.
+    /// Returns the digest and size of what was uploaded.
+    /// </summary>
+    public async Task<(Digest Digest, long Size)> UploadProducedBlobAsync(string repository, Func<Stream, CancellationToken, Task> write,
+        CancellationToken cancellationToken = default)
+    {
+        var location = await StartUploadAsync(repository, cancellationToken);
+        ProducedContent? last = null;
+        location = await PatchUploadAsync(repository, location, () => last = new ProducedContent(write), cancellationToken);
+        var (digest, size) = last?.Sent ?? throw new RegistryException(500, "the registry answered the upload before it was sent");
+        await CloseUploadAsync(repository, location, digest, cancellationToken);
+        return (digest, size);
+    }
+
+    private async Task<Uri> StartUploadAsync(string repository, CancellationToken cancellationToken)
+    {
+        using var start = await SendAsync(() => new HttpRequestMessage(HttpMethod.Post, Url($"v2/{repository}/blobs/uploads/")) { Content = Empty() },
+            [PushPull(repository)], small: true, cancellationToken);
+        if (start.StatusCode != HttpStatusCode.Accepted) throw await ErrorFromAsync(start, "blob upload", cancellationToken);
+        return Resolve(start.Headers.Location ?? throw new RegistryException(500, "the registry sent no Location for the upload session"));
+    }
+
+    private async Task<Uri> PatchUploadAsync(string repository, Uri location, Func<HttpContent> content, CancellationToken cancellationToken)
+    {
+        using var patch = await SendAsync(() =>
         {
-            if (patch.StatusCode != HttpStatusCode.Accepted && patch.StatusCode != HttpStatusCode.NoContent)
-                throw await ErrorFromAsync(patch, "blob upload", cancellationToken);
-            if (patch.Headers.Location is { } next) location = Resolve(next);
-        }
+            var body = content();
+            body.Headers.ContentType = new MediaTypeHeaderValue("application/octet-stream");
+            return new HttpRequestMessage(HttpMethod.Patch, location) { Content = body };
+        }, [PushPull(repository)], small: false, cancellationToken);
+        if (patch.StatusCode != HttpStatusCode.Accepted && patch.StatusCode != HttpStatusCode.NoContent)
+            throw await ErrorFromAsync(patch, "blob upload", cancellationToken);
+        return patch.Headers.Location is { } next ? Resolve(next) : location;
+    }
+
+    private async Task CloseUploadAsync(string repository, Uri location, Digest digest, CancellationToken cancellationToken)
+    {
         var separator = location.Query.Length > 1 ? "&" : "?";
         var close = new Uri(location + separator + "digest=" + Uri.EscapeDataString(digest.ToString()));
-        using var put = await SendAsync(() => new HttpRequestMessage(HttpMethod.Put, close) { Content = Empty() }, scopes, small: true,
+        using var put = await SendAsync(() => new HttpRequestMessage(HttpMethod.Put, close) { Content = Empty() }, [PushPull(repository)], small: true,
             cancellationToken);
         if (put.StatusCode != HttpStatusCode.Created) throw await ErrorFromAsync(put, "blob upload", cancellationToken);
     }
@@ -506,6 +536,74 @@ public sealed partial class RegistrySession
                 inner.Dispose();
                 response.Dispose();
             }
+            base.Dispose(disposing);
+        }
+    }
+
+    /// <summary>A request body written by a producer (no length: sent chunked), hashed and counted as it goes out.</summary>
+    private sealed class ProducedContent(Func<Stream, CancellationToken, Task> write) : HttpContent
+    {
+        /// <summary>Digest and size of the body, once it was written whole.</summary>
+        public (Digest Digest, long Size)? Sent { get; private set; }
+
+        protected override Task SerializeToStreamAsync(Stream stream, System.Net.TransportContext? context) =>
+            SerializeToStreamAsync(stream, context, CancellationToken.None);
+
+        protected override async Task SerializeToStreamAsync(Stream stream, System.Net.TransportContext? context, CancellationToken cancellationToken)
+        {
+            using var hashing = new HashingWriteStream(stream);
+            await write(hashing, cancellationToken);
+            Sent = (hashing.Finish(), hashing.BytesWritten);
+        }
+
+        protected override bool TryComputeLength(out long length)
+        {
+            length = 0;
+            return false;
+        }
+    }
+
+    /// <summary>Passes writes on to a stream it does not own, hashing and counting them.</summary>
+    private sealed class HashingWriteStream(Stream inner) : Stream
+    {
+        private readonly System.Security.Cryptography.IncrementalHash _hash =
+            System.Security.Cryptography.IncrementalHash.CreateHash(System.Security.Cryptography.HashAlgorithmName.SHA256);
+
+        public long BytesWritten { get; private set; }
+        public Digest Finish() => Digest.FromHash(_hash.GetHashAndReset());
+
+        public override bool CanRead => false;
+        public override bool CanSeek => false;
+        public override bool CanWrite => true;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => BytesWritten; set => throw new NotSupportedException(); }
+        public override void Flush() => inner.Flush();
+        public override Task FlushAsync(CancellationToken cancellationToken) => inner.FlushAsync(cancellationToken);
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            _hash.AppendData(buffer);
+            BytesWritten += buffer.Length;
+            inner.Write(buffer);
+        }
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            _hash.AppendData(buffer.Span);
+            BytesWritten += buffer.Length;
+            return inner.WriteAsync(buffer, cancellationToken);
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+            if (disposing) _hash.Dispose();
             base.Dispose(disposing);
         }
     }

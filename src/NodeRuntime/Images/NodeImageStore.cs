@@ -12,10 +12,13 @@ public sealed class NodeImageStore
 {
     public NodeImageStore(string dataRoot)
     {
+        DataRoot = Path.GetFullPath(dataRoot);
         Content = new ContentStore(Path.Combine(dataRoot, "content"));
         Snapshots = new OverlaySnapshotter(dataRoot);
     }
 
+    /// <summary>The node's data dir, which the content store and snapshots live under.</summary>
+    public string DataRoot { get; }
     public ContentStore Content { get; }
     public OverlaySnapshotter Snapshots { get; }
 

@@ -55,6 +55,18 @@ public abstract class RegistryInteropTests(RunningFlotilla flotilla)
         return name;
     }
 
+    /// <summary>A manifest as the registry serves it to a client that takes Docker schema 2 or OCI.</summary>
+    protected async Task<byte[]> RegistryManifestAsync(string repository, string reference)
+    {
+        using var http = new HttpClient { BaseAddress = new Uri($"http://{Registry}/"), Timeout = TimeSpan.FromSeconds(30) };
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"v2/{repository}/manifests/{reference}");
+        request.Headers.Accept.ParseAdd(MediaTypes.DockerManifest);
+        request.Headers.Accept.ParseAdd(MediaTypes.OciManifest);
+        using var response = await http.SendAsync(request);
+        Assert.True(response.IsSuccessStatusCode, $"GET {repository}:{reference}: {(int)response.StatusCode}");
+        return await response.Content.ReadAsByteArrayAsync();
+    }
+
     protected static string Unique(string name) => $"{name}-{Guid.NewGuid().ToString("N")[..6]}";
 
     private async Task<IReadOnlyList<JasperFx.Events.IEvent>> ImageEventsAsync(string imageId)
@@ -77,10 +89,19 @@ public abstract class RegistryInteropTests(RunningFlotilla flotilla)
         Assert.True(push.Contains(": Pushed") || push.Contains(": Mounted from "), push);
         Assert.Matches(@"latest: digest: sha256:[0-9a-f]{64} size: \d+", push);
         var pushedDigest = System.Text.RegularExpressions.Regex.Match(push, "digest: (sha256:[0-9a-f]{64})").Groups[1].Value;
+        // As dockerd pushes: a Docker schema 2 manifest of gzip layers.
+        var pushedManifest = await RegistryManifestAsync(repo[(Registry.Length + 1)..], "latest");
+        Assert.Equal(pushedDigest, Digest.Of(pushedManifest).ToString());
+        var parsed = OciJson.Parse<OciManifest>(pushedManifest, "pushed manifest");
+        Assert.Equal((MediaTypes.DockerManifest, MediaTypes.DockerConfig), (parsed.MediaType, parsed.Config.MediaType));
+        Assert.All(parsed.Layers, l => Assert.Equal(MediaTypes.DockerLayerGzip, l.MediaType));
 
+        var compressed = flotilla.Services.GetRequiredService<ImageDistribution>().Pusher.LayersCompressed;
         var again = await DockerOk("push", repo);
         Assert.Contains("Layer already exists", again);
         Assert.DoesNotContain("Pushed", again);
+        Assert.Contains($"latest: digest: {pushedDigest}", again);
+        Assert.Equal(compressed, flotilla.Services.GetRequiredService<ImageDistribution>().Pusher.LayersCompressed); // found, not compressed again
 
         // The raw stream ends with the aux record the CLI's --quiet and Docker.DotNet read the digest from.
         using var raw = new HttpRequestMessage(HttpMethod.Post, $"v1.50/images/{repo}/push?tag=latest");
@@ -324,6 +345,71 @@ public sealed class DistributionRegistryInteropSpec(RunningFlotilla flotilla, Di
         Assert.Equal(marker, run.Stdout.Trim());
         Assert.Contains($"Unable to find image '{repo}:v1' locally", run.Stderr);
         Assert.Contains("Pull complete", run.Stderr);
+    }
+
+    private string PodmanRoot => Path.Combine(Flotilla.DataRoot, "podman-" + GetHashCode().ToString("x"));
+
+    private async Task<ProcessResult> PodmanAsync(params string[] args)
+    {
+        Directory.CreateDirectory(Path.Combine(PodmanRoot, "tmp"));
+        var auth = Path.Combine(PodmanRoot, "auth.json");
+        if (!File.Exists(auth)) await File.WriteAllTextAsync(auth, """{"auths":{}}""");
+        string[] common = ["--root", Path.Combine(PodmanRoot, "root"), "--runroot", Path.Combine(PodmanRoot, "run"), "--storage-driver", "vfs",
+            "--runtime", "runc", "--events-backend", "file", "--cgroup-manager", "cgroupfs", "--tmpdir", Path.Combine(PodmanRoot, "tmp")];
+        return await ProcessRunner.RunAsync("podman", [.. common, .. args], TimeSpan.FromMinutes(2),
+            new Dictionary<string, string> { ["TMPDIR"] = Path.Combine(PodmanRoot, "tmp"), ["REGISTRY_AUTH_FILE"] = auth });
+    }
+
+    [Fact]
+    public async Task Skopeo_and_podman_read_a_docker_push_and_see_the_same_image_id()
+    {
+        var source = await BusyboxAsync();
+        var imageId = (await DockerOk("image", "inspect", "-f", "{{.Id}}", source)).Trim();
+        var repo = $"{Registry}/{Unique("readers")}";
+        await DockerOk("tag", source, $"{repo}:1");
+        var push = await DockerOk("push", $"{repo}:1");
+        var pushedDigest = System.Text.RegularExpressions.Regex.Match(push, "digest: (sha256:[0-9a-f]{64})").Groups[1].Value;
+
+        var inspect = await ProcessRunner.RunAsync("skopeo", ["--insecure-policy", "inspect", "--tls-verify=false", $"docker://{repo}:1"]);
+        Assert.True(inspect.ExitCode == 0, inspect.ToString());
+        using (var json = JsonDocument.Parse(inspect.Stdout))
+        {
+            Assert.Equal(pushedDigest, json.RootElement.GetProperty("Digest").GetString());
+            Assert.NotEmpty(json.RootElement.GetProperty("Layers").EnumerateArray());
+        }
+        // skopeo copy verifies every blob against its digest; the dir: layout names them by digest.
+        var dir = Path.Combine(Flotilla.DataRoot, Unique("skopeo-dir"));
+        try
+        {
+            var copy = await ProcessRunner.RunAsync("skopeo", ["--insecure-policy", "copy", "--src-tls-verify=false", $"docker://{repo}:1", $"dir:{dir}"]);
+            Assert.True(copy.ExitCode == 0, copy.ToString());
+            var copied = OciJson.Parse<OciManifest>(await File.ReadAllBytesAsync(Path.Combine(dir, "manifest.json")), "copied manifest");
+            Assert.Equal((MediaTypes.DockerManifest, imageId), (copied.MediaType, copied.Config.Digest));
+            Assert.Equal(imageId, Digest.Of(await File.ReadAllBytesAsync(Path.Combine(dir, imageId["sha256:".Length..]))).ToString());
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+
+        if (!File.Exists("/usr/bin/podman")) return;
+        var probe = await PodmanAsync("images");
+        if (probe.ExitCode != 0) return; // podman cannot run here; skopeo spoke for the containers/image side
+        try
+        {
+            var pull = await PodmanAsync("pull", "--tls-verify=false", $"{repo}:1");
+            Assert.True(pull.ExitCode == 0, pull.ToString());
+            var id = await PodmanAsync("image", "inspect", "--format", "{{.Id}} {{.Digest}}", $"{repo}:1");
+            Assert.True(id.ExitCode == 0, id.ToString());
+            Assert.Equal($"{imageId["sha256:".Length..]} {pushedDigest}", id.Stdout.Trim());
+        }
+        finally
+        {
+            await PodmanAsync("rmi", "-a", "-f");
+            try { Directory.Delete(PodmanRoot, recursive: true); }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+        }
     }
 
     [Fact]
