@@ -84,6 +84,7 @@ public sealed class ContainerService(IDocumentStore store, IRequiredActor<Contai
             try
             {
                 await SendAsync(new CreateContainer(id, candidate, cleaned, decision.Node, origin, decision));
+                placement.Recorded(id);
                 return (id, decision);
             }
             catch (OperationRejectedException ex) when (ex.Code == RejectionCode.Conflict)

@@ -58,6 +58,9 @@ public sealed class PlacementService(IRequiredActor<Scheduler> scheduler)
         };
     }
 
+    /// <summary>The container placed by <see cref="PlaceAsync"/> is stored (its place now shows in the projection).</summary>
+    public void Recorded(string containerId) => scheduler.ActorRef.Tell(new PlacementRecorded(containerId));
+
     /// <summary>The container placed by <see cref="PlaceAsync"/> will not be created: free what it reserved.</summary>
     public void Release(string containerId) => scheduler.ActorRef.Tell(new ReleasePlacement(containerId));
 }

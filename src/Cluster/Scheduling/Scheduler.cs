@@ -33,7 +33,10 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
     /// in 1 of 10 failover rounds). A slow but live first attempt makes the repeat a no-op.
     /// </summary>
     private static readonly TimeSpan LostHostMoveTimeout = TimeSpan.FromSeconds(3);
-    /// <summary>A decision not yet visible in the projection is counted for this long.</summary>
+    /// <summary>
+    /// A decision not yet visible in the projection is counted until a read shows it, or a read that began after its
+    /// create was stored does not (it was removed in between: counting it would skew spread), or for this long.
+    /// </summary>
     private static readonly TimeSpan PendingFor = TimeSpan.FromSeconds(30);
 
     private readonly ILoggingAdapter _log = Context.GetLogger();
@@ -49,6 +52,8 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
     private PlacedContainers? _placedRead;
     private DateTimeOffset _lastFullRead = DateTimeOffset.MinValue;
     private readonly Dictionary<string, (string Node, long Memory, long NanoCpus, DateTimeOffset At)> _pending = [];
+    /// <summary>Pending placements whose create is stored, and since when (<see cref="PlacementRecorded"/>).</summary>
+    private readonly Dictionary<string, DateTimeOffset> _recorded = [];
     /// <summary>Containers being moved right now (container id → target), so the loop never moves one twice.</summary>
     private readonly Dictionary<string, string> _moving = [];
     private bool _refreshing;
@@ -70,7 +75,15 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         _failover = failover;
 
         Receive<PlaceContainer>(OnPlace);
-        Receive<ReleasePlacement>(m => _pending.Remove(m.ContainerId));
+        Receive<ReleasePlacement>(m =>
+        {
+            _pending.Remove(m.ContainerId);
+            _recorded.Remove(m.ContainerId);
+        });
+        Receive<PlacementRecorded>(m =>
+        {
+            if (_pending.ContainsKey(m.ContainerId)) _recorded[m.ContainerId] = DateTimeOffset.UtcNow;
+        });
         Receive<Refresh>(_ => StartRefresh());
         Receive<Refreshed>(OnRefreshed);
         Receive<Status.Failure>(f =>
@@ -164,7 +177,16 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         _placed = [.. m.Placed.ById.Values];
         var now = DateTimeOffset.UtcNow;
         foreach (var id in _pending.Keys.ToList())
-            if (m.Placed.ById.ContainsKey(id) || now - _pending[id].At > PendingFor) _pending.Remove(id);
+        {
+            // The read's snapshot was taken after ReadAt: if the create was stored before that, the read shows the
+            // container unless it is already gone.
+            var goneSinceStored = _recorded.TryGetValue(id, out var storedAt) && storedAt < m.ReadAt;
+            if (m.Placed.ById.ContainsKey(id) || goneSinceStored || now - _pending[id].At > PendingFor)
+            {
+                _pending.Remove(id);
+                _recorded.Remove(id);
+            }
+        }
         RebuildPicture();
         _pictureReadAt = m.ReadAt;
         var retry = _awaitingRefresh.ToList();

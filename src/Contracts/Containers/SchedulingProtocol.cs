@@ -25,3 +25,10 @@ public sealed record PlacementRefused(string Reason) : IFlotillaMessage;
 /// </summary>
 [MessagePackObject(true)]
 public sealed record ReleasePlacement(string ContainerId) : IFlotillaMessage;
+
+/// <summary>
+/// The container placed by a <see cref="PlaceContainer"/> is now stored: from here on a read of the placed containers
+/// that lacks it means it is gone, and the scheduler stops counting its place. No answer.
+/// </summary>
+[MessagePackObject(true)]
+public sealed record PlacementRecorded(string ContainerId) : IFlotillaMessage;

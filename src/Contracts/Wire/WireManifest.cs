@@ -96,6 +96,7 @@ public static class WireManifest
         (typeof(PlacementDecision), "s.placed"),
         (typeof(PlacementRefused), "s.refused"),
         (typeof(ReleasePlacement), "s.release"),
+        (typeof(PlacementRecorded), "s.recorded"),
         (typeof(NodeDrained), "n.drained"),
         (typeof(NodeActivated), "n.activated"),
         (typeof(RecordImageReplica), "i.replicate"),

@@ -98,6 +98,7 @@ public class WireManifestSpec : IDisposable
         [new PlacementDecision("n1", "spread", "spread: fewest containers")],
         [new PlacementRefused("no node satisfies the constraints disk==ssd")],
         [new ReleasePlacement("c1")],
+        [new PlacementRecorded("c1")],
         [new NodeDrained("n1", "local", T0)],
         [new NodeActivated("n1", "local", T0)],
         [new RecordImageReplica("sha256:abc", "node-b", ["node-a"], 1024, Origin)],

@@ -15,12 +15,11 @@ using Xunit;
 namespace Flotilla.Tests.Scheduling;
 
 /// <summary>
-/// The scheduler singleton's moves off a host that is gone, in a one-member cluster of its own, against the real
-/// projections; a probe stands in for the container shard region, so a move can go unanswered the way one routed
-/// to a dead member's region does.
+/// The scheduler singleton in a one-member cluster of its own, against the real projections; a probe stands in for
+/// the container shard region, so a move can go unanswered the way one routed to a dead member's region does.
 /// </summary>
 [Collection("postgres")]
-public class SchedulerMoveSpec(PostgresFixture postgres) : TestKit(ConfigurationFactory.ParseString("""
+public class SchedulerSpec(PostgresFixture postgres) : TestKit(ConfigurationFactory.ParseString("""
     akka.actor.provider = cluster
     akka.remote.dot-netty.tcp.hostname = 127.0.0.1
     akka.remote.dot-netty.tcp.port = 0
@@ -87,5 +86,30 @@ public class SchedulerMoveSpec(PostgresFixture postgres) : TestKit(Configuration
             [new ContainerRescheduled("orphan", "gone", "alive", again.Reason, DateTimeOffset.UtcNow)], Meta);
         region.Reply(new ContainerCommandAccepted("orphan", [], 4));
         region.ExpectNoMsg(TimeSpan.FromSeconds(3));
+    }
+
+    [Fact]
+    public async Task A_placement_whose_container_was_stored_and_removed_before_any_read_saw_it_stops_counting()
+    {
+        var self = Akka.Cluster.Cluster.Get(Sys).SelfAddress.ToString();
+        await RegisterAsync("n1", self);
+        await RegisterAsync("n2", self);
+        var scheduler = Sys.ActorOf(Scheduler.PropsFor(new ClusterQueries(_store), CreateTestProbe().Ref, "spread", failover: false));
+        Task<PlacementDecision> PlaceAsync(string id) =>
+            scheduler.Ask<PlacementDecision>(new PlaceContainer(id, 0, 0, [], null), TimeSpan.FromSeconds(15));
+
+        // Placed, stored (never seen by a read: the store here never gets it, as when it is removed at once).
+        var first = await PlaceAsync("short-lived");
+        scheduler.Tell(new PlacementRecorded("short-lived"));
+        await Task.Delay(400); // the picture is stale: the next placement reads first
+
+        // Both nodes are empty again, so the next one goes where the first went; counted 30 s, it would go elsewhere.
+        var second = await PlaceAsync("next");
+        Assert.Equal(first.Node, second.Node);
+
+        // A placement not yet recorded keeps counting: its create may still be on the way.
+        await Task.Delay(400);
+        var third = await PlaceAsync("third");
+        Assert.NotEqual(second.Node, third.Node);
     }
 }
