@@ -209,19 +209,19 @@ public class ContainerStreamsSpec(RunningFlotilla flotilla) : IClassFixture<Runn
         var docker = $"DOCKER_HOST={Env["DOCKER_HOST"]} DOCKER_CONFIG={Env["DOCKER_CONFIG"]} docker";
         foreach (var (session, command) in new[] { ("fl-exec-it", $"{docker} exec -it ttys sh"), ("fl-run-it", $"{docker} run -it --rm {Image} sh") })
         {
-            await ProcessRunner.RunAsync("tmux", ["new-session", "-d", "-s", session, "-x", "100", "-y", "25", command + "; echo EXIT=$?; sleep 120"]);
+            await Tmux(session, ["new-session", "-d", "-s", session, "-x", "100", "-y", "25", command + "; echo EXIT=$?; sleep 120"]);
             try
             {
                 Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("/ #"), TimeSpan.FromSeconds(45)), await Diagnose(session));
-                await ProcessRunner.RunAsync("tmux", ["send-keys", "-t", session, "echo hi-$((1+1)); stty size", "Enter"]);
+                await Tmux(session, ["send-keys", "-t", session, "echo hi-$((1+1)); stty size", "Enter"]);
                 Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("hi-2"), TimeSpan.FromSeconds(30)), await Capture(session));
                 Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("25 100"), TimeSpan.FromSeconds(30)), await Capture(session));
-                await ProcessRunner.RunAsync("tmux", ["send-keys", "-t", session, "exit 7", "Enter"]);
+                await Tmux(session, ["send-keys", "-t", session, "exit 7", "Enter"]);
                 Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("EXIT=7"), TimeSpan.FromSeconds(30)), await Capture(session));
             }
             finally
             {
-                await ProcessRunner.RunAsync("tmux", ["kill-session", "-t", session]);
+                await KillTmuxAsync(session);
             }
         }
         await DockerOk("rm", "-f", "ttys");
@@ -237,33 +237,48 @@ public class ContainerStreamsSpec(RunningFlotilla flotilla) : IClassFixture<Runn
         {
             foreach (var (session, command) in sessions)
             {
-                await ProcessRunner.RunAsync("tmux", ["new-session", "-d", "-s", session, "-x", "100", "-y", "25", command + "; echo EXIT=$?; sleep 120"]);
+                await Tmux(session, ["new-session", "-d", "-s", session, "-x", "100", "-y", "25", command + "; echo EXIT=$?; sleep 120"]);
                 // Keys typed before the CLI holds the terminal in raw mode can be lost: type until the shell answers.
                 Assert.True(await Eventually.TrueAsync(async () =>
                 {
-                    await ProcessRunner.RunAsync("tmux", ["send-keys", "-t", session, "echo up-$((40+2))", "Enter"]);
+                    await Tmux(session, ["send-keys", "-t", session, "echo up-$((40+2))", "Enter"]);
                     await Task.Delay(500);
                     return (await Capture(session)).Contains("up-42");
                 }, TimeSpan.FromSeconds(45)), await Diagnose(session));
-                await ProcessRunner.RunAsync("tmux", ["send-keys", "-t", session, "C-p", "C-q"]);
+                await Tmux(session, ["send-keys", "-t", session, "C-p", "C-q"]);
                 // `docker run` returns 0 quietly; `docker attach` says "read escape sequence" (and exits 1), as against dockerd.
                 var detached = session == "fl-detach-run" ? "EXIT=0" : "read escape sequence";
                 Assert.True(await Eventually.TrueAsync(async () => (await Capture(session)).Contains("EXIT="), TimeSpan.FromSeconds(30)), await Capture(session));
                 Assert.Contains(detached, await Capture(session));
                 var state = await flotilla.RunDockerAsync("inspect", "-f", "{{.State.Running}}", "detaching");
                 Assert.Equal("true", state.Stdout.Trim());
-                await ProcessRunner.RunAsync("tmux", ["kill-session", "-t", session]);
+                await KillTmuxAsync(session);
             }
         }
         finally
         {
-            foreach (var (session, _) in sessions) await ProcessRunner.RunAsync("tmux", ["kill-session", "-t", session]);
+            foreach (var (session, _) in sessions) await KillTmuxAsync(session);
             await flotilla.RunDockerAsync("rm", "-f", "detaching");
         }
     }
 
+    /// <summary>
+    /// tmux with a server of the session's own (<c>-L</c>): with the default server shared, killing one test's last
+    /// session made that server exit while the next test's new session was being created in it, and the new session
+    /// (with the docker CLI in it) died with it: a blank pane for 45 s while the container it had started ran on.
+    /// </summary>
+    private static Task<ProcessResult> Tmux(string session, string[] args) => ProcessRunner.RunAsync("tmux", ["-L", "flotilla-" + session, .. args]);
+
+    /// <summary>Stops the session's server and removes its socket (tmux leaves it in its directory).</summary>
+    private static async Task KillTmuxAsync(string session)
+    {
+        await Tmux(session, ["kill-server"]);
+        var uid = File.ReadLines("/proc/self/status").First(l => l.StartsWith("Uid:", StringComparison.Ordinal)).Split('\t', StringSplitOptions.RemoveEmptyEntries)[1];
+        File.Delete(Path.Combine(Environment.GetEnvironmentVariable("TMUX_TMPDIR") ?? "/tmp", $"tmux-{uid}", "flotilla-" + session));
+    }
+
     private static async Task<string> Capture(string session) =>
-        (await ProcessRunner.RunAsync("tmux", ["capture-pane", "-t", session, "-p"])).Stdout;
+        (await Tmux(session, ["capture-pane", "-t", session, "-p"])).Stdout;
 
     /// <summary>
     /// The pane, and what the CLI in it and the engine were doing: these tests once showed a blank pane for 45 s in a
@@ -271,7 +286,8 @@ public class ContainerStreamsSpec(RunningFlotilla flotilla) : IClassFixture<Runn
     /// </summary>
     private async Task<string> Diagnose(string session)
     {
-        var pane = await Capture(session);
+        var capture = await Tmux(session, ["capture-pane", "-t", session, "-p"]);
+        var pane = capture.ExitCode == 0 ? capture.Stdout : $"(capture-pane: {capture})";
         var processes = await ProcessRunner.RunAsync("ps", ["-eo", "pid,ppid,stat,etime,wchan:20,args"]);
         var cli = string.Join('\n', processes.Stdout.Split('\n').Where(l => l.Contains("docker") || l.Contains("tmux") || l.Contains("runc")));
         var containers = await flotilla.RunDockerAsync("ps", "-a", "--format", "{{.ID}} {{.Names}} {{.Status}}");
