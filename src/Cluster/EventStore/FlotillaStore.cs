@@ -21,7 +21,9 @@ public static class FlotillaStore
     public const string DefaultSchema = "flotilla";
     public const string ContainerNameIndex = "mt_doc_containerview_uidx_name";
 
-    public static void Configure(StoreOptions opts, string connectionString, string schema = DefaultSchema)
+    /// <param name="uniqueContainerNames">Off only for <see cref="Containers.ContainerNameRepair"/>, which renames the
+    /// containers of an older store that share a name so the unique index can be made.</param>
+    public static void Configure(StoreOptions opts, string connectionString, string schema = DefaultSchema, bool uniqueContainerNames = true)
     {
         opts.Connection(connectionString);
         opts.DatabaseSchemaName = schema;
@@ -91,7 +93,10 @@ public static class FlotillaStore
         opts.Schema.For<RegistryTokenKey>();
         // Docker's unique container names, enforced by the store: a create or rename whose name is taken fails its
         // append (UniqueValueTakenException), so no read before it and no race between two gateways.
-        opts.Schema.For<ContainerView>().Index(x => x.ContainerId).UniqueIndex(UniqueIndexType.Computed, ContainerNameIndex, x => x.Name);
+        if (uniqueContainerNames)
+            opts.Schema.For<ContainerView>().Index(x => x.ContainerId).UniqueIndex(UniqueIndexType.Computed, ContainerNameIndex, x => x.Name);
+        else
+            opts.Schema.For<ContainerView>().Index(x => x.ContainerId).Index(x => x.Name);
     }
 
     /// <summary>Every read model folded from the events, for <see cref="Audit.ProjectionReplay"/>.</summary>
@@ -100,6 +105,6 @@ public static class FlotillaStore
          typeof(RepositoryViewProjection)];
 
     /// <summary>A standalone store (CLI tools, benchmarks, tests); the host uses DI instead.</summary>
-    public static DocumentStore Create(string connectionString, string schema = DefaultSchema) =>
-        DocumentStore.For(o => Configure(o, connectionString, schema));
+    public static DocumentStore Create(string connectionString, string schema = DefaultSchema, bool uniqueContainerNames = true) =>
+        DocumentStore.For(o => Configure(o, connectionString, schema, uniqueContainerNames));
 }

@@ -16,6 +16,7 @@ using Flotilla.NodeRuntime;
 using Flotilla.NodeRuntime.Containers;
 using Marten;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 
 namespace Flotilla.Cluster.Hosting;
 
@@ -37,6 +38,9 @@ public static class FlotillaClusterHosting
         services.AddSingleton(self);
         services.AddMarten(o => FlotillaStore.Configure(o, options.PostgresConnectionString, options.Schema))
             .ApplyAllDatabaseChangesOnStartup();
+        // First of all hosted services (they start in order, and Marten may put its start-up migration first): that
+        // migration makes the unique name index, which an older store's shared names would stop.
+        services.Insert(0, ServiceDescriptor.Singleton<IHostedService, ContainerNameRepair>());
         services.AddSingleton<Audit.AuditQuery>();
         services.AddHostedService<Audit.AuditIndexes>();
         services.AddSingleton<Audit.AuditSubjects>();
