@@ -22,11 +22,30 @@ public static class BenchStats
         return s[Math.Max(0, (int)Math.Ceiling(0.9 * s.Length) - 1)];
     }
 
+    // Below the kernel's ephemeral range (32768-60999 by default), each handed out once: a port found free with port 0
+    // can be taken, before the server binds it, as some outgoing connection's source port (as the tests' FreePort saw).
+    private const int FirstPort = 20000;
+    private const int PortCount = 12000;
+    private static int _nextPort = Random.Shared.Next(PortCount);
+
+    /// <summary>A loopback TCP port that is free now, outside the ephemeral range, not handed out before by this process.</summary>
     public static int FreePort()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
+        for (var attempt = 0; attempt < PortCount; attempt++)
+        {
+            var port = FirstPort + (int)((uint)Interlocked.Increment(ref _nextPort) % PortCount);
+            try
+            {
+                using var listener = new TcpListener(IPAddress.Loopback, port);
+                listener.Start();
+                return port;
+            }
+            catch (SocketException)
+            {
+                // In use: the next one.
+            }
+        }
+        throw new InvalidOperationException($"no free loopback port in {FirstPort}-{FirstPort + PortCount - 1}");
     }
 
     public static string LoadAverage()
