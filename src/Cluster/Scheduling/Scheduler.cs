@@ -51,9 +51,8 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
     /// <summary>The last read of the placed containers: the next one only fetches what changed since.</summary>
     private PlacedContainers? _placedRead;
     private DateTimeOffset _lastFullRead = DateTimeOffset.MinValue;
-    private readonly Dictionary<string, (string Node, long Memory, long NanoCpus, DateTimeOffset At)> _pending = [];
-    /// <summary>Pending placements whose create is stored, and since when (<see cref="PlacementRecorded"/>).</summary>
-    private readonly Dictionary<string, DateTimeOffset> _recorded = [];
+    /// <summary>Placements decided but not yet seen in a read; <c>StoredAt</c> once their create is stored (<see cref="PlacementRecorded"/>).</summary>
+    private readonly Dictionary<string, (string Node, long Memory, long NanoCpus, DateTimeOffset At, DateTimeOffset? StoredAt)> _pending = [];
     /// <summary>Containers being moved right now (container id → target), so the loop never moves one twice.</summary>
     private readonly Dictionary<string, string> _moving = [];
     private bool _refreshing;
@@ -75,14 +74,10 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         _failover = failover;
 
         Receive<PlaceContainer>(OnPlace);
-        Receive<ReleasePlacement>(m =>
-        {
-            _pending.Remove(m.ContainerId);
-            _recorded.Remove(m.ContainerId);
-        });
+        Receive<ReleasePlacement>(m => _pending.Remove(m.ContainerId));
         Receive<PlacementRecorded>(m =>
         {
-            if (_pending.ContainsKey(m.ContainerId)) _recorded[m.ContainerId] = DateTimeOffset.UtcNow;
+            if (_pending.TryGetValue(m.ContainerId, out var p)) _pending[m.ContainerId] = p with { StoredAt = DateTimeOffset.UtcNow };
         });
         Receive<Refresh>(_ => StartRefresh());
         Receive<Refreshed>(OnRefreshed);
@@ -180,12 +175,9 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         {
             // The read's snapshot was taken after ReadAt: if the create was stored before that, the read shows the
             // container unless it is already gone.
-            var goneSinceStored = _recorded.TryGetValue(id, out var storedAt) && storedAt < m.ReadAt;
-            if (m.Placed.ById.ContainsKey(id) || goneSinceStored || now - _pending[id].At > PendingFor)
-            {
-                _pending.Remove(id);
-                _recorded.Remove(id);
-            }
+            var pending = _pending[id];
+            var goneSinceStored = pending.StoredAt < m.ReadAt; // false while not stored
+            if (m.Placed.ById.ContainsKey(id) || goneSinceStored || now - pending.At > PendingFor) _pending.Remove(id);
         }
         RebuildPicture();
         _pictureReadAt = m.ReadAt;
@@ -270,7 +262,7 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
             replyTo.Tell(new PlacementRefused($"unable to find a node for the container: {outcome.Reason}"));
             return;
         }
-        _pending[m.ContainerId] = (outcome.Node.Name, m.MemoryBytes, m.NanoCpus, DateTimeOffset.UtcNow);
+        _pending[m.ContainerId] = (outcome.Node.Name, m.MemoryBytes, m.NanoCpus, DateTimeOffset.UtcNow, null);
         Add(outcome.Node, m.MemoryBytes, m.NanoCpus);
         replyTo.Tell(new PlacementDecision(outcome.Node.Name, strategy, outcome.Reason));
     }
