@@ -9,26 +9,26 @@ namespace Flotilla.Cluster.EventStore;
 /// <summary>
 /// <see cref="IEventJournal"/> over Marten's event store (string stream keys), with group commit: appends that arrive
 /// while a commit is in flight are written together in the next transaction (one per stream at most, up to
-/// <paramref name="maxBatch"/>), so many entities appending at once share one round trip and one fsync. An append that
+/// <see cref="MaxBatch"/> by default), so many entities appending at once share one round trip and one fsync. An append that
 /// finds nothing in flight starts a commit at once (no added latency when idle). Every append keeps its own
 /// expected-version check, metadata and hash chain; when a grouped transaction fails it is split and retried, so
 /// a conflicting stream fails alone while the others commit.
 /// </summary>
-/// <param name="chainHashes">Off only to measure what hash chaining costs (bench/Flotilla.Bench); never in a host.</param>
-/// <param name="maxBatch">Most appends per transaction; 1 only to measure what grouping gains (bench/Flotilla.Bench.Placement).</param>
-public sealed class MartenEventJournal(IDocumentStore store, bool chainHashes = true, int maxBatch = MartenEventJournal.MaxBatch) : IEventJournal
+public sealed class MartenEventJournal : IEventJournal
 {
     public const string NodeHeader = "node";
     public const int MaxBatch = 256;
+
+    private readonly IDocumentStore _store;
+    private readonly bool _chainHashes;
+    private readonly int _maxBatch;
 
     /// <summary>Streams whose tail this journal wrote last: saves the read of the previous hash on the next append.</summary>
     private readonly ConcurrentDictionary<string, (long Version, string Hash)> _tails = new();
     private const int MaxTails = 50_000;
 
-    private readonly Lock _gate = new();
-    /// <summary>Appends waiting for the next commit, in arrival order.</summary>
-    private List<PendingAppend> _waiting = [];
-    private bool _committing;
+    private readonly GroupedWork<PendingAppend, long> _commits;
+    private readonly GroupedWork<PendingRead, StoredStream> _reads;
     private long _transactions;
     private long _appends;
 
@@ -36,88 +36,62 @@ public sealed class MartenEventJournal(IDocumentStore store, bool chainHashes = 
     public (long Transactions, long Appends) Committed => (Interlocked.Read(ref _transactions), Interlocked.Read(ref _appends));
 
     private sealed class PendingAppend(string streamKey, long expectedVersion, IReadOnlyList<object> events, EventMetadata metadata)
+        : PendingWork<long>
     {
         public string StreamKey { get; } = streamKey;
         public long ExpectedVersion { get; } = expectedVersion;
         public IReadOnlyList<object> Events { get; } = events;
         public EventMetadata Metadata { get; } = metadata;
-        /// <summary>Continuations run on the pool, never inline on the commit loop.</summary>
-        public TaskCompletionSource<long> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
         /// <summary>The hash of this append's last event once it is staged.</summary>
         public string TailHash { get; set; } = "";
         public long NewVersion => ExpectedVersion + Events.Count;
     }
 
-    private readonly Lock _readGate = new();
-    private List<PendingRead> _readsWaiting = [];
-    private bool _reading;
     private long _readQueries;
     private long _streamsRead;
 
     /// <summary>Queries that read streams and the streams they read (grouped reads share a query).</summary>
     public (long Queries, long Streams) Read => (Interlocked.Read(ref _readQueries), Interlocked.Read(ref _streamsRead));
 
-    private sealed class PendingRead(string streamKey)
+    private sealed class PendingRead(string streamKey) : PendingWork<StoredStream>
     {
         public string StreamKey { get; } = streamKey;
-        public TaskCompletionSource<StoredStream> Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    /// <param name="chainHashes">Off only to measure what hash chaining costs (bench/Flotilla.Bench); never in a host.</param>
+    /// <param name="maxBatch">Most appends per transaction; 1 only to measure what grouping gains (bench/Flotilla.Bench.Placement).</param>
+    public MartenEventJournal(IDocumentStore store, bool chainHashes = true, int maxBatch = MaxBatch)
+    {
+        _store = store;
+        _chainHashes = chainHashes;
+        _maxBatch = maxBatch;
+        // CommitAsync settles every member itself; GroupedWork's catch only guards against a bug leaving callers hanging.
+        _commits = new GroupedWork<PendingAppend, long>(TakeBatch, CommitAsync);
+        _reads = new GroupedWork<PendingRead, StoredStream>(
+            live => (live.Take(maxBatch).ToList(), live.Skip(maxBatch).ToList()), ReadBatchAsync);
     }
 
     /// <summary>
     /// Reads one stream. Like appends, reads that arrive while one is in flight are answered together by one query
     /// (entities recovering at once, such as a burst of creates); a read with nothing in flight runs at once.
     /// </summary>
-    public async Task<StoredStream> ReadAsync(string streamKey, CancellationToken cancellationToken = default)
+    public Task<StoredStream> ReadAsync(string streamKey, CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();
-        var read = new PendingRead(streamKey);
-        bool start;
-        lock (_readGate)
-        {
-            _readsWaiting.Add(read);
-            start = !_reading;
-            _reading = true;
-        }
-        if (start) _ = Task.Run(ReadLoopAsync, CancellationToken.None);
-
-        await using var registration = cancellationToken.Register(() => read.Done.TrySetCanceled(cancellationToken));
-        return await read.Done.Task;
+        return _reads.SubmitAsync(new PendingRead(streamKey), cancellationToken);
     }
 
-    private async Task ReadLoopAsync()
+    private async Task ReadBatchAsync(IReadOnlyList<PendingRead> batch)
     {
-        while (true)
-        {
-            List<PendingRead> batch;
-            lock (_readGate)
-            {
-                // One pass: a read cancelled meanwhile (its callback runs outside this lock) must not shift the split.
-                var live = _readsWaiting.Where(r => !r.Done.Task.IsCompleted).ToList();
-                batch = live.Take(maxBatch).ToList();
-                _readsWaiting = live.Skip(batch.Count).ToList();
-                if (batch.Count == 0)
-                {
-                    _reading = false;
-                    return;
-                }
-            }
-            try
-            {
-                var streams = await FetchStreamsAsync(batch.Select(r => r.StreamKey).Distinct(StringComparer.Ordinal).ToList());
-                foreach (var read in batch) read.Done.TrySetResult(streams[read.StreamKey]);
-            }
-            catch (Exception ex)
-            {
-                foreach (var read in batch) read.Done.TrySetException(ex);
-            }
-        }
+        var streams = await FetchStreamsAsync(batch.Select(r => r.StreamKey).Distinct(StringComparer.Ordinal).ToList());
+        foreach (var read in batch) read.Done.TrySetResult(streams[read.StreamKey]);
     }
 
     private async Task<Dictionary<string, StoredStream>> FetchStreamsAsync(IReadOnlyList<string> keys)
     {
         Interlocked.Increment(ref _readQueries);
         Interlocked.Add(ref _streamsRead, keys.Count);
-        await using var session = store.QuerySession();
+        await using var session = _store.QuerySession();
         // Not any caller's token: the query is shared; Npgsql's command timeout bounds it.
         if (keys.Count == 1)
         {
@@ -138,66 +112,26 @@ public sealed class MartenEventJournal(IDocumentStore store, bool chainHashes = 
     /// nothing is written; cancelled during the commit, it gets the same exception but the append may have committed
     /// (as with any cancelled write: only a read can tell). A commit serves many callers, so no caller's token stops it.
     /// </remarks>
-    public async Task<long> AppendAsync(string streamKey, long expectedVersion, IReadOnlyList<object> events,
+    public Task<long> AppendAsync(string streamKey, long expectedVersion, IReadOnlyList<object> events,
         EventMetadata metadata, CancellationToken cancellationToken = default)
     {
-        if (events.Count == 0) return expectedVersion;
+        if (events.Count == 0) return Task.FromResult(expectedVersion);
         cancellationToken.ThrowIfCancellationRequested();
-        var append = new PendingAppend(streamKey, expectedVersion, events, metadata);
-        bool start;
-        lock (_gate)
-        {
-            _waiting.Add(append);
-            start = !_committing;
-            _committing = true;
-        }
-        // On the pool, not inline: the caller may be an actor whose task scheduler must not carry the loop.
-        if (start) _ = Task.Run(CommitLoopAsync, CancellationToken.None);
-
-        await using var registration = cancellationToken.Register(() => append.Done.TrySetCanceled(cancellationToken));
-        return await append.Done.Task;
-    }
-
-    private async Task CommitLoopAsync()
-    {
-        while (true)
-        {
-            List<PendingAppend> batch;
-            lock (_gate)
-            {
-                batch = TakeBatch();
-                if (batch.Count == 0)
-                {
-                    _committing = false;
-                    return;
-                }
-            }
-            try
-            {
-                await CommitAsync(batch);
-            }
-            catch (Exception ex)
-            {
-                // CommitAsync settles every member itself; this only guards the loop against a bug leaving callers hanging.
-                foreach (var append in batch) append.Done.TrySetException(ex);
-            }
-        }
+        return _commits.SubmitAsync(new PendingAppend(streamKey, expectedVersion, events, metadata), cancellationToken);
     }
 
     /// <summary>The next batch: the oldest waiting appends, one per stream (a second append to a stream waits for the first).</summary>
-    private List<PendingAppend> TakeBatch()
+    private (List<PendingAppend> Batch, List<PendingAppend> Waiting) TakeBatch(List<PendingAppend> waiting)
     {
-        var batch = new List<PendingAppend>(Math.Min(_waiting.Count, maxBatch));
+        var batch = new List<PendingAppend>(Math.Min(waiting.Count, _maxBatch));
         var streams = new HashSet<string>(StringComparer.Ordinal);
         var rest = new List<PendingAppend>();
-        foreach (var append in _waiting)
+        foreach (var append in waiting)
         {
-            if (append.Done.Task.IsCompleted) continue; // cancelled while waiting
-            if (batch.Count < maxBatch && streams.Add(append.StreamKey)) batch.Add(append);
+            if (batch.Count < _maxBatch && streams.Add(append.StreamKey)) batch.Add(append);
             else rest.Add(append);
         }
-        _waiting = rest;
-        return batch;
+        return (batch, rest);
     }
 
     /// <summary>Commits the batch in one transaction; if that fails, halves it until each failure is down to its own append.</summary>
@@ -223,7 +157,7 @@ public sealed class MartenEventJournal(IDocumentStore store, bool chainHashes = 
         Interlocked.Add(ref _appends, batch.Count);
         foreach (var append in batch)
         {
-            if (chainHashes)
+            if (_chainHashes)
             {
                 if (_tails.Count >= MaxTails) _tails.Clear();
                 _tails[append.StreamKey] = (append.NewVersion, append.TailHash);
@@ -247,14 +181,14 @@ public sealed class MartenEventJournal(IDocumentStore store, bool chainHashes = 
 
     private async Task WriteAsync(IReadOnlyList<PendingAppend> batch)
     {
-        await using var session = store.LightweightSession();
+        await using var session = _store.LightweightSession();
         foreach (var append in batch)
         {
             var metadata = append.Metadata;
             // Each event chains to the one before it in its stream (see EventHashChain).
             var previous = append.ExpectedVersion == 0 ? ""
                 : _tails.TryGetValue(append.StreamKey, out var tail) && tail.Version == append.ExpectedVersion ? tail.Hash
-                : chainHashes ? await PreviousHashAsync(session, append.StreamKey, append.ExpectedVersion) : "";
+                : _chainHashes ? await PreviousHashAsync(session, append.StreamKey, append.ExpectedVersion) : "";
             var staged = new object[append.Events.Count];
             for (var i = 0; i < staged.Length; i++)
             {
@@ -264,7 +198,7 @@ public sealed class MartenEventJournal(IDocumentStore store, bool chainHashes = 
                 e.CorrelationId = metadata.CorrelationId;
                 e.CausationId = metadata.CausationId;
                 e.SetHeader(NodeHeader, metadata.Node);
-                if (chainHashes)
+                if (_chainHashes)
                 {
                     previous = EventHashChain.Compute(previous, append.StreamKey, append.ExpectedVersion + i + 1, append.Events[i], metadata);
                     e.SetHeader(EventHashChain.Header, previous);
