@@ -15,7 +15,7 @@ public static class AllInOneHost
 {
     public static async Task<int> RunAsync(UpSettings settings, CancellationToken cancellationToken)
     {
-        Directory.CreateDirectory(settings.DataRoot);
+        DataRootPermissions.Secure(settings.DataRoot);
 
         using var loggerFactory = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Information));
         var log = loggerFactory.CreateLogger("flotilla");

@@ -11,7 +11,7 @@ public static class ClusterProcessHost
 {
     public static async Task<int> RunAsync(ProcessSettings settings, string connectionString, string? runtime, CancellationToken cancellationToken)
     {
-        Directory.CreateDirectory(settings.DataRoot);
+        DataRootPermissions.Secure(settings.DataRoot);
         var facts = await HostFacts.ProbeAsync(settings.IsNode ? runtime : null, cancellationToken);
         if (settings.IsNode && facts.OciRuntimePath is null)
         {

@@ -213,8 +213,8 @@ public sealed partial class EmbeddedPostgres : IAsyncDisposable
     [SupportedOSPlatform("linux")]
     private async Task PrepareDirectoriesAsync(CancellationToken ct)
     {
-        const UnixFileMode traversable = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute
-            | UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute;
+        // 0711: the service user passes through to its own directories; nobody else lists or reads the data root.
+        const UnixFileMode traversable = Flotilla.NodeRuntime.Host.DataRootPermissions.Root;
         const UnixFileMode privateDir = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
 
         Directory.CreateDirectory(DataRoot, traversable);

@@ -79,6 +79,8 @@ public static class FlotillaProcess
     public static WebApplication Build(ProcessSettings settings, string connectionString, HostFacts facts,
         string schema = FlotillaStore.DefaultSchema, Action<IServiceCollection>? configureServices = null)
     {
+        // Before any store opens its directories: an older version's 0755 tree is closed here.
+        DataRootPermissions.Secure(settings.DataRoot);
         var defaults = new FlotillaClusterOptions { NodeName = settings.NodeName, PostgresConnectionString = connectionString };
         var cluster = defaults with
         {

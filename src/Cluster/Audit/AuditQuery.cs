@@ -251,32 +251,12 @@ public sealed class AuditQuery(IDocumentStore store)
     }
 
     /// <summary>Fields that are stored for the system's own use and never shown in the audit trail (password hashes).</summary>
-    public static readonly IReadOnlyList<string> SecretFields = ["PasswordHash"];
+    public static IReadOnlyList<string> SecretFields => AuditRedaction.SecretFields;
 
-    public const string Redacted = "[redacted]";
+    public const string Redacted = AuditRedaction.Redacted;
 
-    /// <summary>The event body as JSON, with <see cref="SecretFields"/> (at any depth) replaced by <see cref="Redacted"/>.</summary>
-    public static JsonElement Redact(string json)
-    {
-        if (!SecretFields.Any(f => json.Contains(f, StringComparison.Ordinal))) return JsonDocument.Parse(json).RootElement.Clone();
-        var node = System.Text.Json.Nodes.JsonNode.Parse(json);
-        void Walk(System.Text.Json.Nodes.JsonNode? n)
-        {
-            switch (n)
-            {
-                case System.Text.Json.Nodes.JsonObject o:
-                    foreach (var name in o.Select(p => p.Key).ToList())
-                        if (SecretFields.Contains(name)) o[name] = Redacted;
-                        else Walk(o[name]);
-                    break;
-                case System.Text.Json.Nodes.JsonArray a:
-                    foreach (var item in a) Walk(item);
-                    break;
-            }
-        }
-        Walk(node);
-        return JsonSerializer.SerializeToElement(node);
-    }
+    /// <summary>The event body as the audit trail shows it (see <see cref="AuditRedaction"/>).</summary>
+    public static JsonElement Redact(string json) => AuditRedaction.Redact(json);
 
     /// <summary><c>ContainerStarted</c> or <c>container_started</c> → Marten's type name <c>container_started</c>.</summary>
     public static string TypeName(string text)

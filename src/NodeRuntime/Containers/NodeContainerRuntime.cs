@@ -20,7 +20,7 @@ public sealed class NodeContainerRuntime
     public NodeContainerRuntime(string dataRoot, NodeImageStore images, ConmonMonitor monitor, IImageContentSource? contentSource = null)
     {
         _root = Path.Combine(dataRoot, "ctr");
-        Directory.CreateDirectory(_root);
+        Host.DataRootPermissions.EnsurePrivate(_root);
         Images = images;
         Monitor = monitor;
         ContentSource = contentSource;

@@ -142,9 +142,10 @@ public sealed class DistributionMetadataStore
     }
 
     /// <summary>Write to a temp file beside it, then rename over: a reader sees the old file or the new one, never half of one.</summary>
-    private static async Task WriteAtomicallyAsync(string path, byte[] bytes, CancellationToken cancellationToken)
+    private async Task WriteAtomicallyAsync(string path, byte[] bytes, CancellationToken cancellationToken)
     {
         var dir = Path.GetDirectoryName(path)!;
+        if (!Directory.Exists(Root)) Host.DataRootPermissions.EnsurePrivate(Root);
         Directory.CreateDirectory(dir);
         var temp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Guid.NewGuid():N}.tmp");
         try

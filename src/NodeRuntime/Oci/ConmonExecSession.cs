@@ -59,7 +59,7 @@ public sealed partial class ConmonMonitor
         Directory.CreateDirectory(Path.Combine(dir, "exits"));
         Directory.CreateDirectory(Path.Combine(dir, "sock"));
         var processFile = Path.Combine(dir, "process.json");
-        await File.WriteAllTextAsync(processFile, _bundles.BuildExecProcess(spec, exec).ToJsonString(), cancellationToken);
+        await Host.DataRootPermissions.WritePrivateFileAsync(processFile, _bundles.BuildExecProcess(spec, exec).ToJsonString(), cancellationToken);
 
         var psi = new ProcessStartInfo(_options.ConmonPath) { UseShellExecute = false, WorkingDirectory = dir, RedirectStandardOutput = true, RedirectStandardError = true };
         string[] args =

@@ -55,7 +55,7 @@ public sealed partial class ConmonMonitor
         Runtime = runtime;
         _bundles = bundles ?? new OciBundleBuilder();
         ContainersRoot = Path.Combine(Path.GetFullPath(options.DataRoot), "containers");
-        Directory.CreateDirectory(ContainersRoot);
+        Host.DataRootPermissions.EnsurePrivate(ContainersRoot);
     }
 
     public RuncDriver Runtime { get; }
@@ -87,7 +87,7 @@ public sealed partial class ConmonMonitor
             Directory.CreateDirectory(paths.Exits);
             Directory.CreateDirectory(paths.Sockets);
             _bundles.Write(spec, paths.Bundle);
-            OciBundleBuilder.WriteAtomically(paths.SpecFile, JsonSerializer.Serialize(spec));
+            Host.DataRootPermissions.WritePrivateFileAtomically(paths.SpecFile, JsonSerializer.Serialize(spec));
             return await SpawnConmonAsync(spec, paths, cancellationToken);
         }
         catch
@@ -218,7 +218,7 @@ public sealed partial class ConmonMonitor
         var spec = LoadSpec(paths);
         var process = _bundles.BuildExecProcess(spec, exec);
         var file = Path.Combine(paths.Userdata, $"exec-{Guid.NewGuid():N}.json");
-        await File.WriteAllTextAsync(file, process.ToJsonString(), cancellationToken);
+        await Host.DataRootPermissions.WritePrivateFileAsync(file, process.ToJsonString(), cancellationToken);
         try
         {
             return await Runtime.ExecAsync(id, file, stdin, stdout, stderr, cancellationToken);

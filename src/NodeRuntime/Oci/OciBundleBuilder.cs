@@ -82,10 +82,11 @@ public sealed class OciBundleBuilder
     public JsonObject Write(ContainerSpec spec, string bundleDir)
     {
         spec.Validate();
-        Directory.CreateDirectory(bundleDir);
+        Host.DataRootPermissions.EnsurePrivate(bundleDir);
         var config = BuildConfig(spec, bundleDir);
         WriteEtcFiles(spec, bundleDir);
-        WriteAtomically(Path.Combine(bundleDir, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        // The spec holds the container's environment: root only (the bundle is 0700 too).
+        Host.DataRootPermissions.WritePrivateFileAtomically(Path.Combine(bundleDir, "config.json"), config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
         return config;
     }
 

@@ -33,7 +33,7 @@ public sealed partial class RuncDriver
     {
         RuntimePath = runtimePath;
         Root = Path.GetFullPath(root);
-        Directory.CreateDirectory(Root);
+        Host.DataRootPermissions.EnsurePrivate(Root);
     }
 
     public string RuntimePath { get; }

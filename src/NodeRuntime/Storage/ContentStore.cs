@@ -25,6 +25,8 @@ public sealed class ContentStore
         Root = Path.GetFullPath(root);
         _blobs = Path.Combine(Root, "blobs", Digest.Sha256);
         _ingest = Path.Combine(Root, "ingest");
+        // Image layers and private registry blobs: root only.
+        Host.DataRootPermissions.EnsurePrivate(Root);
         Directory.CreateDirectory(_blobs);
         Directory.CreateDirectory(_ingest);
     }

@@ -88,6 +88,8 @@ public sealed partial class OverlaySnapshotter
         _layers = Path.Combine(Root, "l");
         _containers = Path.Combine(Root, "c");
         _tmp = Path.Combine(Root, "tmp");
+        // Layers and containers' writable upper dirs: root only (overlay checks the mounter's rights, not the container user's).
+        Host.DataRootPermissions.EnsurePrivate(Root);
         Directory.CreateDirectory(_layers);
         Directory.CreateDirectory(_containers);
         Directory.CreateDirectory(Path.Combine(Root, "empty"));

@@ -12,6 +12,7 @@ public sealed class VolumeStore(string dataRoot)
     /// <summary>Creates the volume if it does not exist; returns its mountpoint.</summary>
     public string Ensure(string name)
     {
+        Host.DataRootPermissions.EnsurePrivate(_root);
         var path = MountpointOf(name);
         Directory.CreateDirectory(path);
         return path;

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using Flotilla.Cluster.Audit;
 using Flotilla.Gateway.Native;
 using Xunit;
@@ -65,5 +66,19 @@ public class AuditParsingSpec
         Assert.Equal(AuditQuery.Redacted, data.GetProperty("PasswordHash").GetString());
         Assert.Equal(AuditQuery.Redacted, data.GetProperty("Nested")[0].GetProperty("PasswordHash").GetString());
         Assert.DoesNotContain("pbkdf2", data.GetRawText());
+    }
+
+    [Fact]
+    public void Environment_values_are_redacted_names_kept_also_inside_embedded_docker_json()
+    {
+        var config = """{"Env":["PATH=/bin","DB_PASSWORD=hunter2=x","UNSET"],"Cmd":["env"]}""";
+        var body = JsonSerializer.Serialize(new { Definition = new { Env = new[] { "DB_PASSWORD=hunter2=x" }, ConfigJson = config, HostConfigJson = "{}" } });
+        var data = AuditQuery.Redact(body);
+        var text = data.GetRawText();
+        Assert.DoesNotContain("hunter2", text);
+        Assert.Equal("DB_PASSWORD=<redacted>", data.GetProperty("Definition").GetProperty("Env")[0].GetString());
+        var inner = JsonDocument.Parse(data.GetProperty("Definition").GetProperty("ConfigJson").GetString()!).RootElement;
+        Assert.Equal(["PATH=<redacted>", "DB_PASSWORD=<redacted>", "UNSET"], inner.GetProperty("Env").EnumerateArray().Select(e => e.GetString()));
+        Assert.Equal("env", inner.GetProperty("Cmd")[0].GetString());
     }
 }

@@ -105,8 +105,8 @@ public class AuditSpec(RunningFlotilla flotilla) : IClassFixture<RunningFlotilla
         var csv = (await csvResponse.Content.ReadAsStringAsync()).Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal("sequence,time,kind,id,version,type,user,node,correlation_id,causation_id,data", csv[0]);
         Assert.Equal(expected.Count, csv.Length - 1);
-        // The data column is JSON with commas and quotes: quoted, its quotes doubled.
-        Assert.Matches(",\"\\{\"\"[A-Za-z]+\"\": .*\"\"ContainerId\"\": ", csv[1]);
+        // The data column is JSON with commas and quotes: quoted, its quotes doubled (a redacted body is compact JSON).
+        Assert.Matches(",\"\\{\"\"[A-Za-z]+\"\": ?.*\"\"ContainerId\"\": ?", csv[1]);
 
         using var bad = await flotilla.Native.GetAsync("api/audit?format=xml");
         Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
