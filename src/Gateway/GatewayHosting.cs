@@ -37,7 +37,8 @@ public static class GatewayHosting
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
-            // Image imports and loads are archives of any size; they are streamed, never buffered.
+            // Image imports and loads are archives of any size; they are streamed, never buffered. Every other
+            // endpoint gets its own cap per request (RequestBodyLimits).
             k.Limits.MaxRequestBodySize = null;
             // Registry blobs stream both ways: a few MiB in flight per connection keeps the socket busy
             // while the next MiB is hashed and written (upload) or read from disk (download). The 1 MiB /
@@ -77,6 +78,7 @@ public static class GatewayHosting
         app.MapWhen(IsDockerApi, docker =>
         {
             docker.UseMiddleware<DockerApiMiddleware>(info);
+            docker.Use(RequestBodyLimits.Middleware(RequestBodyLimits.DockerApi, (c, message) => JsonReply.ErrorAsync(c, StatusCodes.Status413PayloadTooLarge, message)));
             docker.UseRouting();
             docker.UseEndpoints(e =>
             {
@@ -95,6 +97,7 @@ public static class GatewayHosting
         {
             app.MapWhen(c => c.Connection.LocalPort == nativeEndpoint.Port, native =>
             {
+                native.Use(RequestBodyLimits.Middleware(RequestBodyLimits.NativeApi, (c, message) => JsonReply.ErrorAsync(c, StatusCodes.Status413PayloadTooLarge, message)));
                 native.UseRouting();
                 native.UseEndpoints(e =>
                 {
@@ -112,6 +115,8 @@ public static class GatewayHosting
             app.MapWhen(c => c.Connection.LocalPort == registryEndpoint.Port, registry =>
             {
                 registry.UseMiddleware<RegistryHeadersMiddleware>();
+                registry.Use(RequestBodyLimits.Middleware(RequestBodyLimits.Registry,
+                    (c, message) => RegistryErrors.WriteAsync(c, Contracts.Registry.RegistryErrorCodes.SizeInvalid, message, null, StatusCodes.Status413PayloadTooLarge)));
                 registry.UseMiddleware<Registry.Auth.RegistryAuthMiddleware>();
                 registry.UseRouting();
                 registry.UseEndpoints(e =>

@@ -25,10 +25,11 @@ public static class AuditCommand
         public readonly Option<string[]> Kind = new("--kind") { Description = "only objects of this kind: container, image, node, repository, registry-user, … (repeatable)" };
         public readonly Option<string?> Node = new("--node") { Description = "only changes made on this node" };
         public readonly Option<string?> Correlation = new("--correlation") { Description = "one request's story (its correlation id)" };
+        public readonly Option<string?> Causation = new("--causation") { Description = "what a request caused (its causation id: a client's own X-Request-Id)" };
 
         public void AddTo(Command command)
         {
-            foreach (var option in new Option[] { Since, Until, User, Type, Container, Image, Object, Kind, Node, Correlation })
+            foreach (var option in new Option[] { Since, Until, User, Type, Container, Image, Object, Kind, Node, Correlation, Causation })
                 command.Options.Add(option);
         }
 
@@ -54,6 +55,7 @@ public static class AuditCommand
             foreach (var k in result.GetValue(Kind) ?? []) Add("kind", k);
             Add("node", result.GetValue(Node));
             Add("correlation", result.GetValue(Correlation));
+            Add("causation", result.GetValue(Causation));
             return query;
         }
     }

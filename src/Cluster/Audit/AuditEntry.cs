@@ -73,6 +73,8 @@ public sealed record AuditFilter
     /// <summary>The node the change happened on (the <c>node</c> header).</summary>
     public string? Node { get; init; }
     public string? CorrelationId { get; init; }
+    /// <summary>The client's own request id (<c>X-Request-Id</c>) is recorded as the causation id.</summary>
+    public string? CausationId { get; init; }
     public DateTimeOffset? Since { get; init; }
     public DateTimeOffset? Until { get; init; }
     public long After { get; init; }

@@ -19,7 +19,7 @@ public sealed class AuditQuery(IDocumentStore store)
 
     /// <summary>Index names Marten's migrations must leave alone (see FlotillaStore.Configure).</summary>
     public static readonly IReadOnlyList<string> IndexNames =
-        ["ix_audit_stream_seq", "ix_audit_correlation_seq", "ix_audit_user_seq", "ix_audit_node_seq", "ix_audit_timestamp"];
+        ["ix_audit_stream_seq", "ix_audit_correlation_seq", "ix_audit_causation_seq", "ix_audit_user_seq", "ix_audit_node_seq", "ix_audit_timestamp"];
 
     /// <summary>An arbitrary advisory lock key ("audit-ix") taken while the indexes are made.</summary>
     private const long IndexLockKey = 0x61756469742D6978;
@@ -36,6 +36,7 @@ public sealed class AuditQuery(IDocumentStore store)
         [
             $"CREATE INDEX IF NOT EXISTS ix_audit_stream_seq ON {Events} (stream_id, seq_id)",
             $"CREATE INDEX IF NOT EXISTS ix_audit_correlation_seq ON {Events} (correlation_id, seq_id)",
+            $"CREATE INDEX IF NOT EXISTS ix_audit_causation_seq ON {Events} (causation_id, seq_id)",
             $"CREATE INDEX IF NOT EXISTS ix_audit_user_seq ON {Events} (user_name, seq_id)",
             $"CREATE INDEX IF NOT EXISTS ix_audit_node_seq ON {Events} ((headers ->> 'node'), seq_id)",
             $"CREATE INDEX IF NOT EXISTS ix_audit_timestamp ON {Events} (timestamp)",
@@ -86,6 +87,7 @@ public sealed class AuditQuery(IDocumentStore store)
         else if (filter.Types.Count > 1) Where("type = ANY(@)", filter.Types.ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Text);
         if (filter.Node is { } node) Where("headers ->> 'node' = @", node);
         if (filter.CorrelationId is { } correlation) Where("correlation_id = @", correlation);
+        if (filter.CausationId is { } causation) Where("causation_id = @", causation);
         if (filter.Since is { } since) Where("timestamp >= @", since.ToUniversalTime(), NpgsqlDbType.TimestampTz);
         if (filter.Until is { } until) Where("timestamp <= @", until.ToUniversalTime(), NpgsqlDbType.TimestampTz);
         sql.Append(filter.Descending ? " ORDER BY seq_id DESC" : " ORDER BY seq_id").Append(" LIMIT ").Append(limit + 1);

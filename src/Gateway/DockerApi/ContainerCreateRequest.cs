@@ -19,6 +19,7 @@ public static class ContainerCreateRequest
 
     public static ContainerDefinition Build(JsonObject body, ImageView image, string imageAsTyped, Func<string, ContainerMount> volumeMount)
     {
+        CheckSizes(body, "");
         var imageConfig = OciJson.Parse<ImageConfigFile>(System.Text.Encoding.UTF8.GetBytes(image.ConfigJson), "image config").Config
             ?? new ContainerConfig();
         var hostConfig = body["HostConfig"] as JsonObject ?? [];
@@ -40,7 +41,8 @@ public static class ContainerCreateRequest
         if (autoRemove && !restart.IsNone) throw Invalid("can't create 'AutoRemove' container with restart policy");
 
         var mounts = new List<ContainerMount>();
-        foreach (var bind in Strings(hostConfig["Binds"])) mounts.Add(ParseBind(bind, volumeMount));
+        var binds = Strings(hostConfig["Binds"]);
+        foreach (var bind in binds) mounts.Add(ParseBind(bind, volumeMount));
         var anonymous = (body["Volumes"] as JsonObject)?.Select(v => v.Key).ToList() ?? [];
         anonymous.AddRange(imageConfig.Volumes?.Keys ?? Enumerable.Empty<string>());
         foreach (var path in anonymous.Distinct().Where(p => mounts.All(m => m.Destination != p)))
@@ -56,6 +58,8 @@ public static class ContainerCreateRequest
 
         var stopSignal = body["StopSignal"]?.ToString() ?? imageConfig.StopSignal ?? "SIGTERM";
         var securityOpt = Strings(hostConfig["SecurityOpt"]);
+        // The only security option Flotilla implements; the others are not stored (issue 16: refuse them).
+        var noNewPrivileges = securityOpt.Where(o => o is "no-new-privileges" or "no-new-privileges:true" or "no-new-privileges=true").ToList();
         var workingDir = body["WorkingDir"]?.ToString() is { Length: > 0 } wd ? wd : imageConfig.WorkingDir ?? "";
         if (workingDir.Length > 0 && !workingDir.StartsWith('/'))
             throw Invalid($"the working directory '{workingDir}' is invalid, it needs to be an absolute path");
@@ -69,7 +73,8 @@ public static class ContainerCreateRequest
         var config = new JsonObject
         {
             ["Hostname"] = body["Hostname"]?.ToString() ?? "",
-            ["Domainname"] = body["Domainname"]?.ToString() ?? "",
+            // Not implemented (no domain name is set in the container), so not stored.
+            ["Domainname"] = "",
             ["User"] = body["User"]?.ToString() is { Length: > 0 } u ? u : imageConfig.User ?? "",
             ["AttachStdin"] = Bool(body["AttachStdin"]),
             ["AttachStdout"] = Bool(body["AttachStdout"]),
@@ -86,8 +91,14 @@ public static class ContainerCreateRequest
             ["Labels"] = new JsonObject(labels.Select(kv => KeyValuePair.Create(kv.Key, (JsonNode?)kv.Value))),
             ["StopSignal"] = stopSignal,
         };
-        if (body["StopTimeout"] is { } st) config["StopTimeout"] = st.DeepClone();
-        if (body["ExposedPorts"] is { } ports) config["ExposedPorts"] = ports.DeepClone();
+        var stopTimeout = body["StopTimeout"] is { } t && t.GetValueKind() == JsonValueKind.Number && t.AsValue().TryGetValue<int>(out var seconds)
+            ? seconds
+            : (int?)null;
+        if (stopTimeout is { } timeout) config["StopTimeout"] = timeout;
+        if (ExposedPorts(body["ExposedPorts"]) is { } exposed) config["ExposedPorts"] = exposed;
+        var storedHostConfig = new StoredHostConfig(binds, networkMode, restart, autoRemove, Bool(hostConfig["Privileged"]),
+            Bool(hostConfig["ReadonlyRootfs"]), Strings(hostConfig["CapAdd"]), Strings(hostConfig["CapDrop"]), noNewPrivileges, memory, nanoCpus,
+            Long(hostConfig["CpuShares"]), Long(hostConfig["PidsLimit"]), ConsoleSizeOf(hostConfig["ConsoleSize"]));
 
         return new ContainerDefinition(
             Image: imageAsTyped,
@@ -103,26 +114,86 @@ public static class ContainerCreateRequest
             StdinOnce: Bool(body["StdinOnce"]),
             Labels: labels,
             StopSignal: stopSignal.StartsWith("SIG", StringComparison.Ordinal) ? stopSignal[3..] : stopSignal,
-            StopTimeout: body["StopTimeout"] is { } t && t.GetValueKind() == JsonValueKind.Number ? t.GetValue<int>() : null,
+            StopTimeout: stopTimeout,
             Mounts: mounts,
             NetworkMode: networkMode is "" or "bridge" ? "default" : networkMode,
             Memory: memory,
             NanoCpus: nanoCpus,
-            CpuShares: Long(hostConfig["CpuShares"]),
-            PidsLimit: Long(hostConfig["PidsLimit"]),
+            CpuShares: storedHostConfig.CpuShares,
+            PidsLimit: storedHostConfig.PidsLimit,
             RestartPolicy: restart,
             AutoRemove: autoRemove,
-            ReadonlyRootfs: Bool(hostConfig["ReadonlyRootfs"]),
-            CapAdd: Strings(hostConfig["CapAdd"]),
-            CapDrop: Strings(hostConfig["CapDrop"]),
-            Privileged: Bool(hostConfig["Privileged"]),
-            NoNewPrivileges: securityOpt.Any(o => o is "no-new-privileges" or "no-new-privileges:true" or "no-new-privileges=true"),
+            ReadonlyRootfs: storedHostConfig.ReadonlyRootfs,
+            CapAdd: storedHostConfig.CapAdd,
+            CapDrop: storedHostConfig.CapDrop,
+            Privileged: storedHostConfig.Privileged,
+            NoNewPrivileges: noNewPrivileges.Count > 0,
             ImageLayers: image.Layers.Select(x => x.DiffId).ToList(),
             ConfigJson: config.ToJsonString(),
-            HostConfigJson: hostConfig.ToJsonString());
+            // What Flotilla understands, never the client's JSON as sent.
+            HostConfigJson: storedHostConfig.ToJson());
     }
 
     public static OperationRejectedException Invalid(string message) => new(RejectionCode.InvalidArgument, message);
+
+    /// <summary>
+    /// The longest string a create may hold: the kernel's MAX_ARG_STRLEN (one argument or environment entry), so
+    /// nothing longer could be used to start the container anyway.
+    /// </summary>
+    public const int MaxStringBytes = 128 * 1024;
+
+    /// <summary>The most items of one array or object (environment, command, labels, binds…).</summary>
+    public const int MaxItems = 4096;
+
+    /// <summary>Refuses a string or collection anywhere in the body that is larger than any real create needs.</summary>
+    private static void CheckSizes(JsonNode? node, string path)
+    {
+        switch (node)
+        {
+            case JsonObject o:
+                if (o.Count > MaxItems) throw Invalid($"{Field(path)} has {o.Count} entries; the limit is {MaxItems}");
+                foreach (var (name, value) in o)
+                {
+                    if (name.Length > MaxStringBytes) throw Invalid($"a key of {Field(path)} is {name.Length} characters long; the limit is {MaxStringBytes}");
+                    CheckSizes(value, path.Length == 0 ? name : $"{path}.{name}");
+                }
+                break;
+            case JsonArray a:
+                if (a.Count > MaxItems) throw Invalid($"{Field(path)} has {a.Count} entries; the limit is {MaxItems}");
+                for (var i = 0; i < a.Count; i++) CheckSizes(a[i], $"{path}[{i}]");
+                break;
+            case JsonValue v when v.GetValueKind() == JsonValueKind.String:
+                var bytes = System.Text.Encoding.UTF8.GetByteCount(v.GetValue<string>());
+                if (bytes > MaxStringBytes) throw Invalid($"{Field(path)} is {bytes} bytes long; the limit is {MaxStringBytes}");
+                break;
+        }
+    }
+
+    private static string Field(string path) => path.Length == 0 ? "the request" : path.Length > 200 ? path[..200] + "…" : path;
+
+    /// <summary><c>ExposedPorts</c> as Docker keeps it (<c>{"80/tcp": {}}</c>): metadata for inspect, checked and rebuilt.</summary>
+    private static JsonObject? ExposedPorts(JsonNode? node)
+    {
+        if (node is not JsonObject ports || ports.Count == 0) return null;
+        var result = new JsonObject();
+        foreach (var (key, _) in ports)
+        {
+            var slash = key.IndexOf('/');
+            var (number, proto) = slash < 0 ? (key, "tcp") : (key[..slash], key[(slash + 1)..]);
+            if (!ushort.TryParse(number, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var port) || port == 0 ||
+                proto is not ("tcp" or "udp" or "sctp"))
+                throw Invalid($"invalid port specification: \"{key}\"");
+            result[$"{port}/{proto}"] = new JsonObject();
+        }
+        return result;
+    }
+
+    /// <summary><c>HostConfig.ConsoleSize</c>: [rows, columns], each 0…65535 (the CLI sends [0, 0] without a TTY).</summary>
+    private static IReadOnlyList<int> ConsoleSizeOf(JsonNode? node) =>
+        node is JsonArray { Count: 2 } size && size[0] is JsonValue r && r.TryGetValue<int>(out var rows) && size[1] is JsonValue c &&
+        c.TryGetValue<int>(out var columns) && rows is >= 0 and <= ushort.MaxValue && columns is >= 0 and <= ushort.MaxValue
+            ? [rows, columns]
+            : [0, 0];
 
     private static RestartPolicy RestartPolicyOf(JsonObject? policy)
     {

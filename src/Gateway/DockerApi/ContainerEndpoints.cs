@@ -300,8 +300,9 @@ public static class ContainerEndpoints
         var upper = runtime?.Images.Snapshots.UpperOf(s.ContainerId);
         var config = JsonNode.Parse(d.ConfigJson) as JsonObject ?? [];
         if (config["Hostname"]?.ToString() is null or "") config["Hostname"] = d.Hostname.Length > 0 ? d.Hostname : s.ContainerId[..12];
-        var hostConfig = JsonNode.Parse(d.HostConfigJson) as JsonObject ?? [];
-        hostConfig["NetworkMode"] ??= d.NetworkMode;
+        // Through the typed record: a HostConfig an older version stored verbatim shows only what Flotilla implements.
+        var hostConfig = JsonSerializer.SerializeToNode(StoredHostConfig.Parse(d.HostConfigJson))!.AsObject();
+        if (hostConfig["NetworkMode"]?.ToString() is null or "") hostConfig["NetworkMode"] = d.NetworkMode;
         hostConfig["RestartPolicy"] = new JsonObject { ["Name"] = d.RestartPolicy.Name, ["MaximumRetryCount"] = d.RestartPolicy.MaximumRetryCount };
         hostConfig["AutoRemove"] = d.AutoRemove;
         hostConfig["Privileged"] = d.Privileged;

@@ -7,13 +7,17 @@ namespace Flotilla.Gateway.DockerApi;
 /// <summary>
 /// Front of the Docker API pipeline, as moby's version middleware: identifies the server on every
 /// response, strips a <c>/v1.NN</c> prefix (refusing versions outside 1.24…1.51 with Docker's
-/// messages), remembers the negotiated version and gives the request its correlation id.
+/// messages), remembers the negotiated version and gives the request its correlation id: Flotilla's own, never the
+/// client's (see <see cref="ClientRequestId"/>), except from a cluster process that forwards a request it already named.
 /// </summary>
 public sealed class DockerApiMiddleware(RequestDelegate next, GatewayInfo info, Forwarding.CallerIdentity callers)
 {
     public const string VersionItem = "docker-api-version";
     public const string OriginItem = "request-origin";
-    public const string RequestIdHeader = "X-Request-Id";
+    public const string RequestIdHeader = ClientRequestId.Header;
+
+    /// <summary>The correlation id a forwarding gateway gave the request; believed only from a cluster process (as the caller).</summary>
+    public const string CorrelationHeader = "X-Flotilla-Correlation-Id";
 
     public async Task InvokeAsync(HttpContext context)
     {
@@ -23,20 +27,22 @@ public sealed class DockerApiMiddleware(RequestDelegate next, GatewayInfo info, 
         headers["Ostype"] = "linux";
         headers["Docker-Experimental"] = "false";
 
-        var requestId = context.Request.Headers[RequestIdHeader].FirstOrDefault();
-        string correlationId;
-        if (string.IsNullOrWhiteSpace(requestId) || requestId.Length > 128)
-        {
-            requestId = Guid.NewGuid().ToString("N");
-            correlationId = SessionId(context, requestId);
-        }
-        else correlationId = requestId;
-        headers[RequestIdHeader] = requestId;
-        // The causation id names the request itself when it is not the story's first.
-        var user = await callers.ResolveAsync(context.Connection.RemoteIpAddress,
-            context.Request.Headers[Forwarding.NodeForwarder.ForwardedHeader].FirstOrDefault(),
+        var clientId = ClientRequestId.Parse(context.Request.Headers[RequestIdHeader].FirstOrDefault());
+        var requestId = Guid.NewGuid().ToString("N");
+        var forwardedBy = context.Request.Headers[Forwarding.NodeForwarder.ForwardedHeader].FirstOrDefault();
+        var user = await callers.ResolveAsync(context.Connection.RemoteIpAddress, forwardedBy,
             context.Request.Headers[Forwarding.CallerIdentity.ForwardedForHeader].FirstOrDefault(), context.RequestAborted);
-        context.Items[OriginItem] = new RequestOrigin(user, correlationId, correlationId == requestId ? null : requestId);
+        // A request a cluster process forwarded keeps that process's correlation id (trusted as its caller is).
+        // Other forwarded requests share a pooled connection with other callers' requests: no connection-wide story.
+        var forwarded = forwardedBy is not null;
+        var forwardedByPeer = forwarded && await callers.IsForwardedByClusterAsync(context.Connection.RemoteIpAddress, forwardedBy, context.RequestAborted);
+        var correlationId = (forwardedByPeer ? ClientRequestId.Parse(context.Request.Headers[CorrelationHeader].FirstOrDefault()) : null)
+            ?? (forwarded ? requestId : SessionId(context, requestId));
+        headers[RequestIdHeader] = clientId ?? requestId;
+        headers[CorrelationHeader] = correlationId;
+        // The causation id: the client's own request id when it sent one, else this request's when it is not the story's first.
+        var causationId = clientId ?? (correlationId == requestId ? null : requestId);
+        context.Items[OriginItem] = new RequestOrigin(user, correlationId, causationId);
 
         var version = ApiVersion.Max;
         var path = context.Request.Path.Value ?? "/";
@@ -79,7 +85,7 @@ public sealed class DockerApiMiddleware(RequestDelegate next, GatewayInfo info, 
     /// The docker CLI sends no request ids, but one command mostly keeps one connection (<c>docker run</c>:
     /// ping, pull, create, wait; its start comes on a second connection while wait holds the first, see
     /// <c>AuditQuery.JoinCreationStoryAsync</c>): the connection's first request id is the correlation id of
-    /// all its requests. A client that sends X-Request-Id chooses its own.
+    /// all its requests. Always an id Flotilla made: a client's X-Request-Id is only its causation id.
     /// </summary>
     private static string SessionId(HttpContext context, string requestId)
     {

@@ -46,6 +46,13 @@ public sealed class CallerIdentity(Func<CancellationToken, Task<IEnumerable<stri
         return await IsClusterPeerAsync(Normalize(remote), cancellationToken) ? forwardedFor! : direct;
     }
 
+    /// <summary>
+    /// Whether a request from <paramref name="remote"/> carrying the forwarded-by header comes from a cluster process:
+    /// the same trust <see cref="ResolveAsync"/> gives the forwarded caller, for the forwarded correlation id.
+    /// </summary>
+    public async Task<bool> IsForwardedByClusterAsync(IPAddress? remote, string? forwardedBy, CancellationToken cancellationToken = default) =>
+        remote is not null && !string.IsNullOrEmpty(forwardedBy) && await IsClusterPeerAsync(Normalize(remote), cancellationToken);
+
     /// <summary>A user name as the audit trail stores it: printable, no spaces or separators a log line could be split on.</summary>
     public static bool IsWellFormed(string? user) =>
         !string.IsNullOrEmpty(user) && user.Length <= MaxUserLength && user.All(c => c > ' ' && c < 0x7f && c != ',' && c != ';');

@@ -258,9 +258,10 @@ public sealed class NodeForwarder : IDisposable
         {
             // The node records the caller this gateway saw, not the gateway (see CallerIdentity)...
             request.Headers.TryAddWithoutValidation(CallerIdentity.ForwardedForHeader, origin.User);
-            // ...and its events in the same story as this request (the CLI sends no request id of its own).
-            if (!incoming.Headers.ContainsKey(DockerApiMiddleware.RequestIdHeader))
-                request.Headers.TryAddWithoutValidation(DockerApiMiddleware.RequestIdHeader, origin.CorrelationId);
+            // ...and its events in the same story as this request (believed from a cluster process only, as the caller;
+            // the client's own X-Request-Id goes along unchanged and becomes the causation id there too).
+            request.Headers.Remove(DockerApiMiddleware.CorrelationHeader);
+            request.Headers.TryAddWithoutValidation(DockerApiMiddleware.CorrelationHeader, origin.CorrelationId);
         }
         return request;
     }
@@ -272,7 +273,8 @@ public sealed class NodeForwarder : IDisposable
         foreach (var (name, values) in response.Headers.Concat(response.Content.Headers))
         {
             // This gateway's own request id stays: it is the one the client's story knows.
-            if (NotForwarded.Contains(name) || name.Equals(DockerApiMiddleware.RequestIdHeader, StringComparison.OrdinalIgnoreCase)) continue;
+            if (NotForwarded.Contains(name) || name.Equals(DockerApiMiddleware.RequestIdHeader, StringComparison.OrdinalIgnoreCase) ||
+                name.Equals(DockerApiMiddleware.CorrelationHeader, StringComparison.OrdinalIgnoreCase)) continue;
             outgoing.Headers[name] = values.ToArray();
         }
         if (bufferedBody is not null) outgoing.ContentLength = bufferedBody.Length;

@@ -128,6 +128,7 @@ public static class AuditEndpoints
             Types = Values(query["type"]).Select(AuditQuery.TypeName).ToList(),
             Node = NullIfEmpty(query["node"]),
             CorrelationId = NullIfEmpty(query["correlation"]) ?? NullIfEmpty(query["correlationId"]),
+            CausationId = NullIfEmpty(query["causation"]) ?? NullIfEmpty(query["causationId"]),
             Since = Time(query["since"], now, "since"),
             Until = Time(query["until"], now, "until"),
             After = descending ? 0 : cursor ?? 0,

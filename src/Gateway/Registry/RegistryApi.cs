@@ -392,13 +392,12 @@ public static class RegistryApi
     private static Digest ParseDigest(string text) =>
         Digest.TryParse(text, out var digest) ? digest : throw new RegistryException(RegistryErrorCodes.DigestInvalid, "invalid digest", text);
 
-    /// <summary>Who is asking: the auth middleware's user, or anonymous; the request id ties the events to this request.</summary>
-    public static RequestOrigin Origin(HttpContext c)
-    {
-        var requestId = c.Request.Headers["X-Request-Id"].ToString();
-        if (string.IsNullOrWhiteSpace(requestId) || requestId.Length > 128) requestId = c.TraceIdentifier;
-        return new RequestOrigin(c.User.Identity?.Name ?? "anonymous", requestId);
-    }
+    /// <summary>
+    /// Who is asking: the auth middleware's user, or anonymous. The correlation id is this request's own; a client's
+    /// X-Request-Id is only the causation id (see <see cref="Http.ClientRequestId"/>).
+    /// </summary>
+    public static RequestOrigin Origin(HttpContext c) =>
+        new(c.User.Identity?.Name ?? "anonymous", c.TraceIdentifier, Http.ClientRequestId.Parse(c.Request.Headers[Http.ClientRequestId.Header].ToString()));
 
     private static Task Unsupported(HttpContext c) =>
         RegistryErrors.WriteAsync(c, RegistryErrorCodes.Unsupported, $"{c.Request.Method} is not supported here", c.Request.Path.Value);

@@ -199,12 +199,13 @@ public class DockerApiSpec(RunningFlotilla flotilla) : IClassFixture<RunningFlot
     }
 
     [Fact]
-    public async Task Each_request_gets_a_request_id_that_a_client_may_choose()
+    public async Task Each_request_echoes_the_clients_request_id_but_gets_flotillas_correlation_id()
     {
         using var request = new HttpRequestMessage(HttpMethod.Get, "_ping");
         request.Headers.Add("X-Request-Id", "my-trace-1");
         using var response = await flotilla.Docker.SendAsync(request);
         Assert.Equal("my-trace-1", response.Headers.GetValues("X-Request-Id").Single());
+        Assert.Matches("^[0-9a-f]{32}$", response.Headers.GetValues("X-Flotilla-Correlation-Id").Single());
     }
 }
 

@@ -332,10 +332,11 @@ public class RemoteStreamsSpec(GatewayAndNode cluster) : IClassFixture<GatewayAn
     }
 
     [Fact]
-    public async Task A_forwarded_request_keeps_its_query_and_the_clients_request_id()
+    public async Task A_forwarded_request_keeps_its_query_its_correlation_and_the_clients_request_id()
     {
         var id = (await cluster.NodeOk("inspect", "-f", "{{.Id}}", Sleeper)).Trim();
         using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{cluster.GatewayPort}/") };
+        string correlation;
         using (var request = new HttpRequestMessage(HttpMethod.Get, $"v1.41/containers/{Sleeper}/export"))
         {
             request.Headers.Add("X-Request-Id", "remote-trace-1");
@@ -343,14 +344,16 @@ public class RemoteStreamsSpec(GatewayAndNode cluster) : IClassFixture<GatewayAn
             Assert.Equal(HttpStatusCode.OK, response.StatusCode);
             Assert.Equal("application/x-tar", response.Content.Headers.ContentType?.ToString());
             Assert.Equal("remote-trace-1", response.Headers.GetValues("X-Request-Id").Single());
+            correlation = response.Headers.GetValues("X-Flotilla-Correlation-Id").Single();
+            Assert.NotEqual("remote-trace-1", correlation);
             await response.Content.CopyToAsync(Stream.Null);
         }
-        // The node recorded the export in the client's story.
+        // The node recorded the export in the gateway's story, with the client's id as its causation.
         await using (var store = cluster.OpenStore())
         await using (var session = store.QuerySession())
         {
             var events = await session.Events.FetchStreamAsync("container-" + id);
-            Assert.Contains(events, e => e.EventTypeName == "container_exported" && e.CorrelationId == "remote-trace-1");
+            Assert.Contains(events, e => e.EventTypeName == "container_exported" && e.CorrelationId == correlation && e.CausationId == "remote-trace-1");
         }
 
         // The query goes along: tail=1 of a log with two lines.
