@@ -11,6 +11,7 @@ namespace Flotilla.Tests.Gateway;
 /// writable layers, private registry blobs), and the audit trail names a container's environment variables without
 /// their values, while the container itself still gets them.
 /// </summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public class DataAtRestSpec(RunningFlotilla flotilla) : IClassFixture<RunningFlotilla>, IAsyncLifetime
 {
     private const string Image = "testbox:1";
@@ -105,6 +106,7 @@ public class DataAtRestSpec(RunningFlotilla flotilla) : IClassFixture<RunningFlo
 }
 
 /// <summary>The data root's modes, on a directory alone (no engine).</summary>
+[System.Runtime.Versioning.SupportedOSPlatform("linux")]
 public class DataRootPermissionsSpec : IDisposable
 {
     private readonly string _root = Path.Combine(Path.GetTempPath(), "flt-modes-" + Guid.NewGuid().ToString("N")[..8]);
