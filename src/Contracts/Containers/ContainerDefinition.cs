@@ -14,7 +14,8 @@ public sealed record RestartPolicy(string Name, int MaximumRetryCount)
 /// <summary>
 /// What a container is, fixed at create: the image's defaults merged with the request (effective
 /// entrypoint, command, environment…), plus the host settings. <see cref="ConfigJson"/> and
-/// <see cref="HostConfigJson"/> keep Docker's view of both for inspect.
+/// <see cref="HostConfigJson"/> keep Docker's view of both for inspect, built from the fields Flotilla implements
+/// (the gateway's <c>StoredHostConfig</c>), never the client's JSON as sent.
 /// </summary>
 [MessagePackObject(true)]
 public sealed record ContainerDefinition(
