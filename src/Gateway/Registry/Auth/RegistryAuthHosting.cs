@@ -20,10 +20,12 @@ public static class RegistryAuthHosting
             "false" or "0" or "no" => false,
             _ => throw new ArgumentException($"--registry-anonymous-pull: expected auto, true or false, not '{anonymousPull}'"),
         };
-        var options = new RegistryAuthOptions(RegistryAuthOptions.DefaultService, loopbackOnly, anonymous);
+        var options = new RegistryAuthOptions(RegistryAuthOptions.DefaultService, loopbackOnly, anonymous, registry);
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(sp => new RegistryTokenSource(new RegistryTokenKeyStore(sp.GetRequiredService<IDocumentStore>()),
             Path.Combine(dataRoot, "registry"), options.Service, TimeSpan.FromMinutes(5)));
         builder.Services.AddSingleton<RegistryAuthPolicy>();
+        builder.Services.AddSingleton(new TokenThrottleOptions());
+        builder.Services.AddSingleton<TokenThrottle>();
     }
 }
