@@ -139,7 +139,7 @@ public static class TokenEndpoint
             now.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", System.Globalization.CultureInfo.InvariantCulture)));
     }
 
-    private const string Anonymous = "anonymous";
+    private const string Anonymous = TokenCaller.Anonymous;
 
     /// <summary>A refusal of the whole request in the registry's error shape; recorded unless <paramref name="users"/> is null.</summary>
     private static async Task RefuseAsync(HttpContext context, RegistryUserService? users, string user, string resource, string reason,

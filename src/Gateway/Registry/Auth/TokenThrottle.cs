@@ -5,7 +5,7 @@ namespace Flotilla.Gateway.Registry.Auth;
 /// <summary>Limits of the token realm; the defaults leave room for a CI machine pushing many images at once.</summary>
 /// <param name="PerAddress">Token requests a client address may burst.</param>
 /// <param name="PerAddressRefill">Token requests an address gets back per <paramref name="RefillPeriod"/>.</param>
-/// <param name="PerUser">Token requests a user name (or anonymous) may burst, from any address.</param>
+/// <param name="PerUser">Token requests a user name may burst, from any address (anonymous callers: per address only).</param>
 /// <param name="PerUserRefill">Token requests a user gets back per <paramref name="RefillPeriod"/>.</param>
 /// <param name="FailedLogins">Wrong passwords a user name may collect before its logins are refused for a while.</param>
 /// <param name="FailedLoginRecovery">How long it takes to get one failed login back (default 30 s).</param>
@@ -35,8 +35,10 @@ public sealed class TokenThrottle : IDisposable
         var period = options.RefillPeriod ?? TimeSpan.FromSeconds(1);
         var byAddress = PartitionedRateLimiter.Create<TokenCaller, string>(c =>
             RateLimitPartition.GetTokenBucketLimiter("a:" + c.Address, _ => Bucket(options.PerAddress, options.PerAddressRefill, period)));
-        var byUser = PartitionedRateLimiter.Create<TokenCaller, string>(c =>
-            RateLimitPartition.GetTokenBucketLimiter("u:" + c.User, _ => Bucket(options.PerUser, options.PerUserRefill, period)));
+        // Anonymous callers share no bucket: one address could otherwise use up everyone's; their addresses limit them.
+        var byUser = PartitionedRateLimiter.Create<TokenCaller, string>(c => c.User == TokenCaller.Anonymous
+            ? RateLimitPartition.GetNoLimiter("anonymous")
+            : RateLimitPartition.GetTokenBucketLimiter("u:" + c.User, _ => Bucket(options.PerUser, options.PerUserRefill, period)));
         _requests = PartitionedRateLimiter.CreateChained(byAddress, byUser);
         _failures = PartitionedRateLimiter.Create<string, string>(user =>
             RateLimitPartition.GetTokenBucketLimiter(user, _ => Bucket(options.FailedLogins, 1, options.FailedLoginRecovery ?? TimeSpan.FromSeconds(30))));
@@ -91,5 +93,8 @@ public sealed class TokenThrottle : IDisposable
     }
 }
 
-/// <param name="User">The user name asked for, or <c>anonymous</c>.</param>
-public sealed record TokenCaller(string Address, string User);
+/// <param name="User">The user name asked for, or <see cref="Anonymous"/>.</param>
+public sealed record TokenCaller(string Address, string User)
+{
+    public const string Anonymous = "anonymous";
+}

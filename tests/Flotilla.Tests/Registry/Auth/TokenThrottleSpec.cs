@@ -117,5 +117,8 @@ public sealed class TokenThrottleSpec(ThrottledRegistryFlotilla flotilla) : ICla
 
         for (var i = 0; i < 2; i++) Assert.True(throttle.TryRequest(new TokenCaller($"10.1.0.{i}", "yet-another-name"), out _));
         Assert.False(throttle.TryRequest(new TokenCaller("10.1.0.9", "yet-another-name"), out _));
+
+        // Anonymous callers are limited per address only: one cannot use up the others' requests.
+        for (var i = 0; i < 10; i++) Assert.True(throttle.TryRequest(new TokenCaller($"10.2.0.{i}", TokenCaller.Anonymous), out _));
     }
 }
