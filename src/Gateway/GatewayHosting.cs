@@ -100,6 +100,7 @@ public static class GatewayHosting
                 {
                     e.MapNodesEndpoints(queries);
                     e.MapRegistryUsersEndpoints();
+                    e.MapRegistryTokenKeyEndpoints();
                     e.MapLedgerEndpoints();
                     e.MapRegistryGcEndpoints();
                     e.MapAuditEndpoints();

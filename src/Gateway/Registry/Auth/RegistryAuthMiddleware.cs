@@ -86,7 +86,7 @@ public sealed class RegistryAuthMiddleware(RequestDelegate next, RegistryAuthPol
     {
         var header = context.Request.Headers.Authorization.ToString();
         if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)) return null;
-        return await (await tokens.GetAsync(context.RequestAborted)).ValidateAsync(header["Bearer ".Length..].Trim());
+        return await tokens.ValidateAsync(header["Bearer ".Length..].Trim(), context.RequestAborted);
     }
 
     /// <summary>The <c>from</c> of a cross-repository mount, when it is a repository other than the target.</summary>
