@@ -103,6 +103,7 @@ public static class GatewayHosting
                 {
                     e.MapNodesEndpoints(queries);
                     e.MapRegistryUsersEndpoints();
+                    e.MapRegistryTokenKeyEndpoints();
                     e.MapLedgerEndpoints();
                     e.MapRegistryGcEndpoints();
                     e.MapAuditEndpoints();

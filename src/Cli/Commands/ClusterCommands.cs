@@ -90,12 +90,14 @@ public static class ClusterCommands
         var dockerSocket = Flags.WithEnv("--docker-socket", "FLOTILLA_DOCKER_SOCKET", "none", "Docker API unix socket too ('none': no socket)");
         var anonymousPull = Flags.WithEnv("--registry-anonymous-pull", "FLOTILLA_REGISTRY_ANONYMOUS_PULL", "auto",
             "may anyone pull from the registry without logging in once users exist: auto (yes on loopback), true, false");
+        var realm = Flags.OptionalWithEnv("--registry-realm", "FLOTILLA_REGISTRY_REALM",
+            "token realm URL the registry announces (default: http://<registry listen address>/token; set it behind a proxy or DNS name)");
         var insecureRegistries = Flags.InsecureRegistry();
         var stableAfter = StableAfter();
         var pause = HeartbeatPause();
         var command = new Command("gateway", "Run a Flotilla gateway: the Docker API and registry for the whole cluster")
         {
-            name, bind, join, postgres, data, dockerApi, registry, http, dockerSocket, anonymousPull, insecureRegistries, stableAfter, pause,
+            name, bind, join, postgres, data, dockerApi, registry, http, dockerSocket, anonymousPull, realm, insecureRegistries, stableAfter, pause,
         };
         command.SetAction(async (result, cancellationToken) =>
         {
@@ -114,6 +116,7 @@ public static class ClusterCommands
                 Registry = registryText is "none" or "" ? null : Endpoints.Parse(registryText, "--registry"),
                 DockerSocket = socket is "none" or "" ? null : socket,
                 RegistryAnonymousPull = result.GetValue(anonymousPull)!,
+                RegistryRealm = result.GetValue(realm),
                 InsecureRegistries = ProcessSettings.ParseInsecureRegistries(result.GetValue(insecureRegistries) ?? []),
                 BindHost = bindHost,
                 BindPort = bindPort,

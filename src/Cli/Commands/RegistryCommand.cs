@@ -13,7 +13,7 @@ public static class RegistryCommand
 
     public sealed record GcReportRow(List<RemovedBlobRow> Removed, long FreedBytes, int Kept, int Marked, List<string> AbandonedUploads);
 
-    public static Command Create() => new("registry", "Manage the built-in registry") { Gc(), RegistryUserCommand.Create() };
+    public static Command Create() => new("registry", "Manage the built-in registry") { Gc(), RegistryUserCommand.Create(), RegistryKeyCommand.Create() };
 
     private static Command Gc()
     {

@@ -69,6 +69,7 @@ public static class AllInOneHost
             Registry = Endpoints.Parse(settings.Registry, "--registry"),
             DockerSocket = settings.DockerSocket,
             RegistryAnonymousPull = settings.RegistryAnonymousPull,
+            RegistryRealm = settings.RegistryRealm,
             InsecureRegistries = ProcessSettings.ParseInsecureRegistries(settings.InsecureRegistries ?? []),
         }, connectionString, facts, schema, configureServices);
 

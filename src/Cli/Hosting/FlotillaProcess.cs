@@ -31,6 +31,8 @@ public sealed record ProcessSettings
     public IPEndPoint? Registry { get; init; }
     public string? DockerSocket { get; init; }
     public string RegistryAnonymousPull { get; init; } = "auto";
+    /// <summary><c>--registry-realm</c>: the token realm URL to announce; null derives it from the listen address.</summary>
+    public string? RegistryRealm { get; init; }
 
     /// <summary>Registries this process's engine reaches over plain HTTP or unverified TLS (<c>--insecure-registry</c>).</summary>
     public InsecureRegistries InsecureRegistries { get; init; } = InsecureRegistries.None;
@@ -125,7 +127,7 @@ public static class FlotillaProcess
         }
         builder.AddFlotillaGateway(new GatewayOptions(settings.DockerApi, settings.NativeApi, settings.Registry, settings.DockerSocket),
             new GatewayInfo(GatewayInfo.AssemblyVersion, settings.NodeName, settings.DataRoot, self, facts));
-        if (settings.Registry is { } registry) builder.AddRegistryAuth(registry, settings.DataRoot, settings.RegistryAnonymousPull);
+        if (settings.Registry is { } registry) builder.AddRegistryAuth(registry, settings.DataRoot, settings.RegistryAnonymousPull, settings.RegistryRealm);
 
         configureServices?.Invoke(builder.Services);
         var app = builder.Build();

@@ -11,4 +11,5 @@ public sealed record UpSettings(
     string? Runtime,
     string RegistryAnonymousPull = "auto",
     string? DockerSocket = null,
-    IReadOnlyList<string>? InsecureRegistries = null);
+    IReadOnlyList<string>? InsecureRegistries = null,
+    string? RegistryRealm = null);

@@ -70,6 +70,8 @@ public static class FlotillaStore
         opts.Events.AddEventType<RegistryUserPasswordChanged>();
         opts.Events.AddEventType<RegistryUserRemoved>();
         opts.Events.AddEventType<RegistryAccessDenied>();
+        opts.Events.AddEventType<RegistryScopesDenied>();
+        opts.Events.AddEventType<RegistryUserPasswordRehashed>();
         opts.Events.AddEventType<BlobLinked>();
         opts.Events.AddEventType<BlobUnlinked>();
         opts.Events.AddEventType<ManifestPushed>();

@@ -17,8 +17,24 @@ public sealed class RegistryTokenKey
     /// <summary>Base64 of the HMAC key.</summary>
     public string Key { get; set; } = "";
     public DateTimeOffset Created { get; set; }
-    /// <summary>Where the key came from: <c>generated</c>, or the data directory file it was migrated from.</summary>
+    /// <summary>Where the key came from: <c>generated</c>, <c>rotated</c>, or the data directory file it was migrated from.</summary>
     public string Source { get; set; } = "";
+    /// <summary>The key id in tokens' <c>kid</c> header; empty on keys stored before rotation existed (see <see cref="KidOf"/>).</summary>
+    public string Kid { get; set; } = "";
+    /// <summary>Set when retired: tokens it signed are no longer accepted.</summary>
+    public DateTimeOffset? Retired { get; set; }
+
+    /// <summary>A key's id: the first 16 hex digits of the SHA-256 of the key (names it without revealing it).</summary>
+    public static string KidOf(byte[] key) => Convert.ToHexStringLower(SHA256.HashData(key))[..16];
+}
+
+/// <summary>One key of the ring, decoded.</summary>
+public sealed record RegistrySigningKey(string Kid, byte[] Key, DateTimeOffset Created);
+
+/// <summary>The keys tokens may carry: <see cref="Signing"/> signs new ones (the newest), all verify.</summary>
+public sealed record RegistryKeyRing(IReadOnlyList<RegistrySigningKey> Keys)
+{
+    public RegistrySigningKey Signing => Keys[0];
 }
 
 /// <summary>Reads the cluster's token key, creating it once; concurrent creators agree on the first insert.</summary>
@@ -56,6 +72,55 @@ public sealed class RegistryTokenKeyStore(IDocumentStore store)
                 throw;
             }
         }
+    }
+
+    /// <summary>
+    /// The keys in use, newest (the signing key) first; creates the first as <see cref="LoadOrCreateAsync"/> does.
+    /// </summary>
+    public async Task<RegistryKeyRing> LoadRingAsync(byte[]? legacyKey, string? legacySource, CancellationToken cancellationToken = default)
+    {
+        await LoadOrCreateAsync(legacyKey, legacySource, cancellationToken);
+        await using var query = store.QuerySession();
+        var stored = await query.Query<RegistryTokenKey>().ToListAsync(cancellationToken);
+        var keys = stored.Where(k => k.Retired is null)
+            .Select(k => (Doc: k, Key: Convert.FromBase64String(k.Key)))
+            .Where(k => k.Key.Length >= RegistryTokenKey.MinimumBytes)
+            .OrderByDescending(k => k.Doc.Created)
+            .Select(k => new RegistrySigningKey(k.Doc.Kid is { Length: > 0 } kid ? kid : RegistryTokenKey.KidOf(k.Key), k.Key, k.Doc.Created))
+            .ToList();
+        if (keys.Count == 0) throw new InvalidOperationException("every registry token key is retired: rotate to make a new one");
+        return new RegistryKeyRing(keys);
+    }
+
+    /// <summary>Makes a new signing key; the others keep verifying the tokens they signed until retired.</summary>
+    public async Task<RegistrySigningKey> RotateAsync(CancellationToken cancellationToken = default)
+    {
+        var key = RandomNumberGenerator.GetBytes(RegistryTokenKey.MinimumBytes);
+        var kid = RegistryTokenKey.KidOf(key);
+        var now = DateTimeOffset.UtcNow;
+        await using var session = store.LightweightSession();
+        session.Insert(new RegistryTokenKey
+        {
+            Id = $"{RegistryTokenKey.DocumentId}-{kid}", Key = Convert.ToBase64String(key), Created = now, Source = "rotated", Kid = kid,
+        });
+        await session.SaveChangesAsync(cancellationToken);
+        return new RegistrySigningKey(kid, key, now);
+    }
+
+    /// <summary>Stops accepting tokens signed with <paramref name="kid"/>; refused for the signing key (rotate first).</summary>
+    public async Task RetireAsync(string kid, CancellationToken cancellationToken = default)
+    {
+        var ring = await LoadRingAsync(null, null, cancellationToken);
+        if (ring.Signing.Kid == kid)
+            throw new OperationRejectedException(Contracts.RejectionCode.Conflict,
+                $"key {kid} signs new tokens: rotate to a new key before retiring it");
+        await using var session = store.LightweightSession();
+        var docs = await session.Query<RegistryTokenKey>().ToListAsync(cancellationToken);
+        var doc = docs.FirstOrDefault(d => d.Retired is null && (d.Kid is { Length: > 0 } k ? k : RegistryTokenKey.KidOf(Convert.FromBase64String(d.Key))) == kid)
+            ?? throw new OperationRejectedException(Contracts.RejectionCode.NotFound, $"no such key in use: {kid}");
+        doc.Retired = DateTimeOffset.UtcNow;
+        session.Store(doc);
+        await session.SaveChangesAsync(cancellationToken);
     }
 
     private async Task<byte[]?> LoadAsync(CancellationToken cancellationToken)

@@ -41,6 +41,12 @@ public sealed class RegistryUserViewProjection : SingleStreamProjection<Registry
         return view;
     }
 
+    public static RegistryUserView Apply(RegistryUserPasswordRehashed e, RegistryUserView view)
+    {
+        view.PasswordHash = e.PasswordHash;
+        return view;
+    }
+
     // Kept (flagged) rather than deleted, so the stream can add the same name again later.
     public static RegistryUserView Apply(RegistryUserRemoved e, RegistryUserView view)
     {
@@ -51,24 +57,29 @@ public sealed class RegistryUserViewProjection : SingleStreamProjection<Registry
 }
 
 /// <summary>
-/// Salted PBKDF2-SHA256 password hashes, <c>pbkdf2-sha256$&lt;iterations&gt;$&lt;salt&gt;$&lt;hash&gt;</c>.
-/// The framework's PBKDF2 is a well-kept primitive. 100k iterations cost ~50 ms here: paid once per token request
-/// (basic credentials go only to the token realm), never per registry request.
+/// Salted PBKDF2-SHA256 password hashes, <c>pbkdf2-sha256$&lt;iterations&gt;$&lt;salt&gt;$&lt;hash&gt;</c>; the iteration
+/// count travels with the hash, so hashes made with fewer iterations still verify and are redone at the next login.
+/// The framework's PBKDF2 is a well-kept primitive. 600,000 iterations (OWASP's figure for PBKDF2-SHA256) cost a
+/// few hundred ms: paid once per token request with credentials, never per registry request.
 /// </summary>
 public static class PasswordHasher
 {
     private const string Scheme = "pbkdf2-sha256";
-    private const int Iterations = 100_000;
+    public const int Iterations = 600_000;
 
-    public static string Hash(string password)
+    public static string Hash(string password, int iterations = Iterations)
     {
         var salt = RandomNumberGenerator.GetBytes(16);
-        var hash = Rfc2898DeriveBytes.Pbkdf2(Encoding.UTF8.GetBytes(password), salt, Iterations, HashAlgorithmName.SHA256, 32);
-        return $"{Scheme}${Iterations}${Convert.ToBase64String(salt)}${Convert.ToBase64String(hash)}";
+        var hash = Rfc2898DeriveBytes.Pbkdf2(Encoding.UTF8.GetBytes(password), salt, iterations, HashAlgorithmName.SHA256, 32);
+        return $"{Scheme}${iterations}${Convert.ToBase64String(salt)}${Convert.ToBase64String(hash)}";
     }
 
-    public static bool Verify(string password, string encoded)
+    public static bool Verify(string password, string encoded) => Verify(password, encoded, out _);
+
+    /// <param name="outdated">The hash is good but made with fewer than <see cref="Iterations"/>: hash the password again.</param>
+    public static bool Verify(string password, string encoded, out bool outdated)
     {
+        outdated = false;
         var parts = encoded.Split('$');
         if (parts.Length != 4 || parts[0] != Scheme || !int.TryParse(parts[1], out var iterations) || iterations < 1) return false;
         try
@@ -76,7 +87,9 @@ public static class PasswordHasher
             var salt = Convert.FromBase64String(parts[2]);
             var expected = Convert.FromBase64String(parts[3]);
             var actual = Rfc2898DeriveBytes.Pbkdf2(Encoding.UTF8.GetBytes(password), salt, iterations, HashAlgorithmName.SHA256, expected.Length);
-            return CryptographicOperations.FixedTimeEquals(actual, expected);
+            var good = CryptographicOperations.FixedTimeEquals(actual, expected);
+            outdated = good && iterations < Iterations;
+            return good;
         }
         catch (FormatException)
         {
@@ -100,6 +113,22 @@ public sealed partial class RegistryUserService(IDocumentStore store, IEventJour
     [GeneratedRegex("^[a-z0-9][a-z0-9._-]{0,63}$")]
     private static partial Regex NamePattern();
 
+    public const int MinPasswordLength = 8;
+    public const int MaxPasswordLength = 1024;
+
+    /// <summary>The minimal policy: long enough, not absurdly long, and not the user name.</summary>
+    public static void ValidatePassword(string name, string password)
+    {
+        if (password.Length < MinPasswordLength)
+            throw new OperationRejectedException(RejectionCode.InvalidArgument,
+                $"the password is too short: at least {MinPasswordLength} characters");
+        if (password.Length > MaxPasswordLength)
+            throw new OperationRejectedException(RejectionCode.InvalidArgument,
+                $"the password is too long: at most {MaxPasswordLength} characters");
+        if (string.Equals(password, name, StringComparison.OrdinalIgnoreCase))
+            throw new OperationRejectedException(RejectionCode.InvalidArgument, "the password must not be the user name");
+    }
+
     public static void Validate(string name, IReadOnlyList<string> rights)
     {
         if (!NamePattern().IsMatch(name))
@@ -117,6 +146,7 @@ public sealed partial class RegistryUserService(IDocumentStore store, IEventJour
         Validate(name, rights);
         if (string.IsNullOrEmpty(password))
             throw new OperationRejectedException(RejectionCode.InvalidArgument, "a password is required");
+        ValidatePassword(name, password);
         var stream = await journal.ReadAsync(RegistryUserStreams.Key(name), cancellationToken);
         var current = await FindAsync(name, cancellationToken);
         if (current is { Removed: false })
@@ -130,6 +160,7 @@ public sealed partial class RegistryUserService(IDocumentStore store, IEventJour
     {
         if (string.IsNullOrEmpty(password))
             throw new OperationRejectedException(RejectionCode.InvalidArgument, "a password is required");
+        ValidatePassword(name, password);
         var stream = await journal.ReadAsync(RegistryUserStreams.Key(name), cancellationToken);
         if (await FindAsync(name, cancellationToken) is not { Removed: false })
             throw new OperationRejectedException(RejectionCode.NotFound, $"no such user: {name}");
@@ -162,7 +193,26 @@ public sealed partial class RegistryUserService(IDocumentStore store, IEventJour
             PasswordHasher.Verify(password, DummyHash.Value);
             return null;
         }
-        return PasswordHasher.Verify(password, user.PasswordHash) ? user : null;
+        if (!PasswordHasher.Verify(password, user.PasswordHash, out var outdated)) return null;
+        if (outdated) await RehashAsync(user, password, cancellationToken);
+        return user;
+    }
+
+    /// <summary>
+    /// Replaces a hash made with fewer iterations, now that the password is known to be right. Best effort: a
+    /// concurrent change of the user wins, and this login still succeeds; the next one tries again.
+    /// </summary>
+    private async Task RehashAsync(RegistryUserView user, string password, CancellationToken cancellationToken)
+    {
+        var stream = await journal.ReadAsync(RegistryUserStreams.Key(user.Name), cancellationToken);
+        try
+        {
+            await AppendAsync(user.Name, stream.Version, new RegistryUserPasswordRehashed(user.Name, PasswordHasher.Hash(password), DateTimeOffset.UtcNow),
+                new RequestOrigin(RequestOrigin.SystemUser, Guid.NewGuid().ToString("N")), cancellationToken);
+        }
+        catch (StreamVersionConflictException)
+        {
+        }
     }
 
     public async Task<bool> AnyUsersAsync(CancellationToken cancellationToken = default)
@@ -174,22 +224,51 @@ public sealed partial class RegistryUserService(IDocumentStore store, IEventJour
         return any;
     }
 
-    public async Task RecordDenialAsync(RegistryAccessDenied denial, RequestOrigin origin, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Appends a refusal to <c>registry-access</c> without reading the stream: the version this service last wrote is
+    /// kept, so the cost does not grow with the stream (it re-learns the version, not the events, after another
+    /// gateway's append). Appends of one process are serialised, which also keeps them from colliding.
+    /// </summary>
+    public async Task RecordDenialAsync(IRegistryAccessEvent denial, RequestOrigin origin, CancellationToken cancellationToken = default)
     {
-        // Unversioned appends from several requests can still collide on the stream's next version; retry those.
-        for (var attempt = 1; ; attempt++)
+        await _accessGate.WaitAsync(cancellationToken);
+        try
         {
-            try
+            for (var attempt = 1; ; attempt++)
             {
-                var stream = await journal.ReadAsync(RegistryUserStreams.Access, cancellationToken);
-                await journal.AppendAsync(RegistryUserStreams.Access, stream.Version, [denial],
-                    EventMetadata.From(origin, nodeName), cancellationToken);
-                return;
-            }
-            catch (StreamVersionConflictException) when (attempt < 5)
-            {
+                try
+                {
+                    if (_accessVersion < 0) _accessVersion = await AccessVersionAsync(cancellationToken);
+                    _accessVersion = await journal.AppendAsync(RegistryUserStreams.Access, _accessVersion, [denial],
+                        EventMetadata.From(origin, nodeName), cancellationToken);
+                    return;
+                }
+                catch (StreamVersionConflictException) when (attempt < 5)
+                {
+                    _accessVersion = -1;
+                }
+                catch
+                {
+                    // Cancelled mid-commit, say: the append may or may not be in, so the version is unknown.
+                    _accessVersion = -1;
+                    throw;
+                }
             }
         }
+        finally
+        {
+            _accessGate.Release();
+        }
+    }
+
+    private readonly SemaphoreSlim _accessGate = new(1, 1);
+    // The registry-access version after this service's last append; -1 = unknown (read it from the stream's state).
+    private long _accessVersion = -1;
+
+    private async Task<long> AccessVersionAsync(CancellationToken cancellationToken)
+    {
+        await using var session = store.QuerySession();
+        return (await session.Events.FetchStreamStateAsync(RegistryUserStreams.Access, cancellationToken))?.Version ?? 0;
     }
 
     private async Task<RegistryUserView?> FindAsync(string name, CancellationToken cancellationToken)

@@ -28,6 +28,10 @@ public sealed record RegistryUserAdded(string Name, string PasswordHash, IReadOn
 [MessagePackObject(true)]
 public sealed record RegistryUserPasswordChanged(string Name, string PasswordHash, DateTimeOffset At) : IRegistryUserEvent;
 
+/// <summary>The same password, hashed again with more iterations at a successful login (see <c>PasswordHasher</c>).</summary>
+[MessagePackObject(true)]
+public sealed record RegistryUserPasswordRehashed(string Name, string PasswordHash, DateTimeOffset At) : IRegistryUserEvent;
+
 [MessagePackObject(true)]
 public sealed record RegistryUserRemoved(string Name, DateTimeOffset At) : IRegistryUserEvent;
 
@@ -37,7 +41,26 @@ public sealed record RegistryUserRemoved(string Name, DateTimeOffset At) : IRegi
 /// </summary>
 [MessagePackObject(true)]
 public sealed record RegistryAccessDenied(string User, string Resource, IReadOnlyList<string> Actions, string Reason,
-    string? RemoteAddress, DateTimeOffset At);
+    string? RemoteAddress, DateTimeOffset At) : IRegistryAccessEvent;
+
+/// <summary>
+/// One token request's refused scopes, as one event (a request may ask for up to
+/// <c>TokenEndpoint.MaxScopes</c>); stored in <c>registry-access</c> like <see cref="RegistryAccessDenied"/>.
+/// </summary>
+[MessagePackObject(true)]
+public sealed record RegistryScopesDenied(string User, IReadOnlyList<DeniedScope> Scopes, string Reason, string? RemoteAddress,
+    DateTimeOffset At) : IRegistryAccessEvent;
+
+/// <param name="Resource"><c>type:name</c>, as in <see cref="RegistryAccessDenied.Resource"/>.</param>
+[MessagePackObject(true)]
+public sealed record DeniedScope(string Resource, IReadOnlyList<string> Actions);
+
+/// <summary>An event of the <c>registry-access</c> stream: a refusal.</summary>
+public interface IRegistryAccessEvent
+{
+    string User { get; }
+    string Reason { get; }
+}
 
 public static class RegistryUserStreams
 {

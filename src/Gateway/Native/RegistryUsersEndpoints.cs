@@ -43,6 +43,41 @@ public static class RegistryUsersEndpoints
         }));
     }
 
+    public sealed record TokenKeyDto(string Kid, DateTimeOffset Created, bool Signing);
+
+    /// <summary>
+    /// The registry's token signing keys: list, rotate (a new signing key; the old ones keep verifying) and retire
+    /// (stop accepting a key's tokens). Every gateway picks the change up within <see cref="Registry.Auth.RegistryTokenSource.DefaultRefresh"/>.
+    /// </summary>
+    public static void MapRegistryTokenKeyEndpoints(this IEndpointRouteBuilder app)
+    {
+        app.MapGet("/api/registry/token-keys", (HttpContext context, Marten.IDocumentStore store) => Guarded(context, async () =>
+        {
+            var ring = await new RegistryTokenKeyStore(store).LoadRingAsync(null, null, context.RequestAborted);
+            await JsonReply.WriteAsync(context, ring.Keys.Select(k => new TokenKeyDto(k.Kid, k.Created, k == ring.Signing)).ToList(),
+                options: JsonReply.Native);
+        }));
+        app.MapPost("/api/registry/token-keys", (HttpContext context, Marten.IDocumentStore store) => Guarded(context, async () =>
+        {
+            var key = await new RegistryTokenKeyStore(store).RotateAsync(context.RequestAborted);
+            await RefreshAsync(context);
+            await JsonReply.WriteAsync(context, new TokenKeyDto(key.Kid, key.Created, true), StatusCodes.Status201Created, JsonReply.Native);
+        }));
+        app.MapDelete("/api/registry/token-keys/{kid}", (HttpContext context, string kid, Marten.IDocumentStore store) => Guarded(context, async () =>
+        {
+            await new RegistryTokenKeyStore(store).RetireAsync(kid, context.RequestAborted);
+            await RefreshAsync(context);
+            context.Response.StatusCode = StatusCodes.Status204NoContent;
+        }));
+    }
+
+    /// <summary>This process's registry (if it has one) takes the change at once; others within their refresh.</summary>
+    private static async Task RefreshAsync(HttpContext context)
+    {
+        if (context.RequestServices.GetService(typeof(Registry.Auth.RegistryTokenSource)) is Registry.Auth.RegistryTokenSource source)
+            await source.GetAsync(context.RequestAborted, force: true);
+    }
+
     // The native API listens on loopback and has no users of its own yet: changes are attributed to the local operator.
     private static RequestOrigin Origin(HttpContext context) => new("local", context.TraceIdentifier);
 

@@ -20,51 +20,29 @@ public static class RegistryApi
     public const string UploadUuidHeader = "Docker-Upload-UUID";
     public const string OciIndexMediaType = "application/vnd.oci.image.index.v1+json";
 
-    public static async Task HandleAsync(HttpContext c)
+    /// <summary>Serves the request the auth middleware parsed and authorized (<see cref="RegistryRequest"/>); never re-reads the path.</summary>
+    public static Task HandleAsync(HttpContext c)
     {
-        var path = c.Request.Path.Value ?? "/";
-        var rest = path.Length > 4 ? path[4..] : "";
-        if (rest == "")
+        var request = RegistryRequest.Of(c);
+        var route = request.Route;
+        return request.Operation switch
         {
-            if (!IsRead(c)) { await Unsupported(c); return; }
-            await WriteJsonAsync(c, new { });
-            return;
-        }
-        if (rest is "_catalog" or "_catalog/")
-        {
-            if (!IsRead(c)) { await Unsupported(c); return; }
-            await CatalogAsync(c);
-            return;
-        }
-        if (RegistryRoute.Parse(rest) is not { } route)
-        {
-            // Not one of the spec's routes (a name inside one of them is checked below: NAME_INVALID).
-            await RegistryErrors.WriteAsync(c, RegistryErrorCodes.NameUnknown, "no such route", rest);
-            return;
-        }
-        if (!RegistryNames.IsValidRepository(route.Name))
-        {
-            await RegistryErrors.WriteAsync(c, RegistryErrorCodes.NameInvalid, "invalid repository name", route.Name);
-            return;
-        }
-        var method = c.Request.Method;
-        var task = (route.Kind, route.Argument) switch
-        {
-            (RegistryRouteKind.Blob, var d) when IsRead(c) => GetBlobAsync(c, route.Name, d!),
-            (RegistryRouteKind.Blob, var d) when method == HttpMethods.Delete => DeleteBlobAsync(c, route.Name, d!),
-            (RegistryRouteKind.Upload, null) when method == HttpMethods.Post => StartUploadAsync(c, route.Name),
-            (RegistryRouteKind.Upload, { } id) when method == HttpMethods.Get => UploadStatusAsync(c, route.Name, id),
-            (RegistryRouteKind.Upload, { } id) when method == HttpMethods.Patch => PatchUploadAsync(c, route.Name, id),
-            (RegistryRouteKind.Upload, { } id) when method == HttpMethods.Put => CompleteUploadAsync(c, route.Name, id),
-            (RegistryRouteKind.Upload, { } id) when method == HttpMethods.Delete => CancelUploadAsync(c, route.Name, id),
-            (RegistryRouteKind.Manifest, var r) when IsRead(c) => GetManifestAsync(c, route.Name, r!),
-            (RegistryRouteKind.Manifest, var r) when method == HttpMethods.Put => PutManifestAsync(c, route.Name, r!),
-            (RegistryRouteKind.Manifest, var r) when method == HttpMethods.Delete => DeleteManifestAsync(c, route.Name, r!),
-            (RegistryRouteKind.Tags, _) when IsRead(c) => TagsAsync(c, route.Name),
-            (RegistryRouteKind.Referrers, var d) when IsRead(c) => ReferrersAsync(c, route.Name, d!),
+            RegistryOperation.Base => WriteJsonAsync(c, new { }),
+            RegistryOperation.Catalog => CatalogAsync(c),
+            RegistryOperation.GetBlob => GetBlobAsync(c, route!.Name, route.Argument!),
+            RegistryOperation.DeleteBlob => DeleteBlobAsync(c, route!.Name, route.Argument!),
+            RegistryOperation.StartUpload => StartUploadAsync(c, route!.Name, request.MountSource),
+            RegistryOperation.UploadStatus => UploadStatusAsync(c, route!.Name, route.Argument!),
+            RegistryOperation.PatchUpload => PatchUploadAsync(c, route!.Name, route.Argument!),
+            RegistryOperation.CompleteUpload => CompleteUploadAsync(c, route!.Name, route.Argument!),
+            RegistryOperation.CancelUpload => CancelUploadAsync(c, route!.Name, route.Argument!),
+            RegistryOperation.GetManifest => GetManifestAsync(c, route!.Name, route.Argument!),
+            RegistryOperation.PutManifest => PutManifestAsync(c, route!.Name, route.Argument!),
+            RegistryOperation.DeleteManifest => DeleteManifestAsync(c, route!.Name, route.Argument!),
+            RegistryOperation.Tags => TagsAsync(c, route!.Name),
+            RegistryOperation.Referrers => ReferrersAsync(c, route!.Name, route.Argument!),
             _ => Unsupported(c),
         };
-        await task;
     }
 
     // ---- blobs ------------------------------------------------------------------------------
@@ -120,16 +98,15 @@ public static class RegistryApi
 
     // ---- uploads ----------------------------------------------------------------------------
 
-    private static async Task StartUploadAsync(HttpContext c, string name)
+    /// <param name="mountSource">The <c>from</c> of a mount the caller may read (see the auth middleware); null: no mount.</param>
+    private static async Task StartUploadAsync(HttpContext c, string name, string? mountSource)
     {
         var query = c.Request.Query;
         if (query.TryGetValue("mount", out var mount))
         {
             var digest = ParseDigest(mount.ToString());
-            var from = query["from"].ToString();
-            // Without a (valid) source repository the client uploads: a digest alone opens no other repository.
-            if (RegistryNames.IsValidRepository(from) && from != name &&
-                await Service(c).MountAsync(name, digest, from, Origin(c), c.RequestAborted) is not null)
+            // Without a readable source repository the client uploads: a digest alone opens no other repository.
+            if (mountSource is not null && await Service(c).MountAsync(name, digest, mountSource, Origin(c), c.RequestAborted) is not null)
             {
                 BlobCreated(c, name, digest);
                 return;
@@ -387,7 +364,6 @@ public static class RegistryApi
     private static RegistryService Service(HttpContext c) => c.RequestServices.GetRequiredService<RegistryService>();
     private static RegistryBlobStore Blobs(HttpContext c) => c.RequestServices.GetRequiredService<RegistryBlobStore>();
 
-    private static bool IsRead(HttpContext c) => HttpMethods.IsGet(c.Request.Method) || HttpMethods.IsHead(c.Request.Method);
 
     private static Digest ParseDigest(string text) =>
         Digest.TryParse(text, out var digest) ? digest : throw new RegistryException(RegistryErrorCodes.DigestInvalid, "invalid digest", text);

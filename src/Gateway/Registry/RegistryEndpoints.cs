@@ -15,14 +15,7 @@ public static class RegistryEndpoints
         app.Map("/v2/{**rest}", RegistryApi.HandleAsync);
         app.MapMethods("/v1/_ping", [HttpMethods.Get, HttpMethods.Head], LegacySearch.PingAsync);
         app.MapGet("/v1/search", LegacySearch.SearchAsync);
-        app.MapFallback(c =>
-        {
-            // Kestrel removes dot segments before routing (/v2/../x/tags/list arrives as /x/tags/list): a request
-            // aimed at /v2/ that lands here carried a repository name with . or .. segments.
-            var raw = c.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpRequestFeature>()?.RawTarget ?? "";
-            return raw.StartsWith("/v2/", StringComparison.Ordinal)
-                ? RegistryErrors.WriteAsync(c, RegistryErrorCodes.NameInvalid, "invalid repository name", raw, StatusCodes.Status400BadRequest)
-                : RegistryErrors.WriteAsync(c, RegistryErrorCodes.Unsupported, "page not found", c.Request.Path.Value, StatusCodes.Status404NotFound);
-        });
+        // Only requests the auth middleware parsed get here (RegistryRequest), so this answers no real route.
+        app.MapFallback(c => RegistryErrors.WriteAsync(c, RegistryErrorCodes.Unsupported, "page not found", null, StatusCodes.Status404NotFound));
     }
 }

@@ -1,4 +1,6 @@
+using System.Net;
 using Flotilla.Cluster.Registry;
+using Microsoft.AspNetCore.Http;
 using Flotilla.Contracts.Registry;
 
 namespace Flotilla.Gateway.Registry.Auth;
@@ -6,9 +8,28 @@ namespace Flotilla.Gateway.Registry.Auth;
 /// <summary>How the registry decides who may do what.</summary>
 /// <param name="LoopbackOnly">The registry listens only on loopback addresses.</param>
 /// <param name="AnonymousPull">With users (or beyond loopback), may anyone pull and list without logging in?</param>
-public sealed record RegistryAuthOptions(string Service, bool LoopbackOnly, bool AnonymousPull)
+/// <param name="Listener">The registry's configured listen address (the default realm's host and port).</param>
+/// <param name="Realm">The token realm URL announced in challenges; null derives it from <paramref name="Listener"/>.</param>
+public sealed record RegistryAuthOptions(string Service, bool LoopbackOnly, bool AnonymousPull, IPEndPoint? Listener = null, string? Realm = null)
 {
     public const string DefaultService = "flotilla-registry";
+
+    /// <summary>
+    /// The realm for a challenge on this connection: the configured one, else this listener's address (the connection's
+    /// local address when it listens on any address) with the connection's scheme. Never the request's <c>Host</c>
+    /// header, which the client chooses: a forged one would send the next client's password elsewhere.
+    /// </summary>
+    public string RealmFor(HttpContext context)
+    {
+        if (Realm is { } configured) return configured;
+        var local = context.Connection.LocalIpAddress;
+        var address = Listener is { } l && !l.Address.Equals(IPAddress.Any) && !l.Address.Equals(IPAddress.IPv6Any) ? l.Address
+            : local ?? IPAddress.Loopback;
+        if (address.IsIPv4MappedToIPv6) address = address.MapToIPv4();
+        var port = Listener?.Port ?? context.Connection.LocalPort;
+        var scheme = context.Request.IsHttps ? "https" : "http";
+        return $"{scheme}://{new IPEndPoint(address, port)}/token";
+    }
 }
 
 /// <summary>

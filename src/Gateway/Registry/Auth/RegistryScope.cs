@@ -1,4 +1,3 @@
-using System.Text.RegularExpressions;
 using Flotilla.Contracts.Registry;
 
 namespace Flotilla.Gateway.Registry.Auth;
@@ -37,30 +36,4 @@ public sealed record RequiredAccess(RegistryScope? Scope, bool Anonymous)
 {
     public static readonly RequiredAccess None = new(null, true);
     public static readonly RequiredAccess AnyToken = new(null, false);
-}
-
-/// <summary>Maps a registry request (method + path) to the access it needs, as distribution's router does.</summary>
-public static partial class RegistryRoutes
-{
-    [GeneratedRegex("^/v2/(?<name>.+)/(?:manifests/(?<ref>[^/]+)|blobs/uploads/?(?<upload>[^/]*)|blobs/(?<digest>[^/]+)|tags/list|referrers/(?<subject>[^/]+))$")]
-    private static partial Regex RepositoryPath();
-
-    public static RequiredAccess For(string method, string path)
-    {
-        if (path is "/token" || path.StartsWith("/v1/_ping", StringComparison.Ordinal)) return RequiredAccess.None;
-        if (path.StartsWith("/v1/search", StringComparison.Ordinal) || path == "/v2/_catalog")
-            return new RequiredAccess(RegistryScope.Catalog, false);
-        if (path is "/v2/" or "/v2") return RequiredAccess.AnyToken;
-        var match = RepositoryPath().Match(path);
-        if (!match.Success) return RequiredAccess.AnyToken;
-
-        var upload = match.Groups["upload"].Success;
-        var action = method switch
-        {
-            "GET" or "HEAD" when !upload => RegistryActions.Pull,
-            "DELETE" when !upload => RegistryActions.Delete,
-            _ => RegistryActions.Push,
-        };
-        return new RequiredAccess(new RegistryScope(RegistryScope.Repository, match.Groups["name"].Value, [action]), false);
-    }
 }

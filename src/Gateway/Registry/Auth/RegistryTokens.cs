@@ -1,3 +1,4 @@
+using Flotilla.Cluster.Registry;
 using System.Security.Cryptography;
 using System.Text.Json;
 using Microsoft.IdentityModel.JsonWebTokens;
@@ -19,20 +20,32 @@ public sealed class RegistryTokens
     private readonly TokenValidationParameters _validation;
 
     public RegistryTokens(byte[] signingKey, string service, TimeSpan lifetime)
+        : this(new RegistryKeyRing([new RegistrySigningKey(RegistryTokenKey.KidOf(signingKey), signingKey, DateTimeOffset.UtcNow)]), service, lifetime)
     {
-        if (signingKey.Length < 32) throw new ArgumentException("the signing key must have at least 256 bits", nameof(signingKey));
-        _key = new SymmetricSecurityKey(signingKey);
+    }
+
+    /// <summary>Signs with the ring's newest key (its id in the <c>kid</c> header); accepts tokens of any key in the ring.</summary>
+    public RegistryTokens(RegistryKeyRing ring, string service, TimeSpan lifetime)
+    {
+        if (ring.Keys.Any(k => k.Key.Length < 32)) throw new ArgumentException("a signing key must have at least 256 bits", nameof(ring));
+        var keys = ring.Keys.Select(k => new SymmetricSecurityKey(k.Key) { KeyId = k.Kid }).ToList();
+        _key = keys[0];
+        Ring = ring;
         Service = service;
         Lifetime = lifetime;
         _validation = new TokenValidationParameters
         {
             ValidIssuer = Issuer,
             ValidAudience = service,
-            IssuerSigningKey = _key,
+            // A token without kid (issued before rotation existed) is tried against every key in the ring.
+            IssuerSigningKeys = keys,
+            TryAllIssuerSigningKeys = true,
             ValidAlgorithms = [SecurityAlgorithms.HmacSha256],
             ClockSkew = TimeSpan.FromSeconds(30),
         };
     }
+
+    public RegistryKeyRing Ring { get; }
 
     public string Service { get; }
     public TimeSpan Lifetime { get; }

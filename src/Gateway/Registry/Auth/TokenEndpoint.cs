@@ -19,13 +19,13 @@ public static class TokenEndpoint
 {
     public static void MapRegistryTokenEndpoint(this IEndpointRouteBuilder app)
     {
-        app.MapGet("/token", async (HttpContext context, RegistryAuthPolicy policy, RegistryTokenSource tokens, RegistryUserService users) =>
+        app.MapGet("/token", async (HttpContext context, RegistryAuthPolicy policy, RegistryTokenSource tokens, RegistryUserService users, TokenThrottle throttle) =>
         {
             var credentials = BasicCredentials(context.Request.Headers.Authorization.ToString());
             var scopes = context.Request.Query["scope"].SelectMany(s => (s ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries));
-            await IssueAsync(context, policy, tokens, users, credentials, scopes);
+            await IssueAsync(context, policy, tokens, users, throttle, credentials, scopes);
         });
-        app.MapPost("/token", async (HttpContext context, RegistryAuthPolicy policy, RegistryTokenSource tokens, RegistryUserService users) =>
+        app.MapPost("/token", async (HttpContext context, RegistryAuthPolicy policy, RegistryTokenSource tokens, RegistryUserService users, TokenThrottle throttle) =>
         {
             if (!context.Request.HasFormContentType)
             {
@@ -40,22 +40,46 @@ public static class TokenEndpoint
                 return;
             }
             var scopes = form["scope"].SelectMany(s => (s ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries));
-            await IssueAsync(context, policy, tokens, users, (form["username"].ToString(), form["password"].ToString()), scopes);
+            await IssueAsync(context, policy, tokens, users, throttle, (form["username"].ToString(), form["password"].ToString()), scopes);
         });
     }
 
+    /// <summary>Most scopes one token request may ask for; docker asks for one or two, a push with mounts a few more.</summary>
+    public const int MaxScopes = 64;
+    /// <summary>Longest scope text: a repository name is at most 255 characters.</summary>
+    public const int MaxScopeLength = 300;
+    private const int MaxUserLength = 64;
+    private const int MaxPasswordLength = 1024;
+
     private static async Task IssueAsync(HttpContext context, RegistryAuthPolicy policy, RegistryTokenSource tokens, RegistryUserService users,
-        (string User, string Password)? credentials, IEnumerable<string> scopeTexts)
+        TokenThrottle throttle, (string User, string Password)? credentials, IEnumerable<string> scopeTexts)
     {
         var cancellationToken = context.RequestAborted;
         var remote = context.Connection.RemoteIpAddress?.ToString();
         var now = DateTimeOffset.UtcNow;
-        var requested = new List<RegistryScope>();
-        foreach (var text in scopeTexts)
+        var asked = credentials?.User is { Length: > 0 } named ? named : Anonymous;
+        if (asked.Length > MaxUserLength) asked = asked[..MaxUserLength];
+
+        if (!throttle.TryRequest(new TokenCaller(remote ?? "", asked), out var retryAfter))
         {
-            if (!RegistryScope.TryParse(text, out var scope))
+            await RefuseAsync(context, throttle.RecordThrottled(remote ?? "", asked) ? users : null, asked, "token", "too many token requests",
+                StatusCodes.Status429TooManyRequests, RegistryErrorCodes.TooManyRequests, retryAfter);
+            return;
+        }
+
+        var texts = scopeTexts.Take(MaxScopes + 1).ToList();
+        if (texts.Count > MaxScopes)
+        {
+            await RefuseAsync(context, users, asked, "token", $"more than {MaxScopes} scopes in one request", StatusCodes.Status400BadRequest,
+                RegistryErrorCodes.Denied, null);
+            return;
+        }
+        var requested = new List<RegistryScope>();
+        foreach (var text in texts)
+        {
+            if (text.Length > MaxScopeLength || !RegistryScope.TryParse(text, out var scope))
             {
-                await OAuthErrorAsync(context, "invalid_scope", $"invalid scope '{text}'");
+                await OAuthErrorAsync(context, "invalid_scope", $"invalid scope '{(text.Length > MaxScopeLength ? text[..MaxScopeLength] + "…" : text)}'");
                 return;
             }
             requested.Add(scope);
@@ -64,11 +88,28 @@ public static class TokenEndpoint
         RegistryUserView? user = null;
         if (credentials is { } c)
         {
-            user = await users.AuthenticateAsync(c.User, c.Password, cancellationToken);
+            if (throttle.LoginsBlocked(asked))
+            {
+                await RefuseAsync(context, throttle.RecordThrottled(remote ?? "", asked) ? users : null, asked, "token", "too many failed logins", StatusCodes.Status429TooManyRequests,
+                    RegistryErrorCodes.TooManyRequests, null);
+                return;
+            }
+            using (var turn = await throttle.HashingTurnAsync(cancellationToken))
+            {
+                if (!turn.IsAcquired)
+                {
+                    await RefuseAsync(context, throttle.RecordThrottled(remote ?? "", asked) ? users : null, asked, "token", "too many logins at once",
+                        StatusCodes.Status429TooManyRequests, RegistryErrorCodes.TooManyRequests, null);
+                    return;
+                }
+                user = c.User.Length > MaxUserLength || c.Password.Length > MaxPasswordLength ? null
+                    : await users.AuthenticateAsync(c.User, c.Password, cancellationToken);
+            }
             if (user is null)
             {
-                await users.RecordDenialAsync(new RegistryAccessDenied(c.User, "token", [], "invalid username or password", remote, now),
-                    Origin(context, c.User), cancellationToken);
+                throttle.LoginFailed(asked);
+                await users.RecordDenialAsync(new RegistryAccessDenied(asked, "token", [], "invalid username or password", remote, now),
+                    Origin(context, asked), cancellationToken);
                 context.Response.Headers.WWWAuthenticate = $"Basic realm=\"{tokens.Service}\"";
                 await JsonReply.WriteAsync(context, new RegistryAuthFailure([new("UNAUTHORIZED", "invalid username or password")]),
                     StatusCodes.Status401Unauthorized);
@@ -78,21 +119,37 @@ public static class TokenEndpoint
 
         var open = await policy.IsOpenAsync(cancellationToken);
         var granted = new List<RegistryScope>();
+        var refused = new List<DeniedScope>();
         foreach (var scope in requested)
         {
             var grant = policy.Grant(scope, user, open);
             if (grant is not null) granted.Add(grant);
-            var refused = scope.Actions.Except(grant?.Actions ?? []).ToList();
-            if (refused.Count > 0)
-                await users.RecordDenialAsync(new RegistryAccessDenied(user?.Name ?? "anonymous", $"{scope.Type}:{scope.Name}", refused,
-                    user is null ? "authentication required" : "not permitted", remote, now), Origin(context, user?.Name), cancellationToken);
+            var notGranted = scope.Actions.Except(grant?.Actions ?? []).ToList();
+            if (notGranted.Count > 0) refused.Add(new DeniedScope($"{scope.Type}:{scope.Name}", notGranted));
         }
+        // One event per request, however many scopes it was refused.
+        if (refused.Count > 0)
+            await users.RecordDenialAsync(new RegistryScopesDenied(user?.Name ?? Anonymous, refused,
+                user is null ? "authentication required" : "not permitted", remote, now), Origin(context, user?.Name), cancellationToken);
 
         var token = (await tokens.GetAsync(cancellationToken)).Issue(user?.Name ?? "", granted, now);
         context.Response.Headers.CacheControl = "no-store";
         await JsonReply.WriteAsync(context, new TokenResponse(token, token, (int)tokens.Lifetime.TotalSeconds,
             // RFC 3339 in UTC: Go clients parse this field's raw bytes, so no offset that JSON could escape.
             now.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", System.Globalization.CultureInfo.InvariantCulture)));
+    }
+
+    private const string Anonymous = TokenCaller.Anonymous;
+
+    /// <summary>A refusal of the whole request in the registry's error shape; recorded unless <paramref name="users"/> is null.</summary>
+    private static async Task RefuseAsync(HttpContext context, RegistryUserService? users, string user, string resource, string reason,
+        int status, string code, TimeSpan? retryAfter)
+    {
+        if (users is not null)
+            await users.RecordDenialAsync(new RegistryAccessDenied(user, resource, [], reason, context.Connection.RemoteIpAddress?.ToString(),
+                DateTimeOffset.UtcNow), Origin(context, user), context.RequestAborted);
+        if (retryAfter is { } after) context.Response.Headers.RetryAfter = ((int)Math.Ceiling(after.TotalSeconds)).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        await RegistryErrors.WriteAsync(context, code, reason, null, status);
     }
 
     private static RequestOrigin Origin(HttpContext context, string? user) =>

@@ -51,11 +51,11 @@ public sealed class RegistryAuthSpec(AuthRegistryFlotilla flotilla) : IClassFixt
         var anonymousPush = await SkopeoAsync("copy", "--dest-tls-verify=false", $"oci-archive:{archive}:1", Ref("auth/open:1"));
         Assert.True(anonymousPush.ExitCode == 0, anonymousPush.ToString());
 
-        using (var added = await flotilla.Native.PostAsJsonAsync("api/registry/users", new { name = "alice", password = "wonder", rights = new[] { "pull", "push" } }))
+        using (var added = await flotilla.Native.PostAsJsonAsync("api/registry/users", new { name = "alice", password = "wonderland", rights = new[] { "pull", "push" } }))
             Assert.Equal(HttpStatusCode.Created, added.StatusCode);
-        using (var added = await flotilla.Native.PostAsJsonAsync("api/registry/users", new { name = "bob", password = "builder", rights = new[] { "pull" } }))
+        using (var added = await flotilla.Native.PostAsJsonAsync("api/registry/users", new { name = "bob", password = "builder-bob", rights = new[] { "pull" } }))
             Assert.Equal(HttpStatusCode.Created, added.StatusCode);
-        using (var duplicate = await flotilla.Native.PostAsJsonAsync("api/registry/users", new { name = "bob", password = "x" }))
+        using (var duplicate = await flotilla.Native.PostAsJsonAsync("api/registry/users", new { name = "bob", password = "another-password" }))
             Assert.Equal(HttpStatusCode.Conflict, duplicate.StatusCode);
 
         // Now a challenge, with the realm on this very listener.
@@ -74,7 +74,7 @@ public sealed class RegistryAuthSpec(AuthRegistryFlotilla flotilla) : IClassFixt
         // The token flow by hand: partial grants are not errors, and the token opens exactly what it grants.
         string token;
         using (var request = new HttpRequestMessage(HttpMethod.Get, "token?service=flotilla-registry&scope=repository:auth/app:pull,push,delete")
-               { Headers = { Authorization = Basic("alice", "wonder") } })
+               { Headers = { Authorization = Basic("alice", "wonderland") } })
         using (var granted = await flotilla.Registry.SendAsync(request))
         {
             Assert.Equal(HttpStatusCode.OK, granted.StatusCode);
@@ -91,9 +91,9 @@ public sealed class RegistryAuthSpec(AuthRegistryFlotilla flotilla) : IClassFixt
         }
 
         // skopeo follows the same flow: alice may push, bob and anonymous may not; anyone may pull on loopback.
-        var push = await SkopeoAsync("copy", "--dest-tls-verify=false", "--dest-creds", "alice:wonder", $"oci-archive:{archive}:1", Ref("auth/app:1"));
+        var push = await SkopeoAsync("copy", "--dest-tls-verify=false", "--dest-creds", "alice:wonderland", $"oci-archive:{archive}:1", Ref("auth/app:1"));
         Assert.True(push.ExitCode == 0, push.ToString());
-        var bobPush = await SkopeoAsync("copy", "--dest-tls-verify=false", "--dest-creds", "bob:builder", $"oci-archive:{archive}:1", Ref("auth/app:2"));
+        var bobPush = await SkopeoAsync("copy", "--dest-tls-verify=false", "--dest-creds", "bob:builder-bob", $"oci-archive:{archive}:1", Ref("auth/app:2"));
         Assert.NotEqual(0, bobPush.ExitCode);
         var anonymous = await SkopeoAsync("copy", "--dest-tls-verify=false", $"oci-archive:{archive}:1", Ref("auth/app:3"));
         Assert.NotEqual(0, anonymous.ExitCode);
@@ -101,7 +101,7 @@ public sealed class RegistryAuthSpec(AuthRegistryFlotilla flotilla) : IClassFixt
         Assert.True(pull.ExitCode == 0, pull.ToString());
 
         // The engine as the client: `docker login` runs the token flow against this registry.
-        var login = await flotilla.RunDockerAsync("login", "-u", "alice", "-p", "wonder", $"127.0.0.1:{flotilla.RegistryPort}");
+        var login = await flotilla.RunDockerAsync("login", "-u", "alice", "-p", "wonderland", $"127.0.0.1:{flotilla.RegistryPort}");
         Assert.True(login.ExitCode == 0 && login.Stdout.Contains("Login Succeeded"), login.ToString());
         var wrong = await flotilla.RunDockerAsync("login", "-u", "alice", "-p", "wrong", $"127.0.0.1:{flotilla.RegistryPort}");
         Assert.NotEqual(0, wrong.ExitCode);
@@ -111,7 +111,14 @@ public sealed class RegistryAuthSpec(AuthRegistryFlotilla flotilla) : IClassFixt
         var pushed = await session.Events.FetchStreamAsync("repository-auth/app");
         Assert.Contains(pushed, e => e.Data is ManifestPushed && e.UserName == "alice");
         Assert.DoesNotContain(pushed, e => e.UserName is "bob" or "anonymous");
-        var denials = (await session.Events.FetchStreamAsync(RegistryUserStreams.Access)).Select(e => e.Data).OfType<RegistryAccessDenied>().ToList();
+        // Bad logins are RegistryAccessDenied; a token request's refused scopes are one RegistryScopesDenied, flattened here.
+        var denials = (await session.Events.FetchStreamAsync(RegistryUserStreams.Access)).Select(e => e.Data)
+            .SelectMany(e => e switch
+            {
+                RegistryAccessDenied d => [d],
+                RegistryScopesDenied m => m.Scopes.Select(s => new RegistryAccessDenied(m.User, s.Resource, s.Actions, m.Reason, m.RemoteAddress, m.At)),
+                _ => Array.Empty<RegistryAccessDenied>(),
+            }).ToList();
         Assert.Contains(denials, d => d is { User: "alice", Reason: "invalid username or password" });
         Assert.Contains(denials, d => d.User == "bob" && d.Actions.Contains("push") && d.Resource == "repository:auth/app");
         Assert.Contains(denials, d => d.User == "anonymous" && d.Actions.Contains("push"));

@@ -1,3 +1,4 @@
+using Flotilla.Gateway.Registry;
 using Flotilla.Gateway.Registry.Auth;
 using Xunit;
 
@@ -57,7 +58,7 @@ public class RegistryScopeSpec
     [InlineData("GET", "/v2/x/manifests/blobs/sha256:abc", "repository:x/manifests:pull")]
     public void Maps_each_route_to_the_scope_it_needs(string method, string path, string? scope)
     {
-        var need = RegistryRoutes.For(method, path);
+        var need = RegistryRequest.Parse(method, path).Request!.Access;
         Assert.False(need.Anonymous);
         Assert.Equal(scope, need.Scope?.ToString());
     }
@@ -65,5 +66,32 @@ public class RegistryScopeSpec
     [Theory]
     [InlineData("/token")]
     [InlineData("/v1/_ping")]
-    public void The_realm_and_the_v1_ping_are_open(string path) => Assert.True(RegistryRoutes.For("GET", path).Anonymous);
+    public void The_realm_and_the_v1_ping_are_open(string path) => Assert.True(RegistryRequest.Parse("GET", path).Request!.Access.Anonymous);
+
+    [Theory]
+    [InlineData("GET", "/v2/a/manifests/sha256%3Aabc", "repository:a:pull")]
+    [InlineData("POST", "/v2/a/blobs/uploads/?mount=sha256:abc&from=b", "repository:a:push")]
+    public void An_escaped_colon_and_a_query_are_understood(string method, string target, string scope) =>
+        Assert.Equal(scope, RegistryRequest.Parse(method, target).Request!.Access.Scope?.ToString());
+
+    [Theory]
+    [InlineData("POST", "/V2/a/blobs/uploads/", "UNSUPPORTED")]
+    [InlineData("POST", "/v2/A/blobs/uploads/", "NAME_INVALID")]
+    [InlineData("POST", "/v2/a%2Fb/blobs/uploads/", "NAME_INVALID")]
+    [InlineData("GET", "/%76%32/a/tags/list", "NAME_INVALID")]
+    [InlineData("GET", "/v2/../a/tags/list", "NAME_INVALID")]
+    [InlineData("GET", "/v2//a/tags/list", "NAME_INVALID")]
+    [InlineData("GET", "/v2/a/tags/list/", "NAME_UNKNOWN")]
+    [InlineData("GET", "/v2/a/manifests/latest/", "NAME_UNKNOWN")]
+    [InlineData("POST", "/v2/a/manifests/latest", "UNSUPPORTED")]
+    [InlineData("PUT", "/v2/", "UNSUPPORTED")]
+    [InlineData("DELETE", "/v2/_catalog", "UNSUPPORTED")]
+    [InlineData("GET", "/TOKEN", "UNSUPPORTED")]
+    [InlineData("GET", "http://evil/v2/", "NAME_INVALID")]
+    public void Refuses_what_does_not_parse_exactly(string method, string target, string code)
+    {
+        var parse = RegistryRequest.Parse(method, target);
+        Assert.Null(parse.Request);
+        Assert.Equal(code, parse.Refusal!.Code);
+    }
 }

@@ -103,4 +103,66 @@ public class RegistryTokenKeySpec(PostgresFixture postgres) : IAsyncLifetime
         var stored = await query.LoadAsync<RegistryTokenKey>(RegistryTokenKey.DocumentId);
         Assert.Equal(Path.Combine(dir, RegistryTokenSource.LegacyKeyFile), stored?.Source);
     }
+
+    /// <summary>The key id a token was signed with, from its header.</summary>
+    private static string? KidOf(string token) =>
+        new Microsoft.IdentityModel.JsonWebTokens.JsonWebToken(token).Kid is { Length: > 0 } kid ? kid : null;
+
+    [Fact]
+    public async Task A_rotated_key_signs_new_tokens_the_old_one_verifies_until_retired_on_every_gateway()
+    {
+        // Two gateways; refresh 0 so each reads the ring again at once (30 s in a host).
+        var a = new RegistryTokenSource(new RegistryTokenKeyStore(NewStore()), NewDataDir(), RegistryAuthOptions.DefaultService, TimeSpan.FromMinutes(5), TimeSpan.Zero);
+        var b = new RegistryTokenSource(new RegistryTokenKeyStore(NewStore()), NewDataDir(), RegistryAuthOptions.DefaultService, TimeSpan.FromMinutes(5), TimeSpan.Zero);
+        var access = new[] { new RegistryScope("repository", "r", ["pull"]) };
+        // A third with the host's refresh (30 s): a token with a kid it does not know makes it re-read the ring at once.
+        var c = Gateway();
+        var before = (await a.GetAsync(default)).Issue("alice", access, DateTimeOffset.UtcNow);
+        Assert.NotNull(await c.ValidateAsync(before, default));
+        await Task.Delay(TimeSpan.FromSeconds(1.1));
+        var firstKid = KidOf(before);
+        Assert.NotNull(firstKid);
+
+        var keys = new RegistryTokenKeyStore(NewStore());
+        var rotated = await keys.RotateAsync();
+        var after = (await b.GetAsync(default)).Issue("alice", access, DateTimeOffset.UtcNow);
+        Assert.Equal(rotated.Kid, KidOf(after));
+        Assert.NotEqual(firstKid, rotated.Kid);
+        foreach (var gateway in new[] { a, b })
+        {
+            Assert.NotNull(await (await gateway.GetAsync(default)).ValidateAsync(before));
+            Assert.NotNull(await (await gateway.GetAsync(default)).ValidateAsync(after));
+        }
+        Assert.NotNull(await c.ValidateAsync(after, default));
+        Assert.Equal(rotated.Kid, KidOf((await c.GetAsync(default)).Issue("bob", access, DateTimeOffset.UtcNow)));
+
+        var refused = await Assert.ThrowsAsync<Flotilla.Cluster.OperationRejectedException>(() => keys.RetireAsync(rotated.Kid));
+        Assert.Contains("rotate", refused.Message);
+        await keys.RetireAsync(firstKid!);
+        foreach (var gateway in new[] { a, b })
+        {
+            Assert.Null(await (await gateway.GetAsync(default)).ValidateAsync(before));
+            Assert.NotNull(await (await gateway.GetAsync(default)).ValidateAsync(after));
+        }
+        Assert.Equal([rotated.Kid], (await keys.LoadRingAsync(null, null)).Keys.Select(k => k.Kid));
+    }
+
+    [Fact]
+    public async Task A_token_without_kid_from_an_older_version_still_verifies()
+    {
+        var gateway = Gateway();
+        var key = (await gateway.GetAsync(default)).Ring.Signing.Key;
+        // As the previous version signed: the same key, no kid in the header.
+        var handler = new Microsoft.IdentityModel.JsonWebTokens.JsonWebTokenHandler { SetDefaultTimesOnTokenCreation = false };
+        var now = DateTime.UtcNow;
+        var old = handler.CreateToken(new Microsoft.IdentityModel.Tokens.SecurityTokenDescriptor
+        {
+            Issuer = RegistryTokens.Issuer, Audience = RegistryAuthOptions.DefaultService, IssuedAt = now, NotBefore = now, Expires = now.AddMinutes(5),
+            SigningCredentials = new Microsoft.IdentityModel.Tokens.SigningCredentials(new Microsoft.IdentityModel.Tokens.SymmetricSecurityKey(key),
+                Microsoft.IdentityModel.Tokens.SecurityAlgorithms.HmacSha256),
+            Claims = new Dictionary<string, object> { ["sub"] = "alice" },
+        });
+        Assert.Null(KidOf(old));
+        Assert.Equal("alice", (await (await gateway.GetAsync(default)).ValidateAsync(old))?.Subject);
+    }
 }

@@ -34,36 +34,36 @@ public class RegistryUsersSpec(PostgresFixture postgres) : IAsyncLifetime
     public async Task A_user_authenticates_with_its_password_only()
     {
         Assert.False(await _users.AnyUsersAsync());
-        await _users.AddAsync("alice", "s3cret", ["pull", "push"], Operator);
+        await _users.AddAsync("alice", "s3cret-pass", ["pull", "push"], Operator);
 
         Assert.True(await _users.AnyUsersAsync());
-        Assert.Equal("alice", (await _users.AuthenticateAsync("alice", "s3cret"))?.Name);
+        Assert.Equal("alice", (await _users.AuthenticateAsync("alice", "s3cret-pass"))?.Name);
         Assert.Null(await _users.AuthenticateAsync("alice", "wrong"));
-        Assert.Null(await _users.AuthenticateAsync("nobody", "s3cret"));
+        Assert.Null(await _users.AuthenticateAsync("nobody", "s3cret-pass"));
     }
 
     [Fact]
     public async Task The_password_is_stored_only_as_a_salted_hash()
     {
-        await _users.AddAsync("carol", "hunter2", ["pull"], Operator);
+        await _users.AddAsync("carol", "hunter2-pass", ["pull"], Operator);
         await using var session = _store.QuerySession();
         var events = await session.Events.FetchStreamAsync(RegistryUserStreams.Key("carol"));
         var added = Assert.IsType<RegistryUserAdded>(Assert.Single(events).Data);
-        Assert.DoesNotContain("hunter2", added.PasswordHash);
+        Assert.DoesNotContain("hunter2-pass", added.PasswordHash);
         Assert.StartsWith("pbkdf2-sha256$", added.PasswordHash);
         Assert.Equal("local", events[0].UserName);
-        Assert.NotEqual(PasswordHasher.Hash("hunter2"), PasswordHasher.Hash("hunter2"));
+        Assert.NotEqual(PasswordHasher.Hash("hunter2-pass"), PasswordHasher.Hash("hunter2-pass"));
     }
 
     [Fact]
     public async Task Adding_an_existing_user_is_a_conflict_and_bad_input_is_refused()
     {
-        await _users.AddAsync("bob", "pw", ["pull"], Operator);
-        var conflict = await Assert.ThrowsAsync<OperationRejectedException>(() => _users.AddAsync("bob", "pw2", ["pull"], Operator));
+        await _users.AddAsync("bob", "first-password", ["pull"], Operator);
+        var conflict = await Assert.ThrowsAsync<OperationRejectedException>(() => _users.AddAsync("bob", "second-password", ["pull"], Operator));
         Assert.Equal(RejectionCode.Conflict, conflict.Code);
         foreach (var (name, rights) in new[] { ("Bob", new[] { "pull" }), ("../x", ["pull"]), ("", ["pull"]), ("dave", ["admin"]), ("dave", []) })
         {
-            var bad = await Assert.ThrowsAsync<OperationRejectedException>(() => _users.AddAsync(name, "pw", rights, Operator));
+            var bad = await Assert.ThrowsAsync<OperationRejectedException>(() => _users.AddAsync(name, "first-password", rights, Operator));
             Assert.Equal(RejectionCode.InvalidArgument, bad.Code);
         }
         Assert.Equal(RejectionCode.InvalidArgument,
@@ -73,18 +73,18 @@ public class RegistryUsersSpec(PostgresFixture postgres) : IAsyncLifetime
     [Fact]
     public async Task Password_change_and_removal_are_events_and_a_removed_user_can_come_back()
     {
-        await _users.AddAsync("dan", "one", ["pull", "push", "delete"], Operator);
-        await _users.SetPasswordAsync("dan", "two", Operator);
-        Assert.Null(await _users.AuthenticateAsync("dan", "one"));
-        Assert.NotNull(await _users.AuthenticateAsync("dan", "two"));
+        await _users.AddAsync("dan", "password-one", ["pull", "push", "delete"], Operator);
+        await _users.SetPasswordAsync("dan", "password-two", Operator);
+        Assert.Null(await _users.AuthenticateAsync("dan", "password-one"));
+        Assert.NotNull(await _users.AuthenticateAsync("dan", "password-two"));
 
         await _users.RemoveAsync("dan", Operator);
-        Assert.Null(await _users.AuthenticateAsync("dan", "two"));
+        Assert.Null(await _users.AuthenticateAsync("dan", "password-two"));
         Assert.DoesNotContain(await _users.ListAsync(), u => u.Name == "dan");
         await Assert.ThrowsAsync<OperationRejectedException>(() => _users.RemoveAsync("dan", Operator));
 
-        await _users.AddAsync("dan", "three", ["pull"], Operator);
-        Assert.Equal(["pull"], (await _users.AuthenticateAsync("dan", "three"))!.Rights);
+        await _users.AddAsync("dan", "password-three", ["pull"], Operator);
+        Assert.Equal(["pull"], (await _users.AuthenticateAsync("dan", "password-three"))!.Rights);
 
         await using var session = _store.QuerySession();
         var kinds = (await session.Events.FetchStreamAsync(RegistryUserStreams.Key("dan"))).Select(e => e.Data.GetType().Name);
@@ -103,6 +103,60 @@ public class RegistryUsersSpec(PostgresFixture postgres) : IAsyncLifetime
         Assert.Equal(4, events.Count);
         Assert.All(events, e => Assert.Equal("anonymous", e.UserName));
         Assert.Equal(["push"], Assert.IsType<RegistryAccessDenied>(events[0].Data).Actions);
+    }
+
+    [Theory]
+    [InlineData("frank", "short", "too short")]
+    [InlineData("frank", "1234567", "too short")]
+    [InlineData("frankfurt", "FrankFurt", "must not be the user name")]
+    public async Task A_weak_password_is_refused_with_a_clear_error(string name, string password, string message)
+    {
+        var refused = await Assert.ThrowsAsync<OperationRejectedException>(() => _users.AddAsync(name, password, ["pull"], Operator));
+        Assert.Equal(RejectionCode.InvalidArgument, refused.Code);
+        Assert.Contains(message, refused.Message);
+        await _users.AddAsync(name, "a-good-password", ["pull"], Operator);
+        refused = await Assert.ThrowsAsync<OperationRejectedException>(() => _users.SetPasswordAsync(name, password, Operator));
+        Assert.Contains(message, refused.Message);
+    }
+
+    [Fact]
+    public async Task An_old_hash_still_verifies_and_is_redone_with_600000_iterations_at_login()
+    {
+        await _users.AddAsync("gina", "gina-password", ["pull"], Operator);
+        Assert.Contains($"${PasswordHasher.Iterations}$", (await _users.AuthenticateAsync("gina", "gina-password"))!.PasswordHash);
+        Assert.True(PasswordHasher.Iterations >= 600_000);
+
+        // A hash as the previous version made it (100,000 iterations), written as its event was.
+        var journal = new MartenEventJournal(_store);
+        var stream = await journal.ReadAsync(RegistryUserStreams.Key("gina"));
+        await journal.AppendAsync(RegistryUserStreams.Key("gina"), stream.Version,
+            [new RegistryUserPasswordChanged("gina", PasswordHasher.Hash("gina-password", 100_000), DateTimeOffset.UtcNow)],
+            EventMetadata.From(Operator, "node-a"));
+
+        Assert.Null(await _users.AuthenticateAsync("gina", "wrong-password"));
+        var user = await _users.AuthenticateAsync("gina", "gina-password");
+        Assert.NotNull(user);
+        await using var session = _store.QuerySession();
+        var events = await session.Events.FetchStreamAsync(RegistryUserStreams.Key("gina"));
+        var rehashed = Assert.IsType<RegistryUserPasswordRehashed>(events[^1].Data);
+        Assert.Contains("$600000$", rehashed.PasswordHash);
+        Assert.Equal(RequestOrigin.SystemUser, events[^1].UserName);
+        Assert.NotNull(await _users.AuthenticateAsync("gina", "gina-password"));
+        // Already current: no second rehash.
+        Assert.Equal(events.Count, (await session.Events.FetchStreamAsync(RegistryUserStreams.Key("gina"))).Count);
+    }
+
+    [Fact]
+    public async Task A_denial_is_appended_without_reading_the_stream_and_survives_another_writer()
+    {
+        await _users.RecordDenialAsync(new RegistryAccessDenied("anonymous", "r", ["push"], "x", null, DateTimeOffset.UtcNow), Operator);
+        // Another gateway (its own service and journal) appends meanwhile: this one's remembered version is stale.
+        var other = new RegistryUserService(_store, new MartenEventJournal(_store), "node-b");
+        await other.RecordDenialAsync(new RegistryAccessDenied("anonymous", "r", ["push"], "y", null, DateTimeOffset.UtcNow), Operator);
+        await _users.RecordDenialAsync(new RegistryAccessDenied("anonymous", "r", ["push"], "z", null, DateTimeOffset.UtcNow), Operator);
+        await using var session = _store.QuerySession();
+        var reasons = (await session.Events.FetchStreamAsync(RegistryUserStreams.Access)).Select(e => ((RegistryAccessDenied)e.Data).Reason);
+        Assert.Equal(["x", "y", "z"], reasons);
     }
 
     [Fact]
@@ -128,7 +182,7 @@ public class RegistryUsersSpec(PostgresFixture postgres) : IAsyncLifetime
         Assert.NotNull(anonymousPull.Grant(RegistryScope.Catalog, null, open: false));
         Assert.Null(closed.Grant(new RegistryScope("unknown", "x", ["pull"]), writer, open: false));
 
-        await _users.AddAsync("first", "pw", ["pull"], Operator);
+        await _users.AddAsync("first", "first-password", ["pull"], Operator);
         Assert.False(await anonymousPull.IsOpenAsync(default)); // a user exists: no longer open
     }
 }
