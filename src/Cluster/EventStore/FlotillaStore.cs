@@ -70,6 +70,7 @@ public static class FlotillaStore
         opts.Events.AddEventType<RegistryUserPasswordChanged>();
         opts.Events.AddEventType<RegistryUserRemoved>();
         opts.Events.AddEventType<RegistryAccessDenied>();
+        opts.Events.AddEventType<Contracts.Access.ApiAccessDenied>();
         opts.Events.AddEventType<BlobLinked>();
         opts.Events.AddEventType<BlobUnlinked>();
         opts.Events.AddEventType<ManifestPushed>();

@@ -1,6 +1,7 @@
 using Flotilla.Contracts;
 using Flotilla.Gateway.Http;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
 
 namespace Flotilla.Gateway.DockerApi;
 
@@ -9,7 +10,8 @@ namespace Flotilla.Gateway.DockerApi;
 /// response, strips a <c>/v1.NN</c> prefix (refusing versions outside 1.24…1.51 with Docker's
 /// messages), remembers the negotiated version and gives the request its correlation id.
 /// </summary>
-public sealed class DockerApiMiddleware(RequestDelegate next, GatewayInfo info, Forwarding.CallerIdentity callers)
+public sealed class DockerApiMiddleware(RequestDelegate next, GatewayInfo info, Forwarding.CallerIdentity callers,
+    ILogger<DockerApiMiddleware> logger)
 {
     public const string VersionItem = "docker-api-version";
     public const string OriginItem = "request-origin";
@@ -33,7 +35,8 @@ public sealed class DockerApiMiddleware(RequestDelegate next, GatewayInfo info, 
         else correlationId = requestId;
         headers[RequestIdHeader] = requestId;
         // The causation id names the request itself when it is not the story's first.
-        var user = await callers.ResolveAsync(context.Connection.RemoteIpAddress,
+        // On the unix socket the kernel names the local user; on TCP the caller is its address (or who a peer forwarded for).
+        var user = Listeners.ClientConnection.PeerUserOf(context) ?? await callers.ResolveAsync(context.Connection.RemoteIpAddress,
             context.Request.Headers[Forwarding.NodeForwarder.ForwardedHeader].FirstOrDefault(),
             context.Request.Headers[Forwarding.CallerIdentity.ForwardedForHeader].FirstOrDefault(), context.RequestAborted);
         context.Items[OriginItem] = new RequestOrigin(user, correlationId, correlationId == requestId ? null : requestId);
@@ -70,8 +73,10 @@ public sealed class DockerApiMiddleware(RequestDelegate next, GatewayInfo info, 
         }
         catch (Exception ex) when (!context.Response.HasStarted && !context.RequestAborted.IsCancellationRequested)
         {
-            // Docker clients only understand their own error shape, even for our bugs.
-            await JsonReply.ErrorAsync(context, StatusCodes.Status500InternalServerError, ex.Message);
+            // Docker clients only understand their own error shape, even for our bugs; what went wrong stays in the log.
+            logger.LogError(ex, "{Method} {Path} failed (request {RequestId})", context.Request.Method, context.Request.Path, requestId);
+            await JsonReply.ErrorAsync(context, StatusCodes.Status500InternalServerError,
+                $"internal error (request {requestId}); the server log has the details");
         }
     }
 

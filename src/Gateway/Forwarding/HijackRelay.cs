@@ -51,7 +51,7 @@ public static class HijackRelay
         client.MarkRelayed();
         try
         {
-            await SendAllAsync(upstream, RequestBytes(client, forwarder.LocalNode, CallerIdentity.Direct(client.RemoteAddress)), cancellationToken);
+            await SendAllAsync(upstream, RequestBytes(client, forwarder.LocalNode, client.LocalUser ?? CallerIdentity.Direct(client.RemoteAddress)), cancellationToken);
         }
         catch (Exception e) when (e is SocketException or IOException)
         {

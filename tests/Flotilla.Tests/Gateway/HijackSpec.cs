@@ -194,7 +194,7 @@ public class HijackSpec(FlotillaWithEcho flotilla) : IClassFixture<FlotillaWithE
     [Fact]
     public async Task A_post_that_is_not_a_hijack_is_served_by_kestrel()
     {
-        using var response = await flotilla.Docker.PostAsync("v1.51/containers/abc/nothing", new StringContent("{}"));
+        using var response = await flotilla.Docker.PostAsync("v1.51/containers/abc/nothing", new StringContent("{}", System.Text.Encoding.UTF8, "application/json"));
         Assert.Equal(System.Net.HttpStatusCode.NotFound, response.StatusCode);
     }
 }
