@@ -36,14 +36,17 @@ public sealed record BrowserPolicy(IReadOnlyList<string> AllowedHosts, IReadOnly
     public static bool IsCrossSite(string? origin, string? secFetchSite) =>
         !string.IsNullOrEmpty(origin) || secFetchSite is "cross-site" or "same-site";
 
-    /// <summary>IP literals (a page is only at one by being that origin), <c>localhost</c>, this machine's name, or a configured name.</summary>
+    /// <summary>IP literals (a page is only at one by being that origin), <c>localhost</c> and its subdomains, this machine's name, or a configured name.</summary>
     private bool IsAllowedHost(string? hostHeader)
     {
         if (string.IsNullOrEmpty(hostHeader)) return true;
         var host = new HostString(hostHeader);
         var name = host.Host.TrimEnd('.');
         if (IPAddress.TryParse(name.Trim('[', ']'), out _)) return true;
-        if (name.Equals("localhost", StringComparison.OrdinalIgnoreCase) || name.Equals(MachineName, StringComparison.OrdinalIgnoreCase)) return true;
+        // *.localhost is loopback by definition (RFC 6761; browsers resolve it themselves, so it cannot be rebound);
+        // the docker CLI names the socket's daemon api.moby.localhost.
+        if (name.Equals("localhost", StringComparison.OrdinalIgnoreCase) || name.EndsWith(".localhost", StringComparison.OrdinalIgnoreCase) ||
+            name.Equals(MachineName, StringComparison.OrdinalIgnoreCase)) return true;
         return AllowedHosts.Any(h => h.Equals(name, StringComparison.OrdinalIgnoreCase));
     }
 
