@@ -33,10 +33,24 @@ public sealed class EchoHijackHandler : IHijackHandler
     }
 }
 
+/// <summary>A handler with a bug: its exception's text must stay in the server log.</summary>
+public sealed class FailingHijackHandler : IHijackHandler
+{
+    public const string Secret = "secret detail /var/lib/flotilla/internal";
+
+    public bool Matches(string path) => path.StartsWith("/exec/boom", StringComparison.Ordinal);
+
+    public Task HandleAsync(HijackedStream stream, string path, CancellationToken cancellationToken) =>
+        throw new InvalidOperationException(Secret);
+}
+
 public sealed class FlotillaWithEcho : RunningFlotilla
 {
-    protected override void ConfigureServices(IServiceCollection services) =>
+    protected override void ConfigureServices(IServiceCollection services)
+    {
         services.AddSingleton<IHijackHandler, EchoHijackHandler>();
+        services.AddSingleton<IHijackHandler, FailingHijackHandler>();
+    }
 }
 
 public class HijackSpec(FlotillaWithEcho flotilla) : IClassFixture<FlotillaWithEcho>
@@ -94,6 +108,17 @@ public class HijackSpec(FlotillaWithEcho flotilla) : IClassFixture<FlotillaWithE
         Assert.Equal($"body={body}\n", frames[0].Text);
         Assert.Equal("hello world", string.Concat(frames.Skip(1).Where(f => f.Stream == 1).Select(f => f.Text)));
         Assert.Equal(((byte)2, "stdin closed\n"), frames[^1]);
+    }
+
+    [Fact]
+    public async Task An_unexpected_failure_answers_a_request_id_not_the_exception_text()
+    {
+        await using var stream = await ConnectAsync();
+        await stream.WriteAsync("POST /exec/boom1/start HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"u8.ToArray());
+        var text = Encoding.UTF8.GetString(await ReadToEndAsync(stream));
+        Assert.StartsWith("HTTP/1.1 500", text);
+        Assert.Contains("internal error (request ", text);
+        Assert.DoesNotContain(FailingHijackHandler.Secret, text);
     }
 
     [Fact]
