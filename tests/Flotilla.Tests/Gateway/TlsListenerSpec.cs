@@ -130,4 +130,28 @@ public class TlsListenerSpec(PostgresFixture postgres) : IAsyncLifetime
         Assert.DoesNotContain("certificate", skopeo.Stderr, StringComparison.OrdinalIgnoreCase);
         Assert.True(skopeo.Stderr.Contains("404"), skopeo.ToString()); // the registry answered, over verified TLS
     }
+
+    [Fact]
+    public async Task Docker_login_and_push_work_against_the_registry_over_tls()
+    {
+        string[] tls = ["--tlsverify", "--tlscacert", P("ca.pem"), "--tlscert", P("client.pem"), "--tlskey", P("client.key")];
+        var rootfs = Path.Combine(_data, "rootfs.tar");
+        await File.WriteAllBytesAsync(rootfs, BusyboxImage.Rootfs());
+        var registry = $"127.0.0.2:{_port}";
+        foreach (var args in new[]
+                 {
+                     new[] { "import", rootfs, "tlsbox:1" }, ["tag", "tlsbox:1", $"{registry}/tls/app:1"],
+                     ["login", "-u", "anyone", "-p", "anything", registry], ["push", $"{registry}/tls/app:1"],
+                 })
+        {
+            var result = await DockerAsync([.. tls, .. args]);
+            Assert.True(result.ExitCode == 0, $"docker {string.Join(' ', args)}: {result}");
+        }
+        // A client that verifies the certificate sees what was pushed.
+        var certs = Path.Combine(_data, "certs-push");
+        Directory.CreateDirectory(certs);
+        File.Copy(P("ca.pem"), Path.Combine(certs, "ca.crt"));
+        var inspect = await ProcessRunner.RunAsync("skopeo", ["inspect", "--cert-dir", certs, $"docker://{registry}/tls/app:1"]);
+        Assert.True(inspect.ExitCode == 0, inspect.ToString());
+    }
 }
