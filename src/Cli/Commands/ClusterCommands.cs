@@ -137,7 +137,14 @@ public static class ClusterCommands
             settings = WithFailureDetector(settings, result, stableAfter, pause);
             if (tls is not { VerifyClients: true } && settings.DockerApi is { } tcpApi)
                 await PlainTcpWarning.WarnAsync(tcpApi, listeners.PlainExplicitly(result), cancellationToken);
-            return await ClusterProcessHost.RunAsync(settings, connectionString, null, cancellationToken);
+            try
+            {
+                return await ClusterProcessHost.RunAsync(settings, connectionString, null, cancellationToken);
+            }
+            catch (ArgumentException ex) when (ex.Message.StartsWith("--", StringComparison.Ordinal))
+            {
+                return Fail($"flotilla gateway: {ex.Message}");
+            }
         });
         return command;
     }

@@ -50,7 +50,16 @@ public static class UpCommand
                 Console.Error.WriteLine($"flotilla up: {ex.Message}");
                 return 2;
             }
-            return await AllInOneHost.RunAsync(settings, cancellationToken);
+            try
+            {
+                return await AllInOneHost.RunAsync(settings, cancellationToken);
+            }
+            catch (ArgumentException ex) when (ex.Message.StartsWith("--", StringComparison.Ordinal))
+            {
+                // A flag's file that cannot be used (--tlscert, --tlscacert, --docker-socket): found while building the host.
+                Console.Error.WriteLine($"flotilla up: {ex.Message}");
+                return 2;
+            }
         });
         return command;
     }
