@@ -2,7 +2,9 @@ using System.Net;
 using Flotilla.Cluster.Queries;
 using Flotilla.Gateway.DockerApi;
 using Flotilla.Gateway.Hijack;
+using Flotilla.Contracts.Access;
 using Flotilla.Gateway.Http;
+using Flotilla.Gateway.Listeners;
 using Flotilla.Gateway.Native;
 using Flotilla.Gateway.Peer;
 using Flotilla.Gateway.Registry;
@@ -17,9 +19,17 @@ using Microsoft.Extensions.Logging;
 namespace Flotilla.Gateway;
 
 /// <summary>Where the gateway listens. Without <paramref name="Registry"/> there is no registry listener.</summary>
-/// <param name="DockerSocket">A unix socket for the Docker API too (as dockerd's <c>/var/run/docker.sock</c>), or null.</param>
+/// <param name="DockerApi">The Docker API on TCP, or null for the unix socket only (<c>flotilla up</c>'s default, as dockerd's).</param>
+/// <param name="DockerSocket">A unix socket for the Docker API (as dockerd's <c>/var/run/docker.sock</c>), or null.</param>
 /// <remarks>A node process serves only the Docker API (for its own containers); the native API and registry belong to gateways.</remarks>
-public sealed record GatewayOptions(IPEndPoint DockerApi, IPEndPoint? NativeApi, IPEndPoint? Registry = null, string? DockerSocket = null);
+public sealed record GatewayOptions(IPEndPoint? DockerApi, IPEndPoint? NativeApi, IPEndPoint? Registry = null, string? DockerSocket = null)
+{
+    /// <summary>TLS of the TCP client listeners (<c>--tlscert/--tlskey</c>, <c>--tlsverify --tlscacert</c> for the Docker API), or none.</summary>
+    public ClientTls? Tls { get; init; }
+
+    /// <summary>Which browser origins and host names the client listeners accept.</summary>
+    public BrowserPolicy Browsers { get; init; } = BrowserPolicy.Default;
+}
 
 /// <summary>The HTTP surfaces of a gateway, each on its own listener, sharing one Kestrel server.</summary>
 public static class GatewayHosting
@@ -34,6 +44,9 @@ public static class GatewayHosting
         builder.Services.AddSingleton(sp => new Forwarding.CallerIdentity(sp.GetRequiredService<ClusterQueries>()));
         builder.Services.AddSingleton<IHijackHandler, AttachHijackHandler>();
         builder.Services.AddSingleton<IHijackHandler, ExecStartHijackHandler>();
+        var ownSocket = new OwnDockerSocket();
+        var tls = options.Tls?.Load();
+        builder.Services.AddSingleton(ownSocket);
         builder.WebHost.ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
@@ -45,23 +58,42 @@ public static class GatewayHosting
             // 64 KiB defaults cap a 50 MB push or pull well below what the disk and loopback can do.
             k.Limits.MaxRequestBufferSize = 4 * 1024 * 1024;
             k.Limits.MaxResponseBufferSize = 4 * 1024 * 1024;
-            k.Listen(options.DockerApi, ConfigureDockerListener);
+            if (options.DockerApi is { } dockerApi)
+                k.Listen(dockerApi, listen => ConfigureDockerListener(listen, ClientListener.DockerApi, tls));
             if (options.DockerSocket is { } socket && DockerSocketFile.Prepare(socket))
-                k.ListenUnixSocket(socket, ConfigureDockerListener);
-            if (options.NativeApi is { } native) k.Listen(native);
-            if (options.Registry is { } registry) k.Listen(registry, listen => listen.Protocols = HttpProtocols.Http1);
+            {
+                k.ListenUnixSocket(socket, listen => ConfigureDockerListener(listen, ClientListener.DockerSocket, null));
+                ownSocket.Path = socket;
+            }
+            if (options.NativeApi is { } native)
+                k.Listen(native, listen =>
+                {
+                    ClientConnection.Tag(listen, ClientListener.NativeApi);
+                    tls?.Apply(listen, verifyClients: false);
+                });
+            if (options.Registry is { } registry)
+                k.Listen(registry, listen =>
+                {
+                    listen.Protocols = HttpProtocols.Http1;
+                    ClientConnection.Tag(listen, ClientListener.Registry);
+                    tls?.Apply(listen, verifyClients: false);
+                });
         });
+        if (options.NativeApi is not null) builder.Services.AddSingleton(NativeApiTokens.Ensure(info.DataRoot));
     }
 
-    private static void ConfigureDockerListener(ListenOptions listen)
+    private static void ConfigureDockerListener(ListenOptions listen, ClientListener listener, LoadedClientTls? tls)
     {
         listen.Protocols = HttpProtocols.Http1;
+        ClientConnection.Tag(listen, listener);
+        tls?.Apply(listen, verifyClients: tls.ClientAuthorities is not null);
         // Attach and exec start are taken over before Kestrel's HTTP layer (see HijackConnectionMiddleware).
         listen.Use(next =>
         {
             var services = listen.ApplicationServices;
             var middleware = new HijackConnectionMiddleware(next, services.GetServices<IHijackHandler>().ToList(),
-                services.GetRequiredService<ILoggerFactory>().CreateLogger<HijackConnectionMiddleware>());
+                services.GetRequiredService<ILoggerFactory>().CreateLogger<HijackConnectionMiddleware>(),
+                services.GetRequiredService<GatewayOptions>().Browsers, services.GetRequiredService<Cluster.Audit.ApiAccessLog>());
             return middleware.OnConnectedAsync;
         });
     }
@@ -71,12 +103,17 @@ public static class GatewayHosting
         var options = app.Services.GetRequiredService<GatewayOptions>();
         var info = app.Services.GetRequiredService<GatewayInfo>();
         var queries = app.Services.GetRequiredService<ClusterQueries>();
+        // Kestrel makes the socket file when it starts listening; only then can it be restricted.
+        app.Lifetime.ApplicationStarted.Register(() =>
+        {
+            if (app.Services.GetRequiredService<OwnDockerSocket>().Path is { } socket) DockerSocketFile.Restrict(socket);
+        });
 
-        // Unix socket connections have no local IP address; the only unix socket the gateway listens on is the Docker API's.
-        bool IsDockerApi(HttpContext c) => c.Connection.LocalPort == options.DockerApi.Port ||
-            (options.DockerSocket is not null && c.Connection.LocalIpAddress is null);
+        // Each connection carries the listener that took it (two listeners may share a port number on different addresses).
+        bool IsDockerApi(HttpContext c) => ClientConnection.ListenerOf(c) is ClientListener.DockerApi or ClientListener.DockerSocket;
         app.MapWhen(IsDockerApi, docker =>
         {
+            docker.UseMiddleware<ClientRequestGuard>(ClientListener.DockerApi, options.Browsers);
             docker.UseMiddleware<DockerApiMiddleware>(info);
             docker.Use(RequestBodyLimits.Middleware(RequestBodyLimits.DockerApi, (c, message) => JsonReply.ErrorAsync(c, StatusCodes.Status413PayloadTooLarge, message)));
             docker.UseRouting();
@@ -93,10 +130,12 @@ public static class GatewayHosting
                 e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, "page not found"));
             });
         });
-        if (options.NativeApi is { } nativeEndpoint)
+        if (options.NativeApi is not null)
         {
-            app.MapWhen(c => c.Connection.LocalPort == nativeEndpoint.Port, native =>
+            app.MapWhen(c => ClientConnection.ListenerOf(c) == ClientListener.NativeApi, native =>
             {
+                native.UseMiddleware<ClientRequestGuard>(ClientListener.NativeApi, options.Browsers);
+                native.UseMiddleware<NativeApiAuth>();
                 native.Use(RequestBodyLimits.Middleware(RequestBodyLimits.NativeApi, (c, message) => JsonReply.ErrorAsync(c, StatusCodes.Status413PayloadTooLarge, message)));
                 native.UseRouting();
                 native.UseEndpoints(e =>
@@ -111,11 +150,12 @@ public static class GatewayHosting
                 });
             });
         }
-        if (options.Registry is { } registryEndpoint)
+        if (options.Registry is not null)
         {
-            app.MapWhen(c => c.Connection.LocalPort == registryEndpoint.Port, registry =>
+            app.MapWhen(c => ClientConnection.ListenerOf(c) == ClientListener.Registry, registry =>
             {
                 registry.UseMiddleware<RegistryHeadersMiddleware>();
+                registry.UseMiddleware<ClientRequestGuard>(ClientListener.Registry, options.Browsers);
                 registry.Use(RequestBodyLimits.Middleware(RequestBodyLimits.Registry,
                     (c, message) => RegistryErrors.WriteAsync(c, Contracts.Registry.RegistryErrorCodes.SizeInvalid, message, null, StatusCodes.Status413PayloadTooLarge)));
                 registry.UseMiddleware<Registry.Auth.RegistryAuthMiddleware>();
@@ -128,4 +168,10 @@ public static class GatewayHosting
             });
         }
     }
+}
+
+/// <summary>The Docker API socket this process listens on (null when none, or when another daemon owns the path).</summary>
+public sealed class OwnDockerSocket
+{
+    public string? Path { get; internal set; }
 }

@@ -43,6 +43,7 @@ public static class ClusterCommands
         var bind = Bind();
         var join = Join();
         var postgres = Postgres();
+        var postgresFile = Flags.PostgresFile();
         var data = Flags.WithEnv("--data", "FLOTILLA_DATA", "/var/lib/flotilla", "data directory");
         var api = Flags.OptionalWithEnv("--api", "FLOTILLA_NODE_API", "this node's own Docker API, which gateways reach for its containers (default: bind IP, port 2376)");
         var labels = new Option<string[]>("--label") { Description = "node label k=v (repeatable), for placement constraints", AllowMultipleArgumentsPerToken = false };
@@ -51,13 +52,13 @@ public static class ClusterCommands
         var pause = HeartbeatPause();
         var command = new Command("node", "Run a Flotilla host: container runtime and cluster shards (or drain/activate one)")
         {
-            name, bind, join, postgres, data, api, labels, runtime, stableAfter, pause,
+            name, bind, join, postgres, postgresFile, data, api, labels, runtime, stableAfter, pause,
             Availability("drain", "Move every container off a node and place nothing new on it"),
             Availability("activate", "Let a drained node take containers again"),
         };
         command.SetAction(async (result, cancellationToken) =>
         {
-            if (result.GetValue(postgres) is not { } connectionString) return Fail("flotilla node: --postgres is required");
+            if (PostgresOf(result, postgres, postgresFile, "node") is not { } connectionString) return 2;
             var (bindHost, bindPort) = ParseBind(result.GetValue(bind)!);
             var settings = new ProcessSettings
             {
@@ -83,8 +84,10 @@ public static class ClusterCommands
         var bind = Bind();
         var join = Join();
         var postgres = Postgres();
+        var postgresFile = Flags.PostgresFile();
+        var listeners = new ClientListenerFlags();
         var data = Flags.WithEnv("--data", "FLOTILLA_DATA", "/var/lib/flotilla-gateway", "data directory (images imported through this gateway, registry blobs)");
-        var dockerApi = Flags.WithEnv("--docker-api", "FLOTILLA_DOCKER_API", "127.0.0.1:2375", "Docker Engine API listen address");
+        var dockerApi = Flags.WithEnv("--docker-api", "FLOTILLA_DOCKER_API", "127.0.0.1:2375", "Docker Engine API listen address ('none': the unix socket only); use --tlsverify off loopback");
         var registry = Flags.WithEnv("--registry", "FLOTILLA_REGISTRY", "127.0.0.1:5000", "registry listen address ('none' for no registry)");
         var http = Flags.Http();
         var dockerSocket = Flags.WithEnv("--docker-socket", "FLOTILLA_DOCKER_SOCKET", "none", "Docker API unix socket too ('none': no socket)");
@@ -97,11 +100,21 @@ public static class ClusterCommands
         var pause = HeartbeatPause();
         var command = new Command("gateway", "Run a Flotilla gateway: the Docker API and registry for the whole cluster")
         {
-            name, bind, join, postgres, data, dockerApi, registry, http, dockerSocket, anonymousPull, realm, insecureRegistries, stableAfter, pause,
+            name, bind, join, postgres, postgresFile, data, dockerApi, registry, http, dockerSocket, anonymousPull, realm, insecureRegistries, stableAfter, pause,
         };
+        foreach (var option in listeners.All) command.Options.Add(option);
         command.SetAction(async (result, cancellationToken) =>
         {
-            if (result.GetValue(postgres) is not { } connectionString) return Fail("flotilla gateway: --postgres is required");
+            if (PostgresOf(result, postgres, postgresFile, "gateway") is not { } connectionString) return 2;
+            Gateway.Listeners.ClientTls? tls;
+            try
+            {
+                tls = listeners.ParseTls(result);
+            }
+            catch (ArgumentException ex)
+            {
+                return Fail($"flotilla gateway: {ex.Message}");
+            }
             if (result.GetValue(join) is null) return Fail("flotilla gateway: --join is required (a gateway runs no shards and needs nodes)");
             var (bindHost, bindPort) = ParseBind(result.GetValue(bind)!);
             var registryText = result.GetValue(registry)!;
@@ -111,7 +124,7 @@ public static class ClusterCommands
                 NodeName = result.GetValue(name) ?? "gateway-" + Environment.MachineName,
                 Roles = [FlotillaClusterOptions.GatewayRole],
                 DataRoot = Path.GetFullPath(result.GetValue(data)!),
-                DockerApi = Endpoints.Parse(result.GetValue(dockerApi)!, "--docker-api"),
+                DockerApi = result.GetValue(dockerApi) is "none" or "" ? null : Endpoints.Parse(result.GetValue(dockerApi)!, "--docker-api"),
                 NativeApi = Endpoints.Parse(result.GetValue(http)!, "--http"),
                 Registry = registryText is "none" or "" ? null : Endpoints.Parse(registryText, "--registry"),
                 DockerSocket = socket is "none" or "" ? null : socket,
@@ -121,9 +134,20 @@ public static class ClusterCommands
                 BindHost = bindHost,
                 BindPort = bindPort,
                 Seeds = ParseJoin(result.GetValue(join)),
+                Tls = tls,
+                Browsers = listeners.Browsers(result),
             };
             settings = WithFailureDetector(settings, result, stableAfter, pause);
-            return await ClusterProcessHost.RunAsync(settings, connectionString, null, cancellationToken);
+            if (tls is not { VerifyClients: true } && settings.DockerApi is { } tcpApi)
+                await PlainTcpWarning.WarnAsync(tcpApi, listeners.PlainExplicitly(result), cancellationToken);
+            try
+            {
+                return await ClusterProcessHost.RunAsync(settings, connectionString, null, cancellationToken);
+            }
+            catch (ArgumentException ex) when (ex.Message.StartsWith("--", StringComparison.Ordinal))
+            {
+                return Fail($"flotilla gateway: {ex.Message}");
+            }
         });
         return command;
     }
@@ -142,6 +166,20 @@ public static class ClusterCommands
             return 0;
         });
         return command;
+    }
+
+    private static string? PostgresOf(ParseResult result, Option<string?> postgres, Option<string?> postgresFile, string role)
+    {
+        try
+        {
+            if (Flags.Postgres(result.GetValue(postgres), result.GetValue(postgresFile)) is { } connectionString) return connectionString;
+            Fail($"flotilla {role}: --postgres or --postgres-file is required");
+        }
+        catch (ArgumentException ex)
+        {
+            Fail($"flotilla {role}: {ex.Message}");
+        }
+        return null;
     }
 
     private static int Fail(string message)

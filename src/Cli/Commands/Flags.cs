@@ -44,6 +44,26 @@ public static class Flags
         return option;
     }
 
+    public static Option<string?> PostgresFile() =>
+        OptionalWithEnv("--postgres-file", "FLOTILLA_POSTGRES_FILE",
+            "file holding the PostgreSQL connection string (keeps a password out of `ps`; FLOTILLA_POSTGRES does too)");
+
+    /// <summary>The connection string from <c>--postgres</c> or the file <c>--postgres-file</c> names (not both), or null.</summary>
+    public static string? Postgres(string? value, string? file)
+    {
+        if (file is null) return value;
+        if (value is not null) throw new ArgumentException("give --postgres or --postgres-file, not both");
+        try
+        {
+            var text = File.ReadAllText(file).Trim();
+            return text.Length > 0 ? text : throw new ArgumentException($"--postgres-file: {file} is empty");
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            throw new ArgumentException($"--postgres-file: cannot read {file}: {ex.Message}", ex);
+        }
+    }
+
     public static Option<string> Http() =>
         WithEnv("--http", "FLOTILLA_HTTP", "127.0.0.1:8080", "native API address");
 

@@ -27,6 +27,8 @@ public static class AllInOneHost
 
         var facts = await HostFacts.ProbeAsync(settings.Runtime, cancellationToken);
         await using var app = Build(settings, connectionString, facts);
+        if (settings.Tls is not { VerifyClients: true } && app.Services.GetRequiredService<GatewayOptions>().DockerApi is { } tcpApi)
+            await PlainTcpWarning.WarnAsync(tcpApi, settings.PlainTcpExplicit, cancellationToken);
         var nodeName = app.Services.GetRequiredService<FlotillaClusterOptions>().NodeName;
         var dockerApi = app.Services.GetRequiredService<GatewayOptions>().DockerApi;
         var http = app.Services.GetRequiredService<GatewayOptions>().NativeApi;
@@ -36,13 +38,19 @@ public static class AllInOneHost
         var system = app.Services.GetRequiredService<ActorSystem>();
         await WhenMemberUp(system).WaitAsync(TimeSpan.FromSeconds(60), cancellationToken);
 
+        var scheme = settings.Tls is null ? "http" : "https";
+        var ownSocket = app.Services.GetRequiredService<OwnDockerSocket>().Path;
         Console.WriteLine($"Flotilla {GatewayInfo.AssemblyVersion} is ready on node {nodeName} ({facts.OciRuntime}).");
-        Console.WriteLine($"  Docker API  tcp://{dockerApi}");
-        if (settings.DockerSocket is { } socket && File.Exists(socket)) Console.WriteLine($"              unix://{socket}");
-        Console.WriteLine($"  native API  http://{http}");
-        Console.WriteLine($"  registry    http://{registry}");
+        if (ownSocket is not null) Console.WriteLine($"  Docker API  unix://{ownSocket}");
+        if (dockerApi is not null)
+            Console.WriteLine($"  {(ownSocket is null ? "Docker API" : "          ")}  tcp://{dockerApi}{(settings.Tls is null ? " (plain TCP)" : settings.Tls.VerifyClients ? " (TLS, client certificates required)" : " (TLS)")}");
+        Console.WriteLine($"  native API  {scheme}://{http} (token: {Gateway.Listeners.NativeApiTokens.FileOf(settings.DataRoot, Gateway.Listeners.NativeRole.Admin)})");
+        Console.WriteLine($"  registry    {scheme}://{registry}");
         Console.WriteLine($"  data        {settings.DataRoot}{(postgres is null ? "" : $" (embedded PostgreSQL at {postgres.DataDirectory})")}");
-        Console.WriteLine($"export DOCKER_HOST=tcp://{dockerApi}");
+        if (ownSocket == "/var/run/docker.sock") Console.WriteLine("The docker CLI finds the socket by itself: run `docker version`.");
+        else if (ownSocket is not null) Console.WriteLine($"export DOCKER_HOST=unix://{ownSocket}");
+        else if (dockerApi is not null) Console.WriteLine($"export DOCKER_HOST=tcp://{dockerApi}{(settings.Tls is null ? "" : " DOCKER_TLS_VERIFY=1")}");
+        else Console.WriteLine("No Docker API listener: the socket is owned by another daemon and no --docker-api was given.");
 
         try
         {
@@ -64,13 +72,15 @@ public static class AllInOneHost
             NodeName = settings.NodeName ?? facts.Hostname,
             Roles = [FlotillaClusterOptions.NodeRole, FlotillaClusterOptions.GatewayRole],
             DataRoot = settings.DataRoot,
-            DockerApi = Endpoints.Parse(settings.DockerApi, "--docker-api"),
+            DockerApi = settings.DockerApi is { } tcp ? Endpoints.Parse(tcp, "--docker-api") : null,
             NativeApi = Endpoints.Parse(settings.Http, "--http"),
             Registry = Endpoints.Parse(settings.Registry, "--registry"),
             DockerSocket = settings.DockerSocket,
             RegistryAnonymousPull = settings.RegistryAnonymousPull,
             RegistryRealm = settings.RegistryRealm,
             InsecureRegistries = ProcessSettings.ParseInsecureRegistries(settings.InsecureRegistries ?? []),
+            Tls = settings.Tls,
+            Browsers = settings.Browsers ?? Gateway.Listeners.BrowserPolicy.Default,
         }, connectionString, facts, schema, configureServices);
 
     public static Task WhenMemberUp(ActorSystem system)

@@ -25,9 +25,12 @@ public static class ClusterProcessHost
 
         var role = settings.IsNode ? "node" : "gateway";
         Console.WriteLine($"Flotilla {GatewayInfo.AssemblyVersion} {role} {settings.NodeName} is up at {Akka.Cluster.Cluster.Get(system).SelfAddress}.");
-        Console.WriteLine($"  Docker API  tcp://{settings.DockerApi}");
-        if (settings.NativeApi is { } http) Console.WriteLine($"  native API  http://{http}");
-        if (settings.Registry is { } registry) Console.WriteLine($"  registry    http://{registry}");
+        var scheme = settings.Tls is null || settings.IsNode ? "http" : "https";
+        if (settings.DockerApi is { } dockerApi) Console.WriteLine($"  Docker API  tcp://{dockerApi}");
+        if (app.Services.GetRequiredService<OwnDockerSocket>().Path is { } socket) Console.WriteLine($"  Docker API  unix://{socket}");
+        if (settings.NativeApi is { } http)
+            Console.WriteLine($"  native API  {scheme}://{http} (token: {Gateway.Listeners.NativeApiTokens.FileOf(settings.DataRoot, Gateway.Listeners.NativeRole.Admin)})");
+        if (settings.Registry is { } registry) Console.WriteLine($"  registry    {scheme}://{registry}");
         Console.WriteLine($"  data        {settings.DataRoot}");
 
         // A process the cluster downed shuts its actor system down; the process follows.

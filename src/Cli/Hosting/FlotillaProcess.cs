@@ -25,14 +25,20 @@ public sealed record ProcessSettings
     public required IReadOnlyList<string> Roles { get; init; }
     public required string DataRoot { get; init; }
 
-    /// <summary>Docker API listener: a gateway's public endpoint, or a node's own (for its containers' streams and blobs).</summary>
-    public required IPEndPoint DockerApi { get; init; }
+    /// <summary>Docker API listener: a gateway's public endpoint, or a node's own (for its containers' streams and blobs); null for the socket only.</summary>
+    public required IPEndPoint? DockerApi { get; init; }
     public IPEndPoint? NativeApi { get; init; }
     public IPEndPoint? Registry { get; init; }
     public string? DockerSocket { get; init; }
     public string RegistryAnonymousPull { get; init; } = "auto";
     /// <summary><c>--registry-realm</c>: the token realm URL to announce; null derives it from the listen address.</summary>
     public string? RegistryRealm { get; init; }
+
+    /// <summary>TLS of the client listeners (<c>--tlscert</c>…), or none.</summary>
+    public Gateway.Listeners.ClientTls? Tls { get; init; }
+
+    /// <summary>Browser origins and host names the client listeners accept.</summary>
+    public Gateway.Listeners.BrowserPolicy Browsers { get; init; } = Gateway.Listeners.BrowserPolicy.Default;
 
     /// <summary>Registries this process's engine reaches over plain HTTP or unverified TLS (<c>--insecure-registry</c>).</summary>
     public InsecureRegistries InsecureRegistries { get; init; } = InsecureRegistries.None;
@@ -74,9 +80,9 @@ public static class FlotillaProcess
     /// The Docker API address peers dial: a listener on every address (0.0.0.0, ::) is reached at the cluster bind address.
     /// </summary>
     public static string DialableEndpoint(ProcessSettings settings) =>
-        settings.DockerApi.Address.Equals(IPAddress.Any) || settings.DockerApi.Address.Equals(IPAddress.IPv6Any)
-            ? $"{settings.BindHost}:{settings.DockerApi.Port}"
-            : settings.DockerApi.ToString();
+        settings.DockerApi is not { } api ? ""
+        : api.Address.Equals(IPAddress.Any) || api.Address.Equals(IPAddress.IPv6Any) ? $"{settings.BindHost}:{api.Port}"
+        : api.ToString();
 
     public static WebApplication Build(ProcessSettings settings, string connectionString, HostFacts facts,
         string schema = FlotillaStore.DefaultSchema, Action<IServiceCollection>? configureServices = null)
@@ -125,7 +131,11 @@ public static class FlotillaProcess
             builder.Services.AddSingleton(monitor);
             builder.Services.AddSingleton(sp => new NodeContainerRuntime(settings.DataRoot, images, monitor, sp.GetService<IImageContentSource>()));
         }
-        builder.AddFlotillaGateway(new GatewayOptions(settings.DockerApi, settings.NativeApi, settings.Registry, settings.DockerSocket),
+        builder.AddFlotillaGateway(new GatewayOptions(settings.DockerApi, settings.NativeApi, settings.Registry, settings.DockerSocket)
+            {
+                Tls = settings.Tls,
+                Browsers = settings.Browsers,
+            },
             new GatewayInfo(GatewayInfo.AssemblyVersion, settings.NodeName, settings.DataRoot, self, facts));
         if (settings.Registry is { } registry) builder.AddRegistryAuth(registry, settings.DataRoot, settings.RegistryAnonymousPull, settings.RegistryRealm);
 

@@ -35,7 +35,7 @@ public sealed record AuditObject(string Kind, string Id)
         ("volume", "volume-"),
     ];
 
-    public static IReadOnlyList<string> Kinds { get; } = [.. Prefixes.Select(p => p.Kind), "registry-access"];
+    public static IReadOnlyList<string> Kinds { get; } = [.. Prefixes.Select(p => p.Kind), "registry-access", "api-access"];
 
     public static AuditObject FromStream(string stream)
     {
@@ -47,7 +47,7 @@ public sealed record AuditObject(string Kind, string Id)
     /// <summary>The stream key of an object of a known kind, or null for an unknown kind.</summary>
     public static string? StreamKey(string kind, string id)
     {
-        if (kind == "registry-access") return "registry-access";
+        if (kind is "registry-access" or "api-access") return kind;
         foreach (var (k, prefix) in Prefixes)
             if (k == kind) return prefix + id;
         return null;
@@ -55,7 +55,7 @@ public sealed record AuditObject(string Kind, string Id)
 
     /// <summary>The SQL LIKE pattern of every stream of a kind, or null for an unknown kind.</summary>
     public static string? StreamPattern(string kind) =>
-        kind == "registry-access" ? "registry-access" : Prefixes.FirstOrDefault(p => p.Kind == kind).Prefix is { } prefix ? prefix + "%" : null;
+        kind is "registry-access" or "api-access" ? kind : Prefixes.FirstOrDefault(p => p.Kind == kind).Prefix is { } prefix ? prefix + "%" : null;
 }
 
 /// <summary>

@@ -72,6 +72,7 @@ public static class FlotillaStore
         opts.Events.AddEventType<RegistryAccessDenied>();
         opts.Events.AddEventType<RegistryScopesDenied>();
         opts.Events.AddEventType<RegistryUserPasswordRehashed>();
+        opts.Events.AddEventType<Contracts.Access.ApiAccessDenied>();
         opts.Events.AddEventType<BlobLinked>();
         opts.Events.AddEventType<BlobUnlinked>();
         opts.Events.AddEventType<ManifestPushed>();

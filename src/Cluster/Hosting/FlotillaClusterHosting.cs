@@ -60,6 +60,7 @@ public static class FlotillaClusterHosting
         services.AddSingleton<NodeRuntime.Images.IImageContentSource, PeerImageFetcher>();
         services.AddSingleton<Audit.AuditLedger>();
         services.AddSingleton<Audit.ProjectionReplay>();
+        services.AddSingleton(sp => new Audit.ApiAccessLog(sp.GetRequiredService<IEventJournal>(), options.NodeName));
         // Needs a RegistryBlobStore from the host (the all-in-one host registers one under <data>/registry).
         services.AddSingleton<RegistryService>();
 

@@ -78,7 +78,7 @@ public static class DistributionEndpoints
         catch (Exception ex) when (!context.RequestAborted.IsCancellationRequested)
         {
             // Headers are out: whatever failed travels in the stream, where the CLI shows it.
-            await stream.ErrorAsync(ex.Message);
+            await stream.ErrorAsync(DockerErrors.StreamMessage(context, ex));
         }
     }
 
@@ -108,7 +108,7 @@ public static class DistributionEndpoints
         }
         catch (Exception ex) when (!context.RequestAborted.IsCancellationRequested)
         {
-            await stream.ErrorAsync(ex.Message);
+            await stream.ErrorAsync(DockerErrors.StreamMessage(context, ex));
         }
     }
 
@@ -195,7 +195,7 @@ public static class DistributionEndpoints
         catch (Exception ex) when (!context.RequestAborted.IsCancellationRequested)
         {
             // Headers are out: whatever failed travels in the stream, where the CLI shows it.
-            await stream.ErrorAsync(ex.Message);
+            await stream.ErrorAsync(DockerErrors.StreamMessage(context, ex));
         }
     }
 

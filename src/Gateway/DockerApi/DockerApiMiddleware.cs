@@ -1,6 +1,7 @@
 using Flotilla.Contracts;
 using Flotilla.Gateway.Http;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Logging;
 
 namespace Flotilla.Gateway.DockerApi;
 
@@ -10,7 +11,8 @@ namespace Flotilla.Gateway.DockerApi;
 /// messages), remembers the negotiated version and gives the request its correlation id: Flotilla's own, never the
 /// client's (see <see cref="ClientRequestId"/>), except from a cluster process that forwards a request it already named.
 /// </summary>
-public sealed class DockerApiMiddleware(RequestDelegate next, GatewayInfo info, Forwarding.CallerIdentity callers)
+public sealed class DockerApiMiddleware(RequestDelegate next, GatewayInfo info, Forwarding.CallerIdentity callers,
+    ILogger<DockerApiMiddleware> logger)
 {
     public const string VersionItem = "docker-api-version";
     public const string OriginItem = "request-origin";
@@ -30,7 +32,8 @@ public sealed class DockerApiMiddleware(RequestDelegate next, GatewayInfo info, 
         var clientId = ClientRequestId.Parse(context.Request.Headers[RequestIdHeader].FirstOrDefault());
         var requestId = Guid.NewGuid().ToString("N");
         var forwardedBy = context.Request.Headers[Forwarding.NodeForwarder.ForwardedHeader].FirstOrDefault();
-        var user = await callers.ResolveAsync(context.Connection.RemoteIpAddress, forwardedBy,
+        // On the unix socket the kernel names the local user; on TCP the caller is its address (or who a peer forwarded for).
+        var user = Listeners.ClientConnection.PeerUserOf(context) ?? await callers.ResolveAsync(context.Connection.RemoteIpAddress, forwardedBy,
             context.Request.Headers[Forwarding.CallerIdentity.ForwardedForHeader].FirstOrDefault(), context.RequestAborted);
         // A request a cluster process forwarded keeps that process's correlation id (trusted as its caller is).
         // Other forwarded requests share a pooled connection with other callers' requests: no connection-wide story.
@@ -76,8 +79,10 @@ public sealed class DockerApiMiddleware(RequestDelegate next, GatewayInfo info, 
         }
         catch (Exception ex) when (!context.Response.HasStarted && !context.RequestAborted.IsCancellationRequested)
         {
-            // Docker clients only understand their own error shape, even for our bugs.
-            await JsonReply.ErrorAsync(context, StatusCodes.Status500InternalServerError, ex.Message);
+            // Docker clients only understand their own error shape, even for our bugs; what went wrong stays in the log.
+            logger.LogError(ex, "{Method} {Path} failed (request {RequestId})", context.Request.Method, context.Request.Path, requestId);
+            await JsonReply.ErrorAsync(context, StatusCodes.Status500InternalServerError,
+                $"internal error (request {requestId}); the server log has the details");
         }
     }
 

@@ -5,6 +5,9 @@ using Flotilla.Gateway.Http;
 using Flotilla.NodeRuntime.Oci;
 using Flotilla.NodeRuntime.Storage;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace Flotilla.Gateway.DockerApi;
 
@@ -43,4 +46,20 @@ public static class DockerErrors
     };
 
     public static OperationRejectedException NotFound(string message) => new(RejectionCode.NotFound, message);
+
+    /// <summary>
+    /// What a client may read about a failure once a stream is under way: the message of an expected failure (a
+    /// registry's refusal, a network or format error: the client's own business), else a generic line with an id
+    /// under which the details are logged (an exception's text can carry paths and internals).
+    /// </summary>
+    public static string StreamMessage(HttpContext context, Exception ex)
+    {
+        if (Status(ex) is not null || ex is HttpRequestException or IOException or TimeoutException or OperationCanceledException
+                or System.Security.Authentication.AuthenticationException)
+            return ex.Message;
+        var requestId = Guid.NewGuid().ToString("N");
+        var log = context.RequestServices.GetService<ILoggerFactory>()?.CreateLogger(typeof(DockerErrors)) ?? NullLogger.Instance;
+        log.LogError(ex, "{Method} {Path} failed (request {RequestId})", context.Request.Method, context.Request.Path, requestId);
+        return $"internal error (request {requestId}); the server log has the details";
+    }
 }

@@ -51,7 +51,7 @@ public static class HijackRelay
         client.MarkRelayed();
         try
         {
-            await SendAllAsync(upstream, RequestBytes(client, forwarder.LocalNode, CallerIdentity.Direct(client.RemoteAddress)), cancellationToken);
+            await SendAllAsync(upstream, RequestBytes(client, forwarder.LocalNode, client.LocalUser ?? CallerIdentity.Direct(client.RemoteAddress), endpoint), cancellationToken);
         }
         catch (Exception e) when (e is SocketException or IOException)
         {
@@ -69,15 +69,19 @@ public static class HijackRelay
     }
 
     /// <summary>The request as the client sent it; a chunked body was read whole, so it goes with a Content-Length.</summary>
-    private static byte[] RequestBytes(HijackedStream client, string forwardedBy, string caller)
+    /// <remarks>The gateway checked the client's Host and Origin; the node is asked by its own address (as NodeForwarder does).</remarks>
+    private static byte[] RequestBytes(HijackedStream client, string forwardedBy, string caller, string endpoint)
     {
         var head = client.Head;
         var text = new StringBuilder();
         text.Append(head.Method).Append(' ').Append(head.Target).Append(" HTTP/1.1\r\n");
+        text.Append("Host: ").Append(endpoint).Append("\r\n");
         foreach (var (name, value) in head.Headers)
         {
             if (name.Equals("Content-Length", StringComparison.OrdinalIgnoreCase) || name.Equals("Transfer-Encoding", StringComparison.OrdinalIgnoreCase) ||
-                name.Equals(CallerIdentity.ForwardedForHeader, StringComparison.OrdinalIgnoreCase))
+                name.Equals(CallerIdentity.ForwardedForHeader, StringComparison.OrdinalIgnoreCase) ||
+                name.Equals("Host", StringComparison.OrdinalIgnoreCase) || name.Equals("Origin", StringComparison.OrdinalIgnoreCase) ||
+                name.StartsWith("Sec-Fetch-", StringComparison.OrdinalIgnoreCase))
                 continue;
             text.Append(name).Append(": ").Append(value).Append("\r\n");
         }

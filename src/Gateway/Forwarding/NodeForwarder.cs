@@ -28,11 +28,12 @@ public sealed class NodeForwarder : IDisposable
     /// <summary>How long the gateway remembers which node an exec it proxied belongs to (Docker forgets execs too).</summary>
     private static readonly TimeSpan KeepRemoteExec = TimeSpan.FromHours(1);
 
-    // Hop-by-hop headers (RFC 9110 7.6.1) and Host: the outgoing connection has its own.
+    // Hop-by-hop headers (RFC 9110 7.6.1) and Host: the outgoing connection has its own. The browser headers were
+    // judged by this gateway's guard against its allow-list; the node has none to judge them by.
     private static readonly HashSet<string> NotForwarded = new(StringComparer.OrdinalIgnoreCase)
     {
         "Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "TE", "Trailer",
-        "Transfer-Encoding", "Upgrade", "Host",
+        "Transfer-Encoding", "Upgrade", "Host", "Origin", "Sec-Fetch-Site", "Sec-Fetch-Mode", "Sec-Fetch-Dest", "Sec-Fetch-User",
     };
 
     private readonly GatewayInfo _info;

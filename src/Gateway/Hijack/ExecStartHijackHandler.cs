@@ -61,7 +61,7 @@ public sealed class ExecStartHijackHandler(IServiceProvider services, ExecRegist
         }
         try
         {
-            var user = await services.GetRequiredService<CallerIdentity>().ResolveAsync(stream.RemoteAddress,
+            var user = stream.LocalUser ?? await services.GetRequiredService<CallerIdentity>().ResolveAsync(stream.RemoteAddress,
                 stream.Head.Header(NodeForwarder.ForwardedHeader), stream.Head.Header(CallerIdentity.ForwardedForHeader), cancellationToken);
             await PrepareAsync(exec, new RequestOrigin(user, Guid.NewGuid().ToString("N")));
         }

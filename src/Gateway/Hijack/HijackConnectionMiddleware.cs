@@ -12,7 +12,8 @@ namespace Flotilla.Gateway.Hijack;
 /// aborts a request whose client half-closes. It peeks at the first request of each connection;
 /// anything else is handed to Kestrel untouched. See docs/hijack-on-kestrel.md for the traps.
 /// </summary>
-public sealed partial class HijackConnectionMiddleware(ConnectionDelegate next, IReadOnlyList<IHijackHandler> handlers, ILogger logger)
+public sealed partial class HijackConnectionMiddleware(ConnectionDelegate next, IReadOnlyList<IHijackHandler> handlers, ILogger logger,
+    Listeners.BrowserPolicy browsers, Cluster.Audit.ApiAccessLog denials)
 {
     private static readonly TimeSpan PeekTimeout = TimeSpan.FromSeconds(30);
     private const long MaxBodyBytes = 1 << 20;
@@ -102,6 +103,12 @@ public sealed partial class HijackConnectionMiddleware(ConnectionDelegate next, 
         }
 
         var stream = new HijackedStream(connection, head, body);
+        // Hijacked requests skip the HTTP pipeline, so its guard (Origin, Host, JSON bodies) is repeated here.
+        if (await RefuseAsync(connection, head, body, stream))
+        {
+            await stream.CloseAsync();
+            return;
+        }
         // The last registration wins, as usual in DI: a host may override a built-in handler.
         var handler = handlers.LastOrDefault(h => h.Matches(path));
         try
@@ -113,10 +120,11 @@ public sealed partial class HijackConnectionMiddleware(ConnectionDelegate next, 
         }
         catch (Exception ex)
         {
-            logger.LogError(ex, "hijacked request {Path} failed", path);
+            var requestId = Guid.NewGuid().ToString("N");
+            logger.LogError(ex, "hijacked request {Path} failed (request {RequestId})", path, requestId);
             try
             {
-                await stream.RejectAsync(500, ex.Message);
+                await stream.RejectAsync(500, $"internal error (request {requestId}); the server log has the details");
             }
             catch (InvalidOperationException)
             {
@@ -127,6 +135,22 @@ public sealed partial class HijackConnectionMiddleware(ConnectionDelegate next, 
         {
             await stream.CloseAsync();
         }
+    }
+
+    private async Task<bool> RefuseAsync(ConnectionContext connection, HttpRequestHead head, ReadOnlyMemory<byte> body, HijackedStream stream)
+    {
+        var listener = Listeners.ClientConnection.ListenerOf(connection.Items) ?? Contracts.Access.ClientListener.DockerApi;
+        var refusal = browsers.RefusalOf(listener, head.Header("Host"), head.Header("Origin"), head.Header("Sec-Fetch-Site"));
+        if (refusal is null && !body.IsEmpty && !Listeners.ClientRequestGuard.IsJson(head.Header("Content-Type")))
+            refusal = (400, $"unsupported Content-Type header ({head.Header("Content-Type")}): must be 'application/json'");
+        if (refusal is not { } r) return false;
+        var remote = (connection.RemoteEndPoint as System.Net.IPEndPoint)?.Address;
+        await Listeners.ClientRequestGuard.RecordAsync(denials, logger, new Contracts.Access.ApiAccessDenied(listener.ToString(), head.Method,
+            Listeners.ClientRequestGuard.Truncate(head.Path) ?? "", r.Reason, Listeners.ClientRequestGuard.Truncate(head.Header("Origin")),
+            Listeners.ClientRequestGuard.Truncate(head.Header("Host")), remote?.ToString(), DateTimeOffset.UtcNow),
+            Listeners.ClientConnection.PeerUserOf(connection) ?? Forwarding.CallerIdentity.Direct(remote), Guid.NewGuid().ToString("N"));
+        await stream.RejectAsync(r.Status, r.Reason);
+        return true;
     }
 
     /// <summary>Reads exactly the request body (Content-Length or chunked); what follows is stdin.</summary>

@@ -25,6 +25,9 @@ public sealed class HijackedStream(ConnectionContext connection, HttpRequestHead
 
     /// <summary>The address the client connects from (null on a unix socket).</summary>
     public System.Net.IPAddress? RemoteAddress => (connection.RemoteEndPoint as System.Net.IPEndPoint)?.Address;
+
+    /// <summary>The local user on the unix socket (<c>uid:1000(alice)</c>), or null on TCP.</summary>
+    public string? LocalUser => Listeners.ClientConnection.PeerUserOf(connection);
     public ReadOnlyMemory<byte> Body { get; } = body;
 
     /// <summary>Bytes the client sends after the request: the container's stdin. Completes when the client half-closes.</summary>

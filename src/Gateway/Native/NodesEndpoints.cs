@@ -26,7 +26,7 @@ public static class NodesEndpoints
     }
 
     // The native API has no users of its own yet: changes are attributed to the local operator.
-    private static RequestOrigin Origin(HttpContext context) => new("local", context.TraceIdentifier);
+    private static RequestOrigin Origin(HttpContext context) => Listeners.NativeApiAuth.Origin(context);
 
     private static async Task Availability(HttpContext context, Func<Task<NodeView>> change)
     {

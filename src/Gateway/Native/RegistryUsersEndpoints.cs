@@ -79,7 +79,7 @@ public static class RegistryUsersEndpoints
     }
 
     // The native API listens on loopback and has no users of its own yet: changes are attributed to the local operator.
-    private static RequestOrigin Origin(HttpContext context) => new("local", context.TraceIdentifier);
+    private static RequestOrigin Origin(HttpContext context) => Listeners.NativeApiAuth.Origin(context);
 
     private static async Task<T> ReadAsync<T>(HttpContext context) =>
         await JsonSerializer.DeserializeAsync<T>(context.Request.Body, JsonReply.Native, context.RequestAborted)

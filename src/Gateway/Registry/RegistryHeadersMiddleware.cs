@@ -34,8 +34,9 @@ public sealed class RegistryHeadersMiddleware(RequestDelegate next, ILogger<Regi
         }
         catch (Exception ex) when (!context.Response.HasStarted && !context.RequestAborted.IsCancellationRequested)
         {
-            logger.LogError(ex, "registry {Method} {Path} failed", context.Request.Method, context.Request.Path);
-            await RegistryErrors.WriteAsync(context, RegistryErrorCodes.Unknown, ex.Message);
+            var requestId = Guid.NewGuid().ToString("N");
+            logger.LogError(ex, "registry {Method} {Path} failed (request {RequestId})", context.Request.Method, context.Request.Path, requestId);
+            await RegistryErrors.WriteAsync(context, RegistryErrorCodes.Unknown, $"internal error (request {requestId}); the server log has the details");
         }
     }
 }

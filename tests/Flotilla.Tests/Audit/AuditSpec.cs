@@ -41,7 +41,8 @@ public class AuditSpec(RunningFlotilla flotilla) : IClassFixture<RunningFlotilla
     private static List<string> Types(JsonElement page) => page.GetProperty("entries").EnumerateArray().Select(e => e.GetProperty("type").GetString()!).ToList();
 
     private Task<ProcessResult> FlotillaCli(params string[] args) =>
-        ProcessRunner.RunAsync("dotnet", [typeof(Flotilla.Cli.Commands.AuditCommand).Assembly.Location, .. args, "--http", $"127.0.0.1:{flotilla.HttpPort}"]);
+        ProcessRunner.RunAsync("dotnet", [typeof(Flotilla.Cli.Commands.AuditCommand).Assembly.Location, .. args, "--http", $"127.0.0.1:{flotilla.HttpPort}"],
+            env: flotilla.CliEnvironment);
 
     private static string Unix(DateTimeOffset t) => (t.ToUnixTimeMilliseconds() / 1000.0).ToString("F3", CultureInfo.InvariantCulture);
 

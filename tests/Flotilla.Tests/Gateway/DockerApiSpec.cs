@@ -1,3 +1,4 @@
+using Flotilla.Gateway.Listeners;
 using System.Net;
 using System.Text.Json;
 using Akka.Actor;
@@ -35,7 +36,13 @@ public class RunningFlotilla : IAsyncLifetime
     public HttpClient Docker { get; private set; } = null!;
     /// <summary>The running host's services (its queries, image service, stores), for tests that act as another host.</summary>
     public IServiceProvider Services => _app?.Services ?? throw new InvalidOperationException("the host is not running");
+    /// <summary>The native API with the admin token (<c>&lt;data&gt;/native-api.token</c>).</summary>
     public HttpClient Native { get; private set; } = null!;
+
+    public string NativeToken(NativeRole role) => File.ReadAllText(NativeApiTokens.FileOf(DataRoot, role)).Trim();
+
+    /// <summary>Environment for the flotilla CLI: where it finds the native API's token.</summary>
+    public Dictionary<string, string> CliEnvironment => new() { ["FLOTILLA_DATA"] = DataRoot };
     public HttpClient Registry { get; private set; } = null!;
 
     public async Task InitializeAsync()
@@ -45,6 +52,7 @@ public class RunningFlotilla : IAsyncLifetime
         await StartHostAsync();
         Docker = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{DockerPort}/") };
         Native = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{HttpPort}/") };
+        Native.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer", NativeToken(NativeRole.Admin));
         Registry = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{RegistryPort}/") };
     }
 
@@ -218,13 +226,13 @@ public class NodesCliSpec(RunningFlotilla flotilla) : IClassFixture<RunningFloti
         Assert.True(await Eventually.TrueAsync(async () =>
             JsonDocument.Parse(await flotilla.Native.GetStringAsync("api/nodes")).RootElement.GetArrayLength() == 1, TimeSpan.FromSeconds(15)));
         var cli = typeof(Flotilla.Cli.Commands.NodesCommand).Assembly.Location;
-        var table = await ProcessRunner.RunAsync("dotnet", [cli, "nodes", "--http", $"127.0.0.1:{flotilla.HttpPort}"]);
+        var table = await ProcessRunner.RunAsync("dotnet", [cli, "nodes", "--http", $"127.0.0.1:{flotilla.HttpPort}"], env: flotilla.CliEnvironment);
         Assert.True(table.ExitCode == 0, table.ToString());
         Assert.Contains("gw-node", table.Stdout);
         Assert.Contains("ready", table.Stdout);
 
         var json = await ProcessRunner.RunAsync("dotnet", [cli, "nodes", "--json"],
-            env: new Dictionary<string, string> { ["FLOTILLA_HTTP"] = $"127.0.0.1:{flotilla.HttpPort}" });
+            env: new Dictionary<string, string>(flotilla.CliEnvironment) { ["FLOTILLA_HTTP"] = $"127.0.0.1:{flotilla.HttpPort}" });
         Assert.Equal("gw-node", JsonDocument.Parse(json.Stdout).RootElement[0].GetProperty("name").GetString());
 
         var down = await ProcessRunner.RunAsync("dotnet", [cli, "nodes", "--http", $"127.0.0.1:{FreePort.Next()}"]);

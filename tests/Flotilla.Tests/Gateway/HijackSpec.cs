@@ -33,10 +33,24 @@ public sealed class EchoHijackHandler : IHijackHandler
     }
 }
 
+/// <summary>A handler with a bug: its exception's text must stay in the server log.</summary>
+public sealed class FailingHijackHandler : IHijackHandler
+{
+    public const string Secret = "secret detail /var/lib/flotilla/internal";
+
+    public bool Matches(string path) => path.StartsWith("/exec/boom", StringComparison.Ordinal);
+
+    public Task HandleAsync(HijackedStream stream, string path, CancellationToken cancellationToken) =>
+        throw new InvalidOperationException(Secret);
+}
+
 public sealed class FlotillaWithEcho : RunningFlotilla
 {
-    protected override void ConfigureServices(IServiceCollection services) =>
+    protected override void ConfigureServices(IServiceCollection services)
+    {
         services.AddSingleton<IHijackHandler, EchoHijackHandler>();
+        services.AddSingleton<IHijackHandler, FailingHijackHandler>();
+    }
 }
 
 public class HijackSpec(FlotillaWithEcho flotilla) : IClassFixture<FlotillaWithEcho>
@@ -97,10 +111,21 @@ public class HijackSpec(FlotillaWithEcho flotilla) : IClassFixture<FlotillaWithE
     }
 
     [Fact]
+    public async Task An_unexpected_failure_answers_a_request_id_not_the_exception_text()
+    {
+        await using var stream = await ConnectAsync();
+        await stream.WriteAsync("POST /exec/boom1/start HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"u8.ToArray());
+        var text = Encoding.UTF8.GetString(await ReadToEndAsync(stream));
+        Assert.StartsWith("HTTP/1.1 500", text);
+        Assert.Contains("internal error (request ", text);
+        Assert.DoesNotContain(FailingHijackHandler.Secret, text);
+    }
+
+    [Fact]
     public async Task A_megabyte_of_stdin_comes_back_whole()
     {
         await using var stream = await ConnectAsync();
-        var request = "POST /exec/echo2/start HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 2\r\n\r\n{}";
+        var request = "POST /exec/echo2/start HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
         await stream.WriteAsync(Encoding.ASCII.GetBytes(request));
         var payload = new byte[1 << 20];
         new Random(7).NextBytes(payload);
@@ -118,7 +143,7 @@ public class HijackSpec(FlotillaWithEcho flotilla) : IClassFixture<FlotillaWithE
     public async Task Chunked_bodies_are_read_exactly()
     {
         await using var stream = await ConnectAsync();
-        var request = "POST /exec/echo3/start HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nTransfer-Encoding: chunked\r\n\r\n" +
+        var request = "POST /exec/echo3/start HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
             "4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\nstdin";
         await stream.WriteAsync(Encoding.ASCII.GetBytes(request));
         stream.Socket.Shutdown(SocketShutdown.Send);
@@ -132,7 +157,7 @@ public class HijackSpec(FlotillaWithEcho flotilla) : IClassFixture<FlotillaWithE
     {
         await using var stream = await ConnectAsync();
         const string body = "{\"Tty\":true}";
-        var request = $"POST /v1.41/exec/echo4/start HTTP/1.1\r\nHost: x\r\nContent-Length: {body.Length}\r\n\r\n{body}raw!";
+        var request = $"POST /v1.41/exec/echo4/start HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {body.Length}\r\n\r\n{body}raw!";
         await stream.WriteAsync(Encoding.ASCII.GetBytes(request));
         stream.Socket.Shutdown(SocketShutdown.Send);
         var text = Encoding.Latin1.GetString(await ReadToEndAsync(stream));
@@ -144,7 +169,7 @@ public class HijackSpec(FlotillaWithEcho flotilla) : IClassFixture<FlotillaWithE
     public async Task A_post_that_is_no_hijack_target_falls_through_to_dockers_404()
     {
         await using var stream = await ConnectAsync();
-        await stream.WriteAsync("POST /exec/nope/resume HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"u8.ToArray());
+        await stream.WriteAsync("POST /exec/nope/resume HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"u8.ToArray());
         var text = Encoding.UTF8.GetString(await ReadToEndAsync(stream));
         Assert.StartsWith("HTTP/1.1 404", text);
         Assert.Contains("Content-Type: application/json\r\n", text);
@@ -155,7 +180,7 @@ public class HijackSpec(FlotillaWithEcho flotilla) : IClassFixture<FlotillaWithE
     public async Task Attach_to_an_unknown_container_gets_dockers_404_before_the_upgrade()
     {
         await using var stream = await ConnectAsync();
-        await stream.WriteAsync("POST /containers/nope/attach?stream=1 HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"u8.ToArray());
+        await stream.WriteAsync("POST /containers/nope/attach?stream=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n"u8.ToArray());
         var text = Encoding.UTF8.GetString(await ReadToEndAsync(stream));
         Assert.StartsWith("HTTP/1.1 404", text);
         Assert.EndsWith("{\"message\":\"No such container: nope\"}", text);
@@ -165,7 +190,7 @@ public class HijackSpec(FlotillaWithEcho flotilla) : IClassFixture<FlotillaWithE
     public async Task A_head_with_bare_line_feeds_is_hijacked_as_docker_dotnet_sends_it()
     {
         await using var stream = await ConnectAsync();
-        await stream.WriteAsync("POST /exec/echo1/start HTTP/1.1\r\nHost: x\nConnection: close\nContent-Type: application/json\nContent-Length: 2\n\r\n{}"u8.ToArray());
+        await stream.WriteAsync("POST /exec/echo1/start HTTP/1.1\r\nHost: 127.0.0.1\nConnection: close\nContent-Type: application/json\nContent-Length: 2\n\r\n{}"u8.ToArray());
         stream.Socket.Shutdown(SocketShutdown.Send);
         var (head, frames) = Parse(await ReadToEndAsync(stream));
         Assert.StartsWith("HTTP/1.1 200 OK", head);
@@ -179,13 +204,13 @@ public class HijackSpec(FlotillaWithEcho flotilla) : IClassFixture<FlotillaWithE
         // A head that arrives in two pieces, then a second request on the same connection.
         await stream.WriteAsync("GET /_pi"u8.ToArray());
         await Task.Delay(50);
-        await stream.WriteAsync("ng HTTP/1.1\r\nHost: x\r\n\r\n"u8.ToArray());
+        await stream.WriteAsync("ng HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"u8.ToArray());
         var buffer = new byte[4096];
         var first = Encoding.ASCII.GetString(buffer, 0, await stream.ReadAsync(buffer));
         Assert.StartsWith("HTTP/1.1 200 OK", first);
         Assert.EndsWith("OK", first);
 
-        await stream.WriteAsync("GET /version HTTP/1.1\r\nHost: x\r\n\r\n"u8.ToArray());
+        await stream.WriteAsync("GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"u8.ToArray());
         var second = Encoding.ASCII.GetString(buffer, 0, await stream.ReadAsync(buffer));
         Assert.StartsWith("HTTP/1.1 200 OK", second);
         Assert.Contains("Content-Type: application/json\r\n", second);
@@ -194,7 +219,7 @@ public class HijackSpec(FlotillaWithEcho flotilla) : IClassFixture<FlotillaWithE
     [Fact]
     public async Task A_post_that_is_not_a_hijack_is_served_by_kestrel()
     {
-        using var response = await flotilla.Docker.PostAsync("v1.51/containers/abc/nothing", new StringContent("{}"));
+        using var response = await flotilla.Docker.PostAsync("v1.51/containers/abc/nothing", new StringContent("{}", System.Text.Encoding.UTF8, "application/json"));
         Assert.Equal(System.Net.HttpStatusCode.NotFound, response.StatusCode);
     }
 }

@@ -245,7 +245,7 @@ public class RemoteStreamsSpec(GatewayAndNode cluster) : IClassFixture<GatewayAn
         var stream = tcp.GetStream();
         var body = "{\"Detach\":false,\"Tty\":false}";
         await stream.WriteAsync(Encoding.ASCII.GetBytes(
-            $"POST /v1.51/exec/{attached}/start HTTP/1.1\r\nHost: gateway\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n" +
+            $"POST /v1.51/exec/{attached}/start HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n" +
             $"Content-Type: application/json\r\nContent-Length: {body.Length}\r\n\r\n{body}"));
         using var read = new CancellationTokenSource(TimeSpan.FromSeconds(20));
         var received = new MemoryStream();

@@ -328,7 +328,8 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
             var ids = await RunAsync(cluster, 6, "drain", "--restart", "always");
             try
             {
-                var drain = await Command.RunAsync("dotnet", [cluster.FlotillaDll, "node", "drain", "h1", "--http", $"127.0.0.1:{cluster.GatewayHttpPort}"], CancellationToken.None);
+                var drain = await Command.RunAsync("dotnet", [cluster.FlotillaDll, "node", "drain", "h1", "--http", $"127.0.0.1:{cluster.GatewayHttpPort}"], CancellationToken.None,
+                    cluster.CliEnvironment);
                 Assert.True(drain.ExitCode == 0, drain.ToString());
                 Assert.True(await Eventually.TrueAsync(async () =>
                     (await PlacementAsync(cluster, ids)).Values.All(p => p.State == "running" && p.Node != "h1"), Failover),
@@ -340,7 +341,8 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
             }
             finally
             {
-                await Command.RunAsync("dotnet", [cluster.FlotillaDll, "node", "activate", "h1", "--http", $"127.0.0.1:{cluster.GatewayHttpPort}"], CancellationToken.None);
+                await Command.RunAsync("dotnet", [cluster.FlotillaDll, "node", "activate", "h1", "--http", $"127.0.0.1:{cluster.GatewayHttpPort}"], CancellationToken.None,
+                    cluster.CliEnvironment);
                 await RemoveAsync(cluster, ids);
             }
         });

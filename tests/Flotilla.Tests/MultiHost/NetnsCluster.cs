@@ -94,6 +94,9 @@ public sealed class NetnsCluster : IAsyncDisposable
     /// <summary><c>DOCKER_HOST</c> for the real docker CLI: the gateway's Docker API.</summary>
     public string DockerHost => $"tcp://127.0.0.1:{GatewayDockerPort}";
     public Uri NativeApi => new($"http://127.0.0.1:{GatewayHttpPort}/");
+
+    /// <summary>Environment for the flotilla CLI: where it finds the gateway's native API token.</summary>
+    public IReadOnlyDictionary<string, string> CliEnvironment => new Dictionary<string, string> { ["FLOTILLA_DATA"] = Path.Combine(Root, "gw") };
     private ManagedProcess? Gateway { get; set; }
 
     /// <summary>Why this machine cannot run a namespace cluster, or null when it can.</summary>
@@ -266,6 +269,8 @@ public sealed class NetnsCluster : IAsyncDisposable
     public async Task<string> GetNativeAsync(string pathAndQuery, CancellationToken ct = default)
     {
         using var http = new HttpClient { BaseAddress = NativeApi, Timeout = TimeSpan.FromSeconds(30) };
+        http.DefaultRequestHeaders.Authorization = new System.Net.Http.Headers.AuthenticationHeaderValue("Bearer",
+            File.ReadAllText(Flotilla.Gateway.Listeners.NativeApiTokens.FileOf(Path.Combine(Root, "gw"), Flotilla.Gateway.Listeners.NativeRole.Admin)).Trim());
         return await http.GetStringAsync(pathAndQuery.TrimStart('/'), ct);
     }
 

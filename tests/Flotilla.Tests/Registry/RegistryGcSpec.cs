@@ -16,7 +16,7 @@ public class RegistryGcSpec(RegistryFlotilla flotilla)
 
     private Task<ProcessResult> FlotillaCliAsync(params string[] args) =>
         ProcessRunner.RunAsync("dotnet", [typeof(Flotilla.Cli.Commands.RegistryCommand).Assembly.Location, .. args, "--http", $"127.0.0.1:{flotilla.HttpPort}"],
-            TimeSpan.FromSeconds(60));
+            TimeSpan.FromSeconds(60), flotilla.CliEnvironment);
 
     [Fact]
     public async Task Gc_removes_only_blobs_no_manifest_references_and_spares_uploads_in_flight()
