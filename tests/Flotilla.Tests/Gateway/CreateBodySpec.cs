@@ -156,8 +156,17 @@ public class CreateBodySpec(RunningFlotilla flotilla) : IClassFixture<RunningFlo
     }
 
     /// <summary><c>{"Image":"…","Junk":"jjjj…</c> streamed from one small buffer, up to <paramref name="length"/> bytes.</summary>
-    private sealed class JunkJsonContent(long length) : HttpContent
+    private sealed class JunkJsonContent : HttpContent
     {
+        private readonly long length;
+
+        // application/json, as the docker CLI sends it: the cap, not the JSON guard, must be what refuses it.
+        public JunkJsonContent(long length)
+        {
+            this.length = length;
+            Headers.ContentType = new System.Net.Http.Headers.MediaTypeHeaderValue("application/json");
+        }
+
         protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context)
         {
             var start = Encoding.ASCII.GetBytes($"{{\"Image\":\"{Image}\",\"Junk\":\"");

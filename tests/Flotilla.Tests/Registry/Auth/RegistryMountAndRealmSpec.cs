@@ -76,8 +76,9 @@ public sealed class RegistryMountAndRealmSpec(MountRegistryFlotilla flotilla) : 
     [Fact]
     public async Task A_forged_host_header_does_not_move_the_token_realm()
     {
+        // A Host the client listener accepts (*.localhost), so the realm, not the Host guard, is what is checked.
         using var request = new HttpRequestMessage(HttpMethod.Get, "v2/");
-        request.Headers.Host = "attacker.example:443";
+        request.Headers.Host = "attacker.localhost:443";
         using var challenged = await flotilla.Registry.SendAsync(request);
         Assert.Equal(HttpStatusCode.Unauthorized, challenged.StatusCode);
         var challenge = challenged.Headers.WwwAuthenticate.ToString();
