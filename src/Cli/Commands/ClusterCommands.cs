@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Flotilla.Cli.Hosting;
 using Flotilla.Cluster.Hosting;
+using Flotilla.Cluster.Security;
 
 namespace Flotilla.Cli.Commands;
 
@@ -21,6 +22,22 @@ public static class ClusterCommands
 
     private static Option<string?> HeartbeatPause() =>
         Flags.OptionalWithEnv("--heartbeat-pause", "FLOTILLA_HEARTBEAT_PAUSE", "silence tolerated before a member is unreachable (default 1500ms; heartbeats every 250ms)");
+
+    /// <summary>The cluster certificate flags every node and gateway takes (see <see cref="ClusterIdentity"/>).</summary>
+    private sealed record PkiOptions(Option<string?> TlsCert, Option<string?> TlsKey, Option<string?> TlsCa, Option<string?> CaCert, Option<string?> CaKey)
+    {
+        public static PkiOptions Create() => new(
+            Flags.OptionalWithEnv("--tls-cert", "FLOTILLA_TLS_CERT", "this process's cluster certificate (PEM; default <data>/pki/cert.pem)"),
+            Flags.OptionalWithEnv("--tls-key", "FLOTILLA_TLS_KEY", "its private key (PEM; default <data>/pki/key.pem)"),
+            Flags.OptionalWithEnv("--tls-ca", "FLOTILLA_TLS_CA", "the cluster CA certificate peers must chain to (PEM; default <data>/pki/ca.pem)"),
+            Flags.OptionalWithEnv("--cluster-ca-cert", "FLOTILLA_CLUSTER_CA_CERT", "an operator's cluster CA certificate: this process issues its own certificate with it"),
+            Flags.OptionalWithEnv("--cluster-ca-key", "FLOTILLA_CLUSTER_CA_KEY", "that CA's private key (PEM)"));
+
+        public IEnumerable<Option> All => [TlsCert, TlsKey, TlsCa, CaCert, CaKey];
+
+        public ClusterPkiFlags Read(ParseResult result) => new(result.GetValue(TlsCert), result.GetValue(TlsKey), result.GetValue(TlsCa),
+            result.GetValue(CaCert), result.GetValue(CaKey));
+    }
 
     /// <summary>
     /// Failure detection for failover within seconds: heartbeats every 250 ms (the later the last heartbeat before a
@@ -49,25 +66,33 @@ public static class ClusterCommands
         var runtime = Flags.OptionalWithEnv("--runtime", "FLOTILLA_RUNTIME", "OCI runtime: runc or crun (default: the one that works here)");
         var stableAfter = StableAfter();
         var pause = HeartbeatPause();
+        var pki = PkiOptions.Create();
         var command = new Command("node", "Run a Flotilla host: container runtime and cluster shards (or drain/activate one)")
         {
             name, bind, join, postgres, data, api, labels, runtime, stableAfter, pause,
             Availability("drain", "Move every container off a node and place nothing new on it"),
             Availability("activate", "Let a drained node take containers again"),
         };
+        foreach (var option in pki.All) command.Options.Add(option);
         command.SetAction(async (result, cancellationToken) =>
         {
             if (result.GetValue(postgres) is not { } connectionString) return Fail("flotilla node: --postgres is required");
             var (bindHost, bindPort) = ParseBind(result.GetValue(bind)!);
+            var nodeName = result.GetValue(name) ?? Environment.MachineName;
+            var dataRoot = Path.GetFullPath(result.GetValue(data)!);
+            var nodeApi = Endpoints.Parse(result.GetValue(api) ?? $"{bindHost}:2376", "--api");
+            var seeds = ParseJoin(result.GetValue(join));
             var settings = new ProcessSettings
             {
-                NodeName = result.GetValue(name) ?? Environment.MachineName,
+                NodeName = nodeName,
                 Roles = [FlotillaClusterOptions.NodeRole],
-                DataRoot = Path.GetFullPath(result.GetValue(data)!),
-                DockerApi = Endpoints.Parse(result.GetValue(api) ?? $"{bindHost}:2376", "--api"),
+                DataRoot = dataRoot,
+                DockerApi = nodeApi,
                 BindHost = bindHost,
                 BindPort = bindPort,
-                Seeds = ParseJoin(result.GetValue(join)),
+                Seeds = seeds,
+                Tls = ClusterIdentity.Resolve(dataRoot, ClusterRole.Node, nodeName, [bindHost, nodeApi.Address.ToString()],
+                    Founding(seeds, bindHost, bindPort), pki.Read(result), Console.WriteLine),
                 Labels = ParseLabels(result.GetValue(labels) ?? []),
                 HandsOverContainers = true,
             };
@@ -93,10 +118,12 @@ public static class ClusterCommands
         var insecureRegistries = Flags.InsecureRegistry();
         var stableAfter = StableAfter();
         var pause = HeartbeatPause();
+        var pki = PkiOptions.Create();
         var command = new Command("gateway", "Run a Flotilla gateway: the Docker API and registry for the whole cluster")
         {
             name, bind, join, postgres, data, dockerApi, registry, http, dockerSocket, anonymousPull, insecureRegistries, stableAfter, pause,
         };
+        foreach (var option in pki.All) command.Options.Add(option);
         command.SetAction(async (result, cancellationToken) =>
         {
             if (result.GetValue(postgres) is not { } connectionString) return Fail("flotilla gateway: --postgres is required");
@@ -104,11 +131,14 @@ public static class ClusterCommands
             var (bindHost, bindPort) = ParseBind(result.GetValue(bind)!);
             var registryText = result.GetValue(registry)!;
             var socket = result.GetValue(dockerSocket);
+            var gatewayName = result.GetValue(name) ?? "gateway-" + Environment.MachineName;
+            var dataRoot = Path.GetFullPath(result.GetValue(data)!);
             var settings = new ProcessSettings
             {
-                NodeName = result.GetValue(name) ?? "gateway-" + Environment.MachineName,
+                NodeName = gatewayName,
                 Roles = [FlotillaClusterOptions.GatewayRole],
-                DataRoot = Path.GetFullPath(result.GetValue(data)!),
+                DataRoot = dataRoot,
+                Tls = ClusterIdentity.Resolve(dataRoot, ClusterRole.Gateway, gatewayName, [bindHost], founding: false, pki.Read(result), Console.WriteLine),
                 DockerApi = Endpoints.Parse(result.GetValue(dockerApi)!, "--docker-api"),
                 NativeApi = Endpoints.Parse(result.GetValue(http)!, "--http"),
                 Registry = registryText is "none" or "" ? null : Endpoints.Parse(registryText, "--registry"),
@@ -124,6 +154,10 @@ public static class ClusterCommands
         });
         return command;
     }
+
+    /// <summary>A process founds the cluster when it joins nobody but itself (a first node may name itself in --join).</summary>
+    private static bool Founding(IReadOnlyList<string> seeds, string bindHost, int bindPort) =>
+        seeds.Count == 0 || (seeds.Count == 1 && seeds[0] == Endpoints.Parse($"{bindHost}:{bindPort}", "--bind").ToString());
 
     private static Command Availability(string verb, string description)
     {

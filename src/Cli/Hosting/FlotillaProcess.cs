@@ -51,6 +51,9 @@ public sealed record ProcessSettings
     public string BindHost { get; init; } = "127.0.0.1";
     public int BindPort { get; init; }
     public IReadOnlyList<string> Seeds { get; init; } = [];
+
+    /// <summary>The cluster certificates (<see cref="ClusterIdentity"/>); null: plain TCP, loopback only (tests).</summary>
+    public Flotilla.Cluster.Security.ClusterTls? Tls { get; init; }
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
     public TimeSpan? StableAfter { get; init; }
     public TimeSpan? AcceptableHeartbeatPause { get; init; }
@@ -87,6 +90,7 @@ public static class FlotillaProcess
             BindHost = settings.BindHost,
             BindPort = settings.BindPort,
             Seeds = settings.Seeds,
+            Tls = settings.Tls,
             Labels = settings.Labels,
             StableAfter = settings.StableAfter ?? defaults.StableAfter,
             AcceptableHeartbeatPause = settings.AcceptableHeartbeatPause ?? defaults.AcceptableHeartbeatPause,

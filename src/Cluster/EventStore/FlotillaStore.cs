@@ -6,6 +6,7 @@ using Flotilla.Contracts.Containers;
 using Flotilla.Contracts.Images;
 using Flotilla.Contracts.Nodes;
 using Flotilla.Contracts.Registry;
+using Flotilla.Contracts.Security;
 using JasperFx;
 using JasperFx.Events;
 using JasperFx.Events.Projections;
@@ -70,6 +71,7 @@ public static class FlotillaStore
         opts.Events.AddEventType<RegistryUserPasswordChanged>();
         opts.Events.AddEventType<RegistryUserRemoved>();
         opts.Events.AddEventType<RegistryAccessDenied>();
+        opts.Events.AddEventType<ClusterAccessDenied>();
         opts.Events.AddEventType<BlobLinked>();
         opts.Events.AddEventType<BlobUnlinked>();
         opts.Events.AddEventType<ManifestPushed>();

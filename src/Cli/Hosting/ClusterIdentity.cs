@@ -1,0 +1,68 @@
+using System.Security.Cryptography.X509Certificates;
+using Flotilla.Cluster.Security;
+
+namespace Flotilla.Cli.Hosting;
+
+/// <summary>Where a process's cluster certificates come from (<c>--tls-*</c>, <c>--cluster-ca-*</c>).</summary>
+public sealed record ClusterPkiFlags(string? TlsCert = null, string? TlsKey = null, string? TlsCa = null,
+    string? CaCert = null, string? CaKey = null);
+
+/// <summary>
+/// Finds or makes this process's cluster certificate, in this order:
+/// 1. <c>--tls-cert/--tls-key/--tls-ca</c> as given;
+/// 2. <c>&lt;data&gt;/pki/{cert,key,ca}.pem</c> from an earlier start or put there by the operator
+///    (<c>flotilla cluster cert issue</c>);
+/// 3. a certificate issued here by a CA whose key this process holds: <c>--cluster-ca-cert/--cluster-ca-key</c>, or
+///    <c>&lt;data&gt;/pki/ca{,-key}.pem</c>; a founding process (no <c>--join</c>, and <c>flotilla up</c> always)
+///    makes that CA on its first start.
+/// A joining process with none of these is refused: it would be refused by every member anyway.
+/// </summary>
+public static class ClusterIdentity
+{
+    public static ClusterTls Resolve(string dataRoot, ClusterRole role, string name, IEnumerable<string> addresses, bool founding,
+        ClusterPkiFlags flags, Action<string>? say = null)
+    {
+        var pki = ClusterPkiFiles.In(dataRoot);
+        if (flags.TlsCert is not null || flags.TlsKey is not null || flags.TlsCa is not null)
+        {
+            if (flags.TlsCert is null || flags.TlsKey is null || flags.TlsCa is null)
+                throw new ArgumentException("--tls-cert, --tls-key and --tls-ca go together");
+            return Checked(ClusterTls.Load(flags.TlsCert, flags.TlsKey, flags.TlsCa), role);
+        }
+        if ((flags.CaCert is null) != (flags.CaKey is null)) throw new ArgumentException("--cluster-ca-cert and --cluster-ca-key go together");
+
+        string Pki(string file) => Path.Combine(pki, file);
+        var haveOwn = File.Exists(Pki(ClusterPkiFiles.Certificate)) && File.Exists(Pki(ClusterPkiFiles.Key)) && File.Exists(Pki(ClusterPkiFiles.CaCertificate));
+        if (haveOwn && flags.CaCert is null)
+            return Checked(ClusterTls.Load(Pki(ClusterPkiFiles.Certificate), Pki(ClusterPkiFiles.Key), Pki(ClusterPkiFiles.CaCertificate)), role);
+
+        using var ca = flags.CaCert is not null
+            ? ClusterCa.Load(flags.CaCert, flags.CaKey)
+            : File.Exists(Pki(ClusterPkiFiles.CaKey))
+                ? ClusterCa.Load(Pki(ClusterPkiFiles.CaCertificate), Pki(ClusterPkiFiles.CaKey))
+                : founding
+                    ? Found(pki, say)
+                    : throw new ArgumentException(
+                        $"no cluster certificate in {pki}: issue one with 'flotilla cluster cert issue' on the host that holds the cluster CA and " +
+                        "copy it there, or pass --tls-cert/--tls-key/--tls-ca (or --cluster-ca-cert/--cluster-ca-key)");
+        // Remember which CA this process belongs to; a CA key given by flag stays where the operator keeps it.
+        if (flags.CaCert is not null)
+            using (var authority = ClusterCa.Load(flags.CaCert)) authority.Save(pki);
+        var issued = ca.Issue(role, name, addresses);
+        ClusterPkiFiles.SaveIdentity(pki, issued);
+        return Checked(new ClusterTls(issued, X509CertificateLoader.LoadCertificate(ca.Certificate.RawData)), role);
+    }
+
+    private static ClusterCa Found(string pki, Action<string>? say)
+    {
+        var ca = ClusterCa.Create();
+        ca.Save(pki);
+        say?.Invoke($"created the cluster CA in {pki} (sha256 {ca.Fingerprint})");
+        return ca;
+    }
+
+    private static ClusterTls Checked(ClusterTls tls, ClusterRole role) =>
+        tls.Self.Role == role
+            ? tls
+            : throw new ArgumentException($"the cluster certificate '{tls.Certificate.Subject}' is for a {ClusterCa.RoleName(tls.Self.Role)}, not a {ClusterCa.RoleName(role)}");
+}
