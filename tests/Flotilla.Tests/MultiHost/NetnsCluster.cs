@@ -141,7 +141,7 @@ public sealed class NetnsCluster : IAsyncDisposable
         await Ip(ct, "link", "set", Bridge, "up");
         foreach (var host in Hosts) await host.CreateNamespaceAsync(ct);
 
-        await StartPostgresAsync(ct);
+        await Task.WhenAll(StartPostgresAsync(ct), IssueCertificatesAsync(ct));
         TraceLine($"[netns {Id}] network and PostgreSQL ready in {clock.Elapsed.TotalSeconds:F1} s");
 
         // The first host alone: it forms the cluster and creates the event store's schema. Processes that all start
@@ -304,6 +304,25 @@ public sealed class NetnsCluster : IAsyncDisposable
             "--http", $"127.0.0.1:{GatewayHttpPort}", "--data", Path.Combine(Root, "gw"), .. FailureDetectorFlags,
         ]);
         await Gateway.WaitForLineAsync(" is up at ", UpTimeout, ct);
+    }
+
+    // ---------------------------------------------------------------- cluster certificates
+
+    /// <summary>Where the cluster CA lives: only the operator's side of the harness holds its key, no host does.</summary>
+    internal string CaDirectory => Path.Combine(Root, "ca");
+
+    /// <summary>
+    /// The operator's steps with the CLI: <c>flotilla cluster ca init</c>, then one <c>flotilla cluster cert issue</c> per
+    /// host and for the gateway, straight into each process's <c>&lt;data&gt;/pki</c>. Every hop then runs mutual TLS.
+    /// </summary>
+    private async Task IssueCertificatesAsync(CancellationToken ct)
+    {
+        await Run(ct, "dotnet", FlotillaDll, "cluster", "ca", "init", "--data", CaDirectory);
+        var issues = Hosts.Select(h => Run(ct, "dotnet", FlotillaDll, "cluster", "cert", "issue", "--data", CaDirectory, "--role", "node",
+                "--name", h.Name, "--san", h.Address, "--out", Path.Combine(h.DataDirectory, "pki")))
+            .Append(Run(ct, "dotnet", FlotillaDll, "cluster", "cert", "issue", "--data", CaDirectory, "--role", "gateway",
+                "--name", "gw", "--san", BridgeAddress, "--out", Path.Combine(Root, "gw", "pki")));
+        await Task.WhenAll(issues);
     }
 
     // ---------------------------------------------------------------- PostgreSQL
