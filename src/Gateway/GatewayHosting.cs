@@ -1,5 +1,6 @@
 using System.Net;
 using Flotilla.Cluster.Queries;
+using Flotilla.Cluster.Security;
 using Flotilla.Gateway.DockerApi;
 using Flotilla.Gateway.Hijack;
 using Flotilla.Gateway.Http;
@@ -19,7 +20,19 @@ namespace Flotilla.Gateway;
 /// <summary>Where the gateway listens. Without <paramref name="Registry"/> there is no registry listener.</summary>
 /// <param name="DockerSocket">A unix socket for the Docker API too (as dockerd's <c>/var/run/docker.sock</c>), or null.</param>
 /// <remarks>A node process serves only the Docker API (for its own containers); the native API and registry belong to gateways.</remarks>
-public sealed record GatewayOptions(IPEndPoint DockerApi, IPEndPoint? NativeApi, IPEndPoint? Registry = null, string? DockerSocket = null);
+public sealed record GatewayOptions(IPEndPoint DockerApi, IPEndPoint? NativeApi, IPEndPoint? Registry = null, string? DockerSocket = null)
+{
+    /// <summary>
+    /// A node's own Docker API is for the cluster only: HTTPS with required client certificates of the cluster CA
+    /// (<see cref="ClusterApi"/>). Null: plain HTTP (the all-in-one process, whose Docker API is the client's; a node
+    /// started with <c>--insecure-node-api</c>).
+    /// </summary>
+    public ClusterTls? DockerApiTls { get; init; }
+
+    /// <summary>A gateway's listener for its peers (image blobs imported through it), HTTPS with required cluster certificates.</summary>
+    public IPEndPoint? PeerApi { get; init; }
+    public ClusterTls? PeerApiTls { get; init; }
+}
 
 /// <summary>The HTTP surfaces of a gateway, each on its own listener, sharing one Kestrel server.</summary>
 public static class GatewayHosting
@@ -31,7 +44,7 @@ public static class GatewayHosting
         builder.Services.AddRouting();
         builder.Services.AddSingleton<ExecRegistry>();
         builder.Services.AddSingleton<Forwarding.NodeForwarder>();
-        builder.Services.AddSingleton(sp => new Forwarding.CallerIdentity(sp.GetRequiredService<ClusterQueries>()));
+        builder.Services.AddSingleton(sp => new Forwarding.CallerIdentity(sp.GetService<ClusterAccessLog>()));
         builder.Services.AddSingleton<IHijackHandler, AttachHijackHandler>();
         builder.Services.AddSingleton<IHijackHandler, ExecStartHijackHandler>();
         builder.WebHost.ConfigureKestrel(k =>
@@ -44,15 +57,26 @@ public static class GatewayHosting
             // 64 KiB defaults cap a 50 MB push or pull well below what the disk and loopback can do.
             k.Limits.MaxRequestBufferSize = 4 * 1024 * 1024;
             k.Limits.MaxResponseBufferSize = 4 * 1024 * 1024;
-            k.Listen(options.DockerApi, ConfigureDockerListener);
+            k.Listen(options.DockerApi, listen =>
+            {
+                // TLS first: the hijack middleware reads the decrypted request.
+                if (options.DockerApiTls is { } tls) ClusterApi.UseClusterTls(listen, tls);
+                ConfigureDockerListener(listen, options.DockerApiTls);
+            });
+            if (options.PeerApi is { } peerApi && options.PeerApiTls is { } peerTls)
+                k.Listen(peerApi, listen =>
+                {
+                    listen.Protocols = HttpProtocols.Http1;
+                    ClusterApi.UseClusterTls(listen, peerTls);
+                });
             if (options.DockerSocket is { } socket && DockerSocketFile.Prepare(socket))
-                k.ListenUnixSocket(socket, ConfigureDockerListener);
+                k.ListenUnixSocket(socket, listen => ConfigureDockerListener(listen, null));
             if (options.NativeApi is { } native) k.Listen(native);
             if (options.Registry is { } registry) k.Listen(registry, listen => listen.Protocols = HttpProtocols.Http1);
         });
     }
 
-    private static void ConfigureDockerListener(ListenOptions listen)
+    private static void ConfigureDockerListener(ListenOptions listen, ClusterTls? clusterTls)
     {
         listen.Protocols = HttpProtocols.Http1;
         // Attach and exec start are taken over before Kestrel's HTTP layer (see HijackConnectionMiddleware).
@@ -60,7 +84,7 @@ public static class GatewayHosting
         {
             var services = listen.ApplicationServices;
             var middleware = new HijackConnectionMiddleware(next, services.GetServices<IHijackHandler>().ToList(),
-                services.GetRequiredService<ILoggerFactory>().CreateLogger<HijackConnectionMiddleware>());
+                services.GetRequiredService<ILoggerFactory>().CreateLogger<HijackConnectionMiddleware>(), clusterTls, services.GetService<ClusterAccessLog>());
             return middleware.OnConnectedAsync;
         });
     }
@@ -76,6 +100,7 @@ public static class GatewayHosting
             (options.DockerSocket is not null && c.Connection.LocalIpAddress is null);
         app.MapWhen(IsDockerApi, docker =>
         {
+            if (options.DockerApiTls is { } tls) docker.UseMiddleware<ClusterApi.Authorization>(tls);
             docker.UseMiddleware<DockerApiMiddleware>(info);
             docker.UseRouting();
             docker.UseEndpoints(e =>
@@ -91,6 +116,19 @@ public static class GatewayHosting
                 e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, "page not found"));
             });
         });
+        if (options.PeerApi is { } peerEndpoint && options.PeerApiTls is { } peerTls)
+        {
+            app.MapWhen(c => c.Connection.LocalPort == peerEndpoint.Port, peer =>
+            {
+                peer.UseMiddleware<ClusterApi.Authorization>(peerTls);
+                peer.UseRouting();
+                peer.UseEndpoints(e =>
+                {
+                    e.MapPeerBlobEndpoints();
+                    e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, "page not found"));
+                });
+            });
+        }
         if (options.NativeApi is { } nativeEndpoint)
         {
             app.MapWhen(c => c.Connection.LocalPort == nativeEndpoint.Port, native =>

@@ -61,7 +61,8 @@ public static class ClusterCommands
         var join = Join();
         var postgres = Postgres();
         var data = Flags.WithEnv("--data", "FLOTILLA_DATA", "/var/lib/flotilla", "data directory");
-        var api = Flags.OptionalWithEnv("--api", "FLOTILLA_NODE_API", "this node's own Docker API, which gateways reach for its containers (default: bind IP, port 2376)");
+        var api = Flags.OptionalWithEnv("--api", "FLOTILLA_NODE_API", "this node's API for gateways (its containers' streams) and peers (image blobs): HTTPS with required cluster client certificates (default: bind IP, port 2376)");
+        var insecureApi = new Option<bool>("--insecure-node-api") { Description = "serve the node API in plain HTTP without client certificates (anyone who reaches it is root on this host)" };
         var labels = new Option<string[]>("--label") { Description = "node label k=v (repeatable), for placement constraints", AllowMultipleArgumentsPerToken = false };
         var runtime = Flags.OptionalWithEnv("--runtime", "FLOTILLA_RUNTIME", "OCI runtime: runc or crun (default: the one that works here)");
         var stableAfter = StableAfter();
@@ -69,7 +70,7 @@ public static class ClusterCommands
         var pki = PkiOptions.Create();
         var command = new Command("node", "Run a Flotilla host: container runtime and cluster shards (or drain/activate one)")
         {
-            name, bind, join, postgres, data, api, labels, runtime, stableAfter, pause,
+            name, bind, join, postgres, data, api, insecureApi, labels, runtime, stableAfter, pause,
             Availability("drain", "Move every container off a node and place nothing new on it"),
             Availability("activate", "Let a drained node take containers again"),
         };
@@ -93,10 +94,14 @@ public static class ClusterCommands
                 Seeds = seeds,
                 Tls = ClusterIdentity.Resolve(dataRoot, ClusterRole.Node, nodeName, [bindHost, nodeApi.Address.ToString()],
                     Founding(seeds, bindHost, bindPort), pki.Read(result), Console.WriteLine),
+                InsecureNodeApi = result.GetValue(insecureApi),
                 Labels = ParseLabels(result.GetValue(labels) ?? []),
                 HandsOverContainers = true,
             };
             settings = WithFailureDetector(settings, result, stableAfter, pause);
+            if (settings.InsecureNodeApi && !System.Net.IPAddress.IsLoopback(nodeApi.Address))
+                // dockerd's words for the same mistake (its -H tcp:// without --tlsverify).
+                Console.Error.WriteLine($"WARNING: Binding to IP address without --tlsverify is insecure and gives root access on this machine to everyone who has access to your network. (--insecure-node-api on {nodeApi})");
             return await ClusterProcessHost.RunAsync(settings, connectionString, result.GetValue(runtime), cancellationToken);
         });
         return command;
@@ -116,12 +121,13 @@ public static class ClusterCommands
         var anonymousPull = Flags.WithEnv("--registry-anonymous-pull", "FLOTILLA_REGISTRY_ANONYMOUS_PULL", "auto",
             "may anyone pull from the registry without logging in once users exist: auto (yes on loopback), true, false");
         var insecureRegistries = Flags.InsecureRegistry();
+        var peerApi = Flags.OptionalWithEnv("--api", "FLOTILLA_GATEWAY_API", "where nodes fetch image blobs imported through this gateway: HTTPS with required cluster client certificates (default: bind IP, port 2377; 'none': no listener)");
         var stableAfter = StableAfter();
         var pause = HeartbeatPause();
         var pki = PkiOptions.Create();
         var command = new Command("gateway", "Run a Flotilla gateway: the Docker API and registry for the whole cluster")
         {
-            name, bind, join, postgres, data, dockerApi, registry, http, dockerSocket, anonymousPull, insecureRegistries, stableAfter, pause,
+            name, bind, join, postgres, data, dockerApi, registry, http, dockerSocket, anonymousPull, insecureRegistries, peerApi, stableAfter, pause,
         };
         foreach (var option in pki.All) command.Options.Add(option);
         command.SetAction(async (result, cancellationToken) =>
@@ -139,6 +145,7 @@ public static class ClusterCommands
                 Roles = [FlotillaClusterOptions.GatewayRole],
                 DataRoot = dataRoot,
                 Tls = ClusterIdentity.Resolve(dataRoot, ClusterRole.Gateway, gatewayName, [bindHost], founding: false, pki.Read(result), Console.WriteLine),
+                PeerApi = result.GetValue(peerApi) is "none" ? null : Endpoints.Parse(result.GetValue(peerApi) ?? $"{bindHost}:2377", "--api"),
                 DockerApi = Endpoints.Parse(result.GetValue(dockerApi)!, "--docker-api"),
                 NativeApi = Endpoints.Parse(result.GetValue(http)!, "--http"),
                 Registry = registryText is "none" or "" ? null : Endpoints.Parse(registryText, "--registry"),

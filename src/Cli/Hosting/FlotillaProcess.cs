@@ -2,6 +2,7 @@ using System.Net;
 using Flotilla.Cluster.EventStore;
 using Flotilla.Cluster.Hosting;
 using Flotilla.Cluster.Nodes;
+using Flotilla.Cluster.Security;
 using Flotilla.Gateway;
 using Flotilla.Gateway.Registry.Auth;
 using Flotilla.NodeRuntime.Containers;
@@ -54,6 +55,12 @@ public sealed record ProcessSettings
 
     /// <summary>The cluster certificates (<see cref="ClusterIdentity"/>); null: plain TCP, loopback only (tests).</summary>
     public Flotilla.Cluster.Security.ClusterTls? Tls { get; init; }
+
+    /// <summary>A node's Docker API in plain HTTP although the cluster has certificates (<c>--insecure-node-api</c>).</summary>
+    public bool InsecureNodeApi { get; init; }
+
+    /// <summary>A gateway's listener for peers fetching blobs imported through it (mutual TLS); null: none.</summary>
+    public IPEndPoint? PeerApi { get; init; }
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
     public TimeSpan? StableAfter { get; init; }
     public TimeSpan? AcceptableHeartbeatPause { get; init; }
@@ -63,6 +70,10 @@ public sealed record ProcessSettings
     public bool HandsOverContainers { get; init; }
 
     public bool IsNode => Roles.Contains(FlotillaClusterOptions.NodeRole);
+    public bool IsGateway => Roles.Contains(FlotillaClusterOptions.GatewayRole);
+
+    /// <summary>A node-only process's Docker API is the node API: for the cluster only, over mutual TLS unless told otherwise.</summary>
+    public Flotilla.Cluster.Security.ClusterTls? NodeApiTls => IsNode && !IsGateway && !InsecureNodeApi ? Tls : null;
 }
 
 /// <summary>
@@ -74,10 +85,18 @@ public static class FlotillaProcess
     /// <summary>
     /// The Docker API address peers dial: a listener on every address (0.0.0.0, ::) is reached at the cluster bind address.
     /// </summary>
-    public static string DialableEndpoint(ProcessSettings settings) =>
-        settings.DockerApi.Address.Equals(IPAddress.Any) || settings.DockerApi.Address.Equals(IPAddress.IPv6Any)
-            ? $"{settings.BindHost}:{settings.DockerApi.Port}"
-            : settings.DockerApi.ToString();
+    public static string DialableEndpoint(ProcessSettings settings) => Dialable(settings, settings.DockerApi);
+
+    private static string Dialable(ProcessSettings settings, IPEndPoint endpoint) =>
+        endpoint.Address.Equals(IPAddress.Any) || endpoint.Address.Equals(IPAddress.IPv6Any)
+            ? $"{settings.BindHost}:{endpoint.Port}"
+            : endpoint.ToString();
+
+    /// <summary>What this process registers for peers to dial: its node API, a gateway's peer listener, or its Docker API.</summary>
+    public static string RegisteredEndpoint(ProcessSettings settings) =>
+        settings.NodeApiTls is not null ? new ClusterEndpoint(true, DialableEndpoint(settings)).Register()
+        : settings.PeerApi is { } peer && settings.Tls is not null ? new ClusterEndpoint(true, Dialable(settings, peer)).Register()
+        : DialableEndpoint(settings);
 
     public static WebApplication Build(ProcessSettings settings, string connectionString, HostFacts facts,
         string schema = FlotillaStore.DefaultSchema, Action<IServiceCollection>? configureServices = null)
@@ -98,7 +117,7 @@ public static class FlotillaProcess
             HandsOverContainers = settings.HandsOverContainers,
         };
         var self = new NodeDescription(settings.NodeName, facts.Hostname, cluster.Roles, facts.Cpus, facts.MemoryBytes, facts.Kernel,
-            settings.IsNode ? facts.OciRuntime : "none", cluster.Labels, DialableEndpoint(settings));
+            settings.IsNode ? facts.OciRuntime : "none", cluster.Labels, RegisteredEndpoint(settings));
 
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -125,7 +144,12 @@ public static class FlotillaProcess
             builder.Services.AddSingleton(monitor);
             builder.Services.AddSingleton(sp => new NodeContainerRuntime(settings.DataRoot, images, monitor, sp.GetService<IImageContentSource>()));
         }
-        builder.AddFlotillaGateway(new GatewayOptions(settings.DockerApi, settings.NativeApi, settings.Registry, settings.DockerSocket),
+        builder.AddFlotillaGateway(new GatewayOptions(settings.DockerApi, settings.NativeApi, settings.Registry, settings.DockerSocket)
+            {
+                DockerApiTls = settings.NodeApiTls,
+                PeerApi = settings.Tls is null ? null : settings.PeerApi,
+                PeerApiTls = settings.Tls,
+            },
             new GatewayInfo(GatewayInfo.AssemblyVersion, settings.NodeName, settings.DataRoot, self, facts));
         if (settings.Registry is { } registry) builder.AddRegistryAuth(registry, settings.DataRoot, settings.RegistryAnonymousPull);
 

@@ -60,7 +60,8 @@ public static class FlotillaClusterHosting
         services.AddSingleton<ContainerService>();
         services.AddSingleton<Nodes.NodeService>();
         // Image distribution between hosts: a host that lacks an image's blobs fetches them from its peers.
-        services.AddSingleton(sp => new NodeRuntime.Distribution.PeerBlobFetcher(sp.GetRequiredService<NodeRuntime.Images.NodeImageStore>().Content));
+        services.AddSingleton(sp => new NodeRuntime.Distribution.PeerBlobFetcher(sp.GetRequiredService<NodeRuntime.Images.NodeImageStore>().Content,
+            handler => Security.ClusterHttps.Configure(handler, options.Tls)));
         services.AddSingleton<NodeRuntime.Images.IImageContentSource, PeerImageFetcher>();
         services.AddSingleton<Audit.AuditLedger>();
         services.AddSingleton<Audit.ProjectionReplay>();

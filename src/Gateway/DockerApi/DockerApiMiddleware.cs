@@ -33,9 +33,9 @@ public sealed class DockerApiMiddleware(RequestDelegate next, GatewayInfo info, 
         else correlationId = requestId;
         headers[RequestIdHeader] = requestId;
         // The causation id names the request itself when it is not the story's first.
-        var user = await callers.ResolveAsync(context.Connection.RemoteIpAddress,
+        var user = callers.Resolve(context.Connection.RemoteIpAddress, Http.ClusterApi.PeerOf(context),
             context.Request.Headers[Forwarding.NodeForwarder.ForwardedHeader].FirstOrDefault(),
-            context.Request.Headers[Forwarding.CallerIdentity.ForwardedForHeader].FirstOrDefault(), context.RequestAborted);
+            context.Request.Headers[Forwarding.CallerIdentity.ForwardedForHeader].FirstOrDefault());
         context.Items[OriginItem] = new RequestOrigin(user, correlationId, correlationId == requestId ? null : requestId);
 
         var version = ApiVersion.Max;

@@ -209,7 +209,17 @@ public sealed class NetnsCluster : IAsyncDisposable
 
     /// <summary>The real docker CLI against host <paramref name="i"/>'s own Docker API (reached over the bridge).</summary>
     public Task<CommandResult> NodeDockerAsync(int i, params string[] args) =>
-        Command.RunAsync("docker", ["-H", $"tcp://{Host(i).ApiEndpoint}", .. args], CancellationToken.None, DockerEnvironment);
+        Command.RunAsync("docker", ["-H", $"tcp://{Host(i).ApiEndpoint}", .. NodeTlsFlags, .. args], CancellationToken.None, DockerEnvironment);
+
+    /// <summary>A node's API takes only cluster certificates: the docker CLI presents the gateway's (an operator's tool, like a gateway).</summary>
+    private string[] NodeTlsFlags
+    {
+        get
+        {
+            var pki = Path.Combine(Root, "gw", "pki");
+            return ["--tlsverify", "--tlscacert", Path.Combine(pki, "ca.pem"), "--tlscert", Path.Combine(pki, "cert.pem"), "--tlskey", Path.Combine(pki, "key.pem")];
+        }
+    }
 
     private Dictionary<string, string> DockerEnvironment => new() { ["DOCKER_CONFIG"] = Path.Combine(Root, "docker-config") };
 
