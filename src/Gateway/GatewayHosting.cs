@@ -112,7 +112,8 @@ public static class GatewayHosting
                 e.MapContainerEndpoints();
                 e.MapContainerStreamEndpoints();
                 e.MapVolumeEndpoints();
-                e.MapPeerBlobEndpoints();
+                // A gateway with a peer listener serves blobs there (mutual TLS), not to its clients.
+                if (options.PeerApi is null) e.MapPeerBlobEndpoints();
                 e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, "page not found"));
             });
         });

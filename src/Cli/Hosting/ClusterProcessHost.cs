@@ -25,7 +25,10 @@ public static class ClusterProcessHost
 
         var role = settings.IsNode ? "node" : "gateway";
         Console.WriteLine($"Flotilla {GatewayInfo.AssemblyVersion} {role} {settings.NodeName} is up at {Akka.Cluster.Cluster.Get(system).SelfAddress}.");
-        Console.WriteLine($"  Docker API  tcp://{settings.DockerApi}");
+        if (settings.NodeApiTls is not null) Console.WriteLine($"  node API    https://{settings.DockerApi} (cluster client certificates required)");
+        else Console.WriteLine($"  Docker API  tcp://{settings.DockerApi}");
+        if (settings.PeerApi is { } peer && settings.Tls is not null) Console.WriteLine($"  peer API    https://{peer} (cluster client certificates required)");
+        if (settings.Tls is { } tls) Console.WriteLine($"  cluster     {tls.Self.Subject}, CA sha256 {Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(tls.Authority.RawData))}");
         if (settings.NativeApi is { } http) Console.WriteLine($"  native API  http://{http}");
         if (settings.Registry is { } registry) Console.WriteLine($"  registry    http://{registry}");
         Console.WriteLine($"  data        {settings.DataRoot}");

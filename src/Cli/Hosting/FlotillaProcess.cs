@@ -148,7 +148,7 @@ public static class FlotillaProcess
             {
                 DockerApiTls = settings.NodeApiTls,
                 PeerApi = settings.Tls is null ? null : settings.PeerApi,
-                PeerApiTls = settings.Tls,
+                PeerApiTls = settings.PeerApi is null ? null : settings.Tls,
             },
             new GatewayInfo(GatewayInfo.AssemblyVersion, settings.NodeName, settings.DataRoot, self, facts));
         if (settings.Registry is { } registry) builder.AddRegistryAuth(registry, settings.DataRoot, settings.RegistryAnonymousPull);
