@@ -32,6 +32,9 @@ public sealed record GatewayOptions(IPEndPoint DockerApi, IPEndPoint? NativeApi,
     /// <summary>A gateway's listener for its peers (image blobs imported through it), HTTPS with required cluster certificates.</summary>
     public IPEndPoint? PeerApi { get; init; }
     public ClusterTls? PeerApiTls { get; init; }
+
+    /// <summary>On the process that holds the CA key: where joiners with a join token get their certificate.</summary>
+    public EnrollmentOptions? Enrollment { get; init; }
 }
 
 /// <summary>The HTTP surfaces of a gateway, each on its own listener, sharing one Kestrel server.</summary>
@@ -71,6 +74,7 @@ public static class GatewayHosting
                 });
             if (options.DockerSocket is { } socket && DockerSocketFile.Prepare(socket))
                 k.ListenUnixSocket(socket, listen => ConfigureDockerListener(listen, null));
+            if (options.Enrollment is { } enrollment) EnrollmentEndpoint.Listen(k, enrollment);
             if (options.NativeApi is { } native) k.Listen(native);
             if (options.Registry is { } registry) k.Listen(registry, listen => listen.Protocols = HttpProtocols.Http1);
         });
@@ -117,6 +121,7 @@ public static class GatewayHosting
                 e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, "page not found"));
             });
         });
+        if (options.Enrollment is { } enrollment) EnrollmentEndpoint.Map(app, enrollment);
         if (options.PeerApi is { } peerEndpoint && options.PeerApiTls is { } peerTls)
         {
             app.MapWhen(c => c.Connection.LocalPort == peerEndpoint.Port, peer =>

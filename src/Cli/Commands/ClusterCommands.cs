@@ -24,19 +24,21 @@ public static class ClusterCommands
         Flags.OptionalWithEnv("--heartbeat-pause", "FLOTILLA_HEARTBEAT_PAUSE", "silence tolerated before a member is unreachable (default 1500ms; heartbeats every 250ms)");
 
     /// <summary>The cluster certificate flags every node and gateway takes (see <see cref="ClusterIdentity"/>).</summary>
-    private sealed record PkiOptions(Option<string?> TlsCert, Option<string?> TlsKey, Option<string?> TlsCa, Option<string?> CaCert, Option<string?> CaKey)
+    private sealed record PkiOptions(Option<string?> TlsCert, Option<string?> TlsKey, Option<string?> TlsCa, Option<string?> CaCert, Option<string?> CaKey,
+        Option<string?> JoinToken)
     {
         public static PkiOptions Create() => new(
             Flags.OptionalWithEnv("--tls-cert", "FLOTILLA_TLS_CERT", "this process's cluster certificate (PEM; default <data>/pki/cert.pem)"),
             Flags.OptionalWithEnv("--tls-key", "FLOTILLA_TLS_KEY", "its private key (PEM; default <data>/pki/key.pem)"),
             Flags.OptionalWithEnv("--tls-ca", "FLOTILLA_TLS_CA", "the cluster CA certificate peers must chain to (PEM; default <data>/pki/ca.pem)"),
             Flags.OptionalWithEnv("--cluster-ca-cert", "FLOTILLA_CLUSTER_CA_CERT", "an operator's cluster CA certificate: this process issues its own certificate with it"),
-            Flags.OptionalWithEnv("--cluster-ca-key", "FLOTILLA_CLUSTER_CA_KEY", "that CA's private key (PEM)"));
+            Flags.OptionalWithEnv("--cluster-ca-key", "FLOTILLA_CLUSTER_CA_KEY", "that CA's private key (PEM)"),
+            Flags.OptionalWithEnv("--join-token", "FLOTILLA_JOIN_TOKEN", "join token ('flotilla cluster join-token' on the CA holder): a first start without a certificate gets one from a seed"));
 
-        public IEnumerable<Option> All => [TlsCert, TlsKey, TlsCa, CaCert, CaKey];
+        public IEnumerable<Option> All => [TlsCert, TlsKey, TlsCa, CaCert, CaKey, JoinToken];
 
         public ClusterPkiFlags Read(ParseResult result) => new(result.GetValue(TlsCert), result.GetValue(TlsKey), result.GetValue(TlsCa),
-            result.GetValue(CaCert), result.GetValue(CaKey));
+            result.GetValue(CaCert), result.GetValue(CaKey), result.GetValue(JoinToken));
     }
 
     /// <summary>
@@ -62,6 +64,7 @@ public static class ClusterCommands
         var postgres = Postgres();
         var data = Flags.WithEnv("--data", "FLOTILLA_DATA", "/var/lib/flotilla", "data directory");
         var api = Flags.OptionalWithEnv("--api", "FLOTILLA_NODE_API", "this node's API for gateways (its containers' streams) and peers (image blobs): HTTPS with required cluster client certificates (default: bind IP, port 2376)");
+        var enroll = Flags.OptionalWithEnv("--enroll", "FLOTILLA_ENROLL", "where a node that holds the cluster CA key answers join-token enrollments (HTTPS; default: bind IP, port 2378; 'none': not at all)");
         var insecureApi = new Option<bool>("--insecure-node-api") { Description = "serve the node API in plain HTTP without client certificates (anyone who reaches it is root on this host)" };
         var labels = new Option<string[]>("--label") { Description = "node label k=v (repeatable), for placement constraints", AllowMultipleArgumentsPerToken = false };
         var runtime = Flags.OptionalWithEnv("--runtime", "FLOTILLA_RUNTIME", "OCI runtime: runc or crun (default: the one that works here)");
@@ -70,7 +73,7 @@ public static class ClusterCommands
         var pki = PkiOptions.Create();
         var command = new Command("node", "Run a Flotilla host: container runtime and cluster shards (or drain/activate one)")
         {
-            name, bind, join, postgres, data, api, insecureApi, labels, runtime, stableAfter, pause,
+            name, bind, join, postgres, data, api, insecureApi, enroll, labels, runtime, stableAfter, pause,
             Availability("drain", "Move every container off a node and place nothing new on it"),
             Availability("activate", "Let a drained node take containers again"),
         };
@@ -92,13 +95,20 @@ public static class ClusterCommands
                 BindHost = bindHost,
                 BindPort = bindPort,
                 Seeds = seeds,
-                Tls = ClusterIdentity.Resolve(dataRoot, ClusterRole.Node, nodeName, [bindHost, nodeApi.Address.ToString()],
-                    Founding(seeds, bindHost, bindPort), pki.Read(result), Console.WriteLine),
+                Tls = await ClusterIdentity.ResolveAsync(dataRoot, ClusterRole.Node, nodeName, [bindHost, nodeApi.Address.ToString()],
+                    Founding(seeds, bindHost, bindPort), pki.Read(result), EnrollAt(seeds), Console.WriteLine, cancellationToken),
                 InsecureNodeApi = result.GetValue(insecureApi),
                 Labels = ParseLabels(result.GetValue(labels) ?? []),
                 HandsOverContainers = true,
             };
             settings = WithFailureDetector(settings, result, stableAfter, pause);
+            if (result.GetValue(enroll) is not "none" && ClusterIdentity.HeldCa(dataRoot, pki.Read(result)) is { } ca)
+            {
+                var token = JoinToken.ForCa(ca, ClusterPkiFiles.In(dataRoot));
+                var endpoint = Endpoints.Parse(result.GetValue(enroll) ?? $"{bindHost}:{Enrollment.DefaultPort}", "--enroll");
+                settings = settings with { Enrollment = new Flotilla.Gateway.Http.EnrollmentOptions(endpoint, ca, token, settings.Tls!) };
+                Console.WriteLine($"This node holds the cluster CA; others join with --join-token {token} (enrollment on https://{endpoint})");
+            }
             if (settings.InsecureNodeApi && !System.Net.IPAddress.IsLoopback(nodeApi.Address))
                 // dockerd's words for the same mistake (its -H tcp:// without --tlsverify).
                 Console.Error.WriteLine($"WARNING: Binding to IP address without --tlsverify is insecure and gives root access on this machine to everyone who has access to your network. (--insecure-node-api on {nodeApi})");
@@ -144,7 +154,8 @@ public static class ClusterCommands
                 NodeName = gatewayName,
                 Roles = [FlotillaClusterOptions.GatewayRole],
                 DataRoot = dataRoot,
-                Tls = ClusterIdentity.Resolve(dataRoot, ClusterRole.Gateway, gatewayName, [bindHost], founding: false, pki.Read(result), Console.WriteLine),
+                Tls = await ClusterIdentity.ResolveAsync(dataRoot, ClusterRole.Gateway, gatewayName, [bindHost], founding: false, pki.Read(result),
+                    EnrollAt(ParseJoin(result.GetValue(join))), Console.WriteLine, cancellationToken),
                 PeerApi = result.GetValue(peerApi) is "none" ? null : Endpoints.Parse(result.GetValue(peerApi) ?? $"{bindHost}:2377", "--api"),
                 DockerApi = Endpoints.Parse(result.GetValue(dockerApi)!, "--docker-api"),
                 NativeApi = Endpoints.Parse(result.GetValue(http)!, "--http"),
@@ -161,6 +172,10 @@ public static class ClusterCommands
         });
         return command;
     }
+
+    /// <summary>Where a joiner with a token asks for its certificate: each seed's IP on the enrollment port.</summary>
+    private static IEnumerable<Uri> EnrollAt(IReadOnlyList<string> seeds) =>
+        seeds.Select(s => Endpoints.Parse(s, "--join")).Select(e => new Uri($"https://{new System.Net.IPEndPoint(e.Address, Enrollment.DefaultPort)}"));
 
     /// <summary>A process founds the cluster when it joins nobody but itself (a first node may name itself in --join).</summary>
     private static bool Founding(IReadOnlyList<string> seeds, string bindHost, int bindPort) =>

@@ -17,6 +17,7 @@ public static class PkiCommands
         var cert = new Command("cert", "Certificates of cluster processes") { CertIssue() };
         cluster.Subcommands.Add(ca);
         cluster.Subcommands.Add(cert);
+        cluster.Subcommands.Add(JoinTokenCommand());
         return cluster;
     }
 
@@ -37,6 +38,20 @@ public static class PkiCommands
             using var ca = ClusterCa.Create();
             ca.Save(pki);
             Console.WriteLine($"{certificate} sha256 {ca.Fingerprint}");
+            return 0;
+        });
+        return command;
+    }
+
+    private static Command JoinTokenCommand()
+    {
+        var data = Flags.WithEnv("--data", "FLOTILLA_DATA", "/var/lib/flotilla", "data directory of the process that holds the CA key");
+        var command = new Command("join-token", "Print the token with which a node or gateway joins (--join-token) and gets its certificate") { data };
+        command.SetAction(result =>
+        {
+            var pki = ClusterPkiFiles.In(Path.GetFullPath(result.GetValue(data)!));
+            using var ca = ClusterCa.Load(Path.Combine(pki, ClusterPkiFiles.CaCertificate), Path.Combine(pki, ClusterPkiFiles.CaKey));
+            Console.WriteLine(JoinToken.ForCa(ca, pki));
             return 0;
         });
         return command;

@@ -5,7 +5,7 @@ namespace Flotilla.Cli.Hosting;
 
 /// <summary>Where a process's cluster certificates come from (<c>--tls-*</c>, <c>--cluster-ca-*</c>).</summary>
 public sealed record ClusterPkiFlags(string? TlsCert = null, string? TlsKey = null, string? TlsCa = null,
-    string? CaCert = null, string? CaKey = null);
+    string? CaCert = null, string? CaKey = null, string? JoinToken = null);
 
 /// <summary>
 /// Finds or makes this process's cluster certificate, in this order:
@@ -19,6 +19,35 @@ public sealed record ClusterPkiFlags(string? TlsCert = null, string? TlsKey = nu
 /// </summary>
 public static class ClusterIdentity
 {
+    /// <summary>
+    /// As <see cref="Resolve"/>, and a joiner without a certificate that has a join token (<c>--join-token</c>) gets one
+    /// from a seed that holds the CA key (its enrollment listener, <c>https://SEED-IP:2378</c>), saved to
+    /// <c>&lt;data&gt;/pki</c> for the next start.
+    /// </summary>
+    public static async Task<ClusterTls> ResolveAsync(string dataRoot, ClusterRole role, string name, IReadOnlyList<string> addresses, bool founding,
+        ClusterPkiFlags flags, IEnumerable<Uri> enrollAt, Action<string>? say, CancellationToken cancellationToken)
+    {
+        var pki = ClusterPkiFiles.In(dataRoot);
+        var haveOwn = File.Exists(Path.Combine(pki, ClusterPkiFiles.Certificate)) || File.Exists(Path.Combine(pki, ClusterPkiFiles.CaKey));
+        if (flags.JoinToken is null || haveOwn || flags.TlsCert is not null || flags.CaCert is not null)
+            return Resolve(dataRoot, role, name, addresses, founding, flags, say);
+        var token = JoinToken.Parse(flags.JoinToken);
+        var tls = await Enrollment.JoinAsync(token, enrollAt, role, name, addresses, cancellationToken);
+        ClusterPkiFiles.SaveIdentity(pki, tls.Certificate);
+        File.WriteAllText(Path.Combine(pki, ClusterPkiFiles.CaCertificate), tls.Authority.ExportCertificatePem() + "\n");
+        say?.Invoke($"joined with the token: {tls.Certificate.Subject}, CA sha256 {token.CaFingerprint}");
+        return tls;
+    }
+
+    /// <summary>The CA this process holds the key of (<c>--cluster-ca-*</c> or <c>&lt;data&gt;/pki/ca-key.pem</c>), or null.</summary>
+    public static ClusterCa? HeldCa(string dataRoot, ClusterPkiFlags flags)
+    {
+        if (flags.CaCert is not null && flags.CaKey is not null) return ClusterCa.Load(flags.CaCert, flags.CaKey);
+        var pki = ClusterPkiFiles.In(dataRoot);
+        var key = Path.Combine(pki, ClusterPkiFiles.CaKey);
+        return File.Exists(key) ? ClusterCa.Load(Path.Combine(pki, ClusterPkiFiles.CaCertificate), key) : null;
+    }
+
     public static ClusterTls Resolve(string dataRoot, ClusterRole role, string name, IEnumerable<string> addresses, bool founding,
         ClusterPkiFlags flags, Action<string>? say = null)
     {

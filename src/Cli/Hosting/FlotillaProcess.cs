@@ -61,6 +61,9 @@ public sealed record ProcessSettings
 
     /// <summary>A gateway's listener for peers fetching blobs imported through it (mutual TLS); null: none.</summary>
     public IPEndPoint? PeerApi { get; init; }
+
+    /// <summary>On the process that holds the CA key: the join-token enrollment listener (<c>--enroll</c>).</summary>
+    public Flotilla.Gateway.Http.EnrollmentOptions? Enrollment { get; init; }
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
     public TimeSpan? StableAfter { get; init; }
     public TimeSpan? AcceptableHeartbeatPause { get; init; }
@@ -149,6 +152,7 @@ public static class FlotillaProcess
                 DockerApiTls = settings.NodeApiTls,
                 PeerApi = settings.Tls is null ? null : settings.PeerApi,
                 PeerApiTls = settings.PeerApi is null ? null : settings.Tls,
+                Enrollment = settings.Enrollment,
             },
             new GatewayInfo(GatewayInfo.AssemblyVersion, settings.NodeName, settings.DataRoot, self, facts));
         if (settings.Registry is { } registry) builder.AddRegistryAuth(registry, settings.DataRoot, settings.RegistryAnonymousPull);

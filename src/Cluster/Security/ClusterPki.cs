@@ -75,10 +75,18 @@ public sealed class ClusterCa : IDisposable
     /// </summary>
     public X509Certificate2 Issue(ClusterRole role, string name, IEnumerable<string> subjectAlternativeNames, TimeSpan? lifetime = null)
     {
-        if (_key is null) throw new InvalidOperationException("this cluster CA has no private key here, so it cannot issue certificates");
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var signed = IssueFor(new PublicKey(key), role, name, subjectAlternativeNames, lifetime);
+        using var withKey = signed.CopyWithPrivateKey(key);
+        return ClusterPkiFiles.Reload(withKey);
+    }
+
+    /// <summary>A certificate for a key this CA never sees (a joiner's; see <see cref="Enrollment"/>), without private key.</summary>
+    public X509Certificate2 IssueFor(PublicKey publicKey, ClusterRole role, string name, IEnumerable<string> subjectAlternativeNames, TimeSpan? lifetime = null)
+    {
+        if (_key is null) throw new InvalidOperationException("this cluster CA has no private key here, so it cannot issue certificates");
         var request = new CertificateRequest(
-            new X500DistinguishedName($"CN={Escape(name)}, OU={RoleName(role)}, O={Organization}"), key, HashAlgorithmName.SHA256);
+            new X500DistinguishedName($"CN={Escape(name)}, OU={RoleName(role)}, O={Organization}"), publicKey, HashAlgorithmName.SHA256);
         request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, critical: true));
         request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, critical: true));
         request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(
@@ -101,9 +109,7 @@ public sealed class ClusterCa : IDisposable
         var notAfter = now + (lifetime ?? TimeSpan.FromDays(825));
         if (notAfter > Certificate.NotAfter) notAfter = Certificate.NotAfter;
         using var issuerWithKey = Certificate.CopyWithPrivateKey(_key);
-        using var signed = request.Create(issuerWithKey, now.AddMinutes(-5), notAfter, serial);
-        using var withKey = signed.CopyWithPrivateKey(key);
-        return ClusterPkiFiles.Reload(withKey);
+        return request.Create(issuerWithKey, now.AddMinutes(-5), notAfter, serial);
     }
 
     public static string RoleName(ClusterRole role) => role switch

@@ -26,13 +26,16 @@ public sealed class ClusterTls(X509Certificate2 certificate, X509Certificate2 au
         ?? throw new InvalidDataException($"the cluster certificate '{certificate.Subject}' names no role (OU=node or OU=gateway)");
 
     /// <summary>Does <paramref name="presented"/> chain to the cluster CA (and only to it), is it in date, and does it name a role?</summary>
-    public PeerCheck Verify(X509Certificate? presented)
+    public PeerCheck Verify(X509Certificate? presented) => VerifyAgainst(Authority, presented);
+
+    /// <summary>The check of <see cref="Verify"/> against any CA certificate (a joiner pinning the CA of its token).</summary>
+    public static PeerCheck VerifyAgainst(X509Certificate2 authority, X509Certificate? presented)
     {
         if (presented is null) return PeerCheck.Refused("no certificate presented");
         using var peer = presented as X509Certificate2 is { } c2 ? X509CertificateLoader.LoadCertificate(c2.RawData) : X509CertificateLoader.LoadCertificate(presented.GetRawCertData());
         using var chain = new X509Chain();
         chain.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-        chain.ChainPolicy.CustomTrustStore.Add(Authority);
+        chain.ChainPolicy.CustomTrustStore.Add(authority);
         chain.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
         chain.ChainPolicy.VerificationFlags = X509VerificationFlags.NoFlag;
         if (!chain.Build(peer))
@@ -42,7 +45,7 @@ public sealed class ClusterTls(X509Certificate2 certificate, X509Certificate2 au
         }
         // CustomRootTrust already anchors at the CA; compare anyway, so a chain through the system store can never pass.
         var root = chain.ChainElements[^1].Certificate;
-        if (!root.RawData.AsSpan().SequenceEqual(Authority.RawData))
+        if (!root.RawData.AsSpan().SequenceEqual(authority.RawData))
             return PeerCheck.Refused($"certificate '{peer.Subject}' chains to '{root.Subject}', not this cluster's CA");
         return Describe(peer) is { } described
             ? new PeerCheck(described, null)
