@@ -78,7 +78,7 @@ public static class ClusterCommands
             Availability("activate", "Let a drained node take containers again"),
         };
         foreach (var option in pki.All) command.Options.Add(option);
-        command.SetAction(async (result, cancellationToken) =>
+        command.SetAction((result, cancellationToken) => WithCertificateErrors("flotilla node", async () =>
         {
             if (result.GetValue(postgres) is not { } connectionString) return Fail("flotilla node: --postgres is required");
             var (bindHost, bindPort) = ParseBind(result.GetValue(bind)!);
@@ -104,7 +104,9 @@ public static class ClusterCommands
             settings = WithFailureDetector(settings, result, stableAfter, pause);
             if (result.GetValue(enroll) is not "none" && ClusterIdentity.HeldCa(dataRoot, pki.Read(result)) is { } ca)
             {
-                var token = JoinToken.ForCa(ca, ClusterPkiFiles.In(dataRoot));
+                // The secret lives next to the CA key, so every holder of that key (and 'cluster join-token') has the same one.
+                var caKey = pki.Read(result).CaKey;
+                var token = JoinToken.ForCa(ca, caKey is null ? ClusterPkiFiles.In(dataRoot) : Path.GetDirectoryName(Path.GetFullPath(caKey))!);
                 var endpoint = Endpoints.Parse(result.GetValue(enroll) ?? $"{bindHost}:{Enrollment.DefaultPort}", "--enroll");
                 settings = settings with { Enrollment = new Flotilla.Gateway.Http.EnrollmentOptions(endpoint, ca, token, settings.Tls!) };
                 Console.WriteLine($"This node holds the cluster CA; others join with --join-token {token} (enrollment on https://{endpoint})");
@@ -113,7 +115,7 @@ public static class ClusterCommands
                 // dockerd's words for the same mistake (its -H tcp:// without --tlsverify).
                 Console.Error.WriteLine($"WARNING: Binding to IP address without --tlsverify is insecure and gives root access on this machine to everyone who has access to your network. (--insecure-node-api on {nodeApi})");
             return await ClusterProcessHost.RunAsync(settings, connectionString, result.GetValue(runtime), cancellationToken);
-        });
+        }));
         return command;
     }
 
@@ -140,7 +142,7 @@ public static class ClusterCommands
             name, bind, join, postgres, data, dockerApi, registry, http, dockerSocket, anonymousPull, insecureRegistries, peerApi, stableAfter, pause,
         };
         foreach (var option in pki.All) command.Options.Add(option);
-        command.SetAction(async (result, cancellationToken) =>
+        command.SetAction((result, cancellationToken) => WithCertificateErrors("flotilla gateway", async () =>
         {
             if (result.GetValue(postgres) is not { } connectionString) return Fail("flotilla gateway: --postgres is required");
             if (result.GetValue(join) is null) return Fail("flotilla gateway: --join is required (a gateway runs no shards and needs nodes)");
@@ -169,7 +171,7 @@ public static class ClusterCommands
             };
             settings = WithFailureDetector(settings, result, stableAfter, pause);
             return await ClusterProcessHost.RunAsync(settings, connectionString, null, cancellationToken);
-        });
+        }));
         return command;
     }
 
@@ -195,6 +197,20 @@ public static class ClusterCommands
             return 0;
         });
         return command;
+    }
+
+    /// <summary>A certificate that is missing, wrong, or could not be had with the join token: one line and exit 2, no stack trace.</summary>
+    private static async Task<int> WithCertificateErrors(string command, Func<Task<int>> run)
+    {
+        try
+        {
+            return await run();
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidDataException or FormatException or System.Security.Cryptography.CryptographicException
+                                      || (e is InvalidOperationException && e.Message.StartsWith("could not join", StringComparison.Ordinal)))
+        {
+            return Fail($"{command}: {e.Message}");
+        }
     }
 
     private static int Fail(string message)

@@ -311,7 +311,7 @@ public sealed class NetnsCluster : IAsyncDisposable
         [
             FlotillaDll, "gateway", "--name", "gw", "--bind", $"{BridgeAddress}:{bindPort}", "--join", Seeds,
             "--postgres", PostgresConnectionString, "--docker-api", $"127.0.0.1:{GatewayDockerPort}", "--registry", "none",
-            "--http", $"127.0.0.1:{GatewayHttpPort}", "--data", Path.Combine(Root, "gw"), .. FailureDetectorFlags,
+            "--http", $"127.0.0.1:{GatewayHttpPort}", "--data", Path.Combine(Root, "gw"), "--join-token", JoinToken, .. FailureDetectorFlags,
         ]);
         await Gateway.WaitForLineAsync(" is up at ", UpTimeout, ct);
     }
@@ -321,18 +321,26 @@ public sealed class NetnsCluster : IAsyncDisposable
     /// <summary>Where the cluster CA lives: only the operator's side of the harness holds its key, no host does.</summary>
     internal string CaDirectory => Path.Combine(Root, "ca");
 
+    /// <summary>The CA's files, which the first host is given (<c>--cluster-ca-cert/--cluster-ca-key</c>): it answers join tokens.</summary>
+    internal string[] CaHolderFlags =>
+        ["--cluster-ca-cert", Path.Combine(CaDirectory, "pki", "ca.pem"), "--cluster-ca-key", Path.Combine(CaDirectory, "pki", "ca-key.pem")];
+
+    /// <summary>What the gateway joins with (<c>flotilla cluster join-token</c>).</summary>
+    private string JoinToken { get; set; } = "";
+
     /// <summary>
     /// The operator's steps with the CLI: <c>flotilla cluster ca init</c>, then one <c>flotilla cluster cert issue</c> per
-    /// host and for the gateway, straight into each process's <c>&lt;data&gt;/pki</c>. Every hop then runs mutual TLS.
+    /// host, straight into each host's <c>&lt;data&gt;/pki</c>; the first host also holds the CA key and the gateway joins
+    /// with a join token, getting its certificate from that host. Every hop then runs mutual TLS.
     /// </summary>
     private async Task IssueCertificatesAsync(CancellationToken ct)
     {
         await Run(ct, "dotnet", FlotillaDll, "cluster", "ca", "init", "--data", CaDirectory);
         var issues = Hosts.Select(h => Run(ct, "dotnet", FlotillaDll, "cluster", "cert", "issue", "--data", CaDirectory, "--role", "node",
-                "--name", h.Name, "--san", h.Address, "--out", Path.Combine(h.DataDirectory, "pki")))
-            .Append(Run(ct, "dotnet", FlotillaDll, "cluster", "cert", "issue", "--data", CaDirectory, "--role", "gateway",
-                "--name", "gw", "--san", BridgeAddress, "--out", Path.Combine(Root, "gw", "pki")));
-        await Task.WhenAll(issues);
+            "--name", h.Name, "--san", h.Address, "--out", Path.Combine(h.DataDirectory, "pki")));
+        var token = Run(ct, "dotnet", FlotillaDll, "cluster", "join-token", "--data", CaDirectory);
+        await Task.WhenAll(issues.Append(token));
+        JoinToken = (await token).Stdout.Trim();
     }
 
     // ---------------------------------------------------------------- PostgreSQL
@@ -584,7 +592,7 @@ public sealed class NetnsHost
             "--net=/run/netns/" + Namespace, "--", "unshare", "--pid", "--fork", "--kill-child", "--mount", "--propagation", "private",
             "--mount-proc", "dotnet", _cluster.FlotillaDll, "node", "--name", Name, "--bind", $"{Address}:{_cluster.Port}",
             "--join", _cluster.Seeds, "--postgres", _cluster.PostgresConnectionString, "--data", DataDirectory,
-            "--api", ApiEndpoint, .. _cluster.FailureDetectorFlags, .. labels,
+            "--api", ApiEndpoint, .. _cluster.FailureDetectorFlags, .. labels, .. (_cluster.Hosts[0] == this ? _cluster.CaHolderFlags : []),
         ]);
     }
 
