@@ -11,6 +11,8 @@ public static class ClusterSurfaces
     public const string NodeApi = "node-api";
     /// <summary><c>X-Flotilla-Forwarded-For</c> from a caller that is not an authenticated gateway: ignored.</summary>
     public const string ForwardedIdentity = "forwarded-identity";
+    /// <summary>A join-token enrollment whose proof does not match (or is malformed).</summary>
+    public const string Enrollment = "enrollment";
 }
 
 /// <summary>

@@ -22,7 +22,7 @@ public sealed record EnrollmentOptions(IPEndPoint Endpoint, ClusterCa Ca, JoinTo
 /// </summary>
 public static class EnrollmentEndpoint
 {
-    public const string Surface = "enrollment";
+    public const string Surface = ClusterSurfaces.Enrollment;
 
     public static void Listen(KestrelServerOptions kestrel, EnrollmentOptions options) =>
         kestrel.Listen(options.Endpoint, listen =>
