@@ -73,7 +73,7 @@ public static class ClusterIdentity
                     ? Found(pki, say)
                     : throw new ArgumentException(
                         $"no cluster certificate in {pki}: issue one with 'flotilla cluster cert issue' on the host that holds the cluster CA and " +
-                        "copy it there, or pass --tls-cert/--tls-key/--tls-ca (or --cluster-ca-cert/--cluster-ca-key)");
+                        "copy it there, or join with --join-token (flotilla cluster join-token on the CA holder), or pass --tls-cert/--tls-key/--tls-ca (or --cluster-ca-cert/--cluster-ca-key)");
         // Remember which CA this process belongs to; a CA key given by flag stays where the operator keeps it.
         if (flags.CaCert is not null)
             using (var authority = ClusterCa.Load(flags.CaCert)) authority.Save(pki);

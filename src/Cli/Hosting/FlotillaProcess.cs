@@ -147,13 +147,14 @@ public static class FlotillaProcess
             builder.Services.AddSingleton(monitor);
             builder.Services.AddSingleton(sp => new NodeContainerRuntime(settings.DataRoot, images, monitor, sp.GetService<IImageContentSource>()));
         }
-        builder.AddFlotillaGateway(new GatewayOptions(settings.DockerApi, settings.NativeApi, settings.Registry, settings.DockerSocket)
-            {
-                DockerApiTls = settings.NodeApiTls,
-                PeerApi = settings.Tls is null ? null : settings.PeerApi,
-                PeerApiTls = settings.PeerApi is null ? null : settings.Tls,
-                Enrollment = settings.Enrollment,
-            },
+        var listeners = new GatewayOptions(settings.DockerApi, settings.NativeApi, settings.Registry, settings.DockerSocket)
+        {
+            DockerApiTls = settings.NodeApiTls,
+            PeerApi = settings.Tls is null ? null : settings.PeerApi,
+            PeerApiTls = settings.PeerApi is null ? null : settings.Tls,
+            Enrollment = settings.Enrollment,
+        };
+        builder.AddFlotillaGateway(listeners,
             new GatewayInfo(GatewayInfo.AssemblyVersion, settings.NodeName, settings.DataRoot, self, facts));
         if (settings.Registry is { } registry) builder.AddRegistryAuth(registry, settings.DataRoot, settings.RegistryAnonymousPull);
 

@@ -196,9 +196,11 @@ internal static class PemFile
             UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         var temp = path + ".tmp-" + Guid.NewGuid().ToString("N")[..8];
         using (var stream = new FileStream(temp, new FileStreamOptions
-               {
-                   Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = mode,
-               }))
+        {
+            Mode = FileMode.CreateNew,
+            Access = FileAccess.Write,
+            UnixCreateMode = mode,
+        }))
         using (var writer = new StreamWriter(stream))
         {
             writer.Write(text);

@@ -258,17 +258,20 @@ public sealed class NetnsCluster : IAsyncDisposable
         tar.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.Directory, "tmp/") { Mode = (UnixFileMode)0b1_111_111_111 });
         tar.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, "bin/busybox")
         {
-            Mode = dirMode, DataStream = new MemoryStream(File.ReadAllBytes(busybox)),
+            Mode = dirMode,
+            DataStream = new MemoryStream(File.ReadAllBytes(busybox)),
         });
         foreach (var applet in new[] { "sh", "sleep", "true", "echo", "cat", "ls", "ps" })
             tar.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.SymbolicLink, "bin/" + applet) { LinkName = "busybox" });
         tar.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, "etc/passwd")
         {
-            Mode = (UnixFileMode)0b110_100_100, DataStream = new MemoryStream("root:x:0:0:root:/root:/bin/sh\n"u8.ToArray()),
+            Mode = (UnixFileMode)0b110_100_100,
+            DataStream = new MemoryStream("root:x:0:0:root:/root:/bin/sh\n"u8.ToArray()),
         });
         tar.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, "etc/group")
         {
-            Mode = (UnixFileMode)0b110_100_100, DataStream = new MemoryStream("root:x:0:\n"u8.ToArray()),
+            Mode = (UnixFileMode)0b110_100_100,
+            DataStream = new MemoryStream("root:x:0:\n"u8.ToArray()),
         });
     }
 
@@ -786,7 +789,10 @@ internal sealed class ManagedProcess : IDisposable
     {
         var psi = new ProcessStartInfo(file)
         {
-            RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
         };
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["DOTNET_gcServer"] = "0";
