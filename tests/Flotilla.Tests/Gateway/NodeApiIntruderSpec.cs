@@ -143,3 +143,14 @@ public class NodeApiIntruderSpec(GatewayAndNode cluster) : IClassFixture<Gateway
         return events.First(e => e.EventTypeName == "container_created").UserName;
     }
 }
+
+/// <summary>The Swarm-classic <c>Node</c> section of inspect shows the node's address, not the <c>https://</c> it registered.</summary>
+public class NodeSectionSpec(GatewayAndNode cluster) : IClassFixture<GatewayAndNode>
+{
+    [Fact]
+    public async Task Inspect_shows_the_node_address_without_its_scheme()
+    {
+        var inspect = await cluster.GatewayOk("inspect", "-f", "{{.Node.IP}} {{.Node.Addr}}", GatewayAndNode.Sleeper);
+        Assert.Equal($"127.0.0.1 127.0.0.1:{cluster.NodePort}", inspect.Trim());
+    }
+}
