@@ -6,6 +6,7 @@ var root = new RootCommand("Flotilla: a distributed container engine that speaks
     UpCommand.Create(),
     ClusterCommands.Node(),
     ClusterCommands.Gateway(),
+    PkiCommands.Create(),
     NodesCommand.Create(),
     AuditCommand.Create(),
     HistoryCommand.Create(),

@@ -1,5 +1,6 @@
 using System.Net;
 using Flotilla.Cluster.Queries;
+using Flotilla.Cluster.Security;
 using Flotilla.Gateway.DockerApi;
 using Flotilla.Gateway.Hijack;
 using Flotilla.Contracts.Access;
@@ -29,6 +30,20 @@ public sealed record GatewayOptions(IPEndPoint? DockerApi, IPEndPoint? NativeApi
 
     /// <summary>Which browser origins and host names the client listeners accept.</summary>
     public BrowserPolicy Browsers { get; init; } = BrowserPolicy.Default;
+
+    /// <summary>
+    /// A node's own Docker API is for the cluster only: HTTPS with required client certificates of the cluster CA
+    /// (<see cref="ClusterApi"/>). Null: plain HTTP (the all-in-one process, whose Docker API is the client's; a node
+    /// started with <c>--insecure-node-api</c>).
+    /// </summary>
+    public ClusterTls? DockerApiTls { get; init; }
+
+    /// <summary>A gateway's listener for its peers (image blobs imported through it), HTTPS with required cluster certificates.</summary>
+    public IPEndPoint? PeerApi { get; init; }
+    public ClusterTls? PeerApiTls { get; init; }
+
+    /// <summary>On the process that holds the CA key: where joiners with a join token get their certificate.</summary>
+    public EnrollmentOptions? Enrollment { get; init; }
 }
 
 /// <summary>The HTTP surfaces of a gateway, each on its own listener, sharing one Kestrel server.</summary>
@@ -41,7 +56,7 @@ public static class GatewayHosting
         builder.Services.AddRouting();
         builder.Services.AddSingleton<ExecRegistry>();
         builder.Services.AddSingleton<Forwarding.NodeForwarder>();
-        builder.Services.AddSingleton(sp => new Forwarding.CallerIdentity(sp.GetRequiredService<ClusterQueries>()));
+        builder.Services.AddSingleton(sp => new Forwarding.CallerIdentity(sp.GetService<ClusterAccessLog>()));
         builder.Services.AddSingleton<IHijackHandler, AttachHijackHandler>();
         builder.Services.AddSingleton<IHijackHandler, ExecStartHijackHandler>();
         var ownSocket = new OwnDockerSocket();
@@ -59,12 +74,25 @@ public static class GatewayHosting
             k.Limits.MaxRequestBufferSize = 4 * 1024 * 1024;
             k.Limits.MaxResponseBufferSize = 4 * 1024 * 1024;
             if (options.DockerApi is { } dockerApi)
-                k.Listen(dockerApi, listen => ConfigureDockerListener(listen, ClientListener.DockerApi, tls));
+                k.Listen(dockerApi, listen =>
+                {
+                    // A node's API: cluster TLS first, so the hijack middleware reads the decrypted request.
+                    if (options.DockerApiTls is { } clusterTls) ClusterApi.UseClusterTls(listen, clusterTls);
+                    ConfigureDockerListener(listen, ClientListener.DockerApi, options.DockerApiTls is null ? tls : null, options.DockerApiTls);
+                });
+            if (options.PeerApi is { } peerApi && options.PeerApiTls is { } peerTls)
+                k.Listen(peerApi, listen =>
+                {
+                    listen.Protocols = HttpProtocols.Http1;
+                    ClientConnection.Tag(listen, ClientListener.PeerApi);
+                    ClusterApi.UseClusterTls(listen, peerTls);
+                });
             if (options.DockerSocket is { } socket && DockerSocketFile.Prepare(socket))
             {
-                k.ListenUnixSocket(socket, listen => ConfigureDockerListener(listen, ClientListener.DockerSocket, null));
+                k.ListenUnixSocket(socket, listen => ConfigureDockerListener(listen, ClientListener.DockerSocket, null, null));
                 ownSocket.Path = socket;
             }
+            if (options.Enrollment is { } enrollment) EnrollmentEndpoint.Listen(k, enrollment);
             if (options.NativeApi is { } native)
                 k.Listen(native, listen =>
                 {
@@ -82,7 +110,7 @@ public static class GatewayHosting
         if (options.NativeApi is not null) builder.Services.AddSingleton(NativeApiTokens.Ensure(info.DataRoot));
     }
 
-    private static void ConfigureDockerListener(ListenOptions listen, ClientListener listener, LoadedClientTls? tls)
+    private static void ConfigureDockerListener(ListenOptions listen, ClientListener listener, LoadedClientTls? tls, ClusterTls? clusterTls)
     {
         listen.Protocols = HttpProtocols.Http1;
         ClientConnection.Tag(listen, listener);
@@ -93,7 +121,8 @@ public static class GatewayHosting
             var services = listen.ApplicationServices;
             var middleware = new HijackConnectionMiddleware(next, services.GetServices<IHijackHandler>().ToList(),
                 services.GetRequiredService<ILoggerFactory>().CreateLogger<HijackConnectionMiddleware>(),
-                services.GetRequiredService<GatewayOptions>().Browsers, services.GetRequiredService<Cluster.Audit.ApiAccessLog>());
+                services.GetRequiredService<GatewayOptions>().Browsers, services.GetRequiredService<Cluster.Audit.ApiAccessLog>(),
+                clusterTls, services.GetService<ClusterAccessLog>());
             return middleware.OnConnectedAsync;
         });
     }
@@ -113,6 +142,7 @@ public static class GatewayHosting
         bool IsDockerApi(HttpContext c) => ClientConnection.ListenerOf(c) is ClientListener.DockerApi or ClientListener.DockerSocket;
         app.MapWhen(IsDockerApi, docker =>
         {
+            if (options.DockerApiTls is { } clusterTls) docker.UseMiddleware<ClusterApi.Authorization>(clusterTls);
             docker.UseMiddleware<ClientRequestGuard>(ClientListener.DockerApi, options.Browsers);
             docker.UseMiddleware<DockerApiMiddleware>(info);
             docker.Use(RequestBodyLimits.Middleware(RequestBodyLimits.DockerApi, (c, message) => JsonReply.ErrorAsync(c, StatusCodes.Status413PayloadTooLarge, message)));
@@ -126,10 +156,25 @@ public static class GatewayHosting
                 e.MapContainerEndpoints();
                 e.MapContainerStreamEndpoints();
                 e.MapVolumeEndpoints();
-                e.MapPeerBlobEndpoints();
+                // A gateway with a peer listener serves blobs there (mutual TLS), not to its clients.
+                if (options.PeerApi is null) e.MapPeerBlobEndpoints();
                 e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, "page not found"));
             });
         });
+        if (options.Enrollment is { } enrollment) EnrollmentEndpoint.Map(app, enrollment);
+        if (options.PeerApiTls is { } peerTls)
+        {
+            app.MapWhen(c => ClientConnection.ListenerOf(c) == ClientListener.PeerApi, peer =>
+            {
+                peer.UseMiddleware<ClusterApi.Authorization>(peerTls);
+                peer.UseRouting();
+                peer.UseEndpoints(e =>
+                {
+                    e.MapPeerBlobEndpoints();
+                    e.MapFallback(c => JsonReply.ErrorAsync(c, StatusCodes.Status404NotFound, "page not found"));
+                });
+            });
+        }
         if (options.NativeApi is not null)
         {
             app.MapWhen(c => ClientConnection.ListenerOf(c) == ClientListener.NativeApi, native =>

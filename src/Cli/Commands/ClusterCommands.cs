@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Flotilla.Cli.Hosting;
 using Flotilla.Cluster.Hosting;
+using Flotilla.Cluster.Security;
 
 namespace Flotilla.Cli.Commands;
 
@@ -21,6 +22,24 @@ public static class ClusterCommands
 
     private static Option<string?> HeartbeatPause() =>
         Flags.OptionalWithEnv("--heartbeat-pause", "FLOTILLA_HEARTBEAT_PAUSE", "silence tolerated before a member is unreachable (default 1500ms; heartbeats every 250ms)");
+
+    /// <summary>The cluster certificate flags every node and gateway takes (see <see cref="ClusterIdentity"/>).</summary>
+    private sealed record PkiOptions(Option<string?> TlsCert, Option<string?> TlsKey, Option<string?> TlsCa, Option<string?> CaCert, Option<string?> CaKey,
+        Option<string?> JoinToken)
+    {
+        public static PkiOptions Create() => new(
+            Flags.OptionalWithEnv("--tls-cert", "FLOTILLA_TLS_CERT", "this process's cluster certificate (PEM; default <data>/pki/cert.pem)"),
+            Flags.OptionalWithEnv("--tls-key", "FLOTILLA_TLS_KEY", "its private key (PEM; default <data>/pki/key.pem)"),
+            Flags.OptionalWithEnv("--tls-ca", "FLOTILLA_TLS_CA", "the cluster CA certificate peers must chain to (PEM; default <data>/pki/ca.pem)"),
+            Flags.OptionalWithEnv("--cluster-ca-cert", "FLOTILLA_CLUSTER_CA_CERT", "an operator's cluster CA certificate: this process issues its own certificate with it"),
+            Flags.OptionalWithEnv("--cluster-ca-key", "FLOTILLA_CLUSTER_CA_KEY", "that CA's private key (PEM)"),
+            Flags.OptionalWithEnv("--join-token", "FLOTILLA_JOIN_TOKEN", "join token ('flotilla cluster join-token' on the CA holder): a first start without a certificate gets one from a seed"));
+
+        public IEnumerable<Option> All => [TlsCert, TlsKey, TlsCa, CaCert, CaKey, JoinToken];
+
+        public ClusterPkiFlags Read(ParseResult result) => new(result.GetValue(TlsCert), result.GetValue(TlsKey), result.GetValue(TlsCa),
+            result.GetValue(CaCert), result.GetValue(CaKey), result.GetValue(JoinToken));
+    }
 
     /// <summary>
     /// Failure detection for failover within seconds: heartbeats every 250 ms (the later the last heartbeat before a
@@ -45,36 +64,59 @@ public static class ClusterCommands
         var postgres = Postgres();
         var postgresFile = Flags.PostgresFile();
         var data = Flags.WithEnv("--data", "FLOTILLA_DATA", "/var/lib/flotilla", "data directory");
-        var api = Flags.OptionalWithEnv("--api", "FLOTILLA_NODE_API", "this node's own Docker API, which gateways reach for its containers (default: bind IP, port 2376)");
+        var api = Flags.OptionalWithEnv("--api", "FLOTILLA_NODE_API", "this node's API for gateways (its containers' streams) and peers (image blobs): HTTPS with required cluster client certificates (default: bind IP, port 2376)");
+        var enroll = Flags.OptionalWithEnv("--enroll", "FLOTILLA_ENROLL", "where a node that holds the cluster CA key answers join-token enrollments (HTTPS; default: bind IP, port 2378; 'none': not at all)");
+        var insecureApi = new Option<bool>("--insecure-node-api") { Description = "serve the node API in plain HTTP without client certificates (anyone who reaches it is root on this host)" };
         var labels = new Option<string[]>("--label") { Description = "node label k=v (repeatable), for placement constraints", AllowMultipleArgumentsPerToken = false };
         var runtime = Flags.OptionalWithEnv("--runtime", "FLOTILLA_RUNTIME", "OCI runtime: runc or crun (default: the one that works here)");
         var stableAfter = StableAfter();
         var pause = HeartbeatPause();
+        var pki = PkiOptions.Create();
         var command = new Command("node", "Run a Flotilla host: container runtime and cluster shards (or drain/activate one)")
         {
-            name, bind, join, postgres, postgresFile, data, api, labels, runtime, stableAfter, pause,
+            name, bind, join, postgres, postgresFile, data, api, insecureApi, enroll, labels, runtime, stableAfter, pause,
             Availability("drain", "Move every container off a node and place nothing new on it"),
             Availability("activate", "Let a drained node take containers again"),
         };
-        command.SetAction(async (result, cancellationToken) =>
+        foreach (var option in pki.All) command.Options.Add(option);
+        command.SetAction((result, cancellationToken) => WithCertificateErrors("flotilla node", async () =>
         {
             if (PostgresOf(result, postgres, postgresFile, "node") is not { } connectionString) return 2;
             var (bindHost, bindPort) = ParseBind(result.GetValue(bind)!);
+            var nodeName = result.GetValue(name) ?? Environment.MachineName;
+            var dataRoot = Path.GetFullPath(result.GetValue(data)!);
+            var nodeApi = Endpoints.Parse(result.GetValue(api) ?? $"{bindHost}:2376", "--api");
+            var seeds = ParseJoin(result.GetValue(join));
             var settings = new ProcessSettings
             {
-                NodeName = result.GetValue(name) ?? Environment.MachineName,
+                NodeName = nodeName,
                 Roles = [FlotillaClusterOptions.NodeRole],
-                DataRoot = Path.GetFullPath(result.GetValue(data)!),
-                DockerApi = Endpoints.Parse(result.GetValue(api) ?? $"{bindHost}:2376", "--api"),
+                DataRoot = dataRoot,
+                DockerApi = nodeApi,
                 BindHost = bindHost,
                 BindPort = bindPort,
-                Seeds = ParseJoin(result.GetValue(join)),
+                Seeds = seeds,
+                Tls = await ClusterIdentity.ResolveAsync(dataRoot, ClusterRole.Node, nodeName, [bindHost, nodeApi.Address.ToString()],
+                    Founding(seeds, bindHost, bindPort), pki.Read(result), EnrollAt(seeds), Console.WriteLine, cancellationToken),
+                InsecureNodeApi = result.GetValue(insecureApi),
                 Labels = ParseLabels(result.GetValue(labels) ?? []),
                 HandsOverContainers = true,
             };
             settings = WithFailureDetector(settings, result, stableAfter, pause);
+            if (result.GetValue(enroll) is not "none" && ClusterIdentity.HeldCa(dataRoot, pki.Read(result)) is { } ca)
+            {
+                // The secret lives next to the CA key, so every holder of that key (and 'cluster join-token') has the same one.
+                var caKey = pki.Read(result).CaKey;
+                var token = JoinToken.ForCa(ca, caKey is null ? ClusterPkiFiles.In(dataRoot) : Path.GetDirectoryName(Path.GetFullPath(caKey))!);
+                var endpoint = Endpoints.Parse(result.GetValue(enroll) ?? $"{bindHost}:{Enrollment.DefaultPort}", "--enroll");
+                settings = settings with { Enrollment = new Flotilla.Gateway.Http.EnrollmentOptions(endpoint, ca, token, settings.Tls!) };
+                Console.WriteLine($"This node holds the cluster CA; others join with --join-token {token} (enrollment on https://{endpoint})");
+            }
+            if (settings.InsecureNodeApi && !System.Net.IPAddress.IsLoopback(nodeApi.Address))
+                // dockerd's words for the same mistake (its -H tcp:// without --tlsverify).
+                Console.Error.WriteLine($"WARNING: Binding to IP address without --tlsverify is insecure and gives root access on this machine to everyone who has access to your network. (--insecure-node-api on {nodeApi})");
             return await ClusterProcessHost.RunAsync(settings, connectionString, result.GetValue(runtime), cancellationToken);
-        });
+        }));
         return command;
     }
 
@@ -96,14 +138,17 @@ public static class ClusterCommands
         var realm = Flags.OptionalWithEnv("--registry-realm", "FLOTILLA_REGISTRY_REALM",
             "token realm URL the registry announces (default: http://<registry listen address>/token; set it behind a proxy or DNS name)");
         var insecureRegistries = Flags.InsecureRegistry();
+        var peerApi = Flags.OptionalWithEnv("--api", "FLOTILLA_GATEWAY_API", "where nodes fetch image blobs imported through this gateway: HTTPS with required cluster client certificates (default: bind IP, port 2377; 'none': no listener)");
         var stableAfter = StableAfter();
         var pause = HeartbeatPause();
+        var pki = PkiOptions.Create();
         var command = new Command("gateway", "Run a Flotilla gateway: the Docker API and registry for the whole cluster")
         {
-            name, bind, join, postgres, postgresFile, data, dockerApi, registry, http, dockerSocket, anonymousPull, realm, insecureRegistries, stableAfter, pause,
+            name, bind, join, postgres, postgresFile, data, dockerApi, registry, http, dockerSocket, anonymousPull, realm, insecureRegistries, peerApi, stableAfter, pause,
         };
         foreach (var option in listeners.All) command.Options.Add(option);
-        command.SetAction(async (result, cancellationToken) =>
+        foreach (var option in pki.All) command.Options.Add(option);
+        command.SetAction((result, cancellationToken) => WithCertificateErrors("flotilla gateway", async () =>
         {
             if (PostgresOf(result, postgres, postgresFile, "gateway") is not { } connectionString) return 2;
             Gateway.Listeners.ClientTls? tls;
@@ -119,11 +164,16 @@ public static class ClusterCommands
             var (bindHost, bindPort) = ParseBind(result.GetValue(bind)!);
             var registryText = result.GetValue(registry)!;
             var socket = result.GetValue(dockerSocket);
+            var gatewayName = result.GetValue(name) ?? "gateway-" + Environment.MachineName;
+            var dataRoot = Path.GetFullPath(result.GetValue(data)!);
             var settings = new ProcessSettings
             {
-                NodeName = result.GetValue(name) ?? "gateway-" + Environment.MachineName,
+                NodeName = gatewayName,
                 Roles = [FlotillaClusterOptions.GatewayRole],
-                DataRoot = Path.GetFullPath(result.GetValue(data)!),
+                DataRoot = dataRoot,
+                Tls = await ClusterIdentity.ResolveAsync(dataRoot, ClusterRole.Gateway, gatewayName, [bindHost], founding: false, pki.Read(result),
+                    EnrollAt(ParseJoin(result.GetValue(join))), Console.WriteLine, cancellationToken),
+                PeerApi = result.GetValue(peerApi) is "none" ? null : Endpoints.Parse(result.GetValue(peerApi) ?? $"{bindHost}:2377", "--api"),
                 DockerApi = result.GetValue(dockerApi) is "none" or "" ? null : Endpoints.Parse(result.GetValue(dockerApi)!, "--docker-api"),
                 NativeApi = Endpoints.Parse(result.GetValue(http)!, "--http"),
                 Registry = registryText is "none" or "" ? null : Endpoints.Parse(registryText, "--registry"),
@@ -134,23 +184,24 @@ public static class ClusterCommands
                 BindHost = bindHost,
                 BindPort = bindPort,
                 Seeds = ParseJoin(result.GetValue(join)),
-                Tls = tls,
+                ClientTls = tls,
                 Browsers = listeners.Browsers(result),
             };
             settings = WithFailureDetector(settings, result, stableAfter, pause);
             if (tls is not { VerifyClients: true } && settings.DockerApi is { } tcpApi)
                 await PlainTcpWarning.WarnAsync(tcpApi, listeners.PlainExplicitly(result), cancellationToken);
-            try
-            {
-                return await ClusterProcessHost.RunAsync(settings, connectionString, null, cancellationToken);
-            }
-            catch (ArgumentException ex) when (ex.Message.StartsWith("--", StringComparison.Ordinal))
-            {
-                return Fail($"flotilla gateway: {ex.Message}");
-            }
-        });
+            return await ClusterProcessHost.RunAsync(settings, connectionString, null, cancellationToken);
+        }));
         return command;
     }
+
+    /// <summary>Where a joiner with a token asks for its certificate: each seed's IP on the enrollment port.</summary>
+    private static IEnumerable<Uri> EnrollAt(IReadOnlyList<string> seeds) =>
+        seeds.Select(s => Endpoints.Parse(s, "--join")).Select(e => new Uri($"https://{new System.Net.IPEndPoint(e.Address, Enrollment.DefaultPort)}"));
+
+    /// <summary>A process founds the cluster when it joins nobody but itself (a first node may name itself in --join).</summary>
+    private static bool Founding(IReadOnlyList<string> seeds, string bindHost, int bindPort) =>
+        seeds.Count == 0 || (seeds.Count == 1 && seeds[0] == Endpoints.Parse($"{bindHost}:{bindPort}", "--bind").ToString());
 
     private static Command Availability(string verb, string description)
     {
@@ -180,6 +231,20 @@ public static class ClusterCommands
             Fail($"flotilla {role}: {ex.Message}");
         }
         return null;
+    }
+
+    /// <summary>A certificate that is missing, wrong, or could not be had with the join token: one line and exit 2, no stack trace.</summary>
+    private static async Task<int> WithCertificateErrors(string command, Func<Task<int>> run)
+    {
+        try
+        {
+            return await run();
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidDataException or FormatException or System.Security.Cryptography.CryptographicException
+                                      || (e is InvalidOperationException && e.Message.StartsWith("could not join", StringComparison.Ordinal)))
+        {
+            return Fail($"{command}: {e.Message}");
+        }
     }
 
     private static int Fail(string message)

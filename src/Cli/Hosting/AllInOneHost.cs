@@ -66,10 +66,17 @@ public static class AllInOneHost
 
     /// <summary>The all-in-one process as a web application, not yet started (tests start it too).</summary>
     public static WebApplication Build(UpSettings settings, string connectionString, HostFacts facts, string schema = FlotillaStore.DefaultSchema,
-        Action<IServiceCollection>? configureServices = null) =>
-        FlotillaProcess.Build(new ProcessSettings
+        Action<IServiceCollection>? configureServices = null)
+    {
+        var nodeName = settings.NodeName ?? facts.Hostname;
+        // The all-in-one process founds its own cluster, so it makes its own CA on the first start: zero configuration,
+        // and its loopback cluster port is as closed to other local users as a multi-host cluster's is to strangers.
+        var tls = ClusterIdentity.Resolve(settings.DataRoot, Flotilla.Cluster.Security.ClusterRole.Node, nodeName, ["127.0.0.1", "localhost"],
+            founding: true, new ClusterPkiFlags());
+        return FlotillaProcess.Build(new ProcessSettings
         {
-            NodeName = settings.NodeName ?? facts.Hostname,
+            NodeName = nodeName,
+            Tls = tls,
             Roles = [FlotillaClusterOptions.NodeRole, FlotillaClusterOptions.GatewayRole],
             DataRoot = settings.DataRoot,
             DockerApi = settings.DockerApi is { } tcp ? Endpoints.Parse(tcp, "--docker-api") : null,
@@ -79,9 +86,10 @@ public static class AllInOneHost
             RegistryAnonymousPull = settings.RegistryAnonymousPull,
             RegistryRealm = settings.RegistryRealm,
             InsecureRegistries = ProcessSettings.ParseInsecureRegistries(settings.InsecureRegistries ?? []),
-            Tls = settings.Tls,
+            ClientTls = settings.Tls,
             Browsers = settings.Browsers ?? Gateway.Listeners.BrowserPolicy.Default,
         }, connectionString, facts, schema, configureServices);
+    }
 
     public static Task WhenMemberUp(ActorSystem system)
     {

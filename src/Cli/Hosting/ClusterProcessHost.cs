@@ -25,9 +25,12 @@ public static class ClusterProcessHost
 
         var role = settings.IsNode ? "node" : "gateway";
         Console.WriteLine($"Flotilla {GatewayInfo.AssemblyVersion} {role} {settings.NodeName} is up at {Akka.Cluster.Cluster.Get(system).SelfAddress}.");
-        var scheme = settings.Tls is null || settings.IsNode ? "http" : "https";
-        if (settings.DockerApi is { } dockerApi) Console.WriteLine($"  Docker API  tcp://{dockerApi}");
+        var scheme = settings.ClientTls is null ? "http" : "https";
+        if (settings.NodeApiTls is not null) Console.WriteLine($"  node API    https://{settings.DockerApi} (cluster client certificates required)");
+        else if (settings.DockerApi is { } dockerApi) Console.WriteLine($"  Docker API  tcp://{dockerApi}");
         if (app.Services.GetRequiredService<OwnDockerSocket>().Path is { } socket) Console.WriteLine($"  Docker API  unix://{socket}");
+        if (settings.PeerApi is { } peer && settings.Tls is not null) Console.WriteLine($"  peer API    https://{peer} (cluster client certificates required)");
+        if (settings.Tls is { } tls) Console.WriteLine($"  cluster     {tls.Self.Subject}, CA sha256 {Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(tls.Authority.RawData))}");
         if (settings.NativeApi is { } http)
             Console.WriteLine($"  native API  {scheme}://{http} (token: {Gateway.Listeners.NativeApiTokens.FileOf(settings.DataRoot, Gateway.Listeners.NativeRole.Admin)})");
         if (settings.Registry is { } registry) Console.WriteLine($"  registry    {scheme}://{registry}");

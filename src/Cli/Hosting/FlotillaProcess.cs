@@ -2,6 +2,7 @@ using System.Net;
 using Flotilla.Cluster.EventStore;
 using Flotilla.Cluster.Hosting;
 using Flotilla.Cluster.Nodes;
+using Flotilla.Cluster.Security;
 using Flotilla.Gateway;
 using Flotilla.Gateway.Registry.Auth;
 using Flotilla.NodeRuntime.Containers;
@@ -35,7 +36,7 @@ public sealed record ProcessSettings
     public string? RegistryRealm { get; init; }
 
     /// <summary>TLS of the client listeners (<c>--tlscert</c>…), or none.</summary>
-    public Gateway.Listeners.ClientTls? Tls { get; init; }
+    public Gateway.Listeners.ClientTls? ClientTls { get; init; }
 
     /// <summary>Browser origins and host names the client listeners accept.</summary>
     public Gateway.Listeners.BrowserPolicy Browsers { get; init; } = Gateway.Listeners.BrowserPolicy.Default;
@@ -59,6 +60,18 @@ public sealed record ProcessSettings
     public string BindHost { get; init; } = "127.0.0.1";
     public int BindPort { get; init; }
     public IReadOnlyList<string> Seeds { get; init; } = [];
+
+    /// <summary>The cluster certificates (<see cref="ClusterIdentity"/>); null: plain TCP, loopback only (tests).</summary>
+    public Flotilla.Cluster.Security.ClusterTls? Tls { get; init; }
+
+    /// <summary>A node's Docker API in plain HTTP although the cluster has certificates (<c>--insecure-node-api</c>).</summary>
+    public bool InsecureNodeApi { get; init; }
+
+    /// <summary>A gateway's listener for peers fetching blobs imported through it (mutual TLS); null: none.</summary>
+    public IPEndPoint? PeerApi { get; init; }
+
+    /// <summary>On the process that holds the CA key: the join-token enrollment listener (<c>--enroll</c>).</summary>
+    public Flotilla.Gateway.Http.EnrollmentOptions? Enrollment { get; init; }
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
     public TimeSpan? StableAfter { get; init; }
     public TimeSpan? AcceptableHeartbeatPause { get; init; }
@@ -68,6 +81,10 @@ public sealed record ProcessSettings
     public bool HandsOverContainers { get; init; }
 
     public bool IsNode => Roles.Contains(FlotillaClusterOptions.NodeRole);
+    public bool IsGateway => Roles.Contains(FlotillaClusterOptions.GatewayRole);
+
+    /// <summary>A node-only process's Docker API is the node API: for the cluster only, over mutual TLS unless told otherwise.</summary>
+    public Flotilla.Cluster.Security.ClusterTls? NodeApiTls => IsNode && !IsGateway && !InsecureNodeApi ? Tls : null;
 }
 
 /// <summary>
@@ -79,10 +96,18 @@ public static class FlotillaProcess
     /// <summary>
     /// The Docker API address peers dial: a listener on every address (0.0.0.0, ::) is reached at the cluster bind address.
     /// </summary>
-    public static string DialableEndpoint(ProcessSettings settings) =>
-        settings.DockerApi is not { } api ? ""
-        : api.Address.Equals(IPAddress.Any) || api.Address.Equals(IPAddress.IPv6Any) ? $"{settings.BindHost}:{api.Port}"
-        : api.ToString();
+    public static string DialableEndpoint(ProcessSettings settings) => settings.DockerApi is { } api ? Dialable(settings, api) : "";
+
+    private static string Dialable(ProcessSettings settings, IPEndPoint endpoint) =>
+        endpoint.Address.Equals(IPAddress.Any) || endpoint.Address.Equals(IPAddress.IPv6Any)
+            ? $"{settings.BindHost}:{endpoint.Port}"
+            : endpoint.ToString();
+
+    /// <summary>What this process registers for peers to dial: its node API, a gateway's peer listener, or its Docker API.</summary>
+    public static string RegisteredEndpoint(ProcessSettings settings) =>
+        settings.NodeApiTls is not null ? new ClusterEndpoint(true, DialableEndpoint(settings)).Register()
+        : settings.PeerApi is { } peer && settings.Tls is not null ? new ClusterEndpoint(true, Dialable(settings, peer)).Register()
+        : DialableEndpoint(settings);
 
     public static WebApplication Build(ProcessSettings settings, string connectionString, HostFacts facts,
         string schema = FlotillaStore.DefaultSchema, Action<IServiceCollection>? configureServices = null)
@@ -97,6 +122,7 @@ public static class FlotillaProcess
             BindHost = settings.BindHost,
             BindPort = settings.BindPort,
             Seeds = settings.Seeds,
+            Tls = settings.Tls,
             Labels = settings.Labels,
             StableAfter = settings.StableAfter ?? defaults.StableAfter,
             AcceptableHeartbeatPause = settings.AcceptableHeartbeatPause ?? defaults.AcceptableHeartbeatPause,
@@ -104,7 +130,7 @@ public static class FlotillaProcess
             HandsOverContainers = settings.HandsOverContainers,
         };
         var self = new NodeDescription(settings.NodeName, facts.Hostname, cluster.Roles, facts.Cpus, facts.MemoryBytes, facts.Kernel,
-            settings.IsNode ? facts.OciRuntime : "none", cluster.Labels, DialableEndpoint(settings));
+            settings.IsNode ? facts.OciRuntime : "none", cluster.Labels, RegisteredEndpoint(settings));
 
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
@@ -131,11 +157,16 @@ public static class FlotillaProcess
             builder.Services.AddSingleton(monitor);
             builder.Services.AddSingleton(sp => new NodeContainerRuntime(settings.DataRoot, images, monitor, sp.GetService<IImageContentSource>()));
         }
-        builder.AddFlotillaGateway(new GatewayOptions(settings.DockerApi, settings.NativeApi, settings.Registry, settings.DockerSocket)
-            {
-                Tls = settings.Tls,
-                Browsers = settings.Browsers,
-            },
+        var listeners = new GatewayOptions(settings.DockerApi, settings.NativeApi, settings.Registry, settings.DockerSocket)
+        {
+            Tls = settings.ClientTls,
+            Browsers = settings.Browsers,
+            DockerApiTls = settings.NodeApiTls,
+            PeerApi = settings.Tls is null ? null : settings.PeerApi,
+            PeerApiTls = settings.PeerApi is null ? null : settings.Tls,
+            Enrollment = settings.Enrollment,
+        };
+        builder.AddFlotillaGateway(listeners,
             new GatewayInfo(GatewayInfo.AssemblyVersion, settings.NodeName, settings.DataRoot, self, facts));
         if (settings.Registry is { } registry) builder.AddRegistryAuth(registry, settings.DataRoot, settings.RegistryAnonymousPull, settings.RegistryRealm);
 

@@ -27,6 +27,7 @@ public sealed record AuditObject(string Kind, string Id)
     public static readonly IReadOnlyList<(string Kind, string Prefix)> Prefixes =
     [
         ("registry-user", "registry-user-"),
+        ("cluster-access", "cluster-access-"),
         ("container", "container-"),
         ("image", "image-"),
         ("node", "node-"),

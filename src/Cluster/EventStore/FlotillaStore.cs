@@ -6,6 +6,7 @@ using Flotilla.Contracts.Containers;
 using Flotilla.Contracts.Images;
 using Flotilla.Contracts.Nodes;
 using Flotilla.Contracts.Registry;
+using Flotilla.Contracts.Security;
 using JasperFx;
 using JasperFx.Events;
 using JasperFx.Events.Projections;
@@ -73,6 +74,7 @@ public static class FlotillaStore
         opts.Events.AddEventType<RegistryScopesDenied>();
         opts.Events.AddEventType<RegistryUserPasswordRehashed>();
         opts.Events.AddEventType<Contracts.Access.ApiAccessDenied>();
+        opts.Events.AddEventType<ClusterAccessDenied>();
         opts.Events.AddEventType<BlobLinked>();
         opts.Events.AddEventType<BlobUnlinked>();
         opts.Events.AddEventType<ManifestPushed>();

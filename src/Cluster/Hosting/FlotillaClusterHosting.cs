@@ -34,7 +34,11 @@ public static class FlotillaClusterHosting
     public static IServiceCollection AddFlotillaCluster(this IServiceCollection services, FlotillaClusterOptions options,
         NodeDescription self)
     {
+        if (options.Tls is null && !IsLoopback(options.BindHost))
+            throw new ArgumentException($"the cluster transport on {options.BindHost} needs the cluster certificates (plain TCP only on loopback)");
         services.AddSingleton(options);
+        services.AddSingleton<Security.ClusterAccessLog>();
+        services.AddHostedService(sp => sp.GetRequiredService<Security.ClusterAccessLog>());
         services.AddSingleton(self);
         services.AddMarten(o => FlotillaStore.Configure(o, options.PostgresConnectionString, options.Schema))
             .ApplyAllDatabaseChangesOnStartup();
@@ -56,7 +60,8 @@ public static class FlotillaClusterHosting
         services.AddSingleton<ContainerService>();
         services.AddSingleton<Nodes.NodeService>();
         // Image distribution between hosts: a host that lacks an image's blobs fetches them from its peers.
-        services.AddSingleton(sp => new NodeRuntime.Distribution.PeerBlobFetcher(sp.GetRequiredService<NodeRuntime.Images.NodeImageStore>().Content));
+        services.AddSingleton(sp => new NodeRuntime.Distribution.PeerBlobFetcher(sp.GetRequiredService<NodeRuntime.Images.NodeImageStore>().Content,
+            handler => Security.ClusterHttps.Configure(handler, options.Tls)));
         services.AddSingleton<NodeRuntime.Images.IImageContentSource, PeerImageFetcher>();
         services.AddSingleton<Audit.AuditLedger>();
         services.AddSingleton<Audit.ProjectionReplay>();
@@ -77,11 +82,11 @@ public static class FlotillaClusterHosting
         builder
             .AddHocon(ClusterHocon(options), HoconAddMode.Prepend)
             .WithCustomSerializer("flotilla-msgpack", [typeof(IFlotillaMessage)], system => new MessagePackAkkaSerializer(system))
-            .WithRemoting(new RemoteOptions { HostName = options.BindHost, Port = options.BindPort })
+            .WithRemoting(RemoteOptionsFor(options, sp.GetRequiredService<Security.ClusterAccessLog>()))
             .WithClustering(new ClusterOptions
             {
                 Roles = [.. options.Roles],
-                SeedNodes = [.. options.Seeds.Select(s => $"akka.tcp://{ActorSystemName}@{s}")],
+                SeedNodes = [.. options.Seeds.Select(s => $"{options.Protocol}://{ActorSystemName}@{s}")],
                 // Only hosts count for the majority: gateways come and go without deciding who survives a partition.
                 SplitBrainResolver = new KeepMajorityOption { Role = FlotillaClusterOptions.NodeRole },
             });
@@ -169,6 +174,35 @@ public static class FlotillaClusterHosting
             });
         });
     }
+
+    /// <summary>
+    /// TLS with required client certificates, every peer checked against the cluster CA by <see cref="Security.ClusterTls"/>
+    /// (not the system trust store, not the host name: members dial each other by IP and are known by certificate).
+    /// A refused handshake is logged and recorded with the peer's address.
+    /// </summary>
+    private static RemoteOptions RemoteOptionsFor(FlotillaClusterOptions options, Security.ClusterAccessLog access)
+    {
+        var remote = new RemoteOptions { HostName = options.BindHost, Port = options.BindPort };
+        if (options.Tls is not { } tls) return remote;
+        remote.EnableSsl = true;
+        remote.Ssl = new SslOptions
+        {
+            X509Certificate = tls.Certificate,
+            SuppressValidation = false,
+            RequireMutualAuthentication = true,
+            ValidateCertificateHostname = false,
+            CustomValidator = (certificate, _, remotePeer, _, _) =>
+            {
+                var check = tls.Verify(certificate);
+                if (!check.Trusted) access.Refused(Flotilla.Contracts.Security.ClusterSurfaces.Transport, remotePeer, certificate?.Subject, check.Refusal!);
+                return check.Trusted;
+            },
+        };
+        return remote;
+    }
+
+    private static bool IsLoopback(string host) =>
+        host is "localhost" || (System.Net.IPAddress.TryParse(host, out var ip) && System.Net.IPAddress.IsLoopback(ip));
 
     private static string ClusterHocon(FlotillaClusterOptions options) => $$"""
         akka {

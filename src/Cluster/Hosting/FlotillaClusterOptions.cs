@@ -16,6 +16,15 @@ public sealed record FlotillaClusterOptions
     /// <summary>Seed addresses as <c>host:port</c>. Empty: this process founds the cluster and joins itself.</summary>
     public IReadOnlyList<string> Seeds { get; init; } = [];
 
+    /// <summary>
+    /// The cluster certificates: Akka.Remote runs over TLS and requires a peer certificate of the cluster CA both ways.
+    /// Null (plain TCP, anyone who reaches the port is a member) is allowed on loopback only, for tests in one process.
+    /// </summary>
+    public Security.ClusterTls? Tls { get; init; }
+
+    /// <summary>The transport scheme in member addresses: <c>akka.ssl.tcp</c> with TLS, <c>akka.tcp</c> without.</summary>
+    public string Protocol => Tls is null ? "akka.tcp" : "akka.ssl.tcp";
+
     public required string PostgresConnectionString { get; init; }
     public string Schema { get; init; } = EventStore.FlotillaStore.DefaultSchema;
 

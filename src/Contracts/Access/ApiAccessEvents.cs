@@ -9,6 +9,12 @@ public enum ClientListener
     DockerSocket,
     NativeApi,
     Registry,
+
+    /// <summary>A gateway's listener for its peers (cluster TLS): not a client listener, tagged so dispatch stays by listener.</summary>
+    PeerApi,
+
+    /// <summary>Where join tokens are exchanged for certificates (on the process holding the CA key).</summary>
+    Enrollment,
 }
 
 /// <summary>

@@ -376,7 +376,8 @@ public static class ContainerEndpoints
 
     private static object NodeSection(ContainerSnapshot s, Cluster.Nodes.NodeView? node)
     {
-        var api = node?.ApiEndpoint ?? "";
+        // host:port, without the https:// a node API with cluster TLS registers.
+        var api = Cluster.Security.ClusterEndpoint.Parse(node?.ApiEndpoint ?? "").HostPort;
         var ip = api.LastIndexOf(':') is var colon and > 0 ? api[..colon] : "";
         return new
         {

@@ -32,14 +32,15 @@ public sealed class DockerApiMiddleware(RequestDelegate next, GatewayInfo info, 
         var clientId = ClientRequestId.Parse(context.Request.Headers[RequestIdHeader].FirstOrDefault());
         var requestId = Guid.NewGuid().ToString("N");
         var forwardedBy = context.Request.Headers[Forwarding.NodeForwarder.ForwardedHeader].FirstOrDefault();
-        // On the unix socket the kernel names the local user; on TCP the caller is its address (or who a peer forwarded for).
-        var user = Listeners.ClientConnection.PeerUserOf(context) ?? await callers.ResolveAsync(context.Connection.RemoteIpAddress, forwardedBy,
-            context.Request.Headers[Forwarding.CallerIdentity.ForwardedForHeader].FirstOrDefault(), context.RequestAborted);
-        // A request a cluster process forwarded keeps that process's correlation id (trusted as its caller is).
+        var peer = Http.ClusterApi.PeerOf(context);
+        // On the unix socket the kernel names the local user; on TCP the caller is its address (or who a gateway forwarded for).
+        var user = Listeners.ClientConnection.PeerUserOf(context) ?? callers.Resolve(context.Connection.RemoteIpAddress, peer, forwardedBy,
+            context.Request.Headers[Forwarding.CallerIdentity.ForwardedForHeader].FirstOrDefault());
+        // A request an authenticated gateway forwarded keeps that gateway's correlation id (trusted as its caller is).
         // Other forwarded requests share a pooled connection with other callers' requests: no connection-wide story.
         var forwarded = forwardedBy is not null;
-        var forwardedByPeer = forwarded && await callers.IsForwardedByClusterAsync(context.Connection.RemoteIpAddress, forwardedBy, context.RequestAborted);
-        var correlationId = (forwardedByPeer ? ClientRequestId.Parse(context.Request.Headers[CorrelationHeader].FirstOrDefault()) : null)
+        var correlationId = (Forwarding.CallerIdentity.IsForwardedByGateway(peer, forwardedBy)
+                ? ClientRequestId.Parse(context.Request.Headers[CorrelationHeader].FirstOrDefault()) : null)
             ?? (forwarded ? requestId : SessionId(context, requestId));
         headers[RequestIdHeader] = clientId ?? requestId;
         headers[CorrelationHeader] = correlationId;

@@ -1,8 +1,10 @@
 using System.Buffers;
 using System.Net;
+using System.Net.Security;
 using System.Net.Sockets;
 using System.Text;
 using Flotilla.Cluster;
+using Flotilla.Cluster.Security;
 using Flotilla.Contracts;
 using Flotilla.Gateway.Hijack;
 using Microsoft.AspNetCore.Connections;
@@ -33,25 +35,30 @@ public static class HijackRelay
             return;
         }
 
-        using var upstream = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var target = ClusterEndpoint.Parse(endpoint);
+        using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        Upstream upstream;
         try
         {
             using var connect = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             connect.CancelAfter(NodeForwarder.ConnectTimeout);
-            await upstream.ConnectAsync(ParseEndpoint(endpoint), connect.Token);
+            await socket.ConnectAsync(ParseEndpoint(target.HostPort), connect.Token);
+            upstream = await Upstream.OpenAsync(socket, target.Tls ? forwarder.Tls : null, target.Tls, connect.Token);
         }
-        catch (Exception e) when (e is SocketException or OperationCanceledException)
+        catch (Exception e) when (e is SocketException or OperationCanceledException or IOException or System.Security.Authentication.AuthenticationException)
         {
             logger.LogInformation("node {Node} at {Endpoint} refused a hijacked {Path}: {Message}", node, endpoint, client.Head.Path, e.Message);
             await client.RejectAsync(503, NodeForwarder.Unavailable(node).Message);
             return;
         }
+        await using var _ = upstream;
 
         // From here on whatever the node answers is the answer.
         client.MarkRelayed();
         try
         {
-            await SendAllAsync(upstream, RequestBytes(client, forwarder.LocalNode, client.LocalUser ?? CallerIdentity.Direct(client.RemoteAddress), endpoint), cancellationToken);
+            await upstream.Stream.WriteAsync(RequestBytes(client, forwarder.LocalNode, client.LocalUser ?? CallerIdentity.Direct(client.RemoteAddress), target.HostPort), cancellationToken);
+            await upstream.Stream.FlushAsync(cancellationToken);
         }
         catch (Exception e) when (e is SocketException or IOException)
         {
@@ -66,6 +73,34 @@ public static class HijackRelay
         // then shuts our side to the client and drains what it still sends.
         await stopStdin.CancelAsync();
         await stdin;
+    }
+
+    /// <summary>
+    /// The connection to the node: the socket itself, or TLS over it with this process's cluster certificate (the node's
+    /// checked against the cluster CA). A half-close is <c>shutdown(SD_SEND)</c> on a plain socket and TLS
+    /// close_notify on TLS (the node's Kestrel sees the end of stdin either way and goes on sending output).
+    /// </summary>
+    private sealed class Upstream(Socket socket, Stream stream) : IAsyncDisposable
+    {
+        public Stream Stream { get; } = stream;
+
+        public static async Task<Upstream> OpenAsync(Socket socket, ClusterTls? tls, bool wantsTls, CancellationToken cancellationToken)
+        {
+            var network = new NetworkStream(socket, ownsSocket: false);
+            if (!wantsTls) return new Upstream(socket, network);
+            if (tls is null) throw new IOException("the node requires the cluster's TLS and this process has no cluster certificate");
+            var ssl = new SslStream(network, leaveInnerStreamOpen: false);
+            await ssl.AuthenticateAsClientAsync(ClusterHttps.ClientOptions(tls, "flotilla"), cancellationToken);
+            return new Upstream(socket, ssl);
+        }
+
+        public async Task ShutdownSendAsync()
+        {
+            if (Stream is SslStream ssl) await ssl.ShutdownAsync();
+            else socket.Shutdown(SocketShutdown.Send);
+        }
+
+        public ValueTask DisposeAsync() => Stream.DisposeAsync();
     }
 
     /// <summary>The request as the client sent it; a chunked body was read whole, so it goes with a Content-Length.</summary>
@@ -98,7 +133,7 @@ public static class HijackRelay
         return bytes;
     }
 
-    private static async Task PumpStdinAsync(HijackedStream client, Socket upstream, CancellationToken stop)
+    private static async Task PumpStdinAsync(HijackedStream client, Upstream upstream, CancellationToken stop)
     {
         // Kestrel's pipe hands out 4 KiB segments: coalesced, one send per 64 KiB instead of sixteen.
         var chunk = ArrayPool<byte>.Shared.Rent(64 * 1024);
@@ -112,14 +147,15 @@ public static class HijackRelay
                 {
                     var take = (int)Math.Min(pending.Length, chunk.Length);
                     pending.Slice(0, take).CopyTo(chunk);
-                    await SendAllAsync(upstream, chunk.AsMemory(0, take), stop);
+                    await upstream.Stream.WriteAsync(chunk.AsMemory(0, take), stop);
                     pending = pending.Slice(take);
                 }
                 client.Stdin.AdvanceTo(result.Buffer.End);
                 if (result.IsCompleted)
                 {
                     // The client's half-close (stdin EOF) goes on to the node as ours.
-                    upstream.Shutdown(SocketShutdown.Send);
+                    await upstream.Stream.FlushAsync(stop);
+                    await upstream.ShutdownSendAsync();
                     return;
                 }
                 if (result.IsCanceled) return;
@@ -135,14 +171,14 @@ public static class HijackRelay
         }
     }
 
-    private static async Task PumpOutputAsync(Socket upstream, HijackedStream client, CancellationToken cancellationToken)
+    private static async Task PumpOutputAsync(Upstream upstream, HijackedStream client, CancellationToken cancellationToken)
     {
         var buffer = new byte[64 * 1024];
         try
         {
             while (true)
             {
-                var read = await upstream.ReceiveAsync(buffer, SocketFlags.None, cancellationToken);
+                var read = await upstream.Stream.ReadAsync(buffer, cancellationToken);
                 if (read == 0) return;
                 await client.WriteRawAsync(buffer.AsMemory(0, read));
                 if (client.ClientGone) return;
@@ -151,13 +187,6 @@ public static class HijackRelay
         catch (Exception e) when (e is OperationCanceledException or SocketException or IOException or ObjectDisposedException)
         {
         }
-    }
-
-    private static async Task SendAllAsync(Socket socket, ReadOnlyMemory<byte> bytes, CancellationToken cancellationToken)
-    {
-        var offset = 0;
-        while (offset < bytes.Length)
-            offset += await socket.SendAsync(bytes[offset..], SocketFlags.None, cancellationToken);
     }
 
     /// <summary><c>host:port</c> as nodes register it (<c>127.0.0.1:2375</c>, <c>[::1]:2375</c>, <c>node-a:2375</c>).</summary>

@@ -4,8 +4,10 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
 using Flotilla.Cluster;
+using Flotilla.Cluster.Hosting;
 using Flotilla.Cluster.Nodes;
 using Flotilla.Cluster.Queries;
+using Flotilla.Cluster.Security;
 using Flotilla.Contracts;
 using Flotilla.Gateway.DockerApi;
 using Flotilla.NodeRuntime.Containers;
@@ -41,6 +43,10 @@ public sealed class NodeForwarder : IDisposable
     private readonly bool _hasRuntime;
     private readonly ILogger<NodeForwarder> _logger;
     private readonly HttpMessageInvoker _client;
+    private readonly ClusterTls? _tls;
+
+    /// <summary>This process's cluster certificate, for hops that are not HTTP requests (hijack relays).</summary>
+    public ClusterTls? Tls => _tls;
     private readonly ConcurrentDictionary<string, RemoteExec> _remoteExecs = new(StringComparer.Ordinal);
 
     public NodeForwarder(GatewayInfo info, ClusterQueries queries, IServiceProvider services, ILogger<NodeForwarder> logger)
@@ -49,7 +55,8 @@ public sealed class NodeForwarder : IDisposable
         _queries = queries;
         _hasRuntime = services.GetService<NodeContainerRuntime>() is not null;
         _logger = logger;
-        _client = new HttpMessageInvoker(new SocketsHttpHandler
+        _tls = services.GetService<FlotillaClusterOptions>()?.Tls;
+        var handler = new SocketsHttpHandler
         {
             UseProxy = false,
             UseCookies = false,
@@ -58,7 +65,10 @@ public sealed class NodeForwarder : IDisposable
             ConnectTimeout = ConnectTimeout,
             PooledConnectionIdleTimeout = TimeSpan.FromSeconds(60),
             // Streams (logs -f, stats) may stay silent for long: no response timeout, the client's abort ends them.
-        }, disposeHandler: true);
+        };
+        // Nodes that registered an https endpoint require this process's cluster certificate and show one of the CA.
+        ClusterHttps.Configure(handler, _tls);
+        _client = new HttpMessageInvoker(handler, disposeHandler: true);
     }
 
     public static TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(5);
@@ -177,7 +187,7 @@ public sealed class NodeForwarder : IDisposable
     {
         try
         {
-            using var request = new HttpRequestMessage(HttpMethod.Get, new Uri($"http://{endpoint}/exec/{Uri.EscapeDataString(id)}/json"));
+            using var request = new HttpRequestMessage(HttpMethod.Get, ClusterEndpoint.Parse(endpoint).Uri($"/exec/{Uri.EscapeDataString(id)}/json"));
             request.Headers.TryAddWithoutValidation(ForwardedHeader, _info.NodeName);
             using var response = await _client.SendAsync(request, cancellationToken);
             if (response.StatusCode != HttpStatusCode.OK) return null;
@@ -232,7 +242,7 @@ public sealed class NodeForwarder : IDisposable
     private HttpRequestMessage BuildRequest(HttpContext context, string endpoint)
     {
         var incoming = context.Request;
-        var request = new HttpRequestMessage(new HttpMethod(incoming.Method), new Uri($"http://{endpoint}{OriginalTarget(context)}"))
+        var request = new HttpRequestMessage(new HttpMethod(incoming.Method), ClusterEndpoint.Parse(endpoint).Uri(OriginalTarget(context)))
         {
             Version = HttpVersion.Version11,
             VersionPolicy = HttpVersionPolicy.RequestVersionExact,

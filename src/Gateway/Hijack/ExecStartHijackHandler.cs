@@ -61,8 +61,8 @@ public sealed class ExecStartHijackHandler(IServiceProvider services, ExecRegist
         }
         try
         {
-            var user = stream.LocalUser ?? await services.GetRequiredService<CallerIdentity>().ResolveAsync(stream.RemoteAddress,
-                stream.Head.Header(NodeForwarder.ForwardedHeader), stream.Head.Header(CallerIdentity.ForwardedForHeader), cancellationToken);
+            var user = stream.LocalUser ?? services.GetRequiredService<CallerIdentity>().Resolve(stream.RemoteAddress, stream.Peer,
+                stream.Head.Header(NodeForwarder.ForwardedHeader), stream.Head.Header(CallerIdentity.ForwardedForHeader));
             await PrepareAsync(exec, new RequestOrigin(user, Guid.NewGuid().ToString("N")));
         }
         catch (OperationRejectedException e)

@@ -12,8 +12,11 @@ namespace Flotilla.Gateway.Hijack;
 /// aborts a request whose client half-closes. It peeks at the first request of each connection;
 /// anything else is handed to Kestrel untouched. See docs/hijack-on-kestrel.md for the traps.
 /// </summary>
+/// <param name="clusterTls">On a node's cluster-only API: only a gateway's certificate may attach or exec (the TLS
+/// handshake already refused strangers; a node's certificate is for blobs).</param>
 public sealed partial class HijackConnectionMiddleware(ConnectionDelegate next, IReadOnlyList<IHijackHandler> handlers, ILogger logger,
-    Listeners.BrowserPolicy browsers, Cluster.Audit.ApiAccessLog denials)
+    Listeners.BrowserPolicy browsers, Cluster.Audit.ApiAccessLog denials,
+    Flotilla.Cluster.Security.ClusterTls? clusterTls = null, Flotilla.Cluster.Security.ClusterAccessLog? access = null)
 {
     private static readonly TimeSpan PeekTimeout = TimeSpan.FromSeconds(30);
     private const long MaxBodyBytes = 1 << 20;
@@ -103,6 +106,19 @@ public sealed partial class HijackConnectionMiddleware(ConnectionDelegate next, 
         }
 
         var stream = new HijackedStream(connection, head, body);
+        if (clusterTls is not null)
+        {
+            var check = clusterTls.Verify(stream.ClientCertificate);
+            if (check.Peer is not { Role: Flotilla.Cluster.Security.ClusterRole.Gateway } peer)
+            {
+                var reason = check.Refusal ?? $"a {Flotilla.Cluster.Security.ClusterCa.RoleName(check.Peer!.Role)} certificate may not {head.Method} {path}";
+                access?.Refused(Flotilla.Contracts.Security.ClusterSurfaces.NodeApi, stream.RemoteAddress?.ToString(), stream.ClientCertificate?.Subject, reason);
+                await stream.RejectAsync(403, "only a gateway of this cluster may " + path);
+                await stream.CloseAsync(TimeSpan.FromSeconds(1));
+                return;
+            }
+            stream = new HijackedStream(connection, head, body) { Peer = peer };
+        }
         // Hijacked requests skip the HTTP pipeline, so its guard (Origin, Host, JSON bodies) is repeated here.
         if (await RefuseAsync(connection, head, body, stream))
         {

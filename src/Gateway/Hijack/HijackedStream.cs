@@ -30,6 +30,17 @@ public sealed class HijackedStream(ConnectionContext connection, HttpRequestHead
     public string? LocalUser => Listeners.ClientConnection.PeerUserOf(connection);
     public ReadOnlyMemory<byte> Body { get; } = body;
 
+    /// <summary>The cluster process whose certificate opened this connection (on a node's cluster-only API), else null.</summary>
+    public Flotilla.Cluster.Security.ClusterPeer? Peer { get; init; }
+
+    private bool IsTls => connection.Features.Get<Microsoft.AspNetCore.Connections.Features.ITlsHandshakeFeature>() is not null;
+
+    /// <summary>The client certificate of a TLS connection.</summary>
+    public System.Security.Cryptography.X509Certificates.X509Certificate2? ClientCertificate =>
+        connection.Features.Get<Microsoft.AspNetCore.Connections.Features.ITlsHandshakeFeature>() is not null
+            ? connection.Features.Get<Microsoft.AspNetCore.Http.Features.ITlsConnectionFeature>()?.ClientCertificate
+            : null;
+
     /// <summary>Bytes the client sends after the request: the container's stdin. Completes when the client half-closes.</summary>
     public PipeReader Stdin => connection.Transport.Input;
 
@@ -53,7 +64,7 @@ public sealed class HijackedStream(ConnectionContext connection, HttpRequestHead
         if (_answered) throw new InvalidOperationException("the stream was already accepted");
         _answered = true;
         var json = System.Text.Json.JsonSerializer.Serialize(new { message });
-        var reason = status switch { 400 => "Bad Request", 404 => "Not Found", 409 => "Conflict", 500 => "Internal Server Error", 503 => "Service Unavailable", _ => "Error" };
+        var reason = status switch { 400 => "Bad Request", 403 => "Forbidden", 404 => "Not Found", 409 => "Conflict", 500 => "Internal Server Error", 503 => "Service Unavailable", _ => "Error" };
         var response = $"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {Encoding.UTF8.GetByteCount(json)}\r\nConnection: close\r\n\r\n{json}";
         await WriteAsync(Encoding.UTF8.GetBytes(response));
     }
@@ -93,7 +104,7 @@ public sealed class HijackedStream(ConnectionContext connection, HttpRequestHead
         await _writeLock.WaitAsync();
         try
         {
-            var socket = connection.Features.Get<IConnectionSocketFeature>()?.Socket;
+            var socket = IsTls ? null : connection.Features.Get<IConnectionSocketFeature>()?.Socket;
             if (socket is not null)
             {
                 // Straight to the socket: Kestrel's transport output resets the connection on close
@@ -124,10 +135,16 @@ public sealed class HijackedStream(ConnectionContext connection, HttpRequestHead
     /// </summary>
     public async Task CloseAsync(TimeSpan? drainFor = null)
     {
-        var socket = connection.Features.Get<IConnectionSocketFeature>()?.Socket;
         try
         {
-            socket?.Shutdown(SocketShutdown.Send);
+            // Over TLS (a node's cluster API) the end is TLS close_notify, written after the output through the same
+            // TLS stream, so it cannot overtake it; a FIN on the raw socket could overtake bytes still in Kestrel's pipes.
+            if (connection.Features.Get<Microsoft.AspNetCore.Server.Kestrel.Core.Features.ISslStreamFeature>()?.SslStream is { } ssl)
+            {
+                await connection.Transport.Output.FlushAsync();
+                await ssl.ShutdownAsync();
+            }
+            else connection.Features.Get<IConnectionSocketFeature>()?.Socket?.Shutdown(SocketShutdown.Send);
             using var drain = new CancellationTokenSource(drainFor ?? TimeSpan.FromSeconds(5));
             while (true)
             {

@@ -42,10 +42,11 @@ public sealed class PeerBlobFetcher : IDisposable
     private readonly CancellationTokenSource _lifetime = new();
     private readonly Dictionary<Digest, Task<BlobFetch>> _inFlight = [];
 
-    public PeerBlobFetcher(ContentStore store)
+    /// <param name="configureHandler">Sets up TLS for <c>https://</c> peers (the cluster certificate and CA check).</param>
+    public PeerBlobFetcher(ContentStore store, Action<SocketsHttpHandler>? configureHandler = null)
     {
         _store = store;
-        _http = new HttpClient(new SocketsHttpHandler
+        var handler = new SocketsHttpHandler
         {
             ConnectTimeout = TimeSpan.FromSeconds(5),
             AllowAutoRedirect = false,
@@ -53,9 +54,14 @@ public sealed class PeerBlobFetcher : IDisposable
             PooledConnectionLifetime = TimeSpan.FromMinutes(5),
             UseCookies = false,
             UseProxy = false,
-        })
-        { Timeout = Timeout.InfiniteTimeSpan };
+        };
+        configureHandler?.Invoke(handler);
+        _http = new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan };
     }
+
+    /// <summary>A peer's registered endpoint: <c>https://host:port</c> (cluster TLS) or bare <c>host:port</c> (plain).</summary>
+    public static string BaseUrl(string endpoint) =>
+        endpoint.StartsWith("https://", StringComparison.OrdinalIgnoreCase) ? endpoint.TrimEnd('/') : "http://" + endpoint;
 
     /// <summary>
     /// Makes the blob present, asking <paramref name="peers"/> in order. Cancelling stops the wait, not a transfer
@@ -114,7 +120,7 @@ public sealed class PeerBlobFetcher : IDisposable
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(HeadersTimeout);
-        using var request = new HttpRequestMessage(HttpMethod.Get, $"http://{peer.Endpoint}{BlobsPath}{digest}");
+        using var request = new HttpRequestMessage(HttpMethod.Get, $"{BaseUrl(peer.Endpoint)}{BlobsPath}{digest}");
         using var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, deadline.Token);
         if (response.StatusCode == HttpStatusCode.NotFound) throw new PeerRefusedException("does not have it");
         if (!response.IsSuccessStatusCode) throw new PeerRefusedException($"answered {(int)response.StatusCode} {response.ReasonPhrase}");

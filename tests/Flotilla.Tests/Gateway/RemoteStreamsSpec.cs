@@ -7,6 +7,7 @@ using Flotilla.Cli.Hosting;
 using Flotilla.Cluster.Hosting;
 using Flotilla.Cluster.Nodes;
 using Flotilla.Cluster.Queries;
+using Flotilla.Cluster.Security;
 using Flotilla.NodeRuntime.Host;
 using Flotilla.Tests.Infrastructure;
 using Flotilla.Tests.Support;
@@ -33,6 +34,15 @@ public sealed class GatewayAndNode : IAsyncLifetime
     public int GatewayPort { get; } = FreePort.Next();
     public string Root { get; } = Path.Combine(Path.GetTempPath(), "flotilla-remote-" + Guid.NewGuid().ToString("N")[..8]);
     public bool NodeStopped { get; private set; }
+
+    /// <summary>The cluster CA: node and gateway talk over mutual TLS (Akka.Remote and the node's API).</summary>
+    public ClusterCa Ca { get; } = ClusterCa.Create();
+
+    /// <summary>An operator's gateway-role certificate for the docker CLI against the node's own API (ca.pem, cert.pem, key.pem).</summary>
+    public string OperatorCerts => Path.Combine(Root, "operator");
+
+    public string[] NodeTlsFlags => ["--tlsverify", "--tlscacert", Path.Combine(OperatorCerts, "ca.pem"),
+        "--tlscert", Path.Combine(OperatorCerts, "cert.pem"), "--tlskey", Path.Combine(OperatorCerts, "key.pem")];
     public string ConnectionString { get; private set; } = "";
 
     /// <summary>A Marten store on the cluster's database, to look at the events themselves.</summary>
@@ -44,6 +54,8 @@ public sealed class GatewayAndNode : IAsyncLifetime
         var connectionString = ConnectionString = await _postgres.NewDatabaseAsync("remote");
         var nodeCluster = FreePort.Next();
         var facts = await HostFacts.ProbeAsync(null);
+        ClusterPkiFiles.SaveIdentity(OperatorCerts, Ca.Issue(ClusterRole.Gateway, "operator", []));
+        await File.WriteAllTextAsync(Path.Combine(OperatorCerts, "ca.pem"), Ca.Certificate.ExportCertificatePem());
 
         _node = FlotillaProcess.Build(new ProcessSettings
         {
@@ -52,6 +64,7 @@ public sealed class GatewayAndNode : IAsyncLifetime
             DataRoot = Path.Combine(Root, "a"),
             DockerApi = new IPEndPoint(IPAddress.Loopback, NodePort),
             BindPort = nodeCluster,
+            Tls = new ClusterTls(Ca.Issue(ClusterRole.Node, "node-a", ["127.0.0.1"]), Ca.Certificate),
             StableAfter = TimeSpan.FromSeconds(2),
         }, connectionString, facts);
         await _node.StartAsync();
@@ -65,6 +78,7 @@ public sealed class GatewayAndNode : IAsyncLifetime
             DockerApi = new IPEndPoint(IPAddress.Loopback, GatewayPort),
             BindPort = FreePort.Next(),
             Seeds = [$"127.0.0.1:{nodeCluster}"],
+            Tls = new ClusterTls(Ca.Issue(ClusterRole.Gateway, "gw-b", ["127.0.0.1"]), Ca.Certificate),
             StableAfter = TimeSpan.FromSeconds(2),
         }, connectionString, facts);
         await _gateway.StartAsync();
@@ -72,7 +86,7 @@ public sealed class GatewayAndNode : IAsyncLifetime
 
         var queries = _gateway.Services.GetRequiredService<ClusterQueries>();
         Assert.True(await Eventually.TrueAsync(async () =>
-            (await queries.NodesAsync()).Any(n => n.Name == "node-a" && n.Status == NodeStatus.Ready && n.ApiEndpoint == $"127.0.0.1:{NodePort}"),
+            (await queries.NodesAsync()).Any(n => n.Name == "node-a" && n.Status == NodeStatus.Ready && n.ApiEndpoint == $"https://127.0.0.1:{NodePort}"),
             TimeSpan.FromSeconds(20)), "the gateway sees node-a and its Docker API");
 
         Directory.CreateDirectory(Root);
@@ -84,7 +98,7 @@ public sealed class GatewayAndNode : IAsyncLifetime
 
     public async Task DisposeAsync()
     {
-        if (_node is not null && !NodeStopped) await DataRootCleanup.RemoveContainersAsync(NodePort);
+        if (_node is not null && !NodeStopped) await DataRootCleanup.RemoveContainersAsync(NodePort, NodeTlsFlags);
         if (_gateway is not null)
         {
             await _gateway.StopAsync();
@@ -99,6 +113,15 @@ public sealed class GatewayAndNode : IAsyncLifetime
         await DataRootCleanup.DeleteAsync(Root);
     }
 
+    /// <summary>An HTTPS client of node A's own API with a gateway certificate of the cluster (as a gateway that forwards).</summary>
+    public HttpClient NodeHttp()
+    {
+        var tls = new ClusterTls(Ca.Issue(ClusterRole.Gateway, "test-gateway", []), Ca.Certificate);
+        var handler = new SocketsHttpHandler { UseProxy = false };
+        ClusterHttps.Configure(handler, tls);
+        return new HttpClient(handler) { BaseAddress = new Uri($"https://127.0.0.1:{NodePort}/") };
+    }
+
     /// <summary>Node A leaves the cluster (its process stops).</summary>
     public async Task StopNodeAsync()
     {
@@ -106,11 +129,19 @@ public sealed class GatewayAndNode : IAsyncLifetime
         await _node!.StopAsync();
     }
 
-    private Dictionary<string, string> Env(int port) => new()
+    private Dictionary<string, string> Env(int port)
     {
-        ["DOCKER_HOST"] = $"tcp://127.0.0.1:{port}",
-        ["DOCKER_CONFIG"] = Path.Combine(Root, "docker-config"),
-    };
+        var env = new Dictionary<string, string>
+        {
+            ["DOCKER_HOST"] = $"tcp://127.0.0.1:{port}",
+            ["DOCKER_CONFIG"] = Path.Combine(Root, "docker-config"),
+        };
+        if (port != NodePort) return env;
+        // The node's API takes only cluster certificates: the docker CLI presents the operator's.
+        env["DOCKER_TLS_VERIFY"] = "1";
+        env["DOCKER_CERT_PATH"] = OperatorCerts;
+        return env;
+    }
 
     /// <summary>The docker CLI against node A's own Docker API.</summary>
     public Task<ProcessResult> OnNodeAsync(params string[] args) =>
@@ -214,7 +245,7 @@ public class RemoteStreamsSpec(GatewayAndNode cluster) : IClassFixture<GatewayAn
     public async Task An_exec_the_gateway_never_saw_is_found_on_the_node_that_holds_it()
     {
         // Created on the node itself (as through another gateway): this gateway has no record of it.
-        using var node = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{cluster.NodePort}/") };
+        using var node = cluster.NodeHttp();
         async Task<string> CreateExecAsync(string script)
         {
             using var created = await node.PostAsync($"v1.51/containers/{Sleeper}/exec", new StringContent(

@@ -144,7 +144,7 @@ public sealed class NetnsCluster : IAsyncDisposable
         await Ip(ct, "link", "set", Bridge, "up");
         foreach (var host in Hosts) await host.CreateNamespaceAsync(ct);
 
-        await StartPostgresAsync(ct);
+        await Task.WhenAll(StartPostgresAsync(ct), IssueCertificatesAsync(ct));
         TraceLine($"[netns {Id}] network and PostgreSQL ready in {clock.Elapsed.TotalSeconds:F1} s");
 
         // The first host alone: it forms the cluster and creates the event store's schema. Processes that all start
@@ -212,7 +212,17 @@ public sealed class NetnsCluster : IAsyncDisposable
 
     /// <summary>The real docker CLI against host <paramref name="i"/>'s own Docker API (reached over the bridge).</summary>
     public Task<CommandResult> NodeDockerAsync(int i, params string[] args) =>
-        Command.RunAsync("docker", ["-H", $"tcp://{Host(i).ApiEndpoint}", .. args], CancellationToken.None, DockerEnvironment);
+        Command.RunAsync("docker", ["-H", $"tcp://{Host(i).ApiEndpoint}", .. NodeTlsFlags, .. args], CancellationToken.None, DockerEnvironment);
+
+    /// <summary>A node's API takes only cluster certificates: the docker CLI presents the gateway's (an operator's tool, like a gateway).</summary>
+    private string[] NodeTlsFlags
+    {
+        get
+        {
+            var pki = Path.Combine(Root, "gw", "pki");
+            return ["--tlsverify", "--tlscacert", Path.Combine(pki, "ca.pem"), "--tlscert", Path.Combine(pki, "cert.pem"), "--tlskey", Path.Combine(pki, "key.pem")];
+        }
+    }
 
     private Dictionary<string, string> DockerEnvironment => new() { ["DOCKER_CONFIG"] = Path.Combine(Root, "docker-config") };
 
@@ -251,17 +261,20 @@ public sealed class NetnsCluster : IAsyncDisposable
         tar.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.Directory, "tmp/") { Mode = (UnixFileMode)0b1_111_111_111 });
         tar.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, "bin/busybox")
         {
-            Mode = dirMode, DataStream = new MemoryStream(File.ReadAllBytes(busybox)),
+            Mode = dirMode,
+            DataStream = new MemoryStream(File.ReadAllBytes(busybox)),
         });
         foreach (var applet in new[] { "sh", "sleep", "true", "echo", "cat", "ls", "ps" })
             tar.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.SymbolicLink, "bin/" + applet) { LinkName = "busybox" });
         tar.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, "etc/passwd")
         {
-            Mode = (UnixFileMode)0b110_100_100, DataStream = new MemoryStream("root:x:0:0:root:/root:/bin/sh\n"u8.ToArray()),
+            Mode = (UnixFileMode)0b110_100_100,
+            DataStream = new MemoryStream("root:x:0:0:root:/root:/bin/sh\n"u8.ToArray()),
         });
         tar.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, "etc/group")
         {
-            Mode = (UnixFileMode)0b110_100_100, DataStream = new MemoryStream("root:x:0:\n"u8.ToArray()),
+            Mode = (UnixFileMode)0b110_100_100,
+            DataStream = new MemoryStream("root:x:0:\n"u8.ToArray()),
         });
     }
 
@@ -306,9 +319,36 @@ public sealed class NetnsCluster : IAsyncDisposable
         [
             FlotillaDll, "gateway", "--name", "gw", "--bind", $"{BridgeAddress}:{bindPort}", "--join", Seeds,
             "--postgres", PostgresConnectionString, "--docker-api", $"127.0.0.1:{GatewayDockerPort}", "--registry", "none",
-            "--http", $"127.0.0.1:{GatewayHttpPort}", "--data", Path.Combine(Root, "gw"), .. FailureDetectorFlags,
+            "--http", $"127.0.0.1:{GatewayHttpPort}", "--data", Path.Combine(Root, "gw"), "--join-token", JoinToken, .. FailureDetectorFlags,
         ]);
         await Gateway.WaitForLineAsync(" is up at ", UpTimeout, ct);
+    }
+
+    // ---------------------------------------------------------------- cluster certificates
+
+    /// <summary>Where the cluster CA lives: only the operator's side of the harness holds its key, no host does.</summary>
+    internal string CaDirectory => Path.Combine(Root, "ca");
+
+    /// <summary>The CA's files, which the first host is given (<c>--cluster-ca-cert/--cluster-ca-key</c>): it answers join tokens.</summary>
+    internal string[] CaHolderFlags =>
+        ["--cluster-ca-cert", Path.Combine(CaDirectory, "pki", "ca.pem"), "--cluster-ca-key", Path.Combine(CaDirectory, "pki", "ca-key.pem")];
+
+    /// <summary>What the gateway joins with (<c>flotilla cluster join-token</c>).</summary>
+    private string JoinToken { get; set; } = "";
+
+    /// <summary>
+    /// The operator's steps with the CLI: <c>flotilla cluster ca init</c>, then one <c>flotilla cluster cert issue</c> per
+    /// host, straight into each host's <c>&lt;data&gt;/pki</c>; the first host also holds the CA key and the gateway joins
+    /// with a join token, getting its certificate from that host. Every hop then runs mutual TLS.
+    /// </summary>
+    private async Task IssueCertificatesAsync(CancellationToken ct)
+    {
+        await Run(ct, "dotnet", FlotillaDll, "cluster", "ca", "init", "--data", CaDirectory);
+        var issues = Hosts.Select(h => Run(ct, "dotnet", FlotillaDll, "cluster", "cert", "issue", "--data", CaDirectory, "--role", "node",
+            "--name", h.Name, "--san", h.Address, "--out", Path.Combine(h.DataDirectory, "pki")));
+        var token = Run(ct, "dotnet", FlotillaDll, "cluster", "join-token", "--data", CaDirectory);
+        await Task.WhenAll(issues.Append(token));
+        JoinToken = (await token).Stdout.Trim();
     }
 
     // ---------------------------------------------------------------- PostgreSQL
@@ -560,7 +600,7 @@ public sealed class NetnsHost
             "--net=/run/netns/" + Namespace, "--", "unshare", "--pid", "--fork", "--kill-child", "--mount", "--propagation", "private",
             "--mount-proc", "dotnet", _cluster.FlotillaDll, "node", "--name", Name, "--bind", $"{Address}:{_cluster.Port}",
             "--join", _cluster.Seeds, "--postgres", _cluster.PostgresConnectionString, "--data", DataDirectory,
-            "--api", ApiEndpoint, .. _cluster.FailureDetectorFlags, .. labels,
+            "--api", ApiEndpoint, .. _cluster.FailureDetectorFlags, .. labels, .. (_cluster.Hosts[0] == this ? _cluster.CaHolderFlags : []),
         ]);
     }
 
@@ -754,7 +794,10 @@ internal sealed class ManagedProcess : IDisposable
     {
         var psi = new ProcessStartInfo(file)
         {
-            RedirectStandardOutput = true, RedirectStandardError = true, RedirectStandardInput = true, UseShellExecute = false,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            RedirectStandardInput = true,
+            UseShellExecute = false,
         };
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["DOTNET_gcServer"] = "0";

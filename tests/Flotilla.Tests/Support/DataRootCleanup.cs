@@ -3,12 +3,13 @@ namespace Flotilla.Tests.Support;
 /// <summary>Leaves nothing behind: removes every container through the API, then unmounts and deletes a data root.</summary>
 public static class DataRootCleanup
 {
-    public static async Task RemoveContainersAsync(int dockerPort)
+    /// <param name="tlsFlags">For a node's cluster-only API: <c>--tlsverify --tlscacert … --tlscert … --tlskey …</c>.</param>
+    public static async Task RemoveContainersAsync(int dockerPort, params string[] tlsFlags)
     {
-        var list = await ProcessRunner.RunAsync("docker", ["-H", $"tcp://127.0.0.1:{dockerPort}", "ps", "-aq", "--no-trunc"], TimeSpan.FromSeconds(30));
+        var list = await ProcessRunner.RunAsync("docker", [.. tlsFlags, "-H", $"tcp://127.0.0.1:{dockerPort}", "ps", "-aq", "--no-trunc"], TimeSpan.FromSeconds(30));
         var ids = list.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         if (ids.Length > 0)
-            await ProcessRunner.RunAsync("docker", ["-H", $"tcp://127.0.0.1:{dockerPort}", "rm", "-f", "-v", .. ids], TimeSpan.FromSeconds(60));
+            await ProcessRunner.RunAsync("docker", [.. tlsFlags, "-H", $"tcp://127.0.0.1:{dockerPort}", "rm", "-f", "-v", .. ids], TimeSpan.FromSeconds(60));
     }
 
     public static async Task DeleteAsync(string dataRoot)
