@@ -63,8 +63,7 @@ public sealed partial class ConmonMonitor
 
     public ContainerPaths PathsFor(string id)
     {
-        if (!ContainerSpec.IsContainerId(id)) throw new ArgumentException($"invalid container id '{id}'", nameof(id));
-        return new ContainerPaths(id, Path.Combine(ContainersRoot, id));
+        return new ContainerPaths(id, Path.Combine(ContainersRoot, Flotilla.Contracts.Containers.ContainerIds.Validate(id)));
     }
 
     /// <summary>Ids with a directory under the data dir (created, running or exited and not yet removed).</summary>

@@ -58,7 +58,7 @@ public sealed record ContainerSpec
     /// <summary>Throws <see cref="ArgumentException"/> when the spec cannot describe a container.</summary>
     public void Validate()
     {
-        if (!IsContainerId(Id)) throw new ArgumentException($"invalid container id '{Id}': want 64 lowercase hex characters", nameof(Id));
+        Flotilla.Contracts.Containers.ContainerIds.Validate(Id);
         if (Args.Count == 0) throw new ArgumentException("no command specified", nameof(Args));
         if (!Path.IsPathRooted(RootfsPath)) throw new ArgumentException($"rootfs path must be absolute: {RootfsPath}", nameof(RootfsPath));
         if (WorkingDir.Length > 0 && !WorkingDir.StartsWith('/'))
@@ -70,6 +70,5 @@ public sealed record ContainerSpec
         }
     }
 
-    public static bool IsContainerId(string id) =>
-        id.Length == 64 && id.All(c => c is >= '0' and <= '9' or >= 'a' and <= 'f');
+    public static bool IsContainerId(string id) => Flotilla.Contracts.Containers.ContainerIds.IsValid(id);
 }
