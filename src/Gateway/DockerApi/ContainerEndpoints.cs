@@ -310,7 +310,11 @@ public static class ContainerEndpoints
         hostConfig["NanoCpus"] = d.NanoCpus;
         hostConfig["CpuShares"] = d.CpuShares;
         hostConfig["PidsLimit"] = d.PidsLimit;
-        hostConfig["LogConfig"] = new JsonObject { ["Type"] = "json-file", ["Config"] = new JsonObject() };
+        hostConfig["LogConfig"] = new JsonObject
+        {
+            ["Type"] = "json-file",
+            ["Config"] = d.LogSizeMax > 0 ? new JsonObject { ["max-size"] = d.LogSizeMax.ToString(CultureInfo.InvariantCulture) } : new JsonObject(),
+        };
 
         await JsonReply.WriteAsync(context, new
         {

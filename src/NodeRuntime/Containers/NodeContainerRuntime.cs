@@ -146,6 +146,7 @@ public sealed class NodeContainerRuntime
             NetworkMode = definition.NetworkMode == "host" ? "host" : "none",
             Labels = definition.Labels,
             ConsoleSize = ConsoleSizeOf(definition),
+            LogSizeMax = definition.LogSizeMax,
         };
         await File.WriteAllTextAsync(GenerationFile(id), generation.ToString(CultureInfo.InvariantCulture), cancellationToken);
         var pid = await Monitor.CreateAsync(spec, cancellationToken);

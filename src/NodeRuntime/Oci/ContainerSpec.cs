@@ -14,6 +14,12 @@ public sealed record ContainerSpec
 {
     /// <summary>64 lowercase hex characters, Docker's container id shape.</summary>
     public required string Id { get; init; }
+
+    /// <summary>The log cap when a container sets none: 100 MiB (dockerd has none; a full disk is worse).</summary>
+    public const long DefaultLogSizeMax = 100L << 20;
+
+    /// <summary>conmon's <c>--log-size-max</c>: past it the log file is emptied and written on. 0 = <see cref="DefaultLogSizeMax"/>.</summary>
+    public long LogSizeMax { get; init; }
     public string Name { get; init; } = "";
     public required string RootfsPath { get; init; }
     public required IReadOnlyList<string> Args { get; init; }
