@@ -15,7 +15,7 @@ namespace Flotilla.Tests.Gateway;
 public class DockerCpRaceSpec(RunningFlotilla flotilla, ITestOutputHelper output) : IClassFixture<RunningFlotilla>
 {
     private const string Image = "cprace:1";
-    private const int Requests = 1000;
+    private const int Requests = 600;
 
     private async Task<string> DockerOk(params string[] args)
     {
@@ -43,10 +43,13 @@ public class DockerCpRaceSpec(RunningFlotilla flotilla, ITestOutputHelper output
         {
             // /a: a real directory with a file of the same name; /b: a symlink to the host directory (meaningless
             // inside the container). /d keeps turning from one into the other by rename(2).
-            var script = $"busybox mkdir /a && echo inside > /a/secret.txt && busybox ln -s {hostDir} /b && " +
+            // /a holds 2000 files before secret.txt: reading it takes long enough for /d to change under the reader.
+            var script = "busybox mkdir /a && i=0 && while [ $i -lt 2000 ]; do : > /a/a$i; i=$((i+1)); done && " +
+                         $"echo inside > /a/secret.txt && busybox ln -s {hostDir} /b && touch /ready && " +
                          "while :; do busybox mv /a /d; busybox mv /d /a; busybox mv /b /d; busybox mv /d /b; done";
             var id = (await DockerOk("run", "-d", "--name", "swapper", Image, "sh", "-c", script)).Trim();
-            await Task.Delay(300);
+            for (var wait = 0; wait < 300 && (await flotilla.RunDockerAsync("exec", id, "test", "-e", "/ready")).ExitCode != 0; wait++)
+                await Task.Delay(100);
 
             var leaks = 0;
             var reads = 0;
@@ -58,8 +61,20 @@ public class DockerCpRaceSpec(RunningFlotilla flotilla, ITestOutputHelper output
             {
                 if (i % 2 == 0)
                 {
-                    using var response = await http.GetAsync($"v1.43/containers/{id}/archive?path=/d/secret.txt", ct);
-                    var body = await response.Content.ReadAsByteArrayAsync(ct);
+                    // The whole directory (a window of many entries) or the file alone (a narrow one).
+                    var path = i % 4 == 0 ? "/d" : "/d/secret.txt";
+                    using var response = await http.GetAsync($"v1.43/containers/{id}/archive?path={path}", HttpCompletionOption.ResponseHeadersRead, ct);
+                    // A reply cut off mid-tar still counts: whatever bytes came are searched.
+                    var received = new MemoryStream();
+                    try
+                    {
+                        await (await response.Content.ReadAsStreamAsync(ct)).CopyToAsync(received, ct);
+                    }
+                    catch (Exception e) when (e is HttpRequestException or IOException)
+                    {
+                        statuses.AddOrUpdate("GET cut off", 1, (_, n) => n + 1);
+                    }
+                    var body = received.ToArray();
                     if (response.StatusCode == HttpStatusCode.OK) Interlocked.Increment(ref reads);
                     statuses.AddOrUpdate("GET " + (int)response.StatusCode, 1, (_, n) => n + 1);
                     if (Encoding.UTF8.GetString(body).Contains(secret, StringComparison.Ordinal)) Interlocked.Increment(ref leaks);
