@@ -120,7 +120,8 @@ public static class ContainerCreateRequest
             NoNewPrivileges: securityOpt.Any(o => o is "no-new-privileges" or "no-new-privileges:true" or "no-new-privileges=true"),
             ImageLayers: image.Layers.Select(x => x.DiffId).ToList(),
             ConfigJson: config.ToJsonString(),
-            HostConfigJson: hostConfig.ToJsonString()) { LogSizeMax = LogSizeMaxOf(hostConfig["LogConfig"] as JsonObject) };
+            HostConfigJson: hostConfig.ToJsonString())
+        { LogSizeMax = LogSizeMaxOf(hostConfig["LogConfig"] as JsonObject) };
     }
 
     /// <summary>
