@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using Akka.Actor;
 using Akka.Event;
 using Flotilla.Contracts.Containers;
+using Flotilla.Contracts.Nodes;
 using Flotilla.NodeRuntime.Containers;
 using Flotilla.NodeRuntime.Oci;
 
@@ -22,14 +23,23 @@ public sealed class RuntimeActor : ReceiveActor
     private readonly ConcurrentDictionary<string, long> _watched = new();
 
     private readonly string? _nodeName;
+    private readonly RuntimeCallerPolicy? _callers;
+    private readonly Func<RuntimeRequestRefused, Task>? _recordRefusal;
 
     /// <param name="nodeName">This node's name: after re-adoption, runs the cluster has moved elsewhere are stopped and removed here.</param>
-    public RuntimeActor(NodeContainerRuntime runtime, IActorRef containers, string? nodeName = null)
+    /// <param name="callers">Who may ask for work; null only in tests that drive the actor directly.</param>
+    /// <param name="recordRefusal">Records a refused request as an audit event.</param>
+    public RuntimeActor(NodeContainerRuntime runtime, IActorRef containers, string? nodeName = null, RuntimeCallerPolicy? callers = null,
+        Func<RuntimeRequestRefused, Task>? recordRefusal = null)
     {
         _runtime = runtime;
         _containers = containers;
         _nodeName = nodeName;
+        _callers = callers;
+        _recordRefusal = recordRefusal;
 
+        // First: requests that are not the named container entity's own (or name an invalid id) go no further.
+        Receive<IRuntimeMessage>(m => Refusal(m) is not null, Refuse);
         Receive<RunContainerProcess>(m => RunAsync(m).PipeTo(Sender));
         Receive<StopContainerProcess>(m => StopAsync(m).PipeTo(Sender));
         Receive<SignalContainerProcess>(m => Do(m.ContainerId, () => _runtime.Monitor.KillAsync(m.ContainerId, m.Signal)).PipeTo(Sender));
@@ -55,8 +65,28 @@ public sealed class RuntimeActor : ReceiveActor
         Receive<Status.Failure>(f => _log.Error(f.Cause, "re-adoption failed"));
     }
 
-    public static Props PropsFor(NodeContainerRuntime runtime, IActorRef containers, string? nodeName = null) =>
-        Props.Create(() => new RuntimeActor(runtime, containers, nodeName));
+    public static Props PropsFor(NodeContainerRuntime runtime, IActorRef containers, string? nodeName = null, RuntimeCallerPolicy? callers = null,
+        Func<RuntimeRequestRefused, Task>? recordRefusal = null) =>
+        Props.Create(() => new RuntimeActor(runtime, containers, nodeName, callers, recordRefusal));
+
+    private string? Refusal(IRuntimeMessage m) =>
+        !ContainerIds.IsValid(m.ContainerId) ? "invalid container id" : _callers?.Refusal(Sender, m.ContainerId);
+
+    private void Refuse(IRuntimeMessage m)
+    {
+        var reason = Refusal(m)!;
+        var sender = Sender.IsNobody() ? "(none)" : Sender.Path.ToString();
+        var id = ContainerIds.IsValid(m.ContainerId) ? m.ContainerId : new string((m.ContainerId ?? "").Take(80).Select(c => char.IsControl(c) ? '?' : c).ToArray());
+        _log.Warning("refused {0} for {1} from {2}: {3}", m.GetType().Name, id, sender, reason);
+        if (!Sender.IsNobody()) Sender.Tell(new RuntimeFailed(m.ContainerId ?? "", $"refused by the runtime of {_nodeName ?? "this node"}: {reason}"));
+        if (_recordRefusal is { } record)
+        {
+            var log = _log;
+            record(new RuntimeRequestRefused(_nodeName ?? "", sender, m.GetType().Name, id, reason, DateTimeOffset.UtcNow))
+                .ContinueWith(t => log.Warning("could not record a refused runtime request: {0}", t.Exception?.GetBaseException().Message),
+                    TaskContinuationOptions.OnlyOnFaulted);
+        }
+    }
 
     protected override void PreStart() => AdoptAsync().PipeTo(Self);
 

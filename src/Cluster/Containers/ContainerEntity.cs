@@ -103,7 +103,7 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
         {
             try
             {
-                await (await RuntimeAsync()).Ask<object>(new RemoveContainerFiles(State.ContainerId), RuntimeTimeout);
+                await RuntimeAsker.AskAsync(Context, await RuntimeAsync(), new RemoveContainerFiles(State.ContainerId), RuntimeTimeout);
             }
             catch (Exception ex) when (ex is AskTimeoutException or RuntimeUnavailableException)
             {
@@ -166,7 +166,7 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
         try
         {
             var runtime = await RuntimeAsync();
-            reply = await runtime.Ask<object>(new RunContainerProcess(State.ContainerId, State.Name, generation, State.Definition!), RuntimeTimeout);
+            reply = await RuntimeAsker.AskAsync(Context, runtime, new RunContainerProcess(State.ContainerId, State.Name, generation, State.Definition!), RuntimeTimeout);
         }
         catch (Exception ex) when (ex is AskTimeoutException or RuntimeUnavailableException)
         {
@@ -217,7 +217,7 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
         try
         {
             var runtime = await RuntimeAsync();
-            var reply = await runtime.Ask<object>(new StopContainerProcess(State.ContainerId, State.Generation, signal, timeoutSeconds),
+            var reply = await RuntimeAsker.AskAsync(Context, runtime, new StopContainerProcess(State.ContainerId, State.Generation, signal, timeoutSeconds),
                 TimeSpan.FromSeconds(timeoutSeconds) + RuntimeTimeout);
             if (reply is ContainerProcessExited exited) return exited;
             replyTo.Tell(new CommandRejected(RejectionCode.Internal, reply is RuntimeFailed f ? f.Error : "the runtime did not stop the container"));
@@ -415,7 +415,7 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
         NotifyWaiters(exited: false, removed: true);
         try
         {
-            (await RuntimeAsync()).Tell(new RemoveContainerFiles(State.ContainerId), ActorRefs.NoSender);
+            _ = RuntimeAsker.AskAsync(Context, await RuntimeAsync(), new RemoveContainerFiles(State.ContainerId), RuntimeTimeout); // not awaited: the entity may stop
         }
         catch (RuntimeUnavailableException ex)
         {
@@ -458,7 +458,7 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
         try
         {
             var runtime = await RuntimeAsync();
-            var reply = await runtime.Ask<object>(message, RuntimeTimeout);
+            var reply = await RuntimeAsker.AskAsync(Context, runtime, message, RuntimeTimeout);
             if (reply is RuntimeDone) return true;
             replyTo.Tell(new CommandRejected(RejectionCode.Internal, reply is RuntimeFailed f ? f.Error : $"unexpected runtime reply {reply.GetType().Name}"));
         }

@@ -46,6 +46,7 @@ public static class FlotillaStore
         opts.Events.AddEventType<NodeLeft>();
         opts.Events.AddEventType<NodeDrained>();
         opts.Events.AddEventType<NodeActivated>();
+        opts.Events.AddEventType<RuntimeRequestRefused>();
         opts.Events.AddEventType<ContainerPlaced>();
         opts.Events.AddEventType<ContainerRescheduled>();
         opts.Events.AddEventType<ContainerNodeLost>();

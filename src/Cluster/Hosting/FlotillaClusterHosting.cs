@@ -135,7 +135,14 @@ public static class FlotillaClusterHosting
             // The runtime actor does this host's container work; it reports exits to the container region.
             if (isNode && sp.GetService<NodeContainerRuntime>() is { } runtime)
             {
-                system.ActorOf(RuntimeActor.PropsFor(runtime, registry.Get<ContainerEntity>(), options.NodeName), RuntimeDirectory.RuntimeActorName);
+                // Work only from container entities (which live on node members), each for its own container.
+                var callers = new RuntimeCallerPolicy(ContainerEntity.RegionName, address => cluster.State.Members.Any(m =>
+                    m.Address == address && m.HasRole(FlotillaClusterOptions.NodeRole)
+                    && m.Status is Akka.Cluster.MemberStatus.Up or Akka.Cluster.MemberStatus.Leaving or Akka.Cluster.MemberStatus.Exiting
+                        or Akka.Cluster.MemberStatus.WeaklyUp));
+                var journal = host.Journal;
+                system.ActorOf(RuntimeActor.PropsFor(runtime, registry.Get<ContainerEntity>(), options.NodeName, callers,
+                    refusal => RuntimeAccess.RecordAsync(journal, options.NodeName, refusal)), RuntimeDirectory.RuntimeActorName);
                 // A node that leaves or is downed (crash of the link, minority side of a partition) is replaced by the
                 // scheduler: its containers are started elsewhere, so here they must stop before this process goes.
                 if (options.HandsOverContainers)

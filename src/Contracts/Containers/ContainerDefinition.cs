@@ -56,6 +56,12 @@ public sealed record ContainerDefinition(
         new(image, imageId, [], cmd, env ?? [], "", "", "", false, false, false, labels ?? new Dictionary<string, string>(),
             "TERM", null, [], "none", 0, 0, 0, 0, RestartPolicy.No, false, false, [], [], false, false, imageLayers ?? [], "{}", "{}");
 
+    /// <summary>
+    /// <c>--log-opt max-size</c> in bytes; 0 = the engine's default cap. conmon empties the run's log file when it
+    /// would pass this size (json-file's behaviour with <c>max-file=1</c>).
+    /// </summary>
+    public long LogSizeMax { get; init; }
+
     /// <summary>Entrypoint followed by the command: what runs as PID 1.</summary>
     public IReadOnlyList<string> Args => [.. Entrypoint, .. Cmd];
 }

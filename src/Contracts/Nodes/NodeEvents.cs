@@ -47,3 +47,16 @@ public static class NodeStreams
 {
     public static string Key(string nodeName) => "node-" + nodeName;
 }
+
+/// <summary>
+/// A node's runtime actor refused a request that did not come from the container entity it names (a foreign or
+/// non-node actor system, any other actor) or that named an invalid container id. Stored in
+/// <c>runtime-access-&lt;node&gt;</c>; the metadata user is <c>system</c>, the sender is in the body.
+/// </summary>
+[MessagePackObject(true)]
+public sealed record RuntimeRequestRefused(string Node, string Sender, string Request, string ContainerId, string Reason, DateTimeOffset At);
+
+public static class RuntimeAccessStreams
+{
+    public static string Key(string node) => "runtime-access-" + node;
+}

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Flotilla.Cluster;
@@ -131,7 +132,55 @@ public static class ContainerCreateRequest
             ImageLayers: image.Layers.Select(x => x.DiffId).ToList(),
             ConfigJson: config.ToJsonString(),
             // What Flotilla understands, never the client's JSON as sent.
-            HostConfigJson: storedHostConfig.ToJson());
+            HostConfigJson: storedHostConfig.ToJson())
+        { LogSizeMax = LogSizeMaxOf(hostConfig["LogConfig"] as JsonObject) };
+    }
+
+    /// <summary>
+    /// <c>--log-driver</c>/<c>--log-opt</c>: json-file only (conmon's k8s-file underneath, read back as json-file would
+    /// be), with <c>max-size</c> and <c>max-file=1</c>; anything else is refused by name rather than ignored.
+    /// </summary>
+    public static long LogSizeMaxOf(JsonObject? logConfig)
+    {
+        var type = logConfig?["Type"]?.ToString() ?? "";
+        if (type is not ("" or "json-file"))
+            throw Invalid($"log driver {type} is not supported by Flotilla: containers log with json-file only");
+        long size = 0;
+        foreach (var (key, value) in logConfig?["Config"] as JsonObject ?? [])
+        {
+            var text = value?.ToString() ?? "";
+            switch (key)
+            {
+                case "max-size":
+                    size = ParseSize(text);
+                    break;
+                case "max-file":
+                    if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out var files) || files < 1)
+                        throw Invalid($"invalid value for max-file: {text}");
+                    if (files > 1)
+                        throw Invalid($"log opt max-file={text} is not supported by Flotilla: a run keeps one log file, emptied when it reaches max-size (max-file=1)");
+                    break;
+                default:
+                    throw Invalid($"unknown log opt '{key}' for json-file log driver");
+            }
+        }
+        return size;
+    }
+
+    /// <summary>Docker's size units (<c>units.RAMInBytes</c>): bytes, or k/m/g with an optional b, powers of 1024.</summary>
+    private static long ParseSize(string text)
+    {
+        var t = text.Trim().ToLowerInvariant();
+        if (t.EndsWith('b')) t = t[..^1];
+        long unit = 1;
+        if (t.Length > 0 && t[^1] is 'k' or 'm' or 'g' or 't')
+        {
+            unit = t[^1] switch { 'k' => 1L << 10, 'm' => 1L << 20, 'g' => 1L << 30, _ => 1L << 40 };
+            t = t[..^1];
+        }
+        if (!decimal.TryParse(t, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var n) || n <= 0)
+            throw Invalid($"invalid value for max-size: {text}");
+        return (long)(n * unit);
     }
 
     public static OperationRejectedException Invalid(string message) => new(RejectionCode.InvalidArgument, message);

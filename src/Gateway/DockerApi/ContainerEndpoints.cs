@@ -311,7 +311,11 @@ public static class ContainerEndpoints
         hostConfig["NanoCpus"] = d.NanoCpus;
         hostConfig["CpuShares"] = d.CpuShares;
         hostConfig["PidsLimit"] = d.PidsLimit;
-        hostConfig["LogConfig"] = new JsonObject { ["Type"] = "json-file", ["Config"] = new JsonObject() };
+        hostConfig["LogConfig"] = new JsonObject
+        {
+            ["Type"] = "json-file",
+            ["Config"] = d.LogSizeMax > 0 ? new JsonObject { ["max-size"] = d.LogSizeMax.ToString(CultureInfo.InvariantCulture) } : new JsonObject(),
+        };
 
         await JsonReply.WriteAsync(context, new
         {
@@ -426,28 +430,47 @@ public static class ContainerEndpoints
             ? Containers(context).WaitAsync(view.ContainerId, "not-running", context.RequestAborted)
             : Task.CompletedTask;
         var files = runtime.LogFiles(view.ContainerId);
-        var entries = new List<LogEntry>();
         var options = new LogReadOptions { Stdout = stdout, Stderr = stderr, Since = since, Until = until };
-        // Earlier runs first (complete), then the current run (followed when asked).
-        foreach (var file in files.Take(Math.Max(0, files.Count - 1)))
-            await foreach (var e in ContainerLogReader.ReadAsync(file, options, null, context.RequestAborted)) entries.Add(e);
         var current = files.Count > 0 ? files[^1] : runtime.Monitor.PathsFor(view.ContainerId).Log;
-        if (!follow)
+        var earlier = files.Take(Math.Max(0, files.Count - 1)).ToList();
+        var body = context.Response.Body;
+        // Earlier runs first (complete), then the current run (followed when asked). Nothing is held whole: without
+        // --tail entries are streamed as read; with --tail N only the last N entries of each file are read, from the end.
+        if (tail is not { } n)
         {
-            await foreach (var e in ContainerLogReader.ReadAsync(current, options, null, context.RequestAborted)) entries.Add(e);
-            foreach (var e in tail is { } n ? entries.TakeLast(n) : entries)
-                await DockerLogFrame.WriteEntryAsync(context.Response.Body, e, timestamps, tty, context.RequestAborted);
-            return;
+            foreach (var file in earlier)
+                await foreach (var e in ContainerLogReader.ReadAsync(file, options, null, context.RequestAborted))
+                    await DockerLogFrame.WriteEntryAsync(body, e, timestamps, tty, context.RequestAborted);
         }
-        foreach (var e in tail is { } n2 ? entries.TakeLast(n2) : entries)
-            await DockerLogFrame.WriteEntryAsync(context.Response.Body, e, timestamps, tty, context.RequestAborted);
-        var remaining = tail is { } n3 ? Math.Max(0, n3 - entries.Count) : (int?)null;
-        await foreach (var e in ContainerLogReader.ReadAsync(current, options with { Follow = true, Tail = remaining }, stopped, context.RequestAborted))
+        else
         {
-            await DockerLogFrame.WriteEntryAsync(context.Response.Body, e, timestamps, tty, context.RequestAborted);
-            await context.Response.Body.FlushAsync(context.RequestAborted);
+            // How many the current file has decides how many come from earlier runs (newest first).
+            var fromCurrent = await CountAsync(ContainerLogReader.ReadAsync(current, options with { Tail = n }, null, context.RequestAborted));
+            var wanted = n - fromCurrent;
+            var parts = new List<List<LogEntry>>();
+            for (var f = earlier.Count - 1; f >= 0 && wanted > 0; f--)
+            {
+                var part = new List<LogEntry>();
+                await foreach (var e in ContainerLogReader.ReadAsync(earlier[f], options with { Tail = wanted }, null, context.RequestAborted)) part.Add(e);
+                parts.Insert(0, part);
+                wanted -= part.Count;
+            }
+            foreach (var e in parts.SelectMany(p => p))
+                await DockerLogFrame.WriteEntryAsync(body, e, timestamps, tty, context.RequestAborted);
+        }
+        await foreach (var e in ContainerLogReader.ReadAsync(current, options with { Follow = follow, Tail = tail }, follow ? stopped : null, context.RequestAborted))
+        {
+            await DockerLogFrame.WriteEntryAsync(body, e, timestamps, tty, context.RequestAborted);
+            if (follow) await body.FlushAsync(context.RequestAborted);
         }
     });
+
+    private static async Task<int> CountAsync(IAsyncEnumerable<LogEntry> entries)
+    {
+        var count = 0;
+        await foreach (var _ in entries) count++;
+        return count;
+    }
 
     /// <summary>Docker's log time bounds: unix seconds with optional fraction; 0 or empty = none.</summary>
     private static DateTimeOffset? UnixTime(string? text)

@@ -424,8 +424,9 @@ public static class ContainerStreamEndpoints
         await Containers(context).SendAsync(new RecordContainerExport(snapshot.ContainerId, Origin(context)));
         context.Response.StatusCode = StatusCodes.Status200OK;
         context.Response.ContentType = "application/x-tar";
+        using var root = RootHandle.Open(rootfs.Path);
         await using var tar = new TarWriter(context.Response.Body, TarEntryFormat.Pax, leaveOpen: true);
-        await TarTree.WriteAsync(tar, rootfs.Path, "", context.RequestAborted);
+        await TreeArchiver.WriteContentsAsync(tar, root, context.RequestAborted);
     });
 
     // GET /containers/{name}/changes (docker diff)
@@ -507,35 +508,6 @@ public static class ContainerStreamEndpoints
                 }
             }
             return ValueTask.CompletedTask;
-        }
-    }
-
-    /// <summary>Writes a directory tree as tar entries without following symlinks; sockets are skipped.</summary>
-    private static class TarTree
-    {
-        public static async Task WriteAsync(TarWriter tar, string root, string prefix, CancellationToken cancellationToken)
-        {
-            foreach (var path in Directory.EnumerateFileSystemEntries(root).Order(StringComparer.Ordinal))
-            {
-                var name = prefix + System.IO.Path.GetFileName(path);
-                await WriteEntryAsync(tar, path, name, cancellationToken);
-            }
-        }
-
-        public static async Task WriteEntryAsync(TarWriter tar, string path, string name, CancellationToken cancellationToken)
-        {
-            var info = new FileInfo(path);
-            var isDir = info.Attributes.HasFlag(FileAttributes.Directory) && info.LinkTarget is null;
-            try
-            {
-                await tar.WriteEntryAsync(path, isDir ? name + "/" : name, cancellationToken);
-            }
-            catch (Exception ex) when (ex is IOException or NotSupportedException or ArgumentException or UnauthorizedAccessException)
-            {
-                // Sockets and files that vanished meanwhile are not part of an archive.
-                return;
-            }
-            if (isDir) await WriteAsync(tar, path, name + "/", cancellationToken);
         }
     }
 
@@ -647,48 +619,30 @@ public static class ContainerStreamEndpoints
     // ---------------------------------------------------------------- archive (docker cp)
 
     /// <summary>Go's os.FileMode bits for the stat header.</summary>
-    private static uint GoFileMode(FileSystemInfo info)
+    private static uint GoFileMode(TreePathStat stat)
     {
-        uint mode = (uint)(OperatingSystem.IsWindows() ? 0 : (int)info.UnixFileMode) & 0xFFF;
-        if (info.LinkTarget is not null) mode |= 1u << 27;
-        else if (info.Attributes.HasFlag(FileAttributes.Directory)) mode |= 1u << 31;
+        var mode = stat.Permissions;
+        if (stat.IsSymlink) mode |= 1u << 27;
+        else if (stat.IsDirectory) mode |= 1u << 31;
         return mode;
     }
 
-    private static string StatHeader(FileSystemInfo info, string name)
+    private static string StatHeader(TreePathStat info, string name)
     {
         var stat = new
         {
             name,
-            size = info is FileInfo f && info.LinkTarget is null ? f.Length : 0,
+            size = info.Size,
             mode = GoFileMode(info),
-            mtime = info.LastWriteTimeUtc.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ", CultureInfo.InvariantCulture),
-            linkTarget = info.LinkTarget ?? "",
+            mtime = info.ModifiedAt.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ", CultureInfo.InvariantCulture),
+            linkTarget = info.LinkTarget,
         };
         return Convert.ToBase64String(JsonSerializer.SerializeToUtf8Bytes(stat));
     }
 
-    /// <summary>The path inside the rootfs: its directory resolved inside the rootfs, its last component not followed.</summary>
-    private static string ResolveInRootfs(string rootfs, string containerPath)
-    {
-        var trimmed = containerPath.TrimEnd('/');
-        if (trimmed.Length == 0) return Path.GetFullPath(rootfs).TrimEnd('/');
-        var slash = trimmed.LastIndexOf('/');
-        var dir = slash <= 0 ? "/" : trimmed[..slash];
-        var last = trimmed[(slash + 1)..];
-        var resolvedDir = RootfsPaths.SecureJoin(rootfs, dir);
-        if (last is "." or "..") return RootfsPaths.SecureJoin(rootfs, trimmed);
-        return resolvedDir + "/" + last;
-    }
-
-    private static FileSystemInfo Existing(string path, string containerPath)
-    {
-        FileSystemInfo info = Directory.Exists(path) && new FileInfo(path).LinkTarget is null ? new DirectoryInfo(path) : new FileInfo(path);
-        if (!info.Exists && info.LinkTarget is null) throw DockerErrors.NotFound($"Could not find the file {containerPath} in container");
-        return info;
-    }
-
     // HEAD|GET /containers/{name}/archive?path=
+    // The path is looked up from an fd on the rootfs with openat2(RESOLVE_IN_ROOT) and the tree is read by fds
+    // (TreeArchiver): a running container cannot swap a directory for a symlink to lead the engine to host files.
     private static Task ArchiveGetAsync(HttpContext context, string name) => Guarded(context, async () =>
     {
         var containerPath = context.Request.Query["path"].ToString();
@@ -696,8 +650,9 @@ public static class ContainerStreamEndpoints
         if (await SnapshotAsync(context, name) is not { } snapshot) return;
         var runtime = Runtime(context);
         await using var rootfs = await RootfsAccess.OpenAsync(runtime, snapshot, context.RequestAborted);
-        var host = ResolveInRootfs(rootfs.Path, containerPath.StartsWith('/') ? containerPath : "/" + containerPath);
-        var info = Existing(host, containerPath);
+        using var root = RootHandle.Open(rootfs.Path);
+        var path = containerPath.StartsWith('/') ? containerPath : "/" + containerPath;
+        var info = TreeArchiver.Stat(root, path) ?? throw DockerErrors.NotFound($"Could not find the file {containerPath} in container {name}");
         var baseName = containerPath.TrimEnd('/') is { Length: > 0 } t ? t[(t.LastIndexOf('/') + 1)..] : "/";
         context.Response.Headers["X-Docker-Container-Path-Stat"] = StatHeader(info, baseName);
         context.Response.StatusCode = StatusCodes.Status200OK;
@@ -705,10 +660,11 @@ public static class ContainerStreamEndpoints
         context.Response.ContentType = "application/x-tar";
         await using var tar = new TarWriter(context.Response.Body, TarEntryFormat.Pax, leaveOpen: true);
         var entryName = baseName == "/" ? "." : baseName;
-        await TarTree.WriteEntryAsync(tar, host, entryName, context.RequestAborted);
+        await TreeArchiver.WriteAsync(tar, root, path, entryName, context.RequestAborted);
     });
 
     // PUT /containers/{name}/archive?path=&noOverwriteDirNonDir=
+    // Extracted by the layer unpacker's fd discipline (LayerUnpacker.CopyInto) from an fd on the rootfs.
     private static Task ArchivePutAsync(HttpContext context, string name) => Guarded(context, async () =>
     {
         var containerPath = context.Request.Query["path"].ToString();
@@ -720,91 +676,19 @@ public static class ContainerStreamEndpoints
             throw new OperationRejectedException(RejectionCode.Conflict, "container rootfs is marked read-only");
         // A container that does not run gets its writable rootfs mounted, as a start would; the next start reuses it.
         var live = await runtime.PrepareRootfsAsync(snapshot.ContainerId, snapshot.Definition, context.RequestAborted);
-        var root = Path.GetFullPath(live).TrimEnd('/');
-        var target = RootfsPaths.SecureJoin(root, containerPath.StartsWith('/') ? containerPath : "/" + containerPath);
-        if (!Directory.Exists(target))
+        using var root = RootHandle.Open(live);
+        var path = containerPath.StartsWith('/') ? containerPath : "/" + containerPath;
+        if (TreeArchiver.Stat(root, path.TrimEnd('/') + "/.") is not { IsDirectory: true })
             throw DockerErrors.NotFound($"Could not find the file {containerPath} in container {name}");
-        if (OperatingSystem.IsWindows()) throw new PlatformNotSupportedException();
-        await ArchiveExtractor.ExtractAsync(context.Request.Body, root, target, noOverwriteDirNonDir, context.RequestAborted);
-        context.Response.StatusCode = StatusCodes.Status200OK;
-    });
-}
-
-/// <summary>
-/// Extracts a docker cp tar into a directory of a container's rootfs: every entry's parent is resolved inside the
-/// rootfs (symlinks evaluated with the rootfs as "/"), an existing symlink in the last component is replaced, never
-/// followed; hard links must point inside the rootfs too.
-/// </summary>
-[System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
-public static class ArchiveExtractor
-{
-    public static async Task ExtractAsync(Stream archive, string rootfs, string targetDir, bool noOverwriteDirNonDir, CancellationToken cancellationToken)
-    {
-        var (content, _) = await ArchiveCompression.OpenAsync(archive, leaveOpen: true, cancellationToken);
+        var (content, _) = await ArchiveCompression.OpenAsync(context.Request.Body, leaveOpen: true, context.RequestAborted);
         await using (content)
         {
-            await using var reader = new TarReader(content);
-            var relativeTarget = "/" + Path.GetRelativePath(rootfs, targetDir).Replace('\\', '/').TrimStart('.').TrimStart('/');
-            while (await reader.GetNextEntryAsync(copyData: false, cancellationToken) is { } entry)
-            {
-                var name = entry.Name.Replace('\\', '/').TrimStart('/');
-                while (name.StartsWith("./", StringComparison.Ordinal)) name = name[2..];
-                name = name.TrimEnd('/');
-                if (name.Length == 0 || name == ".") continue;
-                if (name.Split('/').Any(p => p == "..")) throw new InvalidDataException($"refusing archive entry '{entry.Name}': it climbs out of the target");
-                var containerPath = relativeTarget.TrimEnd('/') + "/" + name;
-                var slash = containerPath.LastIndexOf('/');
-                var parent = RootfsPaths.SecureJoin(rootfs, slash <= 0 ? "/" : containerPath[..slash]);
-                var path = parent + "/" + containerPath[(slash + 1)..];
-                Directory.CreateDirectory(parent);
-                var existing = new FileInfo(path);
-                var existingIsDir = Directory.Exists(path) && existing.LinkTarget is null;
-                var entryIsDir = entry.EntryType == TarEntryType.Directory;
-                if (noOverwriteDirNonDir && (existing.Exists || existingIsDir) && existingIsDir != entryIsDir)
-                    throw new InvalidDataException($"cannot overwrite {(existingIsDir ? "directory" : "non-directory")} \"{containerPath}\" with {(entryIsDir ? "directory" : "non-directory")} \"{name}\"");
-                // Never follow what is there: a symlink (or a file where a dir comes) is replaced.
-                if (existing.LinkTarget is not null || (existing.Exists && !existingIsDir)) File.Delete(path);
-                else if (existingIsDir && !entryIsDir) Directory.Delete(path, recursive: true);
-
-                var mode = (UnixFileMode)((int)entry.Mode & 0xFFF);
-                switch (entry.EntryType)
-                {
-                    case TarEntryType.Directory:
-                        Directory.CreateDirectory(path);
-                        File.SetUnixFileMode(path, mode);
-                        break;
-                    case TarEntryType.RegularFile or TarEntryType.V7RegularFile or TarEntryType.ContiguousFile:
-                        await using (var output = new FileStream(path, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = mode }))
-                            if (entry.DataStream is { } data) await data.CopyToAsync(output, cancellationToken);
-                        File.SetUnixFileMode(path, mode);
-                        break;
-                    case TarEntryType.SymbolicLink:
-                        File.CreateSymbolicLink(path, entry.LinkName);
-                        break;
-                    case TarEntryType.HardLink:
-                        var linkName = entry.LinkName.TrimStart('/');
-                        var source = RootfsPaths.SecureJoin(rootfs, relativeTarget.TrimEnd('/') + "/" + linkName);
-                        if (!File.Exists(source)) throw new InvalidDataException($"hard link target {entry.LinkName} not found in the archive's target");
-                        File.Copy(source, path);
-                        break;
-                    default:
-                        continue; // devices and fifos are not copied
-                }
-                try
-                {
-                    if (entry.EntryType != TarEntryType.SymbolicLink)
-                        File.SetLastWriteTimeUtc(path, entry.ModificationTime.UtcDateTime);
-                    if (entry is PosixTarEntry posix) Lchown(path, posix.Uid, posix.Gid);
-                }
-                catch (IOException)
-                {
-                }
-            }
+            // The unpacker reads synchronously (as for layers): on a pool thread, with sync reads of this body allowed.
+            if (context.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpBodyControlFeature>() is { } bodyControl)
+                bodyControl.AllowSynchronousIO = true;
+            await Task.Run(() => LayerUnpacker.CopyInto(content, root, path, noOverwriteDirNonDir, cancellationToken: context.RequestAborted),
+                context.RequestAborted);
         }
-    }
-
-    [System.Runtime.InteropServices.DllImport("libc", SetLastError = true, EntryPoint = "lchown")]
-    private static extern int LchownNative(string path, int owner, int group);
-
-    private static void Lchown(string path, int uid, int gid) => _ = LchownNative(path, uid, gid);
+        context.Response.StatusCode = StatusCodes.Status200OK;
+    });
 }

@@ -70,7 +70,7 @@ public sealed class NodeContainerRuntime
         }
     }
 
-    public string DirOf(string id) => Path.Combine(_root, id);
+    public string DirOf(string id) => Path.Combine(_root, ContainerIds.Validate(id));
     public string RootfsOf(string id) => Path.Combine(DirOf(id), "rootfs");
     private string GenerationFile(string id) => Path.Combine(DirOf(id), "generation");
     private string LogArchive(string id) => Path.Combine(DirOf(id), "logs");
@@ -146,6 +146,7 @@ public sealed class NodeContainerRuntime
             NetworkMode = definition.NetworkMode == "host" ? "host" : "none",
             Labels = definition.Labels,
             ConsoleSize = ConsoleSizeOf(definition),
+            LogSizeMax = definition.LogSizeMax,
         };
         await File.WriteAllTextAsync(GenerationFile(id), generation.ToString(CultureInfo.InvariantCulture), cancellationToken);
         var pid = await Monitor.CreateAsync(spec, cancellationToken);

@@ -63,8 +63,7 @@ public sealed partial class ConmonMonitor
 
     public ContainerPaths PathsFor(string id)
     {
-        if (!ContainerSpec.IsContainerId(id)) throw new ArgumentException($"invalid container id '{id}'", nameof(id));
-        return new ContainerPaths(id, Path.Combine(ContainersRoot, id));
+        return new ContainerPaths(id, Path.Combine(ContainersRoot, Flotilla.Contracts.Containers.ContainerIds.Validate(id)));
     }
 
     /// <summary>Ids with a directory under the data dir (created, running or exited and not yet removed).</summary>
@@ -351,6 +350,9 @@ public sealed partial class ConmonMonitor
             "--persist-dir", paths.Userdata, "--runtime-arg", "--root", "--runtime-arg", Runtime.Root,
         ];
         foreach (var a in args) psi.ArgumentList.Add(a);
+        // conmon 2.1's k8s-file cap: past it the file is replaced by an empty one (a truncation, not a rotation).
+        psi.ArgumentList.Add("--log-size-max");
+        psi.ArgumentList.Add((spec.LogSizeMax > 0 ? spec.LogSizeMax : ContainerSpec.DefaultLogSizeMax).ToString(System.Globalization.CultureInfo.InvariantCulture));
         if (spec.OpenStdin) psi.ArgumentList.Add("-i");
         // Conmon closes stdin when an attached client goes, unless told otherwise. Docker does that only for StdinOnce
         // non-TTY containers (`echo x | docker run -i … cat` must see EOF); a TTY container's shell must survive a

@@ -40,42 +40,149 @@ public static class ContainerLogReader
     {
         var parser = new Parser(options);
         var position = 0L;
-        var backlog = new List<LogEntry>();
-
         // What exists now (waiting for the file to appear when following).
         while (!File.Exists(path))
         {
             if (!options.Follow || stopWhen is { IsCompleted: true }) yield break;
             await Delay(options, stopWhen, cancellationToken);
         }
-        position = ReadMore(path, position, parser, backlog);
         var stopped = !options.Follow || stopWhen is { IsCompleted: true };
-        if (stopped) parser.Flush(backlog);
-        IEnumerable<LogEntry> first = options.Tail is { } tail ? backlog.TakeLast(Math.Max(0, tail)) : backlog;
-        foreach (var e in first)
+        if (options.Tail is { } tail)
         {
-            if (parser.PastUntil(e)) yield break;
-            yield return e;
+            // Only the end of the file is read: the records of the last `tail` entries are found backwards.
+            position = TailStart(path, options, Math.Max(0, tail), new FileInfo(path).Length);
+            var backlog = new List<LogEntry>();
+            position = ReadMore(path, position, parser, backlog, long.MaxValue);
+            if (stopped) parser.Flush(backlog);
+            foreach (var e in backlog.TakeLast(Math.Max(0, tail)))
+            {
+                if (parser.PastUntil(e)) yield break;
+                yield return e;
+            }
+        }
+        else
+        {
+            // Streamed a chunk at a time: a large log is never held whole.
+            while (true)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var batch = new List<LogEntry>();
+                var next = ReadMore(path, position, parser, batch, ChunkBytes);
+                foreach (var e in batch)
+                {
+                    if (parser.PastUntil(e)) yield break;
+                    yield return e;
+                }
+                if (next == position) break;
+                position = next;
+            }
+            if (stopped)
+            {
+                var rest = new List<LogEntry>();
+                parser.Flush(rest);
+                foreach (var e in rest)
+                {
+                    if (parser.PastUntil(e)) yield break;
+                    yield return e;
+                }
+            }
         }
         if (stopped) yield break;
-
         while (true)
         {
             var finished = stopWhen is { IsCompleted: true };
             var batch = new List<LogEntry>();
             var length = new FileInfo(path) is { Exists: true } fi ? fi.Length : 0;
             if (length < position) position = 0; // rotated or truncated: start over on the new file
-            position = ReadMore(path, position, parser, batch);
-            if (finished) parser.Flush(batch);
+            var next = ReadMore(path, position, parser, batch, ChunkBytes);
+            var more = next != position && next < length;
+            position = next;
+            if (finished && !more) parser.Flush(batch);
             foreach (var e in batch)
             {
                 if (parser.PastUntil(e)) yield break;
                 yield return e;
             }
+            if (more) continue;
             if (finished) yield break;
             await Delay(options, stopWhen, cancellationToken);
         }
     }
+
+    /// <summary>How much of a log is read before its entries are handed on.</summary>
+    private const int ChunkBytes = 1 << 20;
+
+    private const int TailBlock = 1 << 16;
+
+    /// <summary>How far before the wanted entries a tail read looks for the first pieces of interleaved partial lines.</summary>
+    private const int MaxExtension = 1 << 20;
+
+    /// <summary>
+    /// The offset where the records of the last <paramref name="count"/> entries (of the wanted streams) before
+    /// <paramref name="end"/> begin, found by reading the file backwards in 64 KiB blocks. An entry is an F record
+    /// with the P records before it (a line longer than a record), or an unterminated run of P records at the end.
+    /// </summary>
+    internal static long TailStart(string path, LogReadOptions options, int count, long end)
+    {
+        if (count <= 0) return end;
+        using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1);
+        var found = 0;
+        var inside = new HashSet<StdStream>();
+        StdStream? extending = null;
+        var candidate = 0L;
+        var reached = 0L;
+        var open = new HashSet<StdStream>();
+        var carry = Array.Empty<byte>();
+        var position = end;
+        while (position > 0)
+        {
+            var size = (int)Math.Min(TailBlock, position);
+            position -= size;
+            var data = new byte[size + carry.Length];
+            file.Seek(position, SeekOrigin.Begin);
+            file.ReadExactly(data, 0, size);
+            carry.CopyTo(data, size);
+            var lineEnd = data.Length;
+            for (var i = data.Length - 1; i >= -1; i--)
+            {
+                if (i >= 0 && data[i] != (byte)'\n') continue;
+                if (i < 0 && position > 0)
+                {
+                    carry = data[..lineEnd]; // the line goes on in the block before
+                    break;
+                }
+                var lineStart = position + i + 1;
+                var line = data.AsSpan(i + 1, lineEnd - (i + 1));
+                lineEnd = i;
+                if (line.Length == 0 || !TryParseRecord(line, out var stream, out _, out var partial, out _)) continue;
+                if (extending is not null)
+                {
+                    // Back to the first piece of every entry that ends after the start (the two streams' pieces can
+                    // interleave): a stream is done at its previous F. Entries before the wanted ones are read
+                    // again and dropped by the caller's TakeLast. At most MaxExtension further back.
+                    if (reached - lineStart > MaxExtension) return candidate;
+                    if (!partial) open.Remove(stream);
+                    else if (open.Contains(stream)) candidate = lineStart;
+                    if (open.Count == 0) return candidate;
+                    continue;
+                }
+                var startsEntry = !partial || inside.Add(stream);
+                if (!partial) inside.Add(stream);
+                if (!startsEntry || !Wanted(options, stream)) continue;
+                if (++found < count) continue;
+                extending = stream;
+                candidate = lineStart;
+                reached = lineStart;
+                open.UnionWith(inside);
+                if (!partial) open.Remove(stream); // this entry could still have pieces before: keep it open
+                open.Add(stream);
+            }
+        }
+        return extending is not null ? candidate : 0;
+    }
+
+    private static bool Wanted(LogReadOptions options, StdStream stream) =>
+        stream == StdStream.Stdout ? options.Stdout : stream == StdStream.Stderr && options.Stderr;
 
     private static async Task Delay(LogReadOptions options, Task? stopWhen, CancellationToken cancellationToken)
     {
@@ -84,7 +191,8 @@ public static class ContainerLogReader
         cancellationToken.ThrowIfCancellationRequested();
     }
 
-    private static long ReadMore(string path, long position, Parser parser, List<LogEntry> into)
+    /// <summary>Parses complete records from <paramref name="position"/> on, stopping after about <paramref name="maxBytes"/>; returns the offset after the last complete record.</summary>
+    private static long ReadMore(string path, long position, Parser parser, List<LogEntry> into, long maxBytes)
     {
         using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1 << 16);
         stream.Seek(position, SeekOrigin.Begin);
@@ -92,7 +200,7 @@ public static class ContainerLogReader
         var pending = new List<byte>();
         var consumed = position;
         int n;
-        while ((n = stream.Read(buffer)) > 0)
+        while (consumed - position < maxBytes && (n = stream.Read(buffer)) > 0)
         {
             var span = buffer.AsSpan(0, n);
             while (true)

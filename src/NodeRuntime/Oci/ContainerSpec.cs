@@ -14,6 +14,12 @@ public sealed record ContainerSpec
 {
     /// <summary>64 lowercase hex characters, Docker's container id shape.</summary>
     public required string Id { get; init; }
+
+    /// <summary>The log cap when a container sets none: 100 MiB (dockerd has none; a full disk is worse).</summary>
+    public const long DefaultLogSizeMax = 100L << 20;
+
+    /// <summary>conmon's <c>--log-size-max</c>: past it the log file is emptied and written on. 0 = <see cref="DefaultLogSizeMax"/>.</summary>
+    public long LogSizeMax { get; init; }
     public string Name { get; init; } = "";
     public required string RootfsPath { get; init; }
     public required IReadOnlyList<string> Args { get; init; }
@@ -58,7 +64,7 @@ public sealed record ContainerSpec
     /// <summary>Throws <see cref="ArgumentException"/> when the spec cannot describe a container.</summary>
     public void Validate()
     {
-        if (!IsContainerId(Id)) throw new ArgumentException($"invalid container id '{Id}': want 64 lowercase hex characters", nameof(Id));
+        Flotilla.Contracts.Containers.ContainerIds.Validate(Id);
         if (Args.Count == 0) throw new ArgumentException("no command specified", nameof(Args));
         if (!Path.IsPathRooted(RootfsPath)) throw new ArgumentException($"rootfs path must be absolute: {RootfsPath}", nameof(RootfsPath));
         if (WorkingDir.Length > 0 && !WorkingDir.StartsWith('/'))
@@ -70,6 +76,5 @@ public sealed record ContainerSpec
         }
     }
 
-    public static bool IsContainerId(string id) =>
-        id.Length == 64 && id.All(c => c is >= '0' and <= '9' or >= 'a' and <= 'f');
+    public static bool IsContainerId(string id) => Flotilla.Contracts.Containers.ContainerIds.IsValid(id);
 }

@@ -72,7 +72,7 @@ public sealed class OciBundleBuilder
         });
     }
 
-    public string CgroupsPath(string id) => _options.CgroupParent.TrimEnd('/') + "/" + id;
+    public string CgroupsPath(string id) => _options.CgroupParent.TrimEnd('/') + "/" + Flotilla.Contracts.Containers.ContainerIds.Validate(id);
 
     /// <summary>
     /// Writes <c>config.json</c>, <c>hosts</c>, <c>hostname</c> and <c>resolv.conf</c> into

@@ -47,23 +47,26 @@ public sealed partial class RuncDriver
         return r.Stdout.Split('\n', 2)[0].Trim();
     }
 
+    /// <summary>An id as a runc argument: never an option, a path or anything but Docker's form.</summary>
+    private static string Id(string id) => Flotilla.Contracts.Containers.ContainerIds.Validate(id);
+
     public Task CreateAsync(string id, string bundle, string? pidFile = null, string? consoleSocket = null, CancellationToken cancellationToken = default)
     {
         var args = new List<string> { "create", "--bundle", bundle };
         if (pidFile is not null) args.AddRange(["--pid-file", pidFile]);
         if (consoleSocket is not null) args.AddRange(["--console-socket", consoleSocket]);
-        args.Add(id);
+        args.Add(Id(id));
         return RunAsync(args, cancellationToken);
     }
 
-    public Task StartAsync(string id, CancellationToken cancellationToken = default) => RunAsync(["start", id], cancellationToken);
+    public Task StartAsync(string id, CancellationToken cancellationToken = default) => RunAsync(["start", Id(id)], cancellationToken);
 
     /// <summary><c>runc state</c>, or null when the runtime has no such container.</summary>
     public async Task<OciState?> StateAsync(string id, CancellationToken cancellationToken = default)
     {
         try
         {
-            var r = await RunAsync(["state", id], cancellationToken);
+            var r = await RunAsync(["state", Id(id)], cancellationToken);
             using var doc = JsonDocument.Parse(r.Stdout);
             var e = doc.RootElement;
             DateTimeOffset? created = e.TryGetProperty("created", out var c) && c.ValueKind == JsonValueKind.String ? c.GetDateTimeOffset() : null;
@@ -79,28 +82,28 @@ public sealed partial class RuncDriver
 
     /// <summary>Sends <paramref name="signal"/> ("TERM", "KILL", "SIGHUP", "9") to the init process (or all with <paramref name="all"/>).</summary>
     public Task KillAsync(string id, string signal = "TERM", bool all = false, CancellationToken cancellationToken = default) =>
-        RunAsync(all ? ["kill", "--all", id, signal] : ["kill", id, signal], cancellationToken);
+        RunAsync(all ? ["kill", "--all", Id(id), signal] : ["kill", Id(id), signal], cancellationToken);
 
     /// <summary>Removes the container; with <paramref name="force"/> kills it first. A missing container is not an error.</summary>
     public async Task DeleteAsync(string id, bool force = false, CancellationToken cancellationToken = default)
     {
         try
         {
-            await RunAsync(force ? ["delete", "--force", id] : ["delete", id], cancellationToken);
+            await RunAsync(force ? ["delete", "--force", Id(id)] : ["delete", Id(id)], cancellationToken);
         }
         catch (OciContainerNotFoundException)
         {
         }
     }
 
-    public Task PauseAsync(string id, CancellationToken cancellationToken = default) => RunAsync(["pause", id], cancellationToken);
+    public Task PauseAsync(string id, CancellationToken cancellationToken = default) => RunAsync(["pause", Id(id)], cancellationToken);
 
-    public Task ResumeAsync(string id, CancellationToken cancellationToken = default) => RunAsync(["resume", id], cancellationToken);
+    public Task ResumeAsync(string id, CancellationToken cancellationToken = default) => RunAsync(["resume", Id(id)], cancellationToken);
 
     /// <summary>Host pids of every process in the container.</summary>
     public async Task<IReadOnlyList<int>> PsAsync(string id, CancellationToken cancellationToken = default)
     {
-        var r = await RunAsync(["ps", "--format", "json", id], cancellationToken);
+        var r = await RunAsync(["ps", "--format", "json", Id(id)], cancellationToken);
         return JsonSerializer.Deserialize<int[]>(r.Stdout.Trim() is { Length: > 0 } s && s != "null" ? s : "[]") ?? [];
     }
 
@@ -110,7 +113,7 @@ public sealed partial class RuncDriver
     /// </summary>
     public async Task<(int ExitCode, string Stdout, string Stderr)> RunForegroundAsync(string id, string bundle, CancellationToken cancellationToken = default)
     {
-        var r = await RunAsync(["run", "--bundle", bundle, id], cancellationToken, check: false);
+        var r = await RunAsync(["run", "--bundle", bundle, Id(id)], cancellationToken, check: false);
         return (r.ExitCode, r.Stdout, r.Stderr);
     }
 
@@ -125,7 +128,7 @@ public sealed partial class RuncDriver
         var log = Path.Combine(Root, $"exec-{Guid.NewGuid():N}.log");
         try
         {
-            using var p = StartProcess(["--root", Root, "--log", log, "--log-format", "json", "exec", "--process", processJsonPath, id], redirectStdin: true);
+            using var p = StartProcess(["--root", Root, "--log", log, "--log-format", "json", "exec", "--process", processJsonPath, Id(id)], redirectStdin: true);
             var copyOut = p.StandardOutput.BaseStream.CopyToAsync(stdout, cancellationToken);
             var copyErr = p.StandardError.BaseStream.CopyToAsync(stderr, cancellationToken);
             var copyIn = Task.Run(async () =>

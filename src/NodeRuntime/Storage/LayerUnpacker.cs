@@ -65,7 +65,8 @@ public static class LayerUnpacker
         Directory.CreateDirectory(target);
         try
         {
-            using var applier = new Applier(target, options);
+            using var root = RootHandle.Open(target);
+            var applier = new Applier(root, options, copy: null);
             using var reader = new LayerTarReader(layer, options.Limits);
             var entries = 0;
             while (reader.Next(out var xattrs) is { } entry)
@@ -88,6 +89,35 @@ public static class LayerUnpacker
             throw;
         }
     }
+
+    /// <summary>
+    /// <c>docker cp</c> into a container: extracts <paramref name="archive"/> (a tar, possibly compressed by
+    /// <see cref="LayerTarReader"/>'s rules) into the directory <paramref name="containerDir"/> of <paramref name="root"/>,
+    /// with the layer unpacker's fd discipline. Unlike a layer, an entry's parent directories are resolved inside the
+    /// root with symlinks followed (as dockerd does in its chroot: <c>lib/x</c> lands in <c>/usr/lib/x</c> when
+    /// <c>/lib</c> links there), missing ones are made 0755; the last component is never followed, an existing
+    /// symlink there is replaced. No whiteouts; device nodes and FIFOs are skipped; hardlinks must name an earlier
+    /// entry of the archive. Returns the number of entries.
+    /// </summary>
+    public static int CopyInto(Stream archive, RootHandle root, string containerDir, bool noOverwriteDirNonDir,
+        LayerLimits? limits = null, CancellationToken cancellationToken = default)
+    {
+        var options = new LayerUnpackOptions { Limits = limits ?? new LayerLimits() };
+        var applier = new Applier(root, options, new CopyTarget(containerDir, noOverwriteDirNonDir));
+        using var reader = new LayerTarReader(archive, options.Limits);
+        var entries = 0;
+        while (reader.Next(out var xattrs) is { } entry)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            applier.Apply(entry, xattrs);
+            entries++;
+        }
+        applier.FinishDirectories();
+        return entries;
+    }
+
+    /// <summary>Where a <c>docker cp</c> extraction goes: a directory of the root, resolved inside it.</summary>
+    private sealed record CopyTarget(string ContainerDir, bool NoOverwriteDirNonDir);
 
     /// <summary>
     /// Splits a tar name into safe components: drops a leading '/', '.' and empty components,
@@ -113,23 +143,23 @@ public static class LayerUnpacker
         return parts;
     }
 
-    private sealed class Applier : IDisposable
+    private sealed class Applier
     {
-        private readonly string _root;
+        private readonly RootHandle _root;
         private readonly LayerUnpackOptions _options;
-        private readonly int _rootFd;
+        private readonly CopyTarget? _copy;
         private readonly HashSet<string> _written = new(StringComparer.Ordinal);
         private readonly List<(List<string> Parts, Timespec[] Times)> _dirTimes = [];
 
-        public Applier(string root, LayerUnpackOptions options)
+        /// <param name="copy">null: a layer into an empty directory; else a docker cp into a live tree.</param>
+        public Applier(RootHandle root, LayerUnpackOptions options, CopyTarget? copy)
         {
             _root = root;
             _options = options;
-            _rootFd = openat(AT_FDCWD, root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
-            if (_rootFd < 0) throw Error("open", root, Errno);
+            _copy = copy;
         }
 
-        public void Dispose() => close(_rootFd);
+        private int RootFd => _root.Fd;
 
         public void Apply(TarEntry entry, IReadOnlyDictionary<string, byte[]> xattrs)
         {
@@ -137,24 +167,37 @@ public static class LayerUnpacker
             var parts = Normalize(name, _options.Limits.MaxPathLength);
             if (parts.Count == 0)
             {
+                if (_copy is not null) return; // "./" of a docker cp archive: the target directory exists already
                 // "./": the layer's root directory; only its metadata applies.
                 if (entry.EntryType != TarEntryType.Directory) throw new UnsafeLayerException(name, "the layer root must be a directory");
-                SetMetadata(_rootFd, entry, xattrs, name);
+                var self = openat(RootFd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0); // the root handle is O_PATH
+                if (self < 0) throw Error("open", name, Errno);
+                try
+                {
+                    SetMetadata(self, entry, xattrs, name);
+                }
+                finally
+                {
+                    close(self);
+                }
                 _dirTimes.Add((parts, Times(entry)));
                 return;
             }
             var leaf = parts[^1];
             var parentParts = parts[..^1];
 
-            if (leaf.StartsWith(WhiteoutPrefix, StringComparison.Ordinal))
+            if (_copy is null && leaf.StartsWith(WhiteoutPrefix, StringComparison.Ordinal))
             {
                 ApplyWhiteout(entry, parentParts, leaf, name);
                 return;
             }
 
+            if (_copy is not null && entry.EntryType is TarEntryType.CharacterDevice or TarEntryType.BlockDevice or TarEntryType.Fifo)
+                return; // docker cp does not make device nodes or FIFOs here
             var parent = OpenDir(parentParts, create: true, name);
             try
             {
+                if (_copy is { NoOverwriteDirNonDir: true }) RefuseDirNonDirSwap(parent, leaf, entry, name);
                 switch (entry.EntryType)
                 {
                     case TarEntryType.Directory:
@@ -234,11 +277,48 @@ public static class LayerUnpacker
             }
         }
 
+        /// <summary>docker cp's <c>noOverwriteDirNonDir</c>: a directory is not replaced by a non-directory, nor the other way.</summary>
+        private static void RefuseDirNonDirSwap(int parent, string leaf, TarEntry entry, string name)
+        {
+            if (!FdTree.TryStat(parent, leaf, out var st)) return;
+            var existingIsDir = st.Type == S_IFDIR;
+            var entryIsDir = entry.EntryType == TarEntryType.Directory;
+            if (existingIsDir != entryIsDir)
+                throw new InvalidDataException($"cannot overwrite {(existingIsDir ? "directory" : "non-directory")} \"{leaf}\" with {(entryIsDir ? "directory" : "non-directory")} \"{name}\"");
+        }
+
+        /// <summary>
+        /// A directory of the docker cp target, resolved inside the root (symlinks followed, confined by the kernel);
+        /// missing components are made 0755 with <c>mkdirat</c> in their parent's fd.
+        /// </summary>
+        private int OpenCopyDir(List<string> parts, bool create, string entryName)
+        {
+            var path = _copy!.ContainerDir.TrimEnd('/') + "/" + string.Join('/', parts);
+            var fd = openat2(RootFd, path.TrimStart('/') is { Length: > 0 } p ? p : ".", O_PATH | O_DIRECTORY | O_CLOEXEC,
+                RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+            if (fd >= 0) return fd;
+            var e = Errno;
+            if (e != ENOENT || !create || parts.Count == 0) throw Error("open", entryName, e);
+            var parent = OpenCopyDir(parts[..^1], create, entryName);
+            try
+            {
+                if (mkdirat(parent, parts[^1], 0755) < 0 && Errno != EEXIST) throw Error("mkdir", entryName, Errno);
+                fd = openat(parent, parts[^1], O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC, 0);
+                if (fd < 0) throw new UnsafeLayerException(entryName, $"cannot open the directory '{parts[^1]}' it made: {Describe(Errno)}");
+                return fd;
+            }
+            finally
+            {
+                close(parent);
+            }
+        }
+
         /// <summary>Opens the directory at <paramref name="parts"/> without following any symlink; missing ones are created 0755.</summary>
         private int OpenDir(List<string> parts, bool create, string entryName)
         {
-            var fd = openat(_rootFd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
-            if (fd < 0) throw Error("open", _root, Errno);
+            if (_copy is not null) return OpenCopyDir(parts, create, entryName);
+            var fd = openat(RootFd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC, 0);
+            if (fd < 0) throw Error("open", _root.Path, Errno);
             try
             {
                 foreach (var part in parts)
@@ -282,8 +362,8 @@ public static class LayerUnpacker
             {
                 if (keepDirectory) return;
                 if (unlinkat(parent, leaf, AT_REMOVEDIR) == 0) return;
-                // Non-empty: delete through the fd's /proc path; .NET does not follow symlinks when deleting.
-                Directory.Delete($"/proc/self/fd/{parent}/{leaf}", recursive: true);
+                // Non-empty: walk it by fds (a path-based recursive delete could be led out by a swapped symlink).
+                FdTree.RemoveTree(parent, leaf);
                 return;
             }
             Check(unlinkat(parent, leaf, 0), "unlink", name);
@@ -424,7 +504,7 @@ public static class LayerUnpacker
             {
                 if (parts.Count == 0)
                 {
-                    Check(utimensat(AT_FDCWD, _root, times, AT_SYMLINK_NOFOLLOW), "utimensat", _root);
+                    Check(utimensat(AT_FDCWD, _root.Path, times, AT_SYMLINK_NOFOLLOW), "utimensat", _root.Path);
                     continue;
                 }
                 int parent;

@@ -23,6 +23,14 @@ internal static partial class Native
     public const int O_NOFOLLOW = 0x20000;
     public const int O_CLOEXEC = 0x80000;
     public const int O_PATH = 0x200000;
+    public const int O_NONBLOCK = 0x800;
+
+    /// <summary>openat2(2) <c>resolve</c> flags (linux/openat2.h).</summary>
+    public const ulong RESOLVE_NO_MAGICLINKS = 0x02;
+    public const ulong RESOLVE_IN_ROOT = 0x10;
+
+    /// <summary>The syscall number of openat2, the same in the unified table of x86-64 and arm64.</summary>
+    private const long SYS_openat2 = 437;
 
     public const uint S_IFMT = 0xF000;
     public const uint S_IFSOCK = 0xC000;
@@ -56,6 +64,28 @@ internal static partial class Native
 
     [LibraryImport("libc", SetLastError = true)]
     public static partial int close(int fd);
+
+    [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial long syscall_openat2(long number, int dirfd, string path, ref OpenHow how, nuint size);
+
+    /// <summary>openat2(2) (Linux ≥ 5.6; glibc has no wrapper).</summary>
+    public static int openat2(int dirfd, string path, int flags, ulong resolve)
+    {
+        var how = new OpenHow { Flags = (ulong)(uint)flags, Mode = 0, Resolve = resolve };
+        return (int)syscall_openat2(SYS_openat2, dirfd, path, ref how, (nuint)Marshal.SizeOf<OpenHow>());
+    }
+
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial nint readlinkat(int dirfd, string path, byte[] buffer, nuint size);
+
+    /// <summary>The target of the symlink <paramref name="leaf"/> in <paramref name="dir"/>.</summary>
+    public static string ReadLink(int dir, string leaf)
+    {
+        var buffer = new byte[4097];
+        var n = readlinkat(dir, leaf, buffer, (nuint)buffer.Length);
+        if (n < 0) throw Error("readlink", leaf, Errno);
+        return Encoding.UTF8.GetString(buffer, 0, (int)n);
+    }
 
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int mkdirat(int dirfd, string path, uint mode);
@@ -107,6 +137,14 @@ internal static partial class Native
 
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int umount2(string target, int flags);
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct OpenHow
+    {
+        public ulong Flags;
+        public ulong Mode;
+        public ulong Resolve;
+    }
 
     [StructLayout(LayoutKind.Sequential)]
     public struct Timespec

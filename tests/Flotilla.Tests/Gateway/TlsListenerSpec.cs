@@ -23,7 +23,8 @@ public class TlsListenerSpec(PostgresFixture postgres) : IAsyncLifetime
     private readonly int _port = FreePort.Next();
     private readonly int _http = FreePort.Next();
     private readonly string _data = Path.Combine(Path.GetTempPath(), "flotilla-tls-" + Guid.NewGuid().ToString("N")[..8]);
-    private string Pki => Path.Combine(_data, "pki");
+    // Not <data>/pki: that is the cluster PKI the all-in-one process makes for itself.
+    private string Pki => Path.Combine(_data, "client-tls");
     private WebApplication? _app;
 
     public async Task InitializeAsync()

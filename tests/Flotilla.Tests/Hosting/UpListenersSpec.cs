@@ -97,9 +97,10 @@ public class UpListenersSpec
         try
         {
             // Nothing listens on port 1: the process got as far as using the file's connection string.
-            var result = await ProcessRunner.RunAsync("dotnet", [FlotillaDll, "gateway", "--postgres-file", file, "--join", "127.0.0.1:1",
-                "--data", Path.Combine(Path.GetTempPath(), "flotilla-pgfile"), "--docker-api", "none", "--registry", "none",
-                "--http", $"127.0.0.1:{FreePort.Next()}", "--bind", $"127.0.0.1:{FreePort.Next()}"], TimeSpan.FromSeconds(90));
+            // A founding node (it makes its own cluster CA, so no certificate is needed before the database is used).
+            var result = await ProcessRunner.RunAsync("dotnet", [FlotillaDll, "node", "--postgres-file", file,
+                "--data", Path.Combine(Path.GetTempPath(), "flotilla-pgfile"), "--api", $"127.0.0.1:{FreePort.Next()}", "--enroll", "none",
+                "--bind", $"127.0.0.1:{FreePort.Next()}"], TimeSpan.FromSeconds(90));
             Assert.NotEqual(0, result.ExitCode);
             Assert.DoesNotContain("--postgres or --postgres-file is required", result.Stderr);
             Assert.Contains("127.0.0.1:1", result.Stderr + result.Stdout);

@@ -55,6 +55,51 @@ public sealed class ContainerLogReaderSpec : IDisposable
         Assert.Empty(await Read(new LogReadOptions { Tail = 0 }));
     }
 
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(4)]
+    [InlineData(5)]
+    [InlineData(9)]
+    public async Task Tail_read_backwards_gives_the_same_entries_as_reading_everything(int tail)
+    {
+        File.WriteAllText(_log, Sample + "\n");
+        var all = await Read(new LogReadOptions());
+        Assert.Equal(all.TakeLast(tail), await Read(new LogReadOptions { Tail = tail }));
+        var stdout = await Read(new LogReadOptions { Stderr = false });
+        Assert.Equal(stdout.TakeLast(tail), await Read(new LogReadOptions { Stderr = false, Tail = tail }));
+        var stderr = await Read(new LogReadOptions { Stdout = false });
+        Assert.Equal(stderr.TakeLast(tail), await Read(new LogReadOptions { Stdout = false, Tail = tail }));
+    }
+
+    /// <summary>Issue 13, item 12: <c>docker logs --tail 1</c> read the whole file into memory.</summary>
+    [Fact]
+    public async Task Tail_of_a_large_log_reads_only_its_end()
+    {
+        // 64 MiB of records, a long (partial) line across a block boundary at the end.
+        await using (var w = new StreamWriter(_log, false, Encoding.ASCII, 1 << 20))
+        {
+            var line = "2024-05-01T10:00:00.000000001+00:00 stdout F " + new string('x', 200) + "\n";
+            for (var i = 0; i < (64 << 20) / line.Length; i++) await w.WriteAsync(line);
+            await w.WriteAsync("2024-05-01T10:00:01.000000000+00:00 stdout P " + new string('a', 70_000) + "\n");
+            await w.WriteAsync("2024-05-01T10:00:01.000000000+00:00 stdout F last\n");
+        }
+        GC.Collect();
+        var before = GC.GetTotalAllocatedBytes(precise: true);
+        var tail = await Read(new LogReadOptions { Tail = 1 });
+        var allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
+        Assert.Equal(["o:" + new string('a', 70_000) + "last\n"], tail);
+        Assert.True(allocated < 4 << 20, $"--tail 1 of a 64 MiB log allocated {allocated:N0} bytes");
+
+        // Without --tail the entries stream: the first ones come before the file has been read through.
+        before = GC.GetTotalAllocatedBytes(precise: true);
+        await foreach (var _ in ContainerLogReader.ReadAsync(_log, new LogReadOptions())) break;
+        allocated = GC.GetTotalAllocatedBytes(precise: true) - before;
+        Assert.True(allocated < 16 << 20, $"the first entry of a 64 MiB log cost {allocated:N0} bytes");
+    }
+
     [Fact]
     public async Task Timestamps_keep_sub_microsecond_precision_to_100ns()
     {

@@ -129,7 +129,7 @@ public sealed class OciBundleBuilderSpec : IDisposable
     public void Invalid_specs_are_refused()
     {
         var b = new OciBundleBuilder();
-        Assert.Throws<ArgumentException>(() => b.Write(Spec() with { Id = "short" }, _bundle));
+        Assert.Throws<Flotilla.Contracts.Containers.InvalidContainerIdException>(() => b.Write(Spec() with { Id = "short" }, _bundle));
         Assert.Throws<ArgumentException>(() => b.Write(Spec() with { Args = [] }, _bundle));
         Assert.Throws<ArgumentException>(() => b.Write(Spec() with { WorkingDir = "relative" }, _bundle));
         Assert.Throws<ArgumentException>(() => b.Write(Spec() with { CapAdd = ["CAP_BOGUS"] }, _bundle));
