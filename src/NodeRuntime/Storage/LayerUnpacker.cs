@@ -66,16 +66,8 @@ public static class LayerUnpacker
         try
         {
             using var root = RootHandle.Open(target);
-            var applier = new Applier(root, options, copy: null);
             using var reader = new LayerTarReader(layer, options.Limits);
-            var entries = 0;
-            while (reader.Next(out var xattrs) is { } entry)
-            {
-                cancellationToken.ThrowIfCancellationRequested();
-                applier.Apply(entry, xattrs);
-                entries++;
-            }
-            applier.FinishDirectories();
+            var entries = ApplyAll(reader, new Applier(root, options, copy: null), cancellationToken);
             var (diffId, size) = reader.Finish();
             return new LayerUnpackResult(diffId, size, reader.Compression, entries);
         }
@@ -103,8 +95,13 @@ public static class LayerUnpacker
         LayerLimits? limits = null, CancellationToken cancellationToken = default)
     {
         var options = new LayerUnpackOptions { Limits = limits ?? new LayerLimits() };
-        var applier = new Applier(root, options, new CopyTarget(containerDir, noOverwriteDirNonDir));
         using var reader = new LayerTarReader(archive, options.Limits);
+        return ApplyAll(reader, new Applier(root, options, new CopyTarget(containerDir, noOverwriteDirNonDir)), cancellationToken);
+    }
+
+    /// <summary>Every entry of <paramref name="reader"/> through <paramref name="applier"/>, then the directories' times and modes.</summary>
+    private static int ApplyAll(LayerTarReader reader, Applier applier, CancellationToken cancellationToken)
+    {
         var entries = 0;
         while (reader.Next(out var xattrs) is { } entry)
         {
