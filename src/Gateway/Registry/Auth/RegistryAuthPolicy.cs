@@ -52,10 +52,10 @@ public sealed class RegistryAuthPolicy(RegistryAuthOptions options, RegistryUser
         IEnumerable<string> allowed = requested switch
         {
             _ when open => requested.Actions,
-            // A user's rights hold on the repositories its patterns match; anonymous pull on top, as for anyone.
-            { Type: RegistryScope.Repository } when user is not null => requested.Actions.Where(a =>
-                (RepositoryPattern.AnyMatches(user.Repositories, requested.Name) && user.Rights.Contains(a))
-                || (a == RegistryActions.Pull && options.AnonymousPull)),
+            // A user's rights hold on the repositories its patterns match, and a user gets only those (not anonymous
+            // pull: a push-only user must not read, e.g. to mount another repository's blob).
+            { Type: RegistryScope.Repository } when user is not null =>
+                RepositoryPattern.AnyMatches(user.Repositories, requested.Name) ? requested.Actions.Where(user.Rights.Contains) : [],
             { Type: RegistryScope.Repository } when options.AnonymousPull => requested.Actions.Where(a => a == RegistryActions.Pull),
             // The catalog names every repository, so a user limited to some does not get it (unless anyone may).
             { Type: RegistryScope.Registry, Name: "catalog" }
