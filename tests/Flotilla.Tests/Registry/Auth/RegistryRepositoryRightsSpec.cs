@@ -34,6 +34,10 @@ public sealed class RegistryRepositoryRightsSpec(RepositoryRightsRegistryFlotill
             new Dictionary<string, string> { ["REGISTRY_AUTH_FILE"] = authFile });
     }
 
+    private Task<ProcessResult> FlotillaCliAsync(params string[] args) =>
+        ProcessRunner.RunAsync("dotnet", [typeof(Flotilla.Cli.Commands.RegistryUserCommand).Assembly.Location, .. args, "--http", $"127.0.0.1:{flotilla.HttpPort}"],
+            TimeSpan.FromSeconds(60), flotilla.CliEnvironment);
+
     private static AuthenticationHeaderValue Basic(string user, string password) =>
         new("Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes($"{user}:{password}")));
 
@@ -45,9 +49,9 @@ public sealed class RegistryRepositoryRightsSpec(RepositoryRightsRegistryFlotill
         Directory.CreateDirectory(_temp.Dir);
         await File.WriteAllBytesAsync(archive, OciLayout(Busybox(), [new() { ["org.opencontainers.image.ref.name"] = "1" }]));
 
-        using (var added = await flotilla.Native.PostAsJsonAsync("api/registry/users",
-                   new { name = "teamer", password = "teamer-password", rights = new[] { "pull", "push" }, repositories = new[] { "team/*" } }))
-            Assert.Equal(HttpStatusCode.Created, added.StatusCode);
+        // By the CLI, as an operator would.
+        var add = await FlotillaCliAsync("registry", "user", "add", "teamer", "--rights", "pull,push", "--repository", "team/*", "--password", "teamer-password");
+        Assert.True(add.ExitCode == 0 && add.Stdout.Contains("Added registry user teamer (pull,push on team/*)"), add.ToString());
         // No repositories field: every repository, as before.
         using (var added = await flotilla.Native.PostAsJsonAsync("api/registry/users", new { name = "allround", password = "allround-password", rights = new[] { "pull", "push" } }))
             Assert.Equal(HttpStatusCode.Created, added.StatusCode);
@@ -64,11 +68,13 @@ public sealed class RegistryRepositoryRightsSpec(RepositoryRightsRegistryFlotill
             Assert.Equal(["team/*"], users["teamer"]);
             Assert.Equal(["*"], users["allround"]);
         }
+        var ls = await FlotillaCliAsync("registry", "user", "ls");
+        Assert.True(ls.ExitCode == 0 && ls.Stdout.Contains("REPOSITORIES") && ls.Stdout.Contains("team/*"), ls.ToString());
 
         // The token realm by hand: one request, two scopes; only team/app is granted.
         using (var request = new HttpRequestMessage(HttpMethod.Get,
                    "token?service=flotilla-registry&scope=repository:team/app:pull,push&scope=repository:other/app:pull,push")
-               { Headers = { Authorization = Basic("teamer", "teamer-password") } })
+        { Headers = { Authorization = Basic("teamer", "teamer-password") } })
         using (var granted = await flotilla.Registry.SendAsync(request))
         {
             Assert.Equal(HttpStatusCode.OK, granted.StatusCode);
