@@ -8,7 +8,10 @@ namespace Flotilla.Cli.Commands;
 /// <summary><c>flotilla registry user add|ls|passwd|rm</c>: the built-in registry's users, over the native API.</summary>
 public static class RegistryUserCommand
 {
-    private sealed record UserRow(string Name, List<string> Rights, DateTimeOffset Created);
+    private sealed record UserRow(string Name, List<string> Rights, List<string>? Repositories, DateTimeOffset Created)
+    {
+        public string On => string.Join(",", Repositories ?? ["*"]);
+    }
 
     public static Command Create()
     {
@@ -25,8 +28,13 @@ public static class RegistryUserCommand
         var http = Flags.Http();
         var name = new Argument<string>("NAME") { Description = "user name (lowercase letters, digits, . _ -)" };
         var rights = new Option<string>("--rights") { Description = "comma-separated: pull, push, delete", DefaultValueFactory = _ => "pull,push" };
+        var repositories = new Option<string[]>("--repository")
+        {
+            Description = "repository pattern the rights hold on, repeatable; '*' matches any characters, '/' included "
+                + "(team/* = everything under team/); default * = every repository",
+        };
         var (password, passwordStdin) = PasswordOptions();
-        var command = new Command("add", "Add a registry user") { http, name, rights, password, passwordStdin };
+        var command = new Command("add", "Add a registry user") { http, name, rights, repositories, password, passwordStdin };
         command.SetAction(async (result, cancellationToken) =>
         {
             var secret = ReadPassword(result.GetValue(password), result.GetValue(passwordStdin));
@@ -37,11 +45,12 @@ public static class RegistryUserCommand
                 name = result.GetValue(name),
                 password = secret,
                 rights = result.GetValue(rights)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries),
+                repositories = result.GetValue(repositories) is { Length: > 0 } patterns ? patterns : null,
             };
             using var response = await api.SendAsync(HttpMethod.Post, "api/registry/users", body, cancellationToken);
             if (response is null) return 1;
             var row = await response.Content.ReadFromJsonAsync<UserRow>(NativeApi.Json, cancellationToken);
-            Console.WriteLine($"Added registry user {row!.Name} ({string.Join(",", row.Rights)})");
+            Console.WriteLine($"Added registry user {row!.Name} ({string.Join(",", row.Rights)} on {row.On})");
             return 0;
         });
         return command;
@@ -58,9 +67,9 @@ public static class RegistryUserCommand
             using var response = await api.SendAsync(HttpMethod.Get, "api/registry/users", null, cancellationToken);
             if (response is null) return 1;
             var rows = await response.Content.ReadFromJsonAsync<List<UserRow>>(NativeApi.Json, cancellationToken) ?? [];
-            var table = new Table().Border(TableBorder.Simple).AddColumns("NAME", "RIGHTS", "CREATED");
+            var table = new Table().Border(TableBorder.Simple).AddColumns("NAME", "RIGHTS", "REPOSITORIES", "CREATED");
             foreach (var row in rows)
-                table.AddRow(Markup.Escape(row.Name), Markup.Escape(string.Join(",", row.Rights)), row.Created.ToLocalTime().ToString("yyyy-MM-dd HH:mm"));
+                table.AddRow(Markup.Escape(row.Name), Markup.Escape(string.Join(",", row.Rights)), Markup.Escape(row.On), row.Created.ToLocalTime().ToString("yyyy-MM-dd HH:mm"));
             AnsiConsole.Write(table);
             return 0;
         });

@@ -16,6 +16,8 @@ public sealed class RegistryUserView
     public string Name { get; set; } = "";
     public string PasswordHash { get; set; } = "";
     public List<string> Rights { get; set; } = [];
+    /// <summary>Where <see cref="Rights"/> hold: repository patterns; null (users from before these) = every repository.</summary>
+    public List<string>? Repositories { get; set; }
     public DateTimeOffset Created { get; set; }
     public bool Removed { get; set; }
 }
@@ -30,6 +32,7 @@ public sealed class RegistryUserViewProjection : SingleStreamProjection<Registry
         view.Name = e.Name;
         view.PasswordHash = e.PasswordHash;
         view.Rights = [.. e.Rights];
+        view.Repositories = e.Repositories is null ? null : [.. e.Repositories];
         view.Created = e.At;
         view.Removed = false;
         return view;
@@ -129,7 +132,10 @@ public sealed partial class RegistryUserService(IDocumentStore store, IEventJour
             throw new OperationRejectedException(RejectionCode.InvalidArgument, "the password must not be the user name");
     }
 
-    public static void Validate(string name, IReadOnlyList<string> rights)
+    /// <summary>The repositories a new user's rights hold on unless told otherwise: all of them.</summary>
+    public static readonly IReadOnlyList<string> DefaultRepositories = [RepositoryPattern.Every];
+
+    public static void Validate(string name, IReadOnlyList<string> rights, IReadOnlyList<string>? repositories = null)
     {
         if (!NamePattern().IsMatch(name))
             throw new OperationRejectedException(RejectionCode.InvalidArgument,
@@ -138,12 +144,20 @@ public sealed partial class RegistryUserService(IDocumentStore store, IEventJour
         if (unknown.Count > 0 || rights.Count == 0)
             throw new OperationRejectedException(RejectionCode.InvalidArgument,
                 $"invalid rights '{string.Join(",", rights)}': choose from {string.Join(", ", RegistryActions.All)}");
+        if (repositories is { Count: 0 })
+            throw new OperationRejectedException(RejectionCode.InvalidArgument, "at least one repository pattern is required ('*' = every repository)");
+        var badPattern = repositories?.FirstOrDefault(p => !RepositoryPattern.IsValid(p));
+        if (badPattern is not null)
+            throw new OperationRejectedException(RejectionCode.InvalidArgument,
+                $"invalid repository pattern '{badPattern}': a repository name in which '*' matches any characters, '/' included (e.g. team/*)");
     }
 
+    /// <param name="repositories">Repository patterns the rights hold on (<see cref="RepositoryPattern"/>); null = every repository.</param>
     public async Task<RegistryUserView> AddAsync(string name, string password, IReadOnlyList<string> rights, RequestOrigin origin,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default, IReadOnlyList<string>? repositories = null)
     {
-        Validate(name, rights);
+        repositories ??= DefaultRepositories;
+        Validate(name, rights, repositories);
         if (string.IsNullOrEmpty(password))
             throw new OperationRejectedException(RejectionCode.InvalidArgument, "a password is required");
         ValidatePassword(name, password);
@@ -151,7 +165,8 @@ public sealed partial class RegistryUserService(IDocumentStore store, IEventJour
         var current = await FindAsync(name, cancellationToken);
         if (current is { Removed: false })
             throw new OperationRejectedException(RejectionCode.Conflict, $"user {name} already exists");
-        var added = new RegistryUserAdded(name, PasswordHasher.Hash(password), rights.Distinct().ToList(), DateTimeOffset.UtcNow);
+        var added = new RegistryUserAdded(name, PasswordHasher.Hash(password), rights.Distinct().ToList(), DateTimeOffset.UtcNow,
+            repositories.Distinct().ToList());
         await AppendAsync(name, stream.Version, added, origin, cancellationToken);
         return (await FindAsync(name, cancellationToken))!;
     }

@@ -21,9 +21,13 @@ public interface IRegistryUserEvent
 }
 
 /// <summary>A user was created (or re-created after removal). The password is kept only as a salted hash.</summary>
+/// <param name="Repositories">
+/// The repository patterns (<see cref="RepositoryPattern"/>) the rights hold on; null (events written before
+/// per-repository rights) means every repository.
+/// </param>
 [MessagePackObject(true)]
-public sealed record RegistryUserAdded(string Name, string PasswordHash, IReadOnlyList<string> Rights, DateTimeOffset At)
-    : IRegistryUserEvent;
+public sealed record RegistryUserAdded(string Name, string PasswordHash, IReadOnlyList<string> Rights, DateTimeOffset At,
+    IReadOnlyList<string>? Repositories = null) : IRegistryUserEvent;
 
 [MessagePackObject(true)]
 public sealed record RegistryUserPasswordChanged(string Name, string PasswordHash, DateTimeOffset At) : IRegistryUserEvent;

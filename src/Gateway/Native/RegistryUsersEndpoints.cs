@@ -12,23 +12,28 @@ namespace Flotilla.Gateway.Native;
 /// <summary>Registry users on the native API: <c>/api/registry/users</c> (list, add, change password, remove).</summary>
 public static class RegistryUsersEndpoints
 {
-    public sealed record AddUserRequest(string? Name, string? Password, IReadOnlyList<string>? Rights);
+    /// <param name="Repositories">Repository patterns the rights hold on; absent = every repository (<c>*</c>).</param>
+    public sealed record AddUserRequest(string? Name, string? Password, IReadOnlyList<string>? Rights, IReadOnlyList<string>? Repositories = null);
     public sealed record PasswordRequest(string? Password);
-    public sealed record UserDto(string Name, IReadOnlyList<string> Rights, DateTimeOffset Created);
+    public sealed record UserDto(string Name, IReadOnlyList<string> Rights, IReadOnlyList<string> Repositories, DateTimeOffset Created)
+    {
+        public static UserDto From(RegistryUserView u) =>
+            new(u.Name, u.Rights, u.Repositories ?? RegistryUserService.DefaultRepositories, u.Created);
+    }
 
     public static void MapRegistryUsersEndpoints(this IEndpointRouteBuilder app)
     {
         app.MapGet("/api/registry/users", (HttpContext context, RegistryUserService users) => Guarded(context, async () =>
         {
             var list = await users.ListAsync(context.RequestAborted);
-            await JsonReply.WriteAsync(context, list.Select(u => new UserDto(u.Name, u.Rights, u.Created)).ToList(), options: JsonReply.Native);
+            await JsonReply.WriteAsync(context, list.Select(UserDto.From).ToList(), options: JsonReply.Native);
         }));
         app.MapPost("/api/registry/users", (HttpContext context, RegistryUserService users) => Guarded(context, async () =>
         {
             var body = await ReadAsync<AddUserRequest>(context);
             var user = await users.AddAsync(body.Name ?? "", body.Password ?? "", body.Rights ?? RegistryUserService.DefaultRights,
-                Origin(context), context.RequestAborted);
-            await JsonReply.WriteAsync(context, new UserDto(user.Name, user.Rights, user.Created), StatusCodes.Status201Created, JsonReply.Native);
+                Origin(context), context.RequestAborted, body.Repositories);
+            await JsonReply.WriteAsync(context, UserDto.From(user), StatusCodes.Status201Created, JsonReply.Native);
         }));
         app.MapPut("/api/registry/users/{name}/password", (HttpContext context, string name, RegistryUserService users) => Guarded(context, async () =>
         {

@@ -35,7 +35,8 @@ public sealed record RegistryAuthOptions(string Service, bool LoopbackOnly, bool
 /// <summary>
 /// The rules, in one place. Zero-config like the standalone registry: on loopback with no users everyone may do
 /// everything. Once a user exists or the registry listens beyond loopback, push and delete need a user holding that
-/// right; pull and catalog need a user, unless anonymous pull is on.
+/// right on a pattern matching the repository; pull needs the same, and catalog a user whose patterns cover every
+/// repository, unless anonymous pull is on.
 /// </summary>
 public sealed class RegistryAuthPolicy(RegistryAuthOptions options, RegistryUserService users)
 {
@@ -51,9 +52,14 @@ public sealed class RegistryAuthPolicy(RegistryAuthOptions options, RegistryUser
         IEnumerable<string> allowed = requested switch
         {
             _ when open => requested.Actions,
-            { Type: RegistryScope.Repository } when user is not null => requested.Actions.Where(user.Rights.Contains),
+            // A user's rights hold on the repositories its patterns match, and a user gets only those (not anonymous
+            // pull: a push-only user must not read, e.g. to mount another repository's blob).
+            { Type: RegistryScope.Repository } when user is not null =>
+                RepositoryPattern.AnyMatches(user.Repositories, requested.Name) ? requested.Actions.Where(user.Rights.Contains) : [],
             { Type: RegistryScope.Repository } when options.AnonymousPull => requested.Actions.Where(a => a == RegistryActions.Pull),
-            { Type: RegistryScope.Registry, Name: "catalog" } when user is not null || options.AnonymousPull =>
+            // The catalog names every repository, so a user limited to some does not get it (unless anyone may).
+            { Type: RegistryScope.Registry, Name: "catalog" }
+                when (user is not null && RepositoryPattern.CoversEvery(user.Repositories)) || options.AnonymousPull =>
                 requested.Actions.Where(a => a == RegistryActions.Catalog),
             _ => [],
         };

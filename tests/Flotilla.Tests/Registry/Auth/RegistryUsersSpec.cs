@@ -185,4 +185,55 @@ public class RegistryUsersSpec(PostgresFixture postgres) : IAsyncLifetime
         await _users.AddAsync("first", "first-password", ["pull"], Operator);
         Assert.False(await anonymousPull.IsOpenAsync(default)); // a user exists: no longer open
     }
+
+    [Fact]
+    public async Task Rights_hold_only_on_the_repositories_a_pattern_matches()
+    {
+        var closed = new RegistryAuthPolicy(new RegistryAuthOptions("s", LoopbackOnly: false, AnonymousPull: false), _users);
+        var anonymousPull = new RegistryAuthPolicy(new RegistryAuthOptions("s", LoopbackOnly: false, AnonymousPull: true), _users);
+        await _users.AddAsync("teamer", "teamer-password", ["pull", "push"], Operator, repositories: ["team/*", "shared/base"]);
+        var teamer = (await _users.AuthenticateAsync("teamer", "teamer-password"))!;
+        Assert.Equal(["team/*", "shared/base"], teamer.Repositories);
+
+        RegistryScope Scope(string name) => new("repository", name, ["pull", "push"]);
+        Assert.Equal("repository:team/app:pull,push", closed.Grant(Scope("team/app"), teamer, open: false)?.ToString());
+        Assert.Equal("repository:team/a/b:pull,push", closed.Grant(Scope("team/a/b"), teamer, open: false)?.ToString());
+        Assert.Equal("repository:shared/base:pull,push", closed.Grant(Scope("shared/base"), teamer, open: false)?.ToString());
+        Assert.Null(closed.Grant(Scope("other/app"), teamer, open: false));
+        Assert.Null(closed.Grant(Scope("teamx/app"), teamer, open: false));
+        // A user gets its own rights only, even where anyone may pull; the catalog (every name) is not for a user
+        // limited to some repositories.
+        Assert.Null(anonymousPull.Grant(Scope("other/app"), teamer, open: false));
+        Assert.Null(closed.Grant(RegistryScope.Catalog, teamer, open: false));
+
+        // The default is every repository, and says so.
+        Assert.Equal(["*"], (await _users.AddAsync("everyone", "everyone-password", ["pull"], Operator)).Repositories);
+
+        foreach (var bad in new[] { new string[0], ["team/"], ["Team/*"], ["team/?"] })
+            Assert.Equal(RejectionCode.InvalidArgument, (await Assert.ThrowsAsync<OperationRejectedException>(
+                () => _users.AddAsync("badpattern", "a-good-password", ["pull"], Operator, repositories: bad))).Code);
+        Assert.DoesNotContain(await _users.ListAsync(), u => u.Name == "badpattern");
+    }
+
+    [Fact]
+    public async Task A_user_added_before_per_repository_rights_still_has_every_repository()
+    {
+        // The event as the previous version wrote it: no Repositories field at all.
+        var journal = new MartenEventJournal(_store);
+        await journal.AppendAsync(RegistryUserStreams.Key("oldie"), 0,
+            [new RegistryUserAdded("oldie", PasswordHasher.Hash("oldie-password"), ["pull", "push"], DateTimeOffset.UtcNow)],
+            EventMetadata.From(Operator, "node-a"));
+        await using (var session = _store.QuerySession())
+        {
+            var raw = await session.Events.FetchStreamAsync(RegistryUserStreams.Key("oldie"));
+            Assert.Null(Assert.IsType<RegistryUserAdded>(Assert.Single(raw).Data).Repositories);
+        }
+
+        var oldie = (await _users.AuthenticateAsync("oldie", "oldie-password"))!;
+        Assert.Null(oldie.Repositories);
+        var closed = new RegistryAuthPolicy(new RegistryAuthOptions("s", LoopbackOnly: false, AnonymousPull: false), _users);
+        foreach (var name in new[] { "app", "team/app", "other/a/b" })
+            Assert.Equal($"repository:{name}:pull,push", closed.Grant(new RegistryScope("repository", name, ["pull", "push", "delete"]), oldie, open: false)?.ToString());
+        Assert.NotNull(closed.Grant(RegistryScope.Catalog, oldie, open: false));
+    }
 }
