@@ -112,7 +112,7 @@ public sealed class RegistryAuthMiddleware(RequestDelegate next, RegistryAuthPol
     }
 
     private Task RecordAsync(HttpContext context, string user, string resource, IReadOnlyList<string> actions, string reason) =>
-        users.RecordDenialAsync(new RegistryAccessDenied(user, resource, actions, reason, context.Connection.RemoteIpAddress?.ToString(),
+        users.RecordRefusedRequestAsync(new RegistryAccessDenied(user, resource, actions, reason, context.Connection.RemoteIpAddress?.ToString(),
             DateTimeOffset.UtcNow), new RequestOrigin(user, context.TraceIdentifier), context.RequestAborted);
 
     public static async Task ChallengeAsync(HttpContext context, string realm, string service, RegistryScope? scope, bool insufficient)

@@ -1,0 +1,93 @@
+using System.Collections.Concurrent;
+using Flotilla.Cluster.EventStore;
+using Flotilla.Contracts;
+
+namespace Flotilla.Cluster.Audit;
+
+/// <summary>
+/// Appends to an audit-only stream (denials: nothing folds it, nobody reads it to decide) without reading the stream:
+/// the version after this process's last append is kept, and only the version (one row, not the events) is looked up
+/// when it is unknown — at start, or after another process appended in between. The cost of an append therefore does
+/// not grow with the stream. Appends of one process are serialised, which keeps them from colliding with each other.
+/// </summary>
+public sealed class AuditStreamAppender(IEventJournal journal, string streamKey, string nodeName)
+{
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    // The stream's version after this process's last append; -1 = unknown.
+    private long _version = -1;
+
+    public string StreamKey => streamKey;
+
+    public async Task AppendAsync(object e, RequestOrigin origin, CancellationToken cancellationToken = default)
+    {
+        await _gate.WaitAsync(cancellationToken);
+        try
+        {
+            for (var attempt = 1; ; attempt++)
+            {
+                try
+                {
+                    if (_version < 0) _version = await journal.VersionAsync(streamKey, cancellationToken);
+                    _version = await journal.AppendAsync(streamKey, _version, [e], EventMetadata.From(origin, nodeName), cancellationToken);
+                    return;
+                }
+                catch (StreamVersionConflictException) when (attempt < 5)
+                {
+                    _version = -1;
+                }
+                catch
+                {
+                    // Cancelled mid-commit, say: the append may or may not be in, so the version is unknown.
+                    _version = -1;
+                    throw;
+                }
+            }
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+}
+
+/// <summary>
+/// Bounds what a flood of refusals writes: the first refusal of a kind (surface, remote address, reason) is recorded at
+/// once; later ones within <see cref="Window"/> are only counted, and the first one after the window is recorded
+/// carrying that count (<c>Repeats</c>). So one address costs at most one event per kind per window, however fast it asks.
+/// Counts still pending when a flood stops are not written until that kind is refused again.
+/// </summary>
+public sealed class DenialWindow(TimeSpan? window = null)
+{
+    public static readonly TimeSpan DefaultWindow = TimeSpan.FromSeconds(10);
+    private const int MaxKinds = 10_000;
+
+    private readonly ConcurrentDictionary<(string Surface, string? Address, string Reason), (DateTimeOffset Since, int Repeats)> _recent = new();
+
+    public TimeSpan Window { get; } = window ?? DefaultWindow;
+
+    /// <summary>True when this refusal is to be recorded; <paramref name="repeats"/> is how many were counted, not written, before it.</summary>
+    public bool ShouldRecord(string surface, string? remoteAddress, string reason, out int repeats)
+    {
+        var now = DateTimeOffset.UtcNow;
+        var counted = 0;
+        var record = true;
+        _recent.AddOrUpdate((surface, remoteAddress, reason), _ => (now, 0), (_, seen) =>
+        {
+            if (now - seen.Since < Window)
+            {
+                record = false;
+                return (seen.Since, seen.Repeats + 1);
+            }
+            record = true;
+            counted = seen.Repeats;
+            return (now, 0);
+        });
+        // Many addresses (a spoofed or wide source): forget the stale kinds; a forgotten kind is recorded afresh.
+        if (_recent.Count > MaxKinds)
+            foreach (var (key, seen) in _recent)
+                if (now - seen.Since >= Window) _recent.TryRemove(key, out _);
+        if (_recent.Count > MaxKinds) _recent.Clear();
+        repeats = record ? counted : 0;
+        return record;
+    }
+}
