@@ -16,7 +16,7 @@ public sealed class ApiAccessLog(IEventJournal journal, string nodeName)
 
     public async Task RecordDenialAsync(ApiAccessDenied denial, RequestOrigin origin, CancellationToken cancellationToken = default)
     {
-        if (!_window.ShouldRecord(denial.Listener, denial.RemoteAddress, denial.Reason, out var repeats)) return;
+        if (!_window.ShouldRecord(denial.Listener, denial.RemoteAddress, denial.Reason, denial.Method + " " + denial.Path, out var repeats)) return;
         await _stream.AppendAsync(denial with { Repeats = repeats }, origin, cancellationToken);
     }
 }

@@ -51,27 +51,34 @@ public sealed class AuditStreamAppender(IEventJournal journal, string streamKey,
 }
 
 /// <summary>
-/// Bounds what a flood of refusals writes: the first refusal of a kind (surface, remote address, reason) is recorded at
-/// once; later ones within <see cref="Window"/> are only counted, and the first one after the window is recorded
-/// carrying that count (<c>Repeats</c>). So one address costs at most one event per kind per window, however fast it asks.
-/// Counts still pending when a flood stops are not written until that kind is refused again.
+/// Bounds what a flood of refusals writes. A kind is (surface, remote address, reason, target — the path, resource or
+/// container asked for). The first refusal of a kind is recorded at once; repeats within <see cref="Window"/> are only
+/// counted, and the first one after the window is recorded carrying that count (<c>Repeats</c>). An address may open
+/// at most <see cref="NewKindsPerWindow"/> kinds per window on one surface; beyond that its refusals fold into one
+/// kind per reason (target dropped). So one address costs a bounded number of events per window, however fast it asks
+/// and whatever targets it varies. Counts pending when a flood stops are written with the next refusal of that kind.
 /// </summary>
 public sealed class DenialWindow(TimeSpan? window = null)
 {
     public static readonly TimeSpan DefaultWindow = TimeSpan.FromSeconds(10);
+    public const int NewKindsPerWindow = 100;
     private const int MaxKinds = 10_000;
 
-    private readonly ConcurrentDictionary<(string Surface, string? Address, string Reason), (DateTimeOffset Since, int Repeats)> _recent = new();
+    private readonly ConcurrentDictionary<(string Surface, string? Address, string Reason, string? Target), (DateTimeOffset Since, int Repeats)> _recent = new();
+    private readonly ConcurrentDictionary<(string Surface, string? Address), (DateTimeOffset Since, int Kinds)> _newKinds = new();
 
     public TimeSpan Window { get; } = window ?? DefaultWindow;
 
     /// <summary>True when this refusal is to be recorded; <paramref name="repeats"/> is how many were counted, not written, before it.</summary>
-    public bool ShouldRecord(string surface, string? remoteAddress, string reason, out int repeats)
+    public bool ShouldRecord(string surface, string? remoteAddress, string reason, string? target, out int repeats)
     {
         var now = DateTimeOffset.UtcNow;
+        var key = (surface, remoteAddress, reason, target);
+        if (target is not null && !_recent.TryGetValue(key, out _) && !TakeNewKind(surface, remoteAddress, now))
+            key = (surface, remoteAddress, reason, null);
         var counted = 0;
         var record = true;
-        _recent.AddOrUpdate((surface, remoteAddress, reason), _ => (now, 0), (_, seen) =>
+        _recent.AddOrUpdate(key, _ => (now, 0), (_, seen) =>
         {
             if (now - seen.Since < Window)
             {
@@ -84,10 +91,32 @@ public sealed class DenialWindow(TimeSpan? window = null)
         });
         // Many addresses (a spoofed or wide source): forget the stale kinds; a forgotten kind is recorded afresh.
         if (_recent.Count > MaxKinds)
-            foreach (var (key, seen) in _recent)
-                if (now - seen.Since >= Window) _recent.TryRemove(key, out _);
+        {
+            foreach (var (stale, seen) in _recent)
+                if (now - seen.Since >= Window) _recent.TryRemove(stale, out _);
+            foreach (var (stale, seen) in _newKinds)
+                if (now - seen.Since >= Window) _newKinds.TryRemove(stale, out _);
+        }
         if (_recent.Count > MaxKinds) _recent.Clear();
+        if (_newKinds.Count > MaxKinds) _newKinds.Clear();
         repeats = record ? counted : 0;
         return record;
+    }
+
+    /// <summary>Counts a new kind against the address's budget for this window; false when the budget is spent.</summary>
+    private bool TakeNewKind(string surface, string? remoteAddress, DateTimeOffset now)
+    {
+        var within = true;
+        _newKinds.AddOrUpdate((surface, remoteAddress), _ => (now, 1), (_, seen) =>
+        {
+            if (now - seen.Since >= Window)
+            {
+                within = true;
+                return (now, 1);
+            }
+            within = seen.Kinds < NewKindsPerWindow;
+            return (seen.Since, seen.Kinds + (within ? 1 : 0));
+        });
+        return within;
     }
 }

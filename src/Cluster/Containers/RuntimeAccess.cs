@@ -16,7 +16,7 @@ public sealed class RuntimeAccessLog(IEventJournal journal, string nodeName)
 
     public async Task RecordAsync(RuntimeRequestRefused refusal, CancellationToken cancellationToken = default)
     {
-        if (!_window.ShouldRecord(refusal.Request, SenderAddress(refusal.Sender), refusal.Reason, out var repeats)) return;
+        if (!_window.ShouldRecord("runtime", SenderAddress(refusal.Sender), refusal.Reason, refusal.Request + " " + refusal.ContainerId, out var repeats)) return;
         await _stream.AppendAsync(refusal with { Repeats = repeats }, RequestOrigin.System(), cancellationToken);
     }
 

@@ -236,9 +236,12 @@ public sealed partial class RegistryUserService(IDocumentStore store, IEventJour
     /// A refused <c>/v2</c> request: the first of its address and reason is recorded at once, repeats within the
     /// window are counted in the next event (<see cref="RegistryAccessDenied.Repeats"/>) instead of each written.
     /// </summary>
-    public async Task RecordRefusedRequestAsync(RegistryAccessDenied denial, RequestOrigin origin, CancellationToken cancellationToken = default)
+    /// <param name="credential">How the caller asked (with or without a token, method and path): a different request, a different kind.</param>
+    public async Task RecordRefusedRequestAsync(RegistryAccessDenied denial, RequestOrigin origin, string credential = "",
+        CancellationToken cancellationToken = default)
     {
-        if (!_refusedRequests.ShouldRecord("v2", denial.RemoteAddress, denial.Reason, out var repeats)) return;
+        var target = $"{denial.User} {credential} {denial.Resource} {string.Join(",", denial.Actions)}";
+        if (!_refusedRequests.ShouldRecord("v2", denial.RemoteAddress, denial.Reason, target, out var repeats)) return;
         await _access.AppendAsync(denial with { Repeats = repeats }, origin, cancellationToken);
     }
 

@@ -29,7 +29,7 @@ public sealed class ClusterAccessLog(IEventJournal journal, FlotillaClusterOptio
     public void Refused(string surface, string? remoteAddress, string? subject, string reason)
     {
         logger.LogWarning("Refused {Surface} access from {Remote}: {Reason}", surface, remoteAddress ?? "unknown", reason);
-        if (_window.ShouldRecord(surface, remoteAddress, reason, out var repeats))
+        if (_window.ShouldRecord(surface, remoteAddress, reason, null, out var repeats))
             _pending.Writer.TryWrite(new ClusterAccessDenied(surface, remoteAddress, subject, reason, repeats, DateTimeOffset.UtcNow));
     }
 
