@@ -5,38 +5,18 @@ using Flotilla.Contracts.Access;
 namespace Flotilla.Cluster.Audit;
 
 /// <summary>
-/// Records the client listeners' refusals in the <c>api-access</c> stream. The stream's version is kept in memory,
-/// so a denial is an append, not a read of every earlier denial first; another process appending in between costs
-/// one re-read.
+/// Records the client listeners' refusals in the <c>api-access</c> stream: appended without reading the stream
+/// (<see cref="AuditStreamAppender"/>), and repeats of one listener, address and reason counted in the next event
+/// (<see cref="DenialWindow"/>), so a looping page costs one event per window, not one per request.
 /// </summary>
 public sealed class ApiAccessLog(IEventJournal journal, string nodeName)
 {
-    private readonly SemaphoreSlim _gate = new(1, 1);
-    private long? _version;
+    private readonly AuditStreamAppender _stream = new(journal, ApiAccessStreams.Denials, nodeName);
+    private readonly DenialWindow _window = new();
 
     public async Task RecordDenialAsync(ApiAccessDenied denial, RequestOrigin origin, CancellationToken cancellationToken = default)
     {
-        await _gate.WaitAsync(cancellationToken);
-        try
-        {
-            for (var attempt = 1; ; attempt++)
-            {
-                _version ??= (await journal.ReadAsync(ApiAccessStreams.Denials, cancellationToken)).Version;
-                try
-                {
-                    _version = await journal.AppendAsync(ApiAccessStreams.Denials, _version.Value, [denial],
-                        EventMetadata.From(origin, nodeName), cancellationToken);
-                    return;
-                }
-                catch (StreamVersionConflictException) when (attempt < 5)
-                {
-                    _version = null;
-                }
-            }
-        }
-        finally
-        {
-            _gate.Release();
-        }
+        if (!_window.ShouldRecord(denial.Listener, denial.RemoteAddress, denial.Reason, denial.Method + " " + denial.Path, out var repeats)) return;
+        await _stream.AppendAsync(denial with { Repeats = repeats }, origin, cancellationToken);
     }
 }

@@ -20,6 +20,9 @@ public interface IEventJournal
 {
     Task<StoredStream> ReadAsync(string streamKey, CancellationToken cancellationToken = default);
 
+    /// <summary>The stream's current version (0 = empty) without reading its events: one row, however long the stream.</summary>
+    Task<long> VersionAsync(string streamKey, CancellationToken cancellationToken = default);
+
     /// <returns>The stream version after the append.</returns>
     Task<long> AppendAsync(string streamKey, long expectedVersion, IReadOnlyList<object> events, EventMetadata metadata,
         CancellationToken cancellationToken = default);

@@ -81,6 +81,12 @@ public sealed class MartenEventJournal : IEventJournal
         return _reads.SubmitAsync(new PendingRead(streamKey), cancellationToken);
     }
 
+    public async Task<long> VersionAsync(string streamKey, CancellationToken cancellationToken = default)
+    {
+        await using var session = _store.QuerySession();
+        return (await session.Events.FetchStreamStateAsync(streamKey, cancellationToken))?.Version ?? 0;
+    }
+
     private async Task ReadBatchAsync(IReadOnlyList<PendingRead> batch)
     {
         var streams = await FetchStreamsAsync(batch.Select(r => r.StreamKey).Distinct(StringComparer.Ordinal).ToList());

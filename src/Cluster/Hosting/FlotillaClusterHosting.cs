@@ -140,9 +140,9 @@ public static class FlotillaClusterHosting
                     m.Address == address && m.HasRole(FlotillaClusterOptions.NodeRole)
                     && m.Status is Akka.Cluster.MemberStatus.Up or Akka.Cluster.MemberStatus.Leaving or Akka.Cluster.MemberStatus.Exiting
                         or Akka.Cluster.MemberStatus.WeaklyUp));
-                var journal = host.Journal;
+                var refusals = new RuntimeAccessLog(host.Journal, options.NodeName);
                 system.ActorOf(RuntimeActor.PropsFor(runtime, registry.Get<ContainerEntity>(), options.NodeName, callers,
-                    refusal => RuntimeAccess.RecordAsync(journal, options.NodeName, refusal)), RuntimeDirectory.RuntimeActorName);
+                    refusal => refusals.RecordAsync(refusal)), RuntimeDirectory.RuntimeActorName);
                 // A node that leaves or is downed (crash of the link, minority side of a partition) is replaced by the
                 // scheduler: its containers are started elsewhere, so here they must stop before this process goes.
                 if (options.HandsOverContainers)

@@ -1,6 +1,7 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.RegularExpressions;
+using Flotilla.Cluster.Audit;
 using Flotilla.Cluster.EventStore;
 using Flotilla.Contracts;
 using Flotilla.Contracts.Registry;
@@ -240,51 +241,27 @@ public sealed partial class RegistryUserService(IDocumentStore store, IEventJour
     }
 
     /// <summary>
-    /// Appends a refusal to <c>registry-access</c> without reading the stream: the version this service last wrote is
-    /// kept, so the cost does not grow with the stream (it re-learns the version, not the events, after another
-    /// gateway's append). Appends of one process are serialised, which also keeps them from colliding.
+    /// Appends a refusal to <c>registry-access</c> without reading the stream (<see cref="AuditStreamAppender"/>), so
+    /// the cost does not grow with the stream. <c>/token</c>'s refusals come here directly (it throttles its own floods).
     /// </summary>
-    public async Task RecordDenialAsync(IRegistryAccessEvent denial, RequestOrigin origin, CancellationToken cancellationToken = default)
+    public Task RecordDenialAsync(IRegistryAccessEvent denial, RequestOrigin origin, CancellationToken cancellationToken = default) =>
+        _access.AppendAsync(denial, origin, cancellationToken);
+
+    /// <summary>
+    /// A refused <c>/v2</c> request: the first of its address and reason is recorded at once, repeats within the
+    /// window are counted in the next event (<see cref="RegistryAccessDenied.Repeats"/>) instead of each written.
+    /// </summary>
+    /// <param name="credential">How the caller asked (with or without a token, method and path): a different request, a different kind.</param>
+    public async Task RecordRefusedRequestAsync(RegistryAccessDenied denial, RequestOrigin origin, string credential = "",
+        CancellationToken cancellationToken = default)
     {
-        await _accessGate.WaitAsync(cancellationToken);
-        try
-        {
-            for (var attempt = 1; ; attempt++)
-            {
-                try
-                {
-                    if (_accessVersion < 0) _accessVersion = await AccessVersionAsync(cancellationToken);
-                    _accessVersion = await journal.AppendAsync(RegistryUserStreams.Access, _accessVersion, [denial],
-                        EventMetadata.From(origin, nodeName), cancellationToken);
-                    return;
-                }
-                catch (StreamVersionConflictException) when (attempt < 5)
-                {
-                    _accessVersion = -1;
-                }
-                catch
-                {
-                    // Cancelled mid-commit, say: the append may or may not be in, so the version is unknown.
-                    _accessVersion = -1;
-                    throw;
-                }
-            }
-        }
-        finally
-        {
-            _accessGate.Release();
-        }
+        var target = $"{denial.User} {credential} {denial.Resource} {string.Join(",", denial.Actions)}";
+        if (!_refusedRequests.ShouldRecord("v2", denial.RemoteAddress, denial.Reason, target, out var repeats)) return;
+        await _access.AppendAsync(denial with { Repeats = repeats }, origin, cancellationToken);
     }
 
-    private readonly SemaphoreSlim _accessGate = new(1, 1);
-    // The registry-access version after this service's last append; -1 = unknown (read it from the stream's state).
-    private long _accessVersion = -1;
-
-    private async Task<long> AccessVersionAsync(CancellationToken cancellationToken)
-    {
-        await using var session = store.QuerySession();
-        return (await session.Events.FetchStreamStateAsync(RegistryUserStreams.Access, cancellationToken))?.Version ?? 0;
-    }
+    private readonly AuditStreamAppender _access = new(journal, RegistryUserStreams.Access, nodeName);
+    private readonly DenialWindow _refusedRequests = new();
 
     private async Task<RegistryUserView?> FindAsync(string name, CancellationToken cancellationToken)
     {

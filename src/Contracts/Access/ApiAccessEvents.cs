@@ -25,7 +25,7 @@ public enum ClientListener
 /// </summary>
 [MessagePackObject(true)]
 public sealed record ApiAccessDenied(string Listener, string Method, string Path, string Reason, string? Origin, string? Host,
-    string? RemoteAddress, DateTimeOffset At);
+    string? RemoteAddress, DateTimeOffset At, int Repeats = 0);
 
 public static class ApiAccessStreams
 {

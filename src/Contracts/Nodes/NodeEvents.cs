@@ -54,7 +54,8 @@ public static class NodeStreams
 /// <c>runtime-access-&lt;node&gt;</c>; the metadata user is <c>system</c>, the sender is in the body.
 /// </summary>
 [MessagePackObject(true)]
-public sealed record RuntimeRequestRefused(string Node, string Sender, string Request, string ContainerId, string Reason, DateTimeOffset At);
+public sealed record RuntimeRequestRefused(string Node, string Sender, string Request, string ContainerId, string Reason, DateTimeOffset At,
+    int Repeats = 0);
 
 public static class RuntimeAccessStreams
 {

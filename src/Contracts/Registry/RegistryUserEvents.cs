@@ -45,7 +45,7 @@ public sealed record RegistryUserRemoved(string Name, DateTimeOffset At) : IRegi
 /// </summary>
 [MessagePackObject(true)]
 public sealed record RegistryAccessDenied(string User, string Resource, IReadOnlyList<string> Actions, string Reason,
-    string? RemoteAddress, DateTimeOffset At) : IRegistryAccessEvent;
+    string? RemoteAddress, DateTimeOffset At, int Repeats = 0) : IRegistryAccessEvent;
 
 /// <summary>
 /// One token request's refused scopes, as one event (a request may ask for up to

@@ -112,8 +112,10 @@ public sealed class RegistryAuthMiddleware(RequestDelegate next, RegistryAuthPol
     }
 
     private Task RecordAsync(HttpContext context, string user, string resource, IReadOnlyList<string> actions, string reason) =>
-        users.RecordDenialAsync(new RegistryAccessDenied(user, resource, actions, reason, context.Connection.RemoteIpAddress?.ToString(),
-            DateTimeOffset.UtcNow), new RequestOrigin(user, context.TraceIdentifier), context.RequestAborted);
+        users.RecordRefusedRequestAsync(new RegistryAccessDenied(user, resource, actions, reason, context.Connection.RemoteIpAddress?.ToString(),
+            DateTimeOffset.UtcNow), new RequestOrigin(user, context.TraceIdentifier),
+            // A kind of refusal: this caller, credential and request (DenialWindow bounds how many kinds one address opens).
+            $"{(HasBearer(context) ? "bearer" : "none")} {context.Request.Method} {Truncate(context.Request.Path.Value ?? "")}", context.RequestAborted);
 
     public static async Task ChallengeAsync(HttpContext context, string realm, string service, RegistryScope? scope, bool insufficient)
     {
