@@ -199,15 +199,15 @@ try
     var pick = new Random(7);
     Console.WriteLine();
     var one = await TimeAsync("events of one container (all, <= 1000)", _ => new AuditFilter
-        { Streams = ["container-" + ids[pick.Next(containers)]], Limit = AuditQuery.MaxLimit });
+    { Streams = ["container-" + ids[pick.Next(containers)]], Limit = AuditQuery.MaxLimit });
     // The common question is about a container just worked with: its pages are in PostgreSQL's cache.
     var recent = Enumerable.Range(0, 100).Select(_ => ids[pick.Next(containers)]).ToArray();
     await TimeAsync("events of one of 100 recently read containers", _ => new AuditFilter
-        { Streams = ["container-" + recent[pick.Next(recent.Length)]], Limit = AuditQuery.MaxLimit });
+    { Streams = ["container-" + recent[pick.Next(recent.Length)]], Limit = AuditQuery.MaxLimit });
     await TimeAsync("events of one container, last 24 h", _ => new AuditFilter
-        { Streams = ["container-" + ids[pick.Next(containers)]], Since = DateTimeOffset.UtcNow.AddDays(-1), Limit = AuditQuery.MaxLimit });
+    { Streams = ["container-" + ids[pick.Next(containers)]], Since = DateTimeOffset.UtcNow.AddDays(-1), Limit = AuditQuery.MaxLimit });
     var story = await TimeAsync("one correlation id (docker run: created + started)", _ => new AuditFilter
-        { CorrelationId = correlations[pick.Next(correlations.Count)], Limit = 100 });
+    { CorrelationId = correlations[pick.Next(correlations.Count)], Limit = 100 });
     await TimeAsync("user + type, 1 h window, page of 100", _ =>
     {
         var from = start.AddHours(pick.Next(24 * 29));

@@ -10,7 +10,6 @@ using System.Text;
 using System.Text.Json;
 using Akka.Actor;
 using Flotilla.Bench.Common;
-using static Flotilla.Bench.Common.BenchStats;
 using Flotilla.Cli.Hosting;
 using Flotilla.Cluster.Images;
 using Flotilla.Contracts;
@@ -20,6 +19,7 @@ using Flotilla.NodeRuntime.Images;
 using Flotilla.NodeRuntime.Storage;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
+using static Flotilla.Bench.Common.BenchStats;
 
 namespace Flotilla.Bench.Load;
 

@@ -71,32 +71,32 @@ internal sealed partial class NullRegistry : IAsyncDisposable
                 response.Headers["Range"] = "0-0";
                 return;
             case ("blobs/uploads", "PATCH"):
-            {
-                var read = await DrainAsync(request.Body, context.RequestAborted);
-                response.StatusCode = 202;
-                response.Headers.Location = $"/v2/{name}/blobs/uploads/{rest}";
-                response.Headers["Range"] = $"0-{Math.Max(0, read - 1)}";
-                return;
-            }
+                {
+                    var read = await DrainAsync(request.Body, context.RequestAborted);
+                    response.StatusCode = 202;
+                    response.Headers.Location = $"/v2/{name}/blobs/uploads/{rest}";
+                    response.Headers["Range"] = $"0-{Math.Max(0, read - 1)}";
+                    return;
+                }
             case ("blobs/uploads", "PUT"):
-            {
-                await DrainAsync(request.Body, context.RequestAborted);
-                var digest = request.Query["digest"].ToString();
-                response.StatusCode = 201;
-                response.Headers.Location = $"/v2/{name}/blobs/{digest}";
-                response.Headers["Docker-Content-Digest"] = digest;
-                return;
-            }
+                {
+                    await DrainAsync(request.Body, context.RequestAborted);
+                    var digest = request.Query["digest"].ToString();
+                    response.StatusCode = 201;
+                    response.Headers.Location = $"/v2/{name}/blobs/{digest}";
+                    response.Headers["Docker-Content-Digest"] = digest;
+                    return;
+                }
             case ("manifests", "PUT"):
-            {
-                var body = new MemoryStream();
-                await request.Body.CopyToAsync(body, context.RequestAborted);
-                var digest = "sha256:" + Convert.ToHexStringLower(SHA256.HashData(body.ToArray()));
-                response.StatusCode = 201;
-                response.Headers.Location = $"/v2/{name}/manifests/{digest}";
-                response.Headers["Docker-Content-Digest"] = digest;
-                return;
-            }
+                {
+                    var body = new MemoryStream();
+                    await request.Body.CopyToAsync(body, context.RequestAborted);
+                    var digest = "sha256:" + Convert.ToHexStringLower(SHA256.HashData(body.ToArray()));
+                    response.StatusCode = 201;
+                    response.Headers.Location = $"/v2/{name}/manifests/{digest}";
+                    response.Headers["Docker-Content-Digest"] = digest;
+                    return;
+                }
             case ("blobs", "GET" or "HEAD") when layout is not null && BlobPath(layout, rest) is { } path:
                 response.Headers["Docker-Content-Digest"] = rest;
                 response.ContentType = "application/octet-stream";
@@ -104,14 +104,14 @@ internal sealed partial class NullRegistry : IAsyncDisposable
                 if (request.Method == "GET") await response.SendFileAsync(path, context.RequestAborted);
                 return;
             case ("manifests", "GET" or "HEAD") when layout is not null:
-            {
-                var path = BlobPath(layout, layout.ManifestDigest)!;
-                response.Headers["Docker-Content-Digest"] = layout.ManifestDigest;
-                response.ContentType = "application/vnd.oci.image.manifest.v1+json";
-                response.ContentLength = new FileInfo(path).Length;
-                if (request.Method == "GET") await response.SendFileAsync(path, context.RequestAborted);
-                return;
-            }
+                {
+                    var path = BlobPath(layout, layout.ManifestDigest)!;
+                    response.Headers["Docker-Content-Digest"] = layout.ManifestDigest;
+                    response.ContentType = "application/vnd.oci.image.manifest.v1+json";
+                    response.ContentLength = new FileInfo(path).Length;
+                    if (request.Method == "GET") await response.SendFileAsync(path, context.RequestAborted);
+                    return;
+                }
             default:
                 response.StatusCode = 404;
                 response.ContentType = "application/json";

@@ -11,11 +11,11 @@ using System.Text;
 using System.Text.Json;
 using Akka.Actor;
 using Flotilla.Bench.Common;
-using static Flotilla.Bench.Common.BenchStats;
 using Flotilla.Cli.Hosting;
 using Flotilla.NodeRuntime.Host;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
+using static Flotilla.Bench.Common.BenchStats;
 
 namespace Flotilla.Bench.Run;
 

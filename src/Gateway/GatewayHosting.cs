@@ -1,9 +1,9 @@
 using System.Net;
 using Flotilla.Cluster.Queries;
 using Flotilla.Cluster.Security;
+using Flotilla.Contracts.Access;
 using Flotilla.Gateway.DockerApi;
 using Flotilla.Gateway.Hijack;
-using Flotilla.Contracts.Access;
 using Flotilla.Gateway.Http;
 using Flotilla.Gateway.Listeners;
 using Flotilla.Gateway.Native;

@@ -101,7 +101,11 @@ public sealed class RegistryTokenKeyStore(IDocumentStore store)
         await using var session = store.LightweightSession();
         session.Insert(new RegistryTokenKey
         {
-            Id = $"{RegistryTokenKey.DocumentId}-{kid}", Key = Convert.ToBase64String(key), Created = now, Source = "rotated", Kid = kid,
+            Id = $"{RegistryTokenKey.DocumentId}-{kid}",
+            Key = Convert.ToBase64String(key),
+            Created = now,
+            Source = "rotated",
+            Kid = kid,
         });
         await session.SaveChangesAsync(cancellationToken);
         return new RegistrySigningKey(kid, key, now);

@@ -52,7 +52,8 @@ public sealed class NativeApiTokens
                 // Created 0600 in one step: never readable by others, not even for a moment.
                 using var file = new FileStream(path, new FileStreamOptions
                 {
-                    Mode = FileMode.CreateNew, Access = FileAccess.Write,
+                    Mode = FileMode.CreateNew,
+                    Access = FileAccess.Write,
                     UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
                 });
                 file.Write(Encoding.ASCII.GetBytes(token + "\n"));

@@ -2,9 +2,9 @@ using Flotilla.Cluster;
 using Flotilla.Cluster.Nodes;
 using Flotilla.Cluster.Queries;
 using Flotilla.Contracts;
-using Microsoft.AspNetCore.Http;
 using Flotilla.Gateway.Http;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
 
 namespace Flotilla.Gateway.Native;

@@ -81,7 +81,12 @@ public sealed class DistributionMetadataStore
             {
                 Blobs = kept.Select(e => (MetadataEntry?)new MetadataEntry
                 {
-                    Digest = e.Digest.ToString(), MediaType = e.MediaType, Size = e.Size, Registry = e.Registry, Repository = e.Repository, Seen = e.Seen,
+                    Digest = e.Digest.ToString(),
+                    MediaType = e.MediaType,
+                    Size = e.Size,
+                    Registry = e.Registry,
+                    Repository = e.Repository,
+                    Seen = e.Seen,
                 }).ToList(),
             };
             await WriteAtomicallyAsync(PathOf(diffId), JsonSerializer.SerializeToUtf8Bytes(file), cancellationToken);

@@ -1,8 +1,8 @@
 using Flotilla.Cluster.Audit;
 using Flotilla.Cluster.Containers;
-using Flotilla.Contracts.Containers;
 using Flotilla.Cluster.EventStore;
 using Flotilla.Cluster.Nodes;
+using Flotilla.Contracts.Containers;
 using Flotilla.Contracts.Nodes;
 using Flotilla.Tests.Infrastructure;
 using Marten;

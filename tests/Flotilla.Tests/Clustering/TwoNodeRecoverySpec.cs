@@ -1,9 +1,9 @@
-using Flotilla.Cluster.EventStore;
 using Akka.Actor;
 using Akka.Cluster;
 using Akka.Cluster.Sharding;
 using Akka.Hosting;
 using Flotilla.Cluster.Containers;
+using Flotilla.Cluster.EventStore;
 using Flotilla.Cluster.Hosting;
 using Flotilla.Cluster.Nodes;
 using Flotilla.Cluster.Queries;

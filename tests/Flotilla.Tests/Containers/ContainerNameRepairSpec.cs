@@ -1,8 +1,8 @@
 using Flotilla.Cluster.Containers;
 using Flotilla.Cluster.EventStore;
-using Flotilla.Contracts.Containers;
 using Flotilla.Cluster.Hosting;
 using Flotilla.Cluster.Nodes;
+using Flotilla.Contracts.Containers;
 using Flotilla.Tests.Infrastructure;
 using Flotilla.Tests.Support;
 using Marten;
@@ -76,8 +76,12 @@ public class ContainerNameRepairSpec(PostgresFixture postgres)
         var port = FreePort.Next();
         var options = new FlotillaClusterOptions
         {
-            NodeName = "repair-node", Roles = [FlotillaClusterOptions.NodeRole], BindHost = "127.0.0.1", BindPort = port,
-            Seeds = [$"127.0.0.1:{port}"], PostgresConnectionString = cs,
+            NodeName = "repair-node",
+            Roles = [FlotillaClusterOptions.NodeRole],
+            BindHost = "127.0.0.1",
+            BindPort = port,
+            Seeds = [$"127.0.0.1:{port}"],
+            PostgresConnectionString = cs,
         };
         var builder = Host.CreateApplicationBuilder();
         builder.Logging.ClearProviders();

@@ -1,8 +1,8 @@
-using Flotilla.Gateway.Listeners;
 using System.Net;
 using System.Text.Json;
 using Akka.Actor;
 using Flotilla.Cli.Hosting;
+using Flotilla.Gateway.Listeners;
 using Flotilla.NodeRuntime.Host;
 using Flotilla.Tests.Infrastructure;
 using Flotilla.Tests.Support;

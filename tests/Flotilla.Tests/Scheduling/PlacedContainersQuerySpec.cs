@@ -35,7 +35,8 @@ public class PlacedContainersQuerySpec(PostgresFixture postgres) : IAsyncLifetim
     private async Task CreateAsync(string id, string node, long memory, long nanoCpus, string restart, params IContainerEvent[] then)
     {
         var definition = ContainerDefinition.Minimal("busybox", "sha256:" + new string('a', 64), ["sh"],
-            labels: new Dictionary<string, string> { ["a"] = "b" }) with { Memory = memory, NanoCpus = nanoCpus, RestartPolicy = new RestartPolicy(restart, 0) };
+            labels: new Dictionary<string, string> { ["a"] = "b" }) with
+        { Memory = memory, NanoCpus = nanoCpus, RestartPolicy = new RestartPolicy(restart, 0) };
         var at = DateTimeOffset.UtcNow;
         await _journal.AppendAsync(ContainerStreams.Key(id), 0,
             [new ContainerCreated(id, "name-" + id, definition, node, at), new ContainerPlaced(id, node, "spread", "test", at), .. then], Meta);

@@ -108,7 +108,8 @@ public class PlacementPolicySpec
         var definition = ContainerDefinition.Minimal("busybox", "sha256:" + new string('a', 64), ["true"],
             ["A=1", "constraint:node==n1", "constraint:disk==ssd"],
             new Dictionary<string, string> { ["flotilla.constraint"] = "zone==eu-*; rack!=r2", ["flotilla.strategy"] = "binpack" })
-            with { Memory = 64L << 20, NanoCpus = 500_000_000 };
+            with
+        { Memory = 64L << 20, NanoCpus = 500_000_000 };
         var (request, cleaned) = PlacementRequest.From(definition);
         Assert.Equal(["node==n1", "disk==ssd", "zone==eu-*", "rack!=r2"], request.Constraints);
         Assert.Equal("binpack", request.Strategy);

@@ -1,7 +1,7 @@
 using System.Net;
 using Flotilla.Cluster.Registry;
-using Microsoft.AspNetCore.Http;
 using Flotilla.Contracts.Registry;
+using Microsoft.AspNetCore.Http;
 
 namespace Flotilla.Gateway.Registry.Auth;
 

@@ -1,6 +1,6 @@
-using Flotilla.Cluster.Registry;
 using System.Security.Cryptography;
 using System.Text.Json;
+using Flotilla.Cluster.Registry;
 using Microsoft.IdentityModel.JsonWebTokens;
 using Microsoft.IdentityModel.Tokens;
 
@@ -66,7 +66,9 @@ public sealed class RegistryTokens
                 ["jti"] = Guid.NewGuid().ToString("N"),
                 ["access"] = access.Select(a => new Dictionary<string, object>
                 {
-                    ["type"] = a.Type, ["name"] = a.Name, ["actions"] = a.Actions.ToArray(),
+                    ["type"] = a.Type,
+                    ["name"] = a.Name,
+                    ["actions"] = a.Actions.ToArray(),
                 }).ToArray(),
             },
         };

@@ -27,7 +27,9 @@ public sealed class TokenThrottle : IDisposable
     // PBKDF2 costs a few hundred ms of one core: at most one per core at a time, a short queue, the rest refused.
     private readonly ConcurrencyLimiter _hashing = new(new ConcurrencyLimiterOptions
     {
-        PermitLimit = Environment.ProcessorCount, QueueLimit = 4 * Environment.ProcessorCount, QueueProcessingOrder = QueueProcessingOrder.OldestFirst,
+        PermitLimit = Environment.ProcessorCount,
+        QueueLimit = 4 * Environment.ProcessorCount,
+        QueueProcessingOrder = QueueProcessingOrder.OldestFirst,
     });
 
     public TokenThrottle(TokenThrottleOptions options)

@@ -74,7 +74,7 @@ public sealed class RegistryAuthSpec(AuthRegistryFlotilla flotilla) : IClassFixt
         // The token flow by hand: partial grants are not errors, and the token opens exactly what it grants.
         string token;
         using (var request = new HttpRequestMessage(HttpMethod.Get, "token?service=flotilla-registry&scope=repository:auth/app:pull,push,delete")
-               { Headers = { Authorization = Basic("alice", "wonderland") } })
+        { Headers = { Authorization = Basic("alice", "wonderland") } })
         using (var granted = await flotilla.Registry.SendAsync(request))
         {
             Assert.Equal(HttpStatusCode.OK, granted.StatusCode);

@@ -58,7 +58,7 @@ public sealed class RegistryMountAndRealmSpec(MountRegistryFlotilla flotilla) : 
         using var refused = await MountAsync(token, "mine/b");
         Assert.Equal(HttpStatusCode.Accepted, refused.StatusCode); // an upload session, not the blob
         using (var probe = new HttpRequestMessage(HttpMethod.Head, $"v2/mine/b/blobs/{flotilla.SecretBlob}")
-               { Headers = { Authorization = new AuthenticationHeaderValue("Bearer", await flotilla.TokenAsync("builder", "repository:mine/b:pull")) } })
+        { Headers = { Authorization = new AuthenticationHeaderValue("Bearer", await flotilla.TokenAsync("builder", "repository:mine/b:pull")) } })
         using (var head = await flotilla.Registry.SendAsync(probe))
             Assert.Equal(HttpStatusCode.NotFound, head.StatusCode);
 

@@ -169,11 +169,11 @@ public sealed class RegistryPathIntruderSpec(IntruderRegistryFlotilla flotilla) 
     public async Task The_image_is_still_there_and_an_escaped_colon_in_a_digest_is_served()
     {
         using var tags = await flotilla.Registry.SendAsync(new HttpRequestMessage(HttpMethod.Get, "v2/intr/app/tags/list")
-            { Headers = { Authorization = new AuthenticationHeaderValue("Bearer", flotilla.PullToken) } });
+        { Headers = { Authorization = new AuthenticationHeaderValue("Bearer", flotilla.PullToken) } });
         Assert.Equal(HttpStatusCode.OK, tags.StatusCode);
         Assert.Contains("latest", await tags.Content.ReadAsStringAsync());
         using var head = await flotilla.Registry.SendAsync(new HttpRequestMessage(HttpMethod.Head, "v2/intr/app/manifests/latest")
-            { Headers = { Authorization = new AuthenticationHeaderValue("Bearer", flotilla.PullToken) } });
+        { Headers = { Authorization = new AuthenticationHeaderValue("Bearer", flotilla.PullToken) } });
         var digest = head.Headers.GetValues(RegistryApi.DigestHeader).Single();
         Assert.Equal(200, await flotilla.RawAsync("GET", $"/v2/intr/app/manifests/{digest.Replace(":", "%3A")}", flotilla.PullToken));
     }

@@ -157,7 +157,11 @@ public class RegistryTokenKeySpec(PostgresFixture postgres) : IAsyncLifetime
         var now = DateTime.UtcNow;
         var old = handler.CreateToken(new Microsoft.IdentityModel.Tokens.SecurityTokenDescriptor
         {
-            Issuer = RegistryTokens.Issuer, Audience = RegistryAuthOptions.DefaultService, IssuedAt = now, NotBefore = now, Expires = now.AddMinutes(5),
+            Issuer = RegistryTokens.Issuer,
+            Audience = RegistryAuthOptions.DefaultService,
+            IssuedAt = now,
+            NotBefore = now,
+            Expires = now.AddMinutes(5),
             SigningCredentials = new Microsoft.IdentityModel.Tokens.SigningCredentials(new Microsoft.IdentityModel.Tokens.SymmetricSecurityKey(key),
                 Microsoft.IdentityModel.Tokens.SecurityAlgorithms.HmacSha256),
             Claims = new Dictionary<string, object> { ["sub"] = "alice" },
