@@ -17,7 +17,7 @@ public static class AuditCommand
     {
         public readonly Option<string?> Since = new("--since") { Description = "from this time: 1h, 30m, RFC 3339 or unix seconds" };
         public readonly Option<string?> Until = new("--until") { Description = "up to this time (same forms as --since)" };
-        public readonly Option<string?> User = new("--user", "-u") { Description = "only changes by this user (e.g. anonymous@127.0.0.1, local, system)" };
+        public readonly Option<string?> User = new("--user", "-u") { Description = "only changes by this user (e.g. uid:0(root), anonymous@127.0.0.1, token:admin, system)" };
         public readonly Option<string[]> Type = new("--type", "-t") { Description = "event type, e.g. container_started or ContainerStarted (repeatable)" };
         public readonly Option<string?> Container = new("--container") { Description = "one container (name, id or id prefix; removed ones too)" };
         public readonly Option<string?> Image = new("--image") { Description = "one image (reference or id)" };
