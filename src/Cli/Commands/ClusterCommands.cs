@@ -163,6 +163,11 @@ public static class ClusterCommands
             if (result.GetValue(join) is null) return Fail("flotilla gateway: --join is required (a gateway runs no shards and needs nodes)");
             var (bindHost, bindPort) = ParseBind(result.GetValue(bind)!);
             var registryText = result.GetValue(registry)!;
+            var registryEndpoint = registryText is "none" or "" ? null : Endpoints.Parse(registryText, "--registry");
+            var nativeEndpoint = Endpoints.Parse(result.GetValue(http)!, "--http");
+            // Before anything else (certificates, the database): a usage error says so at once.
+            PlainTcpWarning.RequireTlsBeyondLoopback([("--registry", registryEndpoint), ("--http", nativeEndpoint)], tls is not null,
+                listeners.PlainExplicitly(result));
             var socket = result.GetValue(dockerSocket);
             var gatewayName = result.GetValue(name) ?? "gateway-" + Environment.MachineName;
             var dataRoot = Path.GetFullPath(result.GetValue(data)!);
@@ -175,8 +180,8 @@ public static class ClusterCommands
                     EnrollAt(ParseJoin(result.GetValue(join))), Console.WriteLine, cancellationToken),
                 PeerApi = result.GetValue(peerApi) is "none" ? null : Endpoints.Parse(result.GetValue(peerApi) ?? $"{bindHost}:2377", "--api"),
                 DockerApi = result.GetValue(dockerApi) is "none" or "" ? null : Endpoints.Parse(result.GetValue(dockerApi)!, "--docker-api"),
-                NativeApi = Endpoints.Parse(result.GetValue(http)!, "--http"),
-                Registry = registryText is "none" or "" ? null : Endpoints.Parse(registryText, "--registry"),
+                NativeApi = nativeEndpoint,
+                Registry = registryEndpoint,
                 DockerSocket = socket is "none" or "" ? null : socket,
                 RegistryAnonymousPull = result.GetValue(anonymousPull)!,
                 RegistryRealm = result.GetValue(realm),

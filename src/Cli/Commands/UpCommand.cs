@@ -46,6 +46,9 @@ public static class UpCommand
                     result.GetValue(name), result.GetValue(runtime), result.GetValue(anonymousPull)!,
                     result.GetValue(dockerSocket) is "none" or "" ? null : result.GetValue(dockerSocket),
                     result.GetValue(insecureRegistries), result.GetValue(realm), listeners.ParseTls(result), listeners.Browsers(result), listeners.PlainExplicitly(result));
+                PlainTcpWarning.RequireTlsBeyondLoopback(
+                    [("--registry", Endpoints.Parse(settings.Registry, "--registry")), ("--http", Endpoints.Parse(settings.Http, "--http"))],
+                    settings.Tls is not null, settings.PlainTcpExplicit);
             }
             catch (ArgumentException ex)
             {

@@ -19,5 +19,23 @@ public static class PlainTcpWarning
         await Task.Delay(TimeSpan.FromSeconds(15), cancellationToken);
     }
 
+    /// <summary>
+    /// The native API and the registry carry bearer tokens and passwords: beyond loopback they are served in plain
+    /// HTTP only when asked for in so many words (<c>--tls=false</c>), with a warning; otherwise a missing
+    /// <c>--tlscert/--tlskey</c> there is a usage error (an <see cref="ArgumentException"/> naming the flag).
+    /// </summary>
+    public static void RequireTlsBeyondLoopback(IEnumerable<(string Flag, IPEndPoint? Endpoint)> listeners, bool tls, bool plainExplicitly)
+    {
+        if (tls) return;
+        foreach (var (flag, endpoint) in listeners)
+        {
+            if (endpoint is null || IPAddress.IsLoopback(endpoint.Address)) continue;
+            if (!plainExplicitly)
+                throw new ArgumentException($"{flag} {endpoint} listens beyond loopback in plain HTTP, where tokens and passwords would cross the " +
+                    "network in clear: give --tlscert/--tlskey, or --tls=false to mean plain HTTP");
+            Warn($"http://{endpoint}", $"{flag} serves plain HTTP beyond loopback (--tls=false): tokens and passwords cross the network in clear.");
+        }
+    }
+
     private static void Warn(string host, string message) => Console.Error.WriteLine($"WARN {message}  host=\"{host}\"");
 }

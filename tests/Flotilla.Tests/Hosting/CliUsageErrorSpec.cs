@@ -28,6 +28,24 @@ public class CliUsageErrorSpec
         Assert.False(Directory.Exists("/nonexistent/flotilla-usage"), "nothing started");
     }
 
+    [Theory]
+    [InlineData("--registry", "0.0.0.0:5999")]
+    [InlineData("--http", "0.0.0.0:8999")]
+    public async Task A_token_carrying_listener_beyond_loopback_needs_tls_or_an_explicit_plain(string flag, string address)
+    {
+        var result = await ProcessRunner.RunAsync("dotnet", [FlotillaDll, "up", flag, address, "--data", "/nonexistent/flotilla-usage"], TimeSpan.FromSeconds(30));
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains($"{flag} {address} listens beyond loopback in plain HTTP", result.Stderr);
+        Assert.Contains("--tlscert/--tlskey", result.Stderr);
+        Assert.DoesNotContain("   at ", result.Stderr + result.Stdout);
+        Assert.False(Directory.Exists("/nonexistent/flotilla-usage"), "nothing started");
+
+        var gateway = await ProcessRunner.RunAsync("dotnet", [FlotillaDll, "gateway", flag, address, "--join", "127.0.0.1:1",
+            "--postgres", "Host=127.0.0.1;Port=1", "--data", "/nonexistent/flotilla-usage-gw"], TimeSpan.FromSeconds(30));
+        Assert.NotEqual(0, gateway.ExitCode);
+        Assert.Contains($"{flag} {address} listens beyond loopback in plain HTTP", gateway.Stderr);
+    }
+
     [Fact]
     public async Task The_insecure_registries_environment_variable_is_checked_the_same_way()
     {
