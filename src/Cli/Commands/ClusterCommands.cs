@@ -69,12 +69,14 @@ public static class ClusterCommands
         var insecureApi = new Option<bool>("--insecure-node-api") { Description = "serve the node API in plain HTTP without client certificates (anyone who reaches it is root on this host)" };
         var labels = new Option<string[]>("--label") { Description = "node label k=v (repeatable), for placement constraints", AllowMultipleArgumentsPerToken = false };
         var runtime = Flags.OptionalWithEnv("--runtime", "FLOTILLA_RUNTIME", "OCI runtime: runc or crun (default: the one that works here)");
+        var cgroupParent = Flags.WithEnv("--cgroup-parent", "FLOTILLA_CGROUP_PARENT", Flotilla.NodeRuntime.Oci.CgroupParents.Default,
+            "cgroup the containers of this host go under (one per host sharing a kernel)");
         var stableAfter = StableAfter();
         var pause = HeartbeatPause();
         var pki = PkiOptions.Create();
         var command = new Command("node", "Run a Flotilla host: container runtime and cluster shards (or drain/activate one)")
         {
-            name, bind, join, postgres, postgresFile, data, api, insecureApi, enroll, labels, runtime, stableAfter, pause,
+            name, bind, join, postgres, postgresFile, data, api, insecureApi, enroll, labels, runtime, cgroupParent, stableAfter, pause,
             Availability("drain", "Move every container off a node and place nothing new on it"),
             Availability("activate", "Let a drained node take containers again"),
         };
@@ -82,6 +84,15 @@ public static class ClusterCommands
         command.SetAction((result, cancellationToken) => WithCertificateErrors("flotilla node", async () =>
         {
             if (PostgresOf(result, postgres, postgresFile, "node") is not { } connectionString) return 2;
+            string cgroups;
+            try
+            {
+                cgroups = Flotilla.NodeRuntime.Oci.CgroupParents.Validate(result.GetValue(cgroupParent)!);
+            }
+            catch (ArgumentException ex)
+            {
+                return Fail($"flotilla node: {ex.Message}");
+            }
             var (bindHost, bindPort) = ParseBind(result.GetValue(bind)!);
             var nodeName = result.GetValue(name) ?? Environment.MachineName;
             var dataRoot = Path.GetFullPath(result.GetValue(data)!);
@@ -101,6 +112,7 @@ public static class ClusterCommands
                 InsecureNodeApi = result.GetValue(insecureApi),
                 Labels = ParseLabels(result.GetValue(labels) ?? []),
                 HandsOverContainers = true,
+                CgroupParent = cgroups,
             };
             settings = WithFailureDetector(settings, result, stableAfter, pause);
             if (result.GetValue(enroll) is not "none" && ClusterIdentity.HeldCa(dataRoot, pki.Read(result)) is { } ca)

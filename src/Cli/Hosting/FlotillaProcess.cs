@@ -80,6 +80,9 @@ public sealed record ProcessSettings
     /// <summary>A node of a multi-host cluster stops its containers when it leaves; the all-in-one keeps them for re-adoption.</summary>
     public bool HandsOverContainers { get; init; }
 
+    /// <summary>The cgroup every container of this host goes under (<c>--cgroup-parent</c>, dockerd's flag): "/flotilla" → "/flotilla/&lt;id&gt;".</summary>
+    public string CgroupParent { get; init; } = CgroupParents.Default;
+
     public bool IsNode => Roles.Contains(FlotillaClusterOptions.NodeRole);
     public bool IsGateway => Roles.Contains(FlotillaClusterOptions.GatewayRole);
 
@@ -153,7 +156,7 @@ public static class FlotillaProcess
         if (settings.IsNode && facts.OciRuntimePath is { } runtimePath)
         {
             var monitor = new ConmonMonitor(new ConmonOptions { DataRoot = settings.DataRoot },
-                new RuncDriver(runtimePath, Path.Combine(settings.DataRoot, "oci")));
+                new RuncDriver(runtimePath, Path.Combine(settings.DataRoot, "oci")), new OciBundleBuilder(new OciBundleOptions { CgroupParent = settings.CgroupParent }));
             builder.Services.AddSingleton(monitor);
             builder.Services.AddSingleton(sp => new NodeContainerRuntime(settings.DataRoot, images, monitor, sp.GetService<IImageContentSource>()));
         }

@@ -24,8 +24,8 @@ public sealed record OciBundleOptions
     /// <summary>containers-common profile to convert; null = no seccomp for any container.</summary>
     public string? SeccompProfilePath { get; init; } = SeccompProfileConverter.DefaultProfilePath;
 
-    /// <summary>Prefix of <c>linux.cgroupsPath</c>: "/flotilla" → "/flotilla/&lt;id&gt;".</summary>
-    public string CgroupParent { get; init; } = "/flotilla";
+    /// <summary>Prefix of <c>linux.cgroupsPath</c>: "/flotilla" → "/flotilla/&lt;id&gt;" (<see cref="CgroupParents.Validate"/>).</summary>
+    public string CgroupParent { get; init; } = CgroupParents.Default;
 
     /// <summary>Where the host's resolver config is copied from.</summary>
     public string HostResolvConf { get; init; } = "/etc/resolv.conf";
