@@ -13,5 +13,6 @@ var root = new RootCommand("Flotilla: a distributed container engine that speaks
     InspectCommand.Create(),
     LedgerCommands.Replay(),
     RegistryCommand.Create(),
+    WatchdogCommand.Create(),
 };
 return await root.Parse(args).InvokeAsync();

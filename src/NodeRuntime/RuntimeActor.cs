@@ -4,6 +4,7 @@ using Akka.Event;
 using Flotilla.Contracts.Containers;
 using Flotilla.Contracts.Nodes;
 using Flotilla.NodeRuntime.Containers;
+using Flotilla.NodeRuntime.Fencing;
 using Flotilla.NodeRuntime.Oci;
 
 namespace Flotilla.NodeRuntime;
@@ -25,13 +26,16 @@ public sealed class RuntimeActor : ReceiveActor
     private readonly string? _nodeName;
     private readonly RuntimeCallerPolicy? _callers;
     private readonly Func<RuntimeRequestRefused, Task>? _recordRefusal;
+    private readonly HostFence _fence;
 
     /// <param name="nodeName">This node's name: after re-adoption, runs the cluster has moved elsewhere are stopped and removed here.</param>
     /// <param name="callers">Who may ask for work; null only in tests that drive the actor directly.</param>
     /// <param name="recordRefusal">Records a refused request as an audit event.</param>
+    /// <param name="fence">Whether this host's lease lets it run containers now; null: a host without leases.</param>
     public RuntimeActor(NodeContainerRuntime runtime, IActorRef containers, string? nodeName = null, RuntimeCallerPolicy? callers = null,
-        Func<RuntimeRequestRefused, Task>? recordRefusal = null)
+        Func<RuntimeRequestRefused, Task>? recordRefusal = null, HostFence? fence = null)
     {
+        _fence = fence ?? HostFence.Unfenced();
         _runtime = runtime;
         _containers = containers;
         _nodeName = nodeName;
@@ -66,8 +70,8 @@ public sealed class RuntimeActor : ReceiveActor
     }
 
     public static Props PropsFor(NodeContainerRuntime runtime, IActorRef containers, string? nodeName = null, RuntimeCallerPolicy? callers = null,
-        Func<RuntimeRequestRefused, Task>? recordRefusal = null) =>
-        Props.Create(() => new RuntimeActor(runtime, containers, nodeName, callers, recordRefusal));
+        Func<RuntimeRequestRefused, Task>? recordRefusal = null, HostFence? fence = null) =>
+        Props.Create(() => new RuntimeActor(runtime, containers, nodeName, callers, recordRefusal, fence));
 
     private string? Refusal(IRuntimeMessage m) =>
         !ContainerIds.IsValid(m.ContainerId) ? "invalid container id" : _callers?.Refusal(Sender, m.ContainerId);
@@ -92,11 +96,25 @@ public sealed class RuntimeActor : ReceiveActor
 
     private async Task<IRuntimeMessage> RunAsync(RunContainerProcess m)
     {
+        // A host may run containers only under a confirmed lease: else another host may be about to start this one.
+        var epoch = _fence.Epoch;
+        if (_fence.RunRefusal() is { } refused)
+        {
+            _log.Warning("{0}: run {1} refused: {2}", m.ContainerId[..12], m.Generation, refused);
+            return new ContainerProcessFailed(m.ContainerId, m.Generation, $"failed to create task for container: {refused}", 128);
+        }
         try
         {
             var pid = await _runtime.RunAsync(m.ContainerId, m.Name, m.Generation, m.Definition);
+            // The lease may have lapsed while runc worked: then this run must not outlive the check.
+            if ((_fence.RunRefusal() ?? (_fence.Epoch != epoch ? "the lease epoch changed" : null)) is { } lapsed)
+            {
+                _log.Warning("{0}: run {1} killed right after its start: {2}", m.ContainerId[..12], m.Generation, lapsed);
+                await _runtime.Monitor.StopAsync(m.ContainerId, TimeSpan.Zero, "KILL");
+                return new ContainerProcessFailed(m.ContainerId, m.Generation, $"failed to create task for container: {lapsed}", 128);
+            }
             Watch(m.ContainerId, m.Generation);
-            return new ContainerProcessStarted(m.ContainerId, m.Generation, pid, DateTimeOffset.UtcNow);
+            return new ContainerProcessStarted(m.ContainerId, m.Generation, pid, DateTimeOffset.UtcNow, epoch);
         }
         catch (Exception ex) when (ex is OciRuntimeException or InvalidOperationException or IOException or UnknownUserException
                                        or ArgumentException or UnauthorizedAccessException)

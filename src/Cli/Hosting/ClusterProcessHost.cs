@@ -36,18 +36,30 @@ public static class ClusterProcessHost
         if (settings.Registry is { } registry) Console.WriteLine($"  registry    {scheme}://{registry}");
         Console.WriteLine($"  data        {settings.DataRoot}");
 
-        // A process the cluster downed shuts its actor system down; the process follows.
+        // A process the cluster downed shuts its actor system down; the process follows. So does one that lost its
+        // host lease: its containers are dead, and they may be starting elsewhere.
         var terminated = system.WhenTerminated;
         var stopped = app.WaitForShutdownAsync(cancellationToken);
+        var leaseLost = app.Services.GetService<Flotilla.Cluster.Nodes.HostLeaseKeeper>()?.Lost ?? new TaskCompletionSource<string>().Task;
+        var exitCode = 0;
         try
         {
-            if (await Task.WhenAny(terminated, stopped) == terminated)
+            var first = await Task.WhenAny(terminated, stopped, leaseLost);
+            if (first == terminated)
+            {
                 Console.Error.WriteLine($"{role} {settings.NodeName}: removed from the cluster; exiting");
+                exitCode = 2;
+            }
+            else if (first == leaseLost)
+            {
+                Console.Error.WriteLine($"{role} {settings.NodeName}: lost its host lease ({await leaseLost}); its containers were killed; exiting");
+                exitCode = 3;
+            }
         }
         catch (OperationCanceledException)
         {
         }
         await app.StopAsync(CancellationToken.None);
-        return terminated.IsCompleted && !stopped.IsCompleted ? 2 : 0;
+        return exitCode;
     }
 }

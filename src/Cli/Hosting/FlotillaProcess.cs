@@ -7,6 +7,7 @@ using Flotilla.Gateway;
 using Flotilla.Gateway.Registry.Auth;
 using Flotilla.NodeRuntime.Containers;
 using Flotilla.NodeRuntime.Distribution;
+using Flotilla.NodeRuntime.Fencing;
 using Flotilla.NodeRuntime.Host;
 using Flotilla.NodeRuntime.Images;
 using Flotilla.NodeRuntime.Oci;
@@ -141,6 +142,7 @@ public static class FlotillaProcess
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning).AddFilter("Marten", LogLevel.Warning)
             .AddFilter("Npgsql", LogLevel.Warning).AddFilter("JasperFx", LogLevel.Warning);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(20));
+        if (settings.IsNode && settings.HandsOverContainers && facts.OciRuntimePath is not null) AddHostLease(builder.Services, settings);
         builder.Services.AddFlotillaCluster(cluster, self);
         // Every process keeps image content: nodes run from it; a gateway holds what is imported, loaded or
         // built through it, and peers fetch it from there.
@@ -177,5 +179,32 @@ public static class FlotillaProcess
         var app = builder.Build();
         app.MapFlotillaGateway();
         return app;
+    }
+
+    /// <summary>
+    /// A host of a multi-host cluster runs containers only under its lease, with a watchdog that outlives the engine.
+    /// Registered before the cluster's services: the lease is taken before the actor system (and the runtime's
+    /// re-adoption) starts. The all-in-one has none: nobody else could start its containers, and they outlive it.
+    /// </summary>
+    private static void AddHostLease(IServiceCollection services, ProcessSettings settings)
+    {
+        var paths = WatchdogPaths.Of(settings.DataRoot);
+        services.AddSingleton(HostFence.Leased());
+        services.AddSingleton(new CgroupFence(settings.CgroupParent));
+        services.AddSingleton(sp => new WatchdogClient(paths, SelfCommand("watchdog", "--data", settings.DataRoot, "--cgroup-parent", settings.CgroupParent),
+            message => sp.GetRequiredService<ILogger<WatchdogClient>>().LogInformation("{Message}", message)));
+        services.AddSingleton(sp => new HostLeaseKeeper(sp.GetRequiredService<HostLeaseStore>(), sp.GetRequiredService<HostFence>(),
+            sp.GetRequiredService<WatchdogClient>(), sp.GetRequiredService<CgroupFence>(), sp.GetRequiredService<IEventJournal>(),
+            settings.NodeName, sp.GetService<LeaseTiming>() ?? LeaseTiming.Default, sp.GetRequiredService<ILogger<HostLeaseKeeper>>()));
+        services.AddHostedService(sp => sp.GetRequiredService<HostLeaseKeeper>());
+    }
+
+    /// <summary>This program's own command line with other arguments: <c>dotnet flotilla.dll …</c> or the app host.</summary>
+    public static IReadOnlyList<string> SelfCommand(params string[] args)
+    {
+        var process = Environment.ProcessPath ?? "dotnet";
+        return Path.GetFileNameWithoutExtension(process) == "dotnet"
+            ? [process, typeof(FlotillaProcess).Assembly.Location, .. args]
+            : [process, .. args];
     }
 }

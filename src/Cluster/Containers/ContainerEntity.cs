@@ -90,6 +90,14 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
             replyTo.Tell(new ContainerCommandAccepted(State.ContainerId, [], Version));
             return;
         }
+        if (!cmd.FromAlive && cmd.ExpiredEpoch is { } expired && State.RunEpoch > expired)
+        {
+            // The host came back under a newer lease and ran this again: the order is about a run that is over.
+            Log.Info("{0}: not moved off {1}: its run is under lease epoch {2}, the order is about the expired epoch {3}",
+                StreamKey, cmd.From, State.RunEpoch, expired);
+            replyTo.Tell(new ContainerCommandAccepted(State.ContainerId, [], Version));
+            return;
+        }
         Timers.Cancel("restart");
         var before = new List<IContainerEvent>();
         if (cmd.FromAlive && State.IsRunning)
@@ -110,7 +118,7 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
                 Log.Warning("{0}: could not clean up on {1} while moving: {2}", StreamKey, State.Node, ex.Message);
             }
         }
-        before.Add(new ContainerRescheduled(State.ContainerId, cmd.From, cmd.To, cmd.Reason, DateTimeOffset.UtcNow));
+        before.Add(new ContainerRescheduled(State.ContainerId, cmd.From, cmd.To, cmd.Reason, DateTimeOffset.UtcNow, cmd.FromAlive ? null : cmd.ExpiredEpoch));
         if (!await PersistAsync(before, cmd.Origin)) return;
         var (events, error) = await StartRunAsync(cmd.Origin, []);
         if (events is null) return;
@@ -174,7 +182,7 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
         }
         IContainerEvent outcome = reply switch
         {
-            ContainerProcessStarted s => new ContainerStarted(State.ContainerId, generation, State.Node, s.Pid, s.At),
+            ContainerProcessStarted s => new ContainerStarted(State.ContainerId, generation, State.Node, s.Pid, s.At, s.Epoch),
             ContainerProcessFailed f => new ContainerStartFailed(State.ContainerId, generation, f.Error, f.ExitCode, DateTimeOffset.UtcNow),
             var other => new ContainerStartFailed(State.ContainerId, generation, $"unexpected runtime reply {other.GetType().Name}", 128, DateTimeOffset.UtcNow),
         };

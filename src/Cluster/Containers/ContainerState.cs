@@ -29,6 +29,9 @@ public sealed record ContainerState(
     DateTimeOffset? FinishedAt,
     ImmutableList<string> ExecIds)
 {
+    /// <summary>The lease epoch of the host the current (or last) run started under: its fencing token.</summary>
+    public long RunEpoch { get; init; }
+
     public static ContainerState Empty(string containerId) => new(containerId, false, "", null, "", DesiredState.None, "",
         0, 0, false, "", 0, 0, default, null, null, []);
 
@@ -72,6 +75,7 @@ public static class ContainerFold
             Pid = s.Pid,
             Generation = s.Generation,
             Node = s.Node,
+            RunEpoch = s.Epoch,
             StartedAt = s.At,
             ExitCode = 0,
             OomKilled = false,

@@ -16,6 +16,7 @@ using Flotilla.NodeRuntime;
 using Flotilla.NodeRuntime.Containers;
 using Marten;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 
 namespace Flotilla.Cluster.Hosting;
@@ -59,6 +60,8 @@ public static class FlotillaClusterHosting
         services.AddSingleton<Scheduling.PlacementService>();
         services.AddSingleton<ContainerService>();
         services.AddSingleton<Nodes.NodeService>();
+        services.AddSingleton<Nodes.HostLeaseStore>();
+        services.TryAddSingleton(Nodes.LeaseTiming.Default);
         // Image distribution between hosts: a host that lacks an image's blobs fetches them from its peers.
         services.AddSingleton(sp => new NodeRuntime.Distribution.PeerBlobFetcher(sp.GetRequiredService<NodeRuntime.Images.NodeImageStore>().Content,
             handler => Security.ClusterHttps.Configure(handler, options.Tls)));
@@ -110,7 +113,8 @@ public static class FlotillaClusterHosting
                     (_, registry, _) => ContainerRevival.PropsFor(sp.GetRequiredService<ClusterQueries>(), registry.Get<ContainerEntity>()),
                     new ClusterSingletonOptions { Role = FlotillaClusterOptions.NodeRole }, createProxyToo: false)
                 .WithSingleton<Scheduling.Scheduler>(Scheduling.Scheduler.SingletonName,
-                    (_, registry, _) => Scheduling.Scheduler.PropsFor(sp.GetRequiredService<ClusterQueries>(), registry.Get<ContainerEntity>(),
+                    (_, registry, _) => Scheduling.Scheduler.PropsFor(sp.GetRequiredService<ClusterQueries>(), sp.GetRequiredService<Nodes.HostLeaseStore>(),
+                        host.Journal, sp.GetRequiredService<Nodes.LeaseTiming>(), registry.Get<ContainerEntity>(),
                         options.PlacementStrategy, failover: options.HandsOverContainers),
                     new ClusterSingletonOptions { Role = FlotillaClusterOptions.NodeRole }, createProxyToo: true)
                 .WithSingleton<Audit.AuditCheckpointer>(Audit.AuditCheckpointer.SingletonName,
@@ -142,7 +146,7 @@ public static class FlotillaClusterHosting
                         or Akka.Cluster.MemberStatus.WeaklyUp));
                 var refusals = new RuntimeAccessLog(host.Journal, options.NodeName);
                 system.ActorOf(RuntimeActor.PropsFor(runtime, registry.Get<ContainerEntity>(), options.NodeName, callers,
-                    refusal => refusals.RecordAsync(refusal)), RuntimeDirectory.RuntimeActorName);
+                    refusal => refusals.RecordAsync(refusal), sp.GetService<NodeRuntime.Fencing.HostFence>()), RuntimeDirectory.RuntimeActorName);
                 // A node that leaves or is downed (crash of the link, minority side of a partition) is replaced by the
                 // scheduler: its containers are started elsewhere, so here they must stop before this process goes.
                 if (options.HandsOverContainers)
@@ -153,6 +157,12 @@ public static class FlotillaClusterHosting
                         // Downed: the survivors are starting these already, so no grace period to speak of.
                         var stopped = await runtime.StopAllAsync(TimeSpan.FromSeconds(downed ? 1 : 5));
                         system.Log.Warning("Node {0} leaves the cluster: stopped its {1} running container(s)", options.NodeName, stopped);
+                        // Nothing runs here any more: end the lease now, so the scheduler need not wait for it to expire.
+                        if (sp.GetService<Nodes.HostLeaseKeeper>() is { } lease)
+                        {
+                            using var release = new CancellationTokenSource(TimeSpan.FromSeconds(3));
+                            await lease.ReleaseAsync(release.Token);
+                        }
                         return Akka.Done.Instance;
                     });
                 }

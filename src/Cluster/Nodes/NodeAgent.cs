@@ -127,8 +127,12 @@ public sealed class NodeAgent : ReceiveActor, IWithTimers
             return;
         }
         if (peer.Status != NodeStatus.Ready) return;
+        // The same node back already (an engine restart: a new incarnation at the same address) has not left.
+        if (_cluster.State.Members.Any(m => m.Address.ToString() == removed.Address && m.Status is Akka.Cluster.MemberStatus.Joining
+                or Akka.Cluster.MemberStatus.WeaklyUp or Akka.Cluster.MemberStatus.Up)) return;
         var stream = await _host.Journal.ReadAsync(NodeStreams.Key(peer.Name));
-        if (stream.Events.LastOrDefault() is not NodeJoined || _left || !SelfIsUp()) return;
+        // Lease and fence events come and go between a join and a leave: the last of those two is what counts.
+        if (stream.Events.LastOrDefault(e => e is NodeJoined or NodeLeft) is not NodeJoined || _left || !SelfIsUp()) return;
         try
         {
             await _host.Journal.AppendAsync(NodeStreams.Key(peer.Name), stream.Version,

@@ -5,6 +5,7 @@ using Flotilla.Cluster.Nodes;
 using Flotilla.Cluster.Queries;
 using Flotilla.Contracts;
 using Flotilla.Contracts.Containers;
+using Flotilla.Contracts.Nodes;
 using ClusterEvent = Akka.Cluster.ClusterEvent;
 
 namespace Flotilla.Cluster.Scheduling;
@@ -15,8 +16,9 @@ namespace Flotilla.Cluster.Scheduling;
 /// seconds (the containers updated from the rows written since the last read, see
 /// <see cref="ClusterQueries.ContainersPlacedAsync(PlacedContainers?, CancellationToken)"/>) and kept current between
 /// rebuilds by the scheduler's own decisions, so concurrent creates spread without a database round trip each. Failover is a reconciliation loop over the same picture: every container
-/// that should run on a node that is no cluster member any more (removed by the split brain resolver, or left) is
-/// rescheduled, once; a node that is only unreachable is still a member, so a network blip moves nothing.
+/// that should run on a node that is gone (no cluster member any more, or its host lease expired) is rescheduled, once
+/// — but only once that host's lease has expired (database time) plus a margin: by then the host's watchdog has killed
+/// whatever ran there, whether the host died, its engine crashed or it was cut off. Membership only makes it prompt.
 /// </summary>
 public sealed class Scheduler : ReceiveActor, IWithTimers
 {
@@ -41,6 +43,17 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
 
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private readonly ClusterQueries _queries;
+    private readonly HostLeaseStore _leaseStore;
+    private readonly LeaseTiming _timing;
+    private readonly EventStore.IEventJournal _journal;
+    /// <summary>The hosts' leases as of the last read (database time inside each).</summary>
+    private IReadOnlyDictionary<string, HostLease> _leases = new Dictionary<string, HostLease>();
+    /// <summary>Some container waits for its gone host's lease to expire: the leases are read more often meanwhile.</summary>
+    private bool _awaitingLease;
+    private bool _readingLeases;
+    /// <summary>Expiries already recorded (node, epoch), and waits already logged.</summary>
+    private readonly HashSet<(string Node, long Epoch)> _expiryRecorded = [];
+    private readonly HashSet<(string Node, long Epoch)> _waitLogged = [];
     private readonly IActorRef _containers;
     private readonly string _defaultStrategy;
     private readonly bool _failover;
@@ -66,9 +79,13 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
     /// Move containers off hosts that leave. Off for the all-in-one process: its containers outlive it and are
     /// re-adopted when it comes back, and there is nowhere else to go.
     /// </param>
-    public Scheduler(ClusterQueries queries, IActorRef containers, string defaultStrategy, bool failover)
+    public Scheduler(ClusterQueries queries, HostLeaseStore leases, EventStore.IEventJournal journal, LeaseTiming timing, IActorRef containers,
+        string defaultStrategy, bool failover)
     {
         _queries = queries;
+        _leaseStore = leases;
+        _journal = journal;
+        _timing = timing;
         _containers = containers;
         _defaultStrategy = defaultStrategy;
         _failover = failover;
@@ -80,10 +97,24 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
             if (_pending.TryGetValue(m.ContainerId, out var p)) _pending[m.ContainerId] = p with { StoredAt = DateTimeOffset.UtcNow };
         });
         Receive<Refresh>(_ => StartRefresh());
+        Receive<ReadLeases>(_ =>
+        {
+            if (!_awaitingLease || _readingLeases || _refreshing) return;
+            _readingLeases = true;
+            var store = _leaseStore;
+            Task.Run(async () => (object)new LeasesRead(await store.AllAsync())).PipeTo(Self);
+        });
+        Receive<LeasesRead>(m =>
+        {
+            _readingLeases = false;
+            _leases = m.Leases;
+            MoveOrphans();
+        });
         Receive<Refreshed>(OnRefreshed);
         Receive<Status.Failure>(f =>
         {
             _refreshing = false;
+            _readingLeases = false;
             foreach (var (_, replyTo) in _awaitingRefresh) replyTo.Tell(new PlacementRefused("the cluster state could not be read: " + f.Cause.Message));
             _awaitingRefresh.Clear();
             _log.Warning("scheduler: could not read the cluster state: {0}", f.Cause.Message);
@@ -110,15 +141,26 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         Receive<ClusterEvent.CurrentClusterState>(_ => { });
     }
 
-    public static Props PropsFor(ClusterQueries queries, IActorRef containers, string defaultStrategy, bool failover) =>
-        Props.Create(() => new Scheduler(queries, containers, defaultStrategy, failover));
+    public static Props PropsFor(ClusterQueries queries, HostLeaseStore leases, EventStore.IEventJournal journal, LeaseTiming timing,
+        IActorRef containers, string defaultStrategy, bool failover) =>
+        Props.Create(() => new Scheduler(queries, leases, journal, timing, containers, defaultStrategy, failover));
 
     private sealed record Refresh
     {
         public static readonly Refresh Instance = new();
     }
 
-    private sealed record Refreshed(IReadOnlyList<NodeView> Nodes, PlacedContainers Placed, DateTimeOffset ReadAt);
+    private sealed record ReadLeases
+    {
+        public static readonly ReadLeases Instance = new();
+    }
+
+    /// <summary>While a move waits for a lease to expire, the leases are read this often (one small query).</summary>
+    private static readonly TimeSpan LeasePollEvery = TimeSpan.FromMilliseconds(200);
+
+    private sealed record LeasesRead(IReadOnlyDictionary<string, HostLease> Leases);
+
+    private sealed record Refreshed(IReadOnlyList<NodeView> Nodes, PlacedContainers Placed, DateTimeOffset ReadAt, IReadOnlyDictionary<string, HostLease> Leases);
 
     /// <summary>A whole read now and then, though updates miss nothing: cheap insurance at this interval.</summary>
     private static readonly TimeSpan FullReadEvery = TimeSpan.FromSeconds(30);
@@ -137,6 +179,7 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
     {
         _cluster.Subscribe(Self, ClusterEvent.SubscriptionInitialStateMode.InitialStateAsEvents, typeof(ClusterEvent.MemberRemoved));
         Timers.StartPeriodicTimer("refresh", Refresh.Instance, TimeSpan.Zero, RefreshEvery);
+        Timers.StartPeriodicTimer("leases", ReadLeases.Instance, LeasePollEvery, LeasePollEvery);
     }
 
     protected override void PostStop() => _cluster.Unsubscribe(Self);
@@ -155,7 +198,9 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         var queries = _queries;
         var readAt = DateTimeOffset.UtcNow;
         var previous = readAt - _lastFullRead > FullReadEvery ? null : _placedRead;
-        Task.Run(async () => (object)new Refreshed(await queries.NodesAsync(), await queries.ContainersPlacedAsync(previous), readAt)).PipeTo(Self);
+        var leases = _leaseStore;
+        Task.Run(async () => (object)new Refreshed(await queries.NodesAsync(), await queries.ContainersPlacedAsync(previous), readAt,
+            await leases.AllAsync())).PipeTo(Self);
     }
 
     private void OnRefreshed(Refreshed m)
@@ -167,6 +212,7 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
             StartRefresh();
         }
         _nodes = m.Nodes;
+        _leases = m.Leases;
         _placedRead = m.Placed;
         if (!m.Placed.Incremental) _lastFullRead = m.ReadAt;
         _placed = [.. m.Placed.ById.Values];
@@ -267,25 +313,49 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
         replyTo.Tell(new PlacementDecision(outcome.Node.Name, strategy, outcome.Reason));
     }
 
-    /// <summary>Containers that should run on a host that is gone (or drained) go elsewhere; if they may not, their run is over.</summary>
+    /// <summary>
+    /// Containers that should run on a host that is gone (or drained) go elsewhere; if they may not, their run is over.
+    /// Off a gone host only once its lease has expired (plus a margin): until then its watchdog may not have fenced
+    /// them, and they may still run there.
+    /// </summary>
     private void MoveOrphans()
     {
         if (!_failover) return;
         if (!_cluster.State.Members.Any(m => m.Address == _cluster.SelfAddress && m.Status == Akka.Cluster.MemberStatus.Up)) return;
         // Every member, downed ones included: a downed member's shards move only once it is removed.
         var members = _cluster.State.Members.Select(m => m.Address.ToString()).ToHashSet();
+        var unreachable = _cluster.State.Unreachable.Select(m => m.Address.ToString()).ToHashSet();
         var byName = _nodes.ToDictionary(n => n.Name);
+        var awaiting = false;
         foreach (var c in _placed)
         {
             if (c.Desired != DesiredState.Running || _moving.ContainsKey(c.ContainerId)) continue;
             if (c.Status is not (ContainerStatus.Running or ContainerStatus.Paused or ContainerStatus.Restarting)) continue;
             if (!byName.TryGetValue(c.Node, out var node)) continue;
-            var gone = node.Status != NodeStatus.Ready || !members.Contains(node.Address);
+            var lease = _leases.GetValueOrDefault(c.Node);
+            var leaseExpired = lease is null || lease.ExpiredBy(_timing.MoveMargin);
+            var gone = node.Status != NodeStatus.Ready || !members.Contains(node.Address) || (lease is not null && leaseExpired);
             var drained = !gone && node.Availability == NodeAvailability.Drain;
             if (!gone && !drained) continue;
+            if (gone && !leaseExpired)
+            {
+                // Safety: never before the old host's lease has expired.
+                awaiting = true;
+                if (_waitLogged.Add((c.Node, lease!.Epoch)))
+                    _log.Info("scheduler: node {0} is gone; its containers move once its lease (epoch {1}) has expired, in {2:F1} s",
+                        c.Node, lease.Epoch, lease.ExpiresIn(_timing.MoveMargin).TotalSeconds);
+                continue;
+            }
+            if (gone && members.Contains(node.Address) && unreachable.Contains(node.Address))
+            {
+                // Fenced, but its member (and the shards on it) not yet removed: a move sent now could be lost there.
+                awaiting = true;
+                continue;
+            }
+            if (gone && lease is not null) RecordExpiry(c.Node, lease);
 
             var reason = gone
-                ? $"node {c.Node} left the cluster ({node.LeftReason ?? "no longer a member"})"
+                ? $"node {c.Node} left the cluster ({node.LeftReason ?? (lease is not null && leaseExpired ? $"its lease epoch {lease.Epoch} expired" : "no longer a member")})"
                 : $"node {c.Node} is drained";
             if (c.RestartPolicy == "no" && gone)
             {
@@ -300,16 +370,46 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
                 continue;
             }
             Add(outcome.Node, c.Memory, c.NanoCpus);
-            Move(c, outcome.Node.Name, fromAlive: !gone, $"{reason}; {outcome.Reason}");
+            Move(c, outcome.Node.Name, fromAlive: !gone, $"{reason}; {outcome.Reason}", gone ? lease?.Epoch ?? 0 : null);
         }
+        _awaitingLease = awaiting;
     }
 
-    private void Move(PlacedContainer c, string to, bool fromAlive, string reason)
+    /// <summary><see cref="HostLeaseExpired"/> on the node's stream, once per epoch (another scheduler's conflict is fine).</summary>
+    private void RecordExpiry(string node, HostLease lease)
+    {
+        if (!_expiryRecorded.Add((node, lease.Epoch))) return;
+        _log.Info("scheduler: the lease of node {0} (epoch {1}) expired at {2:O}", node, lease.Epoch, lease.ExpiresAt);
+        var journal = _journal;
+        var log = _log;
+        var self = _cluster.SelfAddress.ToString();
+        _ = Task.Run(async () =>
+        {
+            var key = NodeStreams.Key(node);
+            try
+            {
+                var stream = await journal.ReadAsync(key);
+                if (stream.Events.OfType<HostLeaseExpired>().Any(e => e.Epoch == lease.Epoch)) return;
+                await journal.AppendAsync(key, stream.Version, [new HostLeaseExpired(node, lease.Epoch, lease.ExpiresAt, DateTimeOffset.UtcNow)],
+                    EventStore.EventMetadata.From(RequestOrigin.System(), self));
+            }
+            catch (Exception ex) when (ex is EventStore.StreamVersionConflictException)
+            {
+            }
+            catch (Exception ex)
+            {
+                log.Warning("scheduler: could not record the expiry of {0}'s lease: {1}", node, ex.Message);
+            }
+        });
+    }
+
+    private void Move(PlacedContainer c, string to, bool fromAlive, string reason, long? expiredEpoch)
     {
         _moving[c.ContainerId] = to;
         _log.Info("scheduler: moving {0} from {1} to {2}: {3}", Short(c.ContainerId), c.Node, to, reason);
         var id = c.ContainerId;
-        _containers.Ask<object>(new RescheduleContainer(id, c.Node, to, fromAlive, reason, RequestOrigin.System()), fromAlive ? MoveTimeout : LostHostMoveTimeout)
+        _containers.Ask<object>(new RescheduleContainer(id, c.Node, to, fromAlive, reason, RequestOrigin.System(), expiredEpoch),
+                fromAlive ? MoveTimeout : LostHostMoveTimeout)
             .ContinueWith(t => new MoveFinished(id, to, t.IsCompletedSuccessfully
                 ? t.Result is CommandRejected r ? r.Message : null
                 : t.Exception?.GetBaseException().Message ?? "cancelled", t.Exception?.GetBaseException() is AskTimeoutException), TaskScheduler.Default)

@@ -34,9 +34,12 @@ public sealed record ContainerCreated(string ContainerId, string Name, Container
 [MessagePackObject(true)]
 public sealed record ContainerRenamed(string ContainerId, string OldName, string NewName, DateTimeOffset At) : IContainerEvent;
 
-/// <summary>Run <paramref name="Generation"/> began: the process is <paramref name="Pid"/> on <paramref name="Node"/>.</summary>
+/// <summary>
+/// Run <paramref name="Generation"/> began: the process is <paramref name="Pid"/> on <paramref name="Node"/>, under that
+/// host's lease epoch <paramref name="Epoch"/> (0: a host without leases).
+/// </summary>
 [MessagePackObject(true)]
-public sealed record ContainerStarted(string ContainerId, long Generation, string Node, int Pid, DateTimeOffset At) : IContainerEvent;
+public sealed record ContainerStarted(string ContainerId, long Generation, string Node, int Pid, DateTimeOffset At, long Epoch = 0) : IContainerEvent;
 
 /// <summary>The runtime could not start run <paramref name="Generation"/>.</summary>
 [MessagePackObject(true)]
@@ -92,10 +95,11 @@ public sealed record ContainerPlaced(string ContainerId, string Node, string Str
 
 /// <summary>
 /// The container moved from <paramref name="From"/> to <paramref name="To"/> (its host died or was drained); it
-/// starts there from its image, the writable layer of the old host is not carried over.
+/// starts there from its image, the writable layer of the old host is not carried over. <paramref name="FencingEpoch"/>:
+/// the old host's lease epoch whose expiry allowed the move (null for a drain, where the old run was stopped first).
 /// </summary>
 [MessagePackObject(true)]
-public sealed record ContainerRescheduled(string ContainerId, string From, string To, string Reason, DateTimeOffset At) : IContainerEvent;
+public sealed record ContainerRescheduled(string ContainerId, string From, string To, string Reason, DateTimeOffset At, long? FencingEpoch = null) : IContainerEvent;
 
 /// <summary>
 /// The container's host left the cluster while run <paramref name="Generation"/> was on it and it is not moved

@@ -23,11 +23,13 @@ public sealed record CreateContainer(string ContainerId, string Name, ContainerD
 /// <summary>
 /// Moves the container off <paramref name="From"/> to <paramref name="To"/> (sent by the scheduler). Ignored unless the
 /// container is still on <paramref name="From"/>. <paramref name="FromAlive"/>: the old host still runs (a drain), so
-/// the current run is stopped there first; otherwise the host is gone and so is the run.
+/// the current run is stopped there first; otherwise the host is gone and so is the run — proven by
+/// <paramref name="ExpiredEpoch"/>, the old host's lease epoch that has expired: a run started under a later epoch
+/// (the host came back) is not moved.
 /// </summary>
 [MessagePackObject(true)]
-public sealed record RescheduleContainer(string ContainerId, string From, string To, bool FromAlive, string Reason, RequestOrigin Origin)
-    : IContainerCommand;
+public sealed record RescheduleContainer(string ContainerId, string From, string To, bool FromAlive, string Reason, RequestOrigin Origin,
+    long? ExpiredEpoch = null) : IContainerCommand;
 
 /// <summary>The container's host is gone and it stays unplaced (see <see cref="ContainerNodeLost"/>).</summary>
 [MessagePackObject(true)]

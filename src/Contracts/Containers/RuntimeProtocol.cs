@@ -16,8 +16,9 @@ public interface IRuntimeMessage : IFlotillaMessage
 [MessagePackObject(true)]
 public sealed record RunContainerProcess(string ContainerId, string Name, long Generation, ContainerDefinition Definition) : IRuntimeMessage;
 
+/// <summary>The run started, under the host's lease epoch <paramref name="Epoch"/> (its fencing token; 0 without leases).</summary>
 [MessagePackObject(true)]
-public sealed record ContainerProcessStarted(string ContainerId, long Generation, int Pid, DateTimeOffset At) : IRuntimeMessage;
+public sealed record ContainerProcessStarted(string ContainerId, long Generation, int Pid, DateTimeOffset At, long Epoch = 0) : IRuntimeMessage;
 
 [MessagePackObject(true)]
 public sealed record ContainerProcessFailed(string ContainerId, long Generation, string Error, int ExitCode) : IRuntimeMessage;

@@ -8,6 +8,9 @@ namespace Flotilla.Contracts.Nodes;
 [Union(1, typeof(NodeLeft))]
 [Union(2, typeof(NodeDrained))]
 [Union(3, typeof(NodeActivated))]
+[Union(4, typeof(HostLeaseAcquired))]
+[Union(5, typeof(HostLeaseExpired))]
+[Union(6, typeof(ContainersFenced))]
 public interface INodeEvent : IFlotillaMessage
 {
     string Name { get; }
@@ -42,6 +45,25 @@ public sealed record NodeDrained(string Name, string User, DateTimeOffset At) : 
 /// <summary>The node takes containers again (<c>flotilla node activate</c>).</summary>
 [MessagePackObject(true)]
 public sealed record NodeActivated(string Name, string User, DateTimeOffset At) : INodeEvent;
+
+/// <summary>
+/// An engine took its host's lease (see docs/ARCHITECTURE.md, "Never twice"). <paramref name="Continued"/>: the
+/// previous engine's lease was still valid, so its containers are kept (re-adoption); otherwise
+/// <paramref name="PreviousEpoch"/>'s runs are fenced.
+/// </summary>
+[MessagePackObject(true)]
+public sealed record HostLeaseAcquired(string Name, long Epoch, bool Continued, long? PreviousEpoch, DateTimeOffset ExpiresAt, DateTimeOffset At) : INodeEvent;
+
+/// <summary>The lease of <paramref name="Epoch"/> expired (database time): no run of it may go on; its containers may be started elsewhere.</summary>
+[MessagePackObject(true)]
+public sealed record HostLeaseExpired(string Name, long Epoch, DateTimeOffset ExpiredAt, DateTimeOffset At) : INodeEvent;
+
+/// <summary>
+/// The host's containers were killed because its lease was not confirmed: by the host's watchdog
+/// (<paramref name="By"/> <c>watchdog</c>, recorded when the engine is back), or by the engine itself on losing the lease.
+/// </summary>
+[MessagePackObject(true)]
+public sealed record ContainersFenced(string Name, long Epoch, IReadOnlyList<string> ContainerIds, string By, string Reason, DateTimeOffset At) : INodeEvent;
 
 public static class NodeStreams
 {

@@ -69,7 +69,7 @@ public class SchedulerSpec(PostgresFixture postgres) : TestKit(ConfigurationFact
              new ContainerStarted("orphan", 1, "gone", 42, at)], Meta);
 
         var region = CreateTestProbe();
-        Sys.ActorOf(Scheduler.PropsFor(new ClusterQueries(_store), region.Ref, "spread", failover: true));
+        Sys.ActorOf(Scheduler.PropsFor(new ClusterQueries(_store), new HostLeaseStore(_store), _journal, LeaseTiming.Default, region.Ref, "spread", failover: true));
 
         // The first move is lost (never answered): the scheduler gives up on it after its short ask and sends it again
         // at once, not after the 20 s a drain's move may take.
@@ -89,12 +89,73 @@ public class SchedulerSpec(PostgresFixture postgres) : TestKit(ConfigurationFact
     }
 
     [Fact]
+    public async Task Containers_of_a_gone_host_move_only_after_its_lease_has_expired_and_the_move_names_the_expired_epoch()
+    {
+        await RegisterAsync("alive", Akka.Cluster.Cluster.Get(Sys).SelfAddress.ToString());
+        await RegisterAsync("gone", "akka.tcp://flotilla@127.0.0.1:1"); // no member: as after a removal
+        var leases = new HostLeaseStore(_store);
+        await leases.EnsureTableAsync();
+        var ttl = TimeSpan.FromSeconds(4);
+        var grant = await leases.AcquireAsync("gone", ttl); // its engine renewed just now: it may still run containers
+        var definition = ContainerDefinition.Minimal("busybox", "sha256:" + new string('a', 64), ["sleep", "300"]) with
+        {
+            RestartPolicy = new RestartPolicy("always", 0),
+        };
+        var at = DateTimeOffset.UtcNow;
+        await _journal.AppendAsync(ContainerStreams.Key("fenced"), 0,
+            [new ContainerCreated("fenced", "fenced", definition, "gone", at), new ContainerPlaced("fenced", "gone", "spread", "test", at),
+             new ContainerStarted("fenced", 1, "gone", 42, at, grant.Epoch)], Meta);
+
+        var region = CreateTestProbe();
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        Sys.ActorOf(Scheduler.PropsFor(new ClusterQueries(_store), leases, _journal, LeaseTiming.Default, region.Ref, "spread", failover: true));
+
+        // Not a member any more, but its lease holds: the host's watchdog may not have killed its containers yet.
+        region.ExpectNoMsg(ttl - TimeSpan.FromSeconds(0.7));
+        var move = region.ExpectMsg<RescheduleContainer>(TimeSpan.FromSeconds(4));
+        Assert.True(clock.Elapsed >= ttl + LeaseTiming.Default.MoveMargin - TimeSpan.FromSeconds(0.3), $"moved after {clock.Elapsed}");
+        Assert.Equal(("fenced", "gone", "alive", false, grant.Epoch), (move.ContainerId, move.From, move.To, move.FromAlive, move.ExpiredEpoch));
+        region.Reply(new ContainerCommandAccepted("fenced", [], 4));
+
+        // The expiry is on the node's stream, once.
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while ((await _journal.ReadAsync(NodeStreams.Key("gone"))).Events.OfType<HostLeaseExpired>().Count() != 1 && DateTime.UtcNow < deadline)
+            await Task.Delay(100);
+        Assert.Equal(grant.Epoch, Assert.Single((await _journal.ReadAsync(NodeStreams.Key("gone"))).Events.OfType<HostLeaseExpired>()).Epoch);
+    }
+
+    [Fact]
+    public async Task A_host_lease_continues_while_valid_and_takes_a_new_epoch_once_expired_after_which_the_old_one_cannot_be_renewed()
+    {
+        var leases = new HostLeaseStore(_store);
+        await leases.EnsureTableAsync();
+        var ttl = TimeSpan.FromSeconds(1);
+        var first = await leases.AcquireAsync("h", ttl);
+        Assert.Equal((1L, false, (long?)null), (first.Epoch, first.Continued, first.PreviousEpoch));
+        var again = await leases.AcquireAsync("h", ttl); // an engine restart within the lease
+        Assert.Equal((1L, true), (again.Epoch, again.Continued));
+        Assert.NotNull(await leases.RenewAsync("h", 1, ttl));
+
+        await Task.Delay(ttl + TimeSpan.FromMilliseconds(300));
+        Assert.Null(await leases.RenewAsync("h", 1, ttl)); // expired: lost for good
+        Assert.True((await leases.AllAsync())["h"].ExpiredBy(TimeSpan.Zero));
+        var next = await leases.AcquireAsync("h", ttl);
+        Assert.Equal((2L, false, (long?)1), (next.Epoch, next.Continued, next.PreviousEpoch));
+        Assert.Null(await leases.RenewAsync("h", 1, ttl)); // the old epoch stays dead
+        Assert.NotNull(await leases.RenewAsync("h", 2, ttl));
+
+        await leases.ReleaseAsync("h", 2);
+        Assert.True((await leases.AllAsync())["h"].ExpiredBy(TimeSpan.Zero));
+        Assert.Null(await leases.RenewAsync("h", 2, ttl));
+    }
+
+    [Fact]
     public async Task A_placement_whose_container_was_stored_and_removed_before_any_read_saw_it_stops_counting()
     {
         var self = Akka.Cluster.Cluster.Get(Sys).SelfAddress.ToString();
         await RegisterAsync("n1", self);
         await RegisterAsync("n2", self);
-        var scheduler = Sys.ActorOf(Scheduler.PropsFor(new ClusterQueries(_store), CreateTestProbe().Ref, "spread", failover: false));
+        var scheduler = Sys.ActorOf(Scheduler.PropsFor(new ClusterQueries(_store), new HostLeaseStore(_store), _journal, LeaseTiming.Default, CreateTestProbe().Ref, "spread", failover: false));
         Task<PlacementDecision> PlaceAsync(string id) =>
             scheduler.Ask<PlacementDecision>(new PlaceContainer(id, 0, 0, [], null), TimeSpan.FromSeconds(15));
 
