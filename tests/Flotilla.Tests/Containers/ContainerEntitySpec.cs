@@ -100,6 +100,25 @@ public class ContainerEntitySpec : TestKit, IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_move_off_a_gone_host_about_an_older_lease_epoch_than_the_current_run_changes_nothing()
+    {
+        // The run started under epoch 3 of n2: the host came back with a new lease after epoch 2 expired.
+        var definition = Create("c9").Definition with { RestartPolicy = new RestartPolicy("always", 0) };
+        var at = DateTimeOffset.UtcNow;
+        await _host.Journal.AppendAsync(ContainerStreams.Key("c9"), 0,
+            [new ContainerCreated("c9", "c9", definition, "n2", at), new ContainerStarted("c9", 1, "n2", 42, at, Epoch: 3)],
+            new EventMetadata("test", "node-test", "req-9", null));
+        var entity = Sys.ActorOf(ContainerEntity.PropsFor(_host, "c9"));
+
+        var reply = await entity.Ask<ContainerCommandAccepted>(
+            new RescheduleContainer("c9", "n2", "n1", false, "node n2 left the cluster", RequestOrigin.System(), ExpiredEpoch: 2), Wait);
+        Assert.Empty(reply.Events);
+        Assert.Equal(2, (await _host.Journal.ReadAsync(ContainerStreams.Key("c9"))).Version);
+        var snapshot = await entity.Ask<ContainerSnapshot>(new GetContainer("c9"), Wait);
+        Assert.Equal(("n2", "running"), (snapshot.Node, snapshot.Status));
+    }
+
+    [Fact]
     public async Task Renaming_a_missing_container_is_not_found()
     {
         var entity = Sys.ActorOf(ContainerEntity.PropsFor(_host, "c4"));
