@@ -3,6 +3,7 @@ using Flotilla.Gateway;
 using Flotilla.NodeRuntime.Host;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 
 namespace Flotilla.Cli.Hosting;
 
@@ -12,13 +13,18 @@ public static class ClusterProcessHost
     public static async Task<int> RunAsync(ProcessSettings settings, string connectionString, string? runtime, CancellationToken cancellationToken)
     {
         DataRootPermissions.Secure(settings.DataRoot);
+        // First of all, the host lease: a restarted engine must confirm it before its watchdog's deadline passes.
+        using var logging = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).AddFilter("Npgsql", LogLevel.Warning));
+        var lease = FlotillaProcess.HostLease(settings, connectionString, logging);
+        if (lease is not null) await lease.TakeAsync(cancellationToken);
         var facts = await HostFacts.ProbeAsync(settings.IsNode ? runtime : null, cancellationToken);
         if (settings.IsNode && facts.OciRuntimePath is null)
         {
             Console.Error.WriteLine("flotilla node: no OCI runtime (runc or crun) found; install one (scripts/install-deps.sh)");
+            if (lease is not null) await lease.ReleaseAsync(CancellationToken.None);
             return 1;
         }
-        await using var app = FlotillaProcess.Build(settings, connectionString, facts);
+        await using var app = FlotillaProcess.Build(settings, connectionString, facts, lease: lease);
         await app.StartAsync(cancellationToken);
         var system = app.Services.GetRequiredService<ActorSystem>();
         await AllInOneHost.WhenMemberUp(system).WaitAsync(TimeSpan.FromMinutes(2), cancellationToken);

@@ -113,8 +113,9 @@ public static class FlotillaProcess
         : settings.PeerApi is { } peer && settings.Tls is not null ? new ClusterEndpoint(true, Dialable(settings, peer)).Register()
         : DialableEndpoint(settings);
 
+    /// <param name="lease">This host's lease (<see cref="HostLease"/>), taken already or taken when the process starts; null: none.</param>
     public static WebApplication Build(ProcessSettings settings, string connectionString, HostFacts facts,
-        string schema = FlotillaStore.DefaultSchema, Action<IServiceCollection>? configureServices = null)
+        string schema = FlotillaStore.DefaultSchema, Action<IServiceCollection>? configureServices = null, HostLeaseKeeper? lease = null)
     {
         // Before any store opens its directories: an older version's 0755 tree is closed here.
         DataRootPermissions.Secure(settings.DataRoot);
@@ -142,7 +143,13 @@ public static class FlotillaProcess
         builder.Logging.AddFilter("Microsoft", LogLevel.Warning).AddFilter("Marten", LogLevel.Warning)
             .AddFilter("Npgsql", LogLevel.Warning).AddFilter("JasperFx", LogLevel.Warning);
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(20));
-        if (settings.IsNode && settings.HandsOverContainers && facts.OciRuntimePath is not null) AddHostLease(builder.Services, settings);
+        if (lease is not null)
+        {
+            // Before the cluster's services: its events are recorded, and its renewals go on, before the actor system starts.
+            builder.Services.AddSingleton(lease);
+            builder.Services.AddSingleton(lease.Fence);
+            builder.Services.AddHostedService(sp => lease.Attach(sp.GetRequiredService<IEventJournal>()));
+        }
         builder.Services.AddFlotillaCluster(cluster, self);
         // Every process keeps image content: nodes run from it; a gateway holds what is imported, loaded or
         // built through it, and peers fetch it from there.
@@ -182,21 +189,21 @@ public static class FlotillaProcess
     }
 
     /// <summary>
-    /// A host of a multi-host cluster runs containers only under its lease, with a watchdog that outlives the engine.
-    /// Registered before the cluster's services: the lease is taken before the actor system (and the runtime's
-    /// re-adoption) starts. The all-in-one has none: nobody else could start its containers, and they outlive it.
+    /// A host of a multi-host cluster runs containers only under its lease, with a watchdog that outlives the engine
+    /// (see <see cref="HostLeaseKeeper"/>). The all-in-one has none: nobody else could start its containers, and they
+    /// outlive it. Taken by <see cref="ClusterProcessHost"/> before anything else is built, so an engine restart
+    /// confirms the lease as early as it can.
     /// </summary>
-    private static void AddHostLease(IServiceCollection services, ProcessSettings settings)
+    public static HostLeaseKeeper? HostLease(ProcessSettings settings, string connectionString, ILoggerFactory logging,
+        string schema = FlotillaStore.DefaultSchema)
     {
+        if (!settings.IsNode || !settings.HandsOverContainers) return null;
         var paths = WatchdogPaths.Of(settings.DataRoot);
-        services.AddSingleton(HostFence.Leased());
-        services.AddSingleton(new CgroupFence(settings.CgroupParent));
-        services.AddSingleton(sp => new WatchdogClient(paths, SelfCommand("watchdog", "--data", settings.DataRoot, "--cgroup-parent", settings.CgroupParent),
-            message => sp.GetRequiredService<ILogger<WatchdogClient>>().LogInformation("{Message}", message)));
-        services.AddSingleton(sp => new HostLeaseKeeper(sp.GetRequiredService<HostLeaseStore>(), sp.GetRequiredService<HostFence>(),
-            sp.GetRequiredService<WatchdogClient>(), sp.GetRequiredService<CgroupFence>(), sp.GetRequiredService<IEventJournal>(),
-            settings.NodeName, sp.GetService<LeaseTiming>() ?? LeaseTiming.Default, sp.GetRequiredService<ILogger<HostLeaseKeeper>>()));
-        services.AddHostedService(sp => sp.GetRequiredService<HostLeaseKeeper>());
+        var log = logging.CreateLogger<HostLeaseKeeper>();
+        var watchdog = new WatchdogClient(paths, SelfCommand("watchdog", "--data", settings.DataRoot, "--cgroup-parent", settings.CgroupParent),
+            message => log.LogInformation("{Message}", message));
+        return new HostLeaseKeeper(new HostLeaseStore(connectionString, schema), HostFence.Leased(), watchdog, new CgroupFence(settings.CgroupParent),
+            settings.NodeName, LeaseTiming.Default, log);
     }
 
     /// <summary>This program's own command line with other arguments: <c>dotnet flotilla.dll …</c> or the app host.</summary>

@@ -154,6 +154,8 @@ public static class FlotillaClusterHosting
                     CoordinatedShutdown.Get(system).AddTask(CoordinatedShutdown.PhaseBeforeServiceUnbind, "hand-over-containers", async () =>
                     {
                         var downed = CoordinatedShutdown.Get(system).ShutdownReason is CoordinatedShutdown.ClusterDowningReason;
+                        // No new run from here on (a restart policy would start one while the others stop).
+                        sp.GetService<NodeRuntime.Fencing.HostFence>()?.Revoke("the node is leaving the cluster");
                         // Downed: the survivors are starting these already, so no grace period to speak of.
                         var stopped = await runtime.StopAllAsync(TimeSpan.FromSeconds(downed ? 1 : 5));
                         system.Log.Warning("Node {0} leaves the cluster: stopped its {1} running container(s)", options.NodeName, stopped);

@@ -24,34 +24,49 @@ public sealed record LeaseTiming(TimeSpan Ttl, TimeSpan RenewEvery, TimeSpan Kil
 }
 
 /// <summary>
-/// Holds this host's lease while the engine runs: takes it before anything else starts (the same epoch when the
-/// previous engine's lease is still valid — re-adoption — else a new one, fencing whatever ran before), renews it,
-/// and passes every renewal on to the <see cref="HostFence"/> (the runtime's own check) and the host's watchdog. A lost
-/// lease (it expired before a renewal got through) kills every container here and ends the process (<see cref="Lost"/>):
-/// the scheduler may be starting them elsewhere already.
+/// Holds this host's lease while the engine runs: takes it before anything else is built (<see cref="TakeAsync"/>:
+/// the same epoch when the previous engine's lease is still valid — re-adoption — else a new one, fencing whatever ran
+/// before), renews it, and passes every renewal on to the <see cref="HostFence"/> (the runtime's own check) and the
+/// host's watchdog. A lost lease (it expired before a renewal got through) kills every container here and ends the
+/// process (<see cref="Lost"/>): the scheduler may be starting them elsewhere already. Its events wait until the event
+/// store is up (<see cref="Attach"/>, as a hosted service).
 /// </summary>
 public sealed class HostLeaseKeeper(
     HostLeaseStore store,
     HostFence fence,
     WatchdogClient watchdog,
     CgroupFence cgroups,
-    IEventJournal journal,
     string host,
     LeaseTiming timing,
-    ILogger<HostLeaseKeeper> log) : IHostedService
+    ILogger log) : IHostedService
 {
     private readonly TaskCompletionSource<string> _lost = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stop = new();
+    private readonly Lock _lock = new();
+    private readonly List<INodeEvent> _unrecorded = [];
+    private IEventJournal? _journal;
     private Task _renewing = Task.CompletedTask;
     private long _epoch;
+    private bool _taken;
 
     /// <summary>Completes with the reason when the lease was lost; the process should exit.</summary>
     public Task<string> Lost => _lost.Task;
 
     public long Epoch => Volatile.Read(ref _epoch);
 
-    public async Task StartAsync(CancellationToken cancellationToken)
+    public HostFence Fence => fence;
+
+    /// <summary>Where this keeper's events go once the event store is up; what happened before is recorded then.</summary>
+    public HostLeaseKeeper Attach(IEventJournal journal)
     {
+        _journal = journal;
+        return this;
+    }
+
+    /// <summary>Takes the lease, confirms the fence and the watchdog, and starts renewing. Idempotent.</summary>
+    public async Task TakeAsync(CancellationToken cancellationToken)
+    {
+        if (_taken) return;
         LeaseGrant grant;
         long sent;
         for (var attempt = 1; ; attempt++)
@@ -71,13 +86,16 @@ public sealed class HostLeaseKeeper(
                 await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
             }
         }
+        _taken = true;
+        await ConfirmWatchdogAsync(grant.Epoch, Deadline(sent), cancellationToken);
+        _renewing = Task.Run(() => RenewLoopAsync(_stop.Token), CancellationToken.None);
         log.LogInformation("Host lease of {Host}: epoch {Epoch} ({How})", host, grant.Epoch,
             grant.Continued ? "continued: containers kept" : grant.PreviousEpoch is { } p ? $"epoch {p} had expired: its runs are fenced" : "first");
-        await RecordAsync(new HostLeaseAcquired(host, grant.Epoch, grant.Continued, grant.PreviousEpoch, grant.ExpiresAt, DateTimeOffset.UtcNow));
+        Record(new HostLeaseAcquired(host, grant.Epoch, grant.Continued, grant.PreviousEpoch, grant.ExpiresAt, DateTimeOffset.UtcNow));
 
         // What the watchdog fenced while the engine was away.
         foreach (var fenced in HostWatchdog.TakeRecords(watchdog.Paths))
-            await RecordAsync(new ContainersFenced(host, fenced.Epoch, fenced.ContainerIds, "watchdog", fenced.Reason, fenced.At));
+            Record(new ContainersFenced(host, fenced.Epoch, fenced.ContainerIds, "watchdog", fenced.Reason, fenced.At));
         if (!grant.Continued && grant.PreviousEpoch is { } previous)
         {
             // The watchdog should have done this before the old lease expired; if it could not (it was not running),
@@ -86,16 +104,19 @@ public sealed class HostLeaseKeeper(
             if (killed.Count > 0)
             {
                 log.LogWarning("Killed {Count} container(s) of the expired lease epoch {Epoch}", killed.Count, previous);
-                await RecordAsync(new ContainersFenced(host, previous, killed, "engine", "the lease had expired while the engine was away", DateTimeOffset.UtcNow));
+                Record(new ContainersFenced(host, previous, killed, "engine", "the lease had expired while the engine was away", DateTimeOffset.UtcNow));
             }
         }
-        await ConfirmWatchdogAsync(grant.Epoch, Deadline(sent), cancellationToken);
-        _renewing = Task.Run(() => RenewLoopAsync(_stop.Token), CancellationToken.None);
     }
 
-    private long Deadline(long sent) => sent + Ticks(timing.ConfirmFor);
+    /// <summary>As a hosted service: the lease (if not taken yet), then the events so far.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        await TakeAsync(cancellationToken);
+        await FlushAsync();
+    }
 
-    private static long Ticks(TimeSpan span) => (long)(span.TotalSeconds * Stopwatch.Frequency);
+    private long Deadline(long sent) => sent + (long)(timing.ConfirmFor.TotalSeconds * Stopwatch.Frequency);
 
     private async Task RenewLoopAsync(CancellationToken cancellationToken)
     {
@@ -156,7 +177,8 @@ public sealed class HostLeaseKeeper(
         fence.Revoke("the host lease was lost: " + reason);
         var killed = cgroups.KillAll();
         log.LogError("Host lease of {Host} (epoch {Epoch}) lost: {Reason}; killed {Count} container(s); exiting", host, epoch, reason, killed.Count);
-        await RecordAsync(new ContainersFenced(host, epoch, killed, "engine", reason, DateTimeOffset.UtcNow));
+        Record(new ContainersFenced(host, epoch, killed, "engine", reason, DateTimeOffset.UtcNow));
+        await FlushAsync();
         _lost.TrySetResult(reason);
     }
 
@@ -200,24 +222,40 @@ public sealed class HostLeaseKeeper(
         await _renewing.WaitAsync(cancellationToken);
     }
 
-    private async Task RecordAsync(INodeEvent e)
+    private void Record(INodeEvent e)
     {
-        var key = NodeStreams.Key(host);
-        for (var attempt = 0; attempt < 4; attempt++)
+        lock (_lock) _unrecorded.Add(e);
+        if (_journal is not null) _ = FlushAsync();
+    }
+
+    private async Task FlushAsync()
+    {
+        if (_journal is not { } journal) return;
+        List<INodeEvent> pending;
+        lock (_lock)
         {
-            try
+            pending = [.. _unrecorded];
+            _unrecorded.Clear();
+        }
+        var key = NodeStreams.Key(host);
+        foreach (var e in pending)
+        {
+            for (var attempt = 0; attempt < 4; attempt++)
             {
-                var version = await journal.VersionAsync(key);
-                await journal.AppendAsync(key, version, [e], EventMetadata.From(RequestOrigin.System(), host));
-                return;
-            }
-            catch (StreamVersionConflictException)
-            {
-            }
-            catch (Exception ex)
-            {
-                log.LogWarning("Could not record {Event} for {Host}: {Message}", e.GetType().Name, host, ex.Message);
-                return;
+                try
+                {
+                    var version = await journal.VersionAsync(key);
+                    await journal.AppendAsync(key, version, [e], EventMetadata.From(RequestOrigin.System(), host));
+                    break;
+                }
+                catch (StreamVersionConflictException)
+                {
+                }
+                catch (Exception ex)
+                {
+                    log.LogWarning("Could not record {Event} for {Host}: {Message}", e.GetType().Name, host, ex.Message);
+                    break;
+                }
             }
         }
     }

@@ -22,16 +22,36 @@ public sealed record LeaseGrant(long Epoch, bool Continued, long? PreviousEpoch,
 /// database's clock (<c>clock_timestamp()</c>) so no host's clock matters. A lease is renewed only while it has not
 /// expired; once it has, the next holder gets a higher epoch — the fencing token every run carries.
 /// </summary>
-public sealed class HostLeaseStore(IDocumentStore store)
+public sealed class HostLeaseStore
 {
     /// <summary>An arbitrary advisory lock key ("hostleas") taken while the table is made.</summary>
     private const long TableLockKey = 0x686F73746C656173;
 
-    private string Table => $"{store.Options.DatabaseSchemaName}.host_lease";
+    private readonly Func<NpgsqlConnection> _connect;
+    private readonly string _schema;
+
+    /// <summary>Through the event store's database.</summary>
+    public HostLeaseStore(IDocumentStore store)
+    {
+        _connect = store.Storage.Database.CreateConnection;
+        _schema = store.Options.DatabaseSchemaName;
+    }
+
+    /// <summary>
+    /// Straight from a connection string: a starting engine takes its lease before anything else is built (the event
+    /// store included), so a restart confirms it as early as it can.
+    /// </summary>
+    public HostLeaseStore(string connectionString, string schema)
+    {
+        _connect = () => new NpgsqlConnection(connectionString);
+        _schema = schema;
+    }
+
+    private string Table => $"{_schema}.host_lease";
 
     private async Task<NpgsqlConnection> OpenAsync(CancellationToken cancellationToken)
     {
-        var connection = store.Storage.Database.CreateConnection();
+        var connection = _connect();
         await connection.OpenAsync(cancellationToken);
         return connection;
     }
@@ -43,7 +63,7 @@ public sealed class HostLeaseStore(IDocumentStore store)
         await Execute(connection, $"SELECT pg_advisory_lock({TableLockKey})", cancellationToken);
         try
         {
-            await Execute(connection, $"CREATE SCHEMA IF NOT EXISTS {store.Options.DatabaseSchemaName}", cancellationToken);
+            await Execute(connection, $"CREATE SCHEMA IF NOT EXISTS {_schema}", cancellationToken);
             await Execute(connection, $"""
                 CREATE TABLE IF NOT EXISTS {Table} (
                     host text PRIMARY KEY,
