@@ -82,7 +82,7 @@ public class ImageConflictSpec(RunningFlotilla flotilla) : IClassFixture<Running
         }
         Assert.True(File.Exists(layerBlob), "the container's layer blob is kept");
 
-        if (state == State.Running) await DockerOk("kill", container);
+        if (state == State.Running) await KillAsync(container);
         var started = await flotilla.RunDockerAsync("start", "-a", container);
         Assert.True(started.ExitCode == 0, $"docker start -a after rmi: {started}");
         Assert.Equal(StartedLine, started.Stdout.Trim());
@@ -177,7 +177,7 @@ public class ImageConflictSpec(RunningFlotilla flotilla) : IClassFixture<Running
         Assert.Contains($"deleted: {parent}", pruned);
         Assert.DoesNotContain("deleted:", await DockerOk("image", "prune", "-a", "-f"));
 
-        await DockerOk("kill", running);
+        await KillAsync(running);
         foreach (var container in new[] { created, exited, running, untagged })
         {
             var started = await flotilla.RunDockerAsync("start", "-a", container);
@@ -185,6 +185,13 @@ public class ImageConflictSpec(RunningFlotilla flotilla) : IClassFixture<Running
             Assert.Equal(StartedLine, started.Stdout.Trim());
             await DockerOk("rm", "-f", container);
         }
+    }
+
+    /// <summary>kill returns once the signal is sent (as dockerd's): wait for the exit before the next start.</summary>
+    private async Task KillAsync(string container)
+    {
+        await DockerOk("kill", container);
+        await DockerOk("wait", container);
     }
 
     private static void Refused(ProcessResult result, string message)
