@@ -12,6 +12,8 @@ public sealed class ContainerView
     /// <summary>The image as the user named it.</summary>
     public string Image { get; set; } = "";
     public string ImageId { get; set; } = "";
+    /// <summary>The image's layers (DiffIDs) the container runs on: image GC keeps them even once the image itself is removed.</summary>
+    public List<string> ImageLayers { get; set; } = [];
     public string Command { get; set; } = "";
     public DesiredState Desired { get; set; }
     /// <summary>Docker's status word: created, running, paused, restarting, exited, dead.</summary>
@@ -42,6 +44,7 @@ public sealed class ContainerViewProjection : SingleStreamProjection<ContainerVi
         Name = e.Name,
         Image = e.Definition.Image,
         ImageId = e.Definition.ImageId,
+        ImageLayers = [.. e.Definition.ImageLayers],
         Command = string.Join(' ', e.Definition.Args.Select(Quote)),
         Desired = DesiredState.Created,
         Status = ContainerStatus.Created,

@@ -75,57 +75,148 @@ public sealed class ImageService(IDocumentStore store, IRequiredActor<ImageEntit
     public Task RecordReplicaAsync(RecordImageReplica command) => AskAsync(command);
 
     /// <summary>
-    /// Docker's <c>rmi</c>: by reference it untags, and deletes the image once nothing names it; by id it
-    /// deletes, refusing (unless forced) an image that several references name. Images used by
-    /// containers are refused.
+    /// Docker's <c>rmi</c>, by moby's rules (daemon/images/image_delete.go). By reference: refused without
+    /// <paramref name="force"/> when it is the image's only tag and a container (any state) uses the image; else the tag
+    /// goes, and the image too once nothing names it, unless something still needs it (a child image, a running
+    /// container, or without force a stopped one): then it stays, untagged. By id: refused (even forced) for a child
+    /// image or a running container, and without force for several tags or a stopped container.
+    /// With <paramref name="pruneParents"/> (Docker's default, <c>noprune</c> off), a deleted image's untagged parents
+    /// that nothing needs go with it. A container keeps its layers even when its image goes (see the image GC).
     /// </summary>
-    public async Task<IReadOnlyList<ImageDeleteItem>> RemoveAsync(ImageView image, string? byReference, bool force,
-        RequestOrigin origin, CancellationToken cancellationToken = default)
+    /// <param name="named">The name as the client wrote it, for Docker's messages.</param>
+    public async Task<IReadOnlyList<ImageDeleteItem>> RemoveAsync(ImageView image, string? byReference, string named, bool force,
+        bool pruneParents, RequestOrigin origin, CancellationToken cancellationToken = default)
     {
-        var shortId = image.ImageId[7..19];
         var users = await ContainersUsingAsync(image, cancellationToken);
+        var hasChildren = await HasChildrenAsync(image.ImageId, cancellationToken);
         var result = new List<ImageDeleteItem>();
 
-        if (byReference is not null && image.RepoTags.Contains(byReference))
+        if (byReference is not null)
         {
-            if (users.Count > 0 && image.RepoTags.Count == 1 && !force)
+            if (!force && image.RepoTags.Count == 1 && users.Count > 0)
                 throw new OperationRejectedException(RejectionCode.Conflict,
-                    $"conflict: unable to remove repository reference \"{byReference}\" (must force) - container {users[0].ContainerId[..12]} is using its referenced image {shortId}");
+                    $"conflict: unable to remove repository reference \"{named}\" (must force) - container {ShortId(users[0].ContainerId)} is using its referenced image {ShortId(image.ImageId)}");
             await AskAsync(new UntagImage(image.ImageId, byReference, "rmi", origin));
             result.Add(new ImageDeleteItem(byReference, null));
-            if (image.RepoTags.Count > 1 || users.Count > 0) return result;
+            // The image itself is then deleted quietly: whatever still needs it keeps it, untagged.
+            if (image.RepoTags.Count > 1 || DeleteConflict(image.ImageId, users, hasChildren, force, multipleReferences: false) is not null)
+                return result;
         }
         else
         {
-            if (users.Count > 0)
-                throw new OperationRejectedException(RejectionCode.Conflict, force
-                    ? $"conflict: unable to delete {shortId} (cannot be forced) - image is being used by container {users[0].ContainerId[..12]}"
-                    : $"conflict: unable to delete {shortId} (must be forced) - image is being used by stopped container {users[0].ContainerId[..12]}");
-            if (image.RepoTags.Count > 1 && !force)
-                throw new OperationRejectedException(RejectionCode.Conflict,
-                    $"conflict: unable to delete {shortId} (must be forced) - image is referenced in multiple repositories");
+            if (DeleteConflict(image.ImageId, users, hasChildren, force, multipleReferences: image.RepoTags.Count > 1) is { } conflict)
+                throw new OperationRejectedException(RejectionCode.Conflict, conflict);
             result.AddRange(image.RepoTags.Select(t => new ImageDeleteItem(t, null)));
         }
         await AskAsync(new RemoveImage(image.ImageId, origin));
         result.Add(new ImageDeleteItem(null, image.ImageId));
+
+        for (var parentId = image.Parent; pruneParents && parentId is not null;)
+        {
+            if (await GetAsync(parentId, cancellationToken) is not { RepoTags.Count: 0 } parent) break;
+            var parentUsers = await ContainersUsingAsync(parent, cancellationToken);
+            if (DeleteConflict(parent.ImageId, parentUsers, await HasChildrenAsync(parent.ImageId, cancellationToken), force: false,
+                    multipleReferences: false) is not null)
+                break;
+            await AskAsync(new RemoveImage(parent.ImageId, origin));
+            result.Add(new ImageDeleteItem(null, parent.ImageId));
+            parentId = parent.Parent;
+        }
         return result;
     }
 
-    /// <summary>The containers whose image this is (by id, or by one of its references).</summary>
+    /// <summary>
+    /// moby's delete conflicts, in its order: hard ones (a child image, a running container) refuse even a forced
+    /// delete; soft ones (several references, a stopped container) only an unforced one. Null: none.
+    /// </summary>
+    private static string? DeleteConflict(string imageId, IReadOnlyList<ContainerView> users, bool hasChildren, bool force,
+        bool multipleReferences)
+    {
+        var hard = hasChildren ? "image has dependent child images"
+            : users.FirstOrDefault(IsRunning) is { } running ? $"image is being used by running container {ShortId(running.ContainerId)}"
+            : null;
+        if (hard is not null) return $"conflict: unable to delete {ShortId(imageId)} (cannot be forced) - {hard}";
+        if (force) return null;
+        var soft = multipleReferences ? "image is referenced in multiple repositories"
+            : users.FirstOrDefault(u => !IsRunning(u)) is { } stopped ? $"image is being used by stopped container {ShortId(stopped.ContainerId)}"
+            : null;
+        return soft is null ? null : $"conflict: unable to delete {ShortId(imageId)} (must be forced) - {soft}";
+    }
+
+    /// <summary>Docker's "running" for image conflicts: a process exists (paused and restarting count).</summary>
+    private static bool IsRunning(ContainerView container) =>
+        container.Status is ContainerStatus.Running or ContainerStatus.Paused or ContainerStatus.Restarting;
+
+    /// <summary>Docker's short id: 12 hex digits, without <c>sha256:</c>.</summary>
+    private static string ShortId(string id) => (id.StartsWith("sha256:", StringComparison.Ordinal) ? id[7..] : id)[..12];
+
+    /// <summary>
+    /// Docker's <c>image prune</c> (moby's image_prune.go): every image (or only untagged ones when
+    /// <paramref name="danglingOnly"/>) that <paramref name="matches"/> the filters, except untagged images with children,
+    /// is removed as <c>rmi</c> would without force (by each tag, or by id), with its unneeded parents; what a container or
+    /// a child image still needs is a conflict and skipped.
+    /// </summary>
+    public async Task<IReadOnlyList<ImageDeleteItem>> PruneAsync(bool danglingOnly, Func<ImageView, bool> matches, RequestOrigin origin,
+        CancellationToken cancellationToken = default)
+    {
+        var all = await ListAsync(cancellationToken);
+        var parents = all.Where(i => i.Parent is not null).Select(i => i.Parent!).ToHashSet(StringComparer.Ordinal);
+        var candidates = all.Where(i => !(i.RepoTags.Count == 0 && parents.Contains(i.ImageId)))
+            .Where(i => !danglingOnly || i.RepoTags.Count == 0)
+            .Where(matches)
+            .ToList();
+        var result = new List<ImageDeleteItem>();
+        foreach (var candidate in candidates)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            // Read again each time: an earlier removal may have taken this image (a parent) or some of its tags.
+            foreach (var tag in candidate.RepoTags.Count == 0 ? [null] : candidate.RepoTags.ToList<string?>())
+            {
+                if (await GetAsync(candidate.ImageId, cancellationToken) is not { } image) break;
+                if (tag is not null && !image.RepoTags.Contains(tag)) continue;
+                try
+                {
+                    result.AddRange(await RemoveAsync(image, tag, tag ?? image.ImageId, force: false, pruneParents: true, origin, cancellationToken));
+                }
+                catch (OperationRejectedException ex) when (ex.Code is RejectionCode.Conflict or RejectionCode.NotFound)
+                {
+                    // In use, or gone meanwhile: prune skips it, as moby does.
+                }
+            }
+        }
+        return result;
+    }
+
+    /// <summary>The image with this id, if it exists.</summary>
+    public async Task<ImageView?> GetAsync(string imageId, CancellationToken cancellationToken = default)
+    {
+        await using var session = store.QuerySession();
+        return await session.LoadAsync<ImageView>(ImageStreams.Key(imageId), cancellationToken);
+    }
+
+    /// <summary>
+    /// The containers whose image this is, oldest first, in any state and on any node (the cluster's read model).
+    /// By id, as moby compares them: the name a container was created with may since point elsewhere.
+    /// </summary>
     public async Task<IReadOnlyList<ContainerView>> ContainersUsingAsync(ImageView image, CancellationToken cancellationToken = default)
     {
         await using var session = store.QuerySession();
-        var names = image.RepoTags.Append(image.ImageId).ToList();
-        return await session.Query<ContainerView>().Where(c => names.Contains(c.Image)).ToListAsync(cancellationToken);
+        return await session.Query<ContainerView>().Where(c => c.ImageId == image.ImageId).OrderBy(c => c.CreatedAt)
+            .ToListAsync(cancellationToken);
+    }
+
+    private async Task<bool> HasChildrenAsync(string imageId, CancellationToken cancellationToken)
+    {
+        await using var session = store.QuerySession();
+        return await session.Query<ImageView>().AnyAsync(i => i.Parent == imageId, cancellationToken);
     }
 
     /// <summary>How many containers use each image id, for listings.</summary>
     public async Task<IReadOnlyDictionary<string, int>> ContainerCountsByImageAsync(CancellationToken cancellationToken = default)
     {
         await using var session = store.QuerySession();
-        var images = await session.Query<ImageView>().ToListAsync(cancellationToken);
-        var containers = await session.Query<ContainerView>().Select(c => c.Image).ToListAsync(cancellationToken);
-        return images.ToDictionary(i => i.ImageId, i => containers.Count(c => c == i.ImageId || i.RepoTags.Contains(c)));
+        var containers = await session.Query<ContainerView>().Select(c => c.ImageId).ToListAsync(cancellationToken);
+        return containers.GroupBy(id => id).ToDictionary(g => g.Key, g => g.Count());
     }
 
     private async Task<ImageView?> HolderOfAsync(string reference, CancellationToken cancellationToken)

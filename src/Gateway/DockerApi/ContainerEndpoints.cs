@@ -106,6 +106,14 @@ public static class ContainerEndpoints
             name => new ContainerMount("volume", volumes.Ensure(name), "", false, name));
         var (id, _) = await Containers(context).CreateScheduledAsync(context.Request.Query["name"].ToString(), definition,
             Origin(context), context.RequestAborted);
+        // An rmi that raced this create: it found no container, then removed the image and ran the image GC. Either the
+        // GC read this container (its layers are kept) or this read sees the image gone (both sides write, then read the
+        // other's write): then the container goes, as if the create had come second.
+        if (await images.GetAsync(image.ImageId, CancellationToken.None) is null)
+        {
+            await Containers(context).SendAsync(new RemoveContainer(id, true, Origin(context)));
+            throw new OperationRejectedException(RejectionCode.NotFound, $"No such image: {imageText}");
+        }
         await JsonReply.WriteAsync(context, new { Id = id, Warnings = Array.Empty<string>() }, StatusCodes.Status201Created);
     });
 

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Flotilla.Cluster;
+using Flotilla.Cluster.Audit;
 using Flotilla.Cluster.Images;
 using Flotilla.Contracts;
 using Flotilla.Contracts.Images;
@@ -225,35 +226,48 @@ public static class ImageEndpoints
         var image = await ResolveAsync(context, name);
         var normalized = Normalize(name);
         var byReference = normalized is not null && image.RepoTags.Contains(normalized) ? normalized : null;
-        var force = Flag(context, "force");
-        var items = await Images(context).RemoveAsync(image, byReference, force, Origin(context), context.RequestAborted);
+        var items = await Images(context).RemoveAsync(image, byReference, name, Flag(context, "force"), pruneParents: !Flag(context, "noprune"),
+            Origin(context), context.RequestAborted);
         if (items.Any(i => i.Deleted is not null)) await CollectGarbageAsync(context);
-        await JsonReply.WriteAsync(context, items.Select(i => i.Untagged is not null
-            ? (object)new { Untagged = Familiar(i.Untagged) }
-            : new { Deleted = i.Deleted }).ToList());
+        await JsonReply.WriteAsync(context, items.Select(DeleteRecord).ToList());
     }
+
+    private static object DeleteRecord(ImageDeleteItem item) =>
+        item.Untagged is not null ? new { Untagged = Familiar(item.Untagged) } : new { Deleted = item.Deleted };
 
     // POST /images/prune?filters=
     private static Task PruneAsync(HttpContext context) => Guarded(context, async () =>
     {
         var filters = DockerFilters.Parse(context.Request.Query["filters"]);
         filters.Validate("dangling", "label", "until");
-        var danglingOnly = filters.Get("dangling") is not ["false" or "0", ..];
-        var deleted = new List<object>();
-        long reclaimed = 0;
-        foreach (var image in await Images(context).ListAsync(context.RequestAborted))
+        var danglingOnly = filters.Get("dangling") switch
         {
-            if (danglingOnly && image.RepoTags.Count > 0) continue;
-            if ((await Images(context).ContainersUsingAsync(image, context.RequestAborted)).Count > 0) continue;
-            var items = await Images(context).RemoveAsync(image, null, force: true, Origin(context), context.RequestAborted);
-            deleted.AddRange(items.Select(i => i.Untagged is not null ? (object)new { Untagged = Familiar(i.Untagged) } : new { Deleted = i.Deleted }));
-            reclaimed += image.Size;
-        }
-        if (deleted.Count > 0) reclaimed = await CollectGarbageAsync(context);
-        await JsonReply.WriteAsync(context, new { ImagesDeleted = deleted.Count == 0 ? null : deleted, SpaceReclaimed = reclaimed });
+            [] => true,
+            ["true" or "1"] => true,
+            ["false" or "0"] => false,
+            var other => throw new FormatException($"invalid filter 'dangling={string.Join(',', other)}'"),
+        };
+        var until = filters.Get("until") switch
+        {
+            [] => (DateTimeOffset?)null,
+            [var u] => AuditTime.Parse(u, DateTimeOffset.UtcNow),
+            _ => throw new FormatException("more than one until filter specified"),
+        };
+        var labels = filters.Get("label");
+        bool Matches(ImageView image) =>
+            (until is null || image.Created <= until) && labels.All(label => label.IndexOf('=') is var eq && eq < 0
+                ? image.Labels.ContainsKey(label)
+                : image.Labels.TryGetValue(label[..eq], out var v) && v == label[(eq + 1)..]);
+
+        var items = await Images(context).PruneAsync(danglingOnly, Matches, Origin(context), context.RequestAborted);
+        var reclaimed = items.Any(i => i.Deleted is not null) ? await CollectGarbageAsync(context) : 0;
+        await JsonReply.WriteAsync(context, new { ImagesDeleted = items.Count == 0 ? null : items.Select(DeleteRecord).ToList(), SpaceReclaimed = reclaimed });
     });
 
-    /// <summary>Frees this node's layers and blobs that no remaining image or container uses.</summary>
+    /// <summary>
+    /// Frees this node's layers and blobs that no remaining image or container uses. A container's layers come from its
+    /// own record (the cluster's read model, any node), not from its image, which a forced <c>rmi</c> may have removed.
+    /// </summary>
     private static async Task<long> CollectGarbageAsync(HttpContext context)
     {
         var images = await Images(context).ListAsync(context.RequestAborted);
@@ -261,7 +275,10 @@ public static class ImageEndpoints
         var byId = images.ToDictionary(i => i.ImageId);
         return Store(context).CollectGarbage(
             images.Select(i => (i.ImageId, i.ManifestDigest, (IReadOnlyList<string>)i.Layers.Select(l => l.DiffId).ToList())),
-            containers.Select(c => byId.TryGetValue(c.ImageId, out var i) ? (IReadOnlyList<string>)i.Layers.Select(l => l.DiffId).ToList() : []));
+            // A view written before it carried the layers falls back to its image's.
+            containers.Select(c => (c.ImageId, c.ImageLayers.Count > 0 || !byId.TryGetValue(c.ImageId, out var i)
+                ? (IReadOnlyList<string>)c.ImageLayers
+                : i.Layers.Select(l => l.DiffId).ToList())));
     }
 
     // POST /images/create?fromSrc=-&repo=&tag=&message=&changes=   (import; fromImage= is pull)

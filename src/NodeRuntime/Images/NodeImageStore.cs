@@ -75,11 +75,12 @@ public sealed class NodeImageStore
 
     /// <summary>
     /// Deletes what no image or container on this node needs any more: layer snapshots whose chain is
-    /// not used, and blobs (configs, manifests, layers) no image references. Blobs being ingested live
+    /// not used, and blobs (configs, manifests, layers) no image references. A container keeps its image's
+    /// layers and config (to run, and to commit) even when the image is gone. Blobs being ingested live
     /// in the ingest dir and are never touched. Returns the bytes reclaimed.
     /// </summary>
     public long CollectGarbage(IEnumerable<(string ConfigDigest, string? ManifestDigest, IReadOnlyList<string> DiffIds)> images,
-        IEnumerable<IReadOnlyList<string>> containerLayers)
+        IEnumerable<(string ImageId, IReadOnlyList<string> DiffIds)> containers)
     {
         if (Volatile.Read(ref _writers) > 0) return 0;
         var keepBlobs = new HashSet<Digest>();
@@ -96,7 +97,11 @@ public sealed class NodeImageStore
             if (manifest is not null) keepBlobs.Add(Digest.Parse(manifest));
             KeepLayers(diffIds);
         }
-        foreach (var layers in containerLayers) KeepLayers(layers);
+        foreach (var (imageId, diffIds) in containers)
+        {
+            if (Digest.TryParse(imageId, out var config)) keepBlobs.Add(config);
+            KeepLayers(diffIds);
+        }
 
         long reclaimed = 0;
         foreach (var chain in Snapshots.Layers().Where(c => !keepChains.Contains(c)).ToList())
