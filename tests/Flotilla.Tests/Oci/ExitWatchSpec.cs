@@ -41,22 +41,28 @@ public sealed class ExitWatchSpec : IDisposable
 
     /// <summary>
     /// A stand-in for conmon: a process whose command line names the container (<c>-c &lt;id&gt;</c>, as conmon's
-    /// does), recorded in the conmon pid file; once <paramref name="release"/> is opened for writing it records
+    /// does), recorded in the conmon pid file; once its stdin is closed (<see cref="Release"/>) it records
     /// <paramref name="code"/> the way conmon does (a temp file renamed into the exit dir) and exits.
     /// </summary>
-    private void StartFakeConmon(ConmonMonitor monitor, string id, int code, string release)
+    private void StartFakeConmon(ConmonMonitor monitor, string id, int code)
     {
         var paths = monitor.PathsFor(id);
         Directory.CreateDirectory(paths.Userdata);
         Directory.CreateDirectory(paths.Exits);
-        var psi = new ProcessStartInfo("/bin/sh") { UseShellExecute = false };
+        var psi = new ProcessStartInfo("/bin/sh") { UseShellExecute = false, RedirectStandardInput = true };
         // sh -c SCRIPT $0 $1 …: "$0 $1" = "-c <id>" is what ConmonPid looks for in the command line.
-        foreach (var a in new[] { "-c", "read _ < \"$2\"; echo \"$3\" > \"$4.tmp\" && mv \"$4.tmp\" \"$4\"", "-c", id, release,
+        foreach (var a in new[] { "-c", "read _; echo \"$2\" > \"$3.tmp\" && mv \"$3.tmp\" \"$3\"", "-c", id,
                      code.ToString(CultureInfo.InvariantCulture), paths.ExitFile })
             psi.ArgumentList.Add(a);
         var p = Process.Start(psi)!;
         _fakes.Add(p);
         File.WriteAllText(paths.ConmonPidFile, p.Id.ToString(CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>Every fake conmon reads EOF (whenever it gets to its read) and exits.</summary>
+    private void Release()
+    {
+        foreach (var p in _fakes) p.StandardInput.Close();
     }
 
     private static string NewId() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
@@ -67,10 +73,8 @@ public sealed class ExitWatchSpec : IDisposable
     public async Task Three_hundred_running_containers_are_watched_and_none_is_reported_exited_before_it_exits()
     {
         var monitor = NewMonitor();
-        var release = Path.Combine(_root, "release");
-        using (var mkfifo = Process.Start("mkfifo", ["-m", "600", release])) await mkfifo.WaitForExitAsync();
         var ids = Enumerable.Range(0, Containers).Select(_ => NewId()).ToList();
-        for (var i = 0; i < Containers; i++) StartFakeConmon(monitor, ids[i], i % 200, release);
+        for (var i = 0; i < Containers; i++) StartFakeConmon(monitor, ids[i], i % 200);
         foreach (var id in ids) Assert.NotNull(monitor.ConmonPid(id));
 
         var threadsBefore = Threads();
@@ -86,8 +90,8 @@ public sealed class ExitWatchSpec : IDisposable
         _output.WriteLine($"threads: {threadsBefore} before, {threadsWatching} while watching {Containers}");
         Assert.True(threadsWatching - threadsBefore < 30, $"{threadsWatching - threadsBefore} more threads for {Containers} watched containers");
 
-        // Open the FIFO for writing: every fake conmon records its code and exits.
-        await File.WriteAllTextAsync(release, "go\n");
+        // Every fake conmon records its code and exits.
+        Release();
         var exits = await Task.WhenAll(waits);
         for (var i = 0; i < Containers; i++) Assert.Equal(i % 200, exits[i].ExitCode);
     }
@@ -99,15 +103,13 @@ public sealed class ExitWatchSpec : IDisposable
         var monitor = new ConmonMonitor(new ConmonOptions { DataRoot = Path.Combine(_root, "d") },
             new RuncDriver("/usr/sbin/runc", Path.Combine(_root, "runc")))
         { Exits = new ProcessExitWatch("test: no pidfds here") };
-        var release = Path.Combine(_root, "release");
-        using (var mkfifo = Process.Start("mkfifo", ["-m", "600", release])) await mkfifo.WaitForExitAsync();
         var ids = Enumerable.Range(0, 5).Select(_ => NewId()).ToList();
-        for (var i = 0; i < ids.Count; i++) StartFakeConmon(monitor, ids[i], 40 + i, release);
+        for (var i = 0; i < ids.Count; i++) StartFakeConmon(monitor, ids[i], 40 + i);
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(60));
         var waits = ids.Select(id => monitor.WaitForExitAsync(id, timeout.Token)).ToList();
         await Task.Delay(TimeSpan.FromSeconds(2.5));
         Assert.DoesNotContain(waits, w => w.IsCompleted);
-        await File.WriteAllTextAsync(release, "go\n");
+        Release();
         Assert.Equal([40, 41, 42, 43, 44], (await Task.WhenAll(waits)).Select(e => e.ExitCode));
     }
 }
