@@ -24,9 +24,16 @@ public static class Program
     public static async Task<int> Main(string[] args)
     {
         var options = BenchProgram.Parse(args,
-            "usage: Flotilla.Bench.Run [--iterations N (default 10)] [--quick (N=3)] [--debs DIR (docker.io + containerd .debs; default: apt-get download)] [--keep]",
-            iterations: 10, quickIterations: 3, sizeMb: 1, "--debs");
+            "usage: Flotilla.Bench.Run [--iterations N (default 10)] [--quick (N=3)] [--debs DIR (docker.io + containerd .debs; default: apt-get download)] [--keep]\n" +
+            "       Flotilla.Bench.Run --containers N (default 1000) [--parallel P (default 8)] [--keep]   N long-running containers on one host",
+            iterations: 10, quickIterations: 3, sizeMb: 1, "--debs", "--containers", "--parallel");
         if (options is null) return Environment.ExitCode;
+        if (options.Values.TryGetValue("--containers", out var n))
+        {
+            var parallel = options.Values.TryGetValue("--parallel", out var p) ? int.Parse(p, CultureInfo.InvariantCulture) : 8;
+            return await BenchProgram.RunAsync("frm", options.Keep,
+                root => new ManyContainersBench(root, int.Parse(n, CultureInfo.InvariantCulture), parallel), (bench, ct) => bench.RunAsync(ct));
+        }
         var debs = options.Values.TryGetValue("--debs", out var dir) ? Path.GetFullPath(dir) : null;
         // Short root: the embedded PostgreSQL's and containerd's unix socket paths must stay under 107 bytes.
         return await BenchProgram.RunAsync("frb", options.Keep, root => new RunBench(root, options.Iterations, debs),
@@ -391,7 +398,10 @@ internal sealed class RunBench(string root, int iterations, string? debsDir) : I
     }
 
     /// <summary>Whatever this run started that still runs (containerd, shims, conmon: their command lines name the temp root).</summary>
-    private void KillStragglers()
+    private void KillStragglers() => KillStragglers(root);
+
+    /// <summary>Kills every process (but this one) whose command line names <paramref name="root"/>.</summary>
+    internal static void KillStragglers(string root)
     {
         var self = Environment.ProcessId;
         foreach (var dir in Directory.GetDirectories("/proc"))
@@ -443,8 +453,8 @@ internal sealed class RunBench(string root, int iterations, string? debsDir) : I
         }
     }
 
-    /// <summary>rootfs: bin/busybox, bin/true and bin/sh links to it.</summary>
-    private static void WriteRootfs(string path)
+    /// <summary>rootfs: bin/busybox, bin/true and bin/sh (and <paramref name="more"/>) links to it.</summary>
+    internal static void WriteRootfs(string path, params string[] more)
     {
         var mtime = new DateTimeOffset(2026, 1, 1, 0, 0, 0, TimeSpan.Zero);
         using var file = File.Create(path);
@@ -452,7 +462,7 @@ internal sealed class RunBench(string root, int iterations, string? debsDir) : I
         tar.WriteEntry(new PaxTarEntry(TarEntryType.Directory, "bin/") { Mode = (UnixFileMode)0b111_101_101, ModificationTime = mtime });
         tar.WriteEntry(new PaxTarEntry(TarEntryType.RegularFile, "bin/busybox")
         { Mode = (UnixFileMode)0b111_101_101, ModificationTime = mtime, DataStream = new MemoryStream(File.ReadAllBytes("/bin/busybox")) });
-        foreach (var link in new[] { "true", "sh" })
+        foreach (var link in new[] { "true", "sh" }.Concat(more))
             tar.WriteEntry(new PaxTarEntry(TarEntryType.SymbolicLink, $"bin/{link}") { LinkName = "busybox", ModificationTime = mtime });
     }
 

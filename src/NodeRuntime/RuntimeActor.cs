@@ -171,14 +171,28 @@ public sealed class RuntimeActor : ReceiveActor
         {
             try
             {
-                var exit = await monitor.WaitForExitAsync(id);
-                containers.Tell(new ContainerProcessExited(id, generation, exit.ExitCode, exit.OomKilled, exit.FinishedAt));
-            }
-            catch (Exception ex)
-            {
-                // The monitor died without an exit record: report the run as dead.
-                log.Warning("{0}: lost the monitor of run {1}: {2}", id[..12], generation, ex.Message);
-                containers.Tell(new ContainerProcessExited(id, generation, 255, false, DateTimeOffset.UtcNow));
+                while (true)
+                {
+                    try
+                    {
+                        var exit = await monitor.WaitForExitAsync(id);
+                        containers.Tell(new ContainerProcessExited(id, generation, exit.ExitCode, exit.OomKilled, exit.FinishedAt));
+                        return;
+                    }
+                    catch (ContainerExitUnrecordedException ex)
+                    {
+                        // conmon died without an exit record and runc says the process does not run: the run is over.
+                        log.Warning("{0}: lost the monitor of run {1}: {2}", id[..12], generation, ex.Message);
+                        containers.Tell(new ContainerProcessExited(id, generation, 255, false, DateTimeOffset.UtcNow));
+                        return;
+                    }
+                    catch (Exception ex)
+                    {
+                        // Failing to watch says nothing about the process: never record it as an exit; look again.
+                        log.Warning("{0}: watching run {1} failed, retrying: {2}", id[..12], generation, ex.Message);
+                        await Task.Delay(TimeSpan.FromSeconds(5));
+                    }
+                }
             }
             finally
             {

@@ -14,7 +14,7 @@ namespace Flotilla.Cluster.Containers;
 public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContainerEvent>, IWithTimers
 {
     public const string RegionName = "container";
-    private static readonly TimeSpan RuntimeTimeout = TimeSpan.FromSeconds(60);
+    private TimeSpan RuntimeTimeout => Host.Timeouts.RuntimeWork;
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(30);
 
     private readonly List<(IActorRef ReplyTo, string Condition)> _waiters = [];
@@ -226,7 +226,7 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
         {
             var runtime = await RuntimeAsync();
             var reply = await RuntimeAsker.AskAsync(Context, runtime, new StopContainerProcess(State.ContainerId, State.Generation, signal, timeoutSeconds),
-                TimeSpan.FromSeconds(timeoutSeconds) + RuntimeTimeout);
+                Host.Timeouts.RuntimeStop(timeoutSeconds));
             if (reply is ContainerProcessExited exited) return exited;
             replyTo.Tell(new CommandRejected(RejectionCode.Internal, reply is RuntimeFailed f ? f.Error : "the runtime did not stop the container"));
         }

@@ -12,9 +12,9 @@ namespace Flotilla.Cluster.Containers;
 /// projection, unique names, and commands to the container entities with their refusals as
 /// <see cref="OperationRejectedException"/>.
 /// </summary>
-public sealed class ContainerService(IDocumentStore store, IRequiredActor<ContainerEntity> containers, Scheduling.PlacementService placement)
+public sealed class ContainerService(IDocumentStore store, IRequiredActor<ContainerEntity> containers, Scheduling.PlacementService placement,
+    CommandTimeouts timeouts)
 {
-    private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(120);
 
     public async Task<IReadOnlyList<ContainerView>> ListAsync(CancellationToken cancellationToken = default)
     {
@@ -127,14 +127,54 @@ public sealed class ContainerService(IDocumentStore store, IRequiredActor<Contai
     private static OperationRejectedException NameInUse(string name, string holder) => new(RejectionCode.Conflict,
         $"Conflict. The container name \"/{name}\" is already in use by container \"{holder}\". You have to remove (or rename) that container to be able to reuse that name.");
 
-    /// <summary>Sends a command to the container's entity; a refusal becomes an <see cref="OperationRejectedException"/>.</summary>
-    public async Task<ContainerCommandAccepted> SendAsync(IContainerCommand command, TimeSpan? timeout = null) =>
-        await containers.ActorRef.Ask<object>(command, timeout ?? AskTimeout) switch
+    /// <summary>
+    /// Sends a command to the container's entity; a refusal becomes an <see cref="OperationRejectedException"/>. The ask
+    /// lasts as long as the command may take (<see cref="CommandTimeouts.Entity"/>): past it, a
+    /// <see cref="CommandTimeoutException"/> that says so.
+    /// </summary>
+    public async Task<ContainerCommandAccepted> SendAsync(IContainerCommand command, TimeSpan? timeout = null)
+    {
+        var wait = timeout ?? timeouts.Entity(command, CommandTimeouts.NeedsContainerStopTimeout(command) ? await StopTimeoutOfAsync(command.ContainerId) : null);
+        object reply;
+        try
+        {
+            reply = await containers.ActorRef.Ask<object>(command, wait);
+        }
+        catch (AskTimeoutException)
+        {
+            throw new CommandTimeoutException(
+                $"{Verb(command)} container {command.ContainerId}: no answer within {wait.TotalSeconds:0} s; it may still complete (see docker inspect)");
+        }
+        return reply switch
         {
             ContainerCommandAccepted ok => ok,
             CommandRejected r => throw new OperationRejectedException(r.Code, r.Message),
             var other => throw new InvalidOperationException($"unexpected reply {other.GetType().Name}"),
         };
+    }
+
+    /// <summary>The container's <c>--stop-timeout</c>; null when it has none or the entity does not say in time (the default then).</summary>
+    private async Task<int?> StopTimeoutOfAsync(string containerId)
+    {
+        try
+        {
+            return (await containers.ActorRef.Ask<ContainerSnapshot>(new GetContainer(containerId), ReadAttemptTimeout)).Definition?.StopTimeout;
+        }
+        catch (AskTimeoutException)
+        {
+            return null;
+        }
+    }
+
+    private static string Verb(IContainerCommand command) => command switch
+    {
+        StopContainer => "stop",
+        RestartContainer => "restart",
+        KillContainer => "kill",
+        RemoveContainer => "remove",
+        StartContainer => "start",
+        _ => command.GetType().Name,
+    };
 
     /// <summary>Waits for a wait condition; the ask lasts as long as the caller's cancellation allows.</summary>
     public async Task<ContainerWaitResult> WaitAsync(string containerId, string condition, CancellationToken cancellationToken)

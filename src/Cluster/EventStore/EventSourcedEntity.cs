@@ -5,7 +5,11 @@ using Flotilla.Contracts;
 namespace Flotilla.Cluster.EventStore;
 
 /// <summary>What an entity needs from its host: the journal, and the name of the node it runs on.</summary>
-public sealed record EntityHost(IEventJournal Journal, string NodeName, Containers.IRuntimeDirectory? Runtimes = null);
+public sealed record EntityHost(IEventJournal Journal, string NodeName, Containers.IRuntimeDirectory? Runtimes = null)
+{
+    /// <summary>How long the container entities wait for their node's runtime.</summary>
+    public Containers.CommandTimeouts Timeouts { get; init; } = Containers.CommandTimeouts.Default;
+}
 
 /// <summary>
 /// Base of every event-sourced actor: before its first command it replays its stream through the pure fold;

@@ -52,7 +52,11 @@ public static class FlotillaClusterHosting
         services.AddSingleton<Audit.TimeTravel>();
         services.AddSingleton<IEventJournal, MartenEventJournal>();
         services.AddSingleton<IRuntimeDirectory>(sp => new RuntimeDirectory(sp.GetRequiredService<ActorSystem>, sp.GetRequiredService<ClusterQueries>(), options.NodeName));
-        services.AddSingleton(sp => new EntityHost(sp.GetRequiredService<IEventJournal>(), options.NodeName, sp.GetRequiredService<IRuntimeDirectory>()));
+        services.TryAddSingleton(CommandTimeouts.Default);
+        services.AddSingleton(sp => new EntityHost(sp.GetRequiredService<IEventJournal>(), options.NodeName, sp.GetRequiredService<IRuntimeDirectory>())
+        {
+            Timeouts = sp.GetRequiredService<CommandTimeouts>(),
+        });
         services.AddSingleton<ClusterQueries>();
         services.AddSingleton<ImageService>();
         services.AddSingleton(sp => new Registry.RegistryUserService(sp.GetRequiredService<Marten.IDocumentStore>(),

@@ -40,6 +40,8 @@ public static class DockerErrors
         FormatException or InvalidDataException or JsonException or UnsafeLayerException or DigestMismatchException
             => StatusCodes.Status400BadRequest,
         OciRuntimeException => StatusCodes.Status500InternalServerError,
+        // dockerd answers a deadline with 500 and what ran out; never the generic "internal error".
+        TimeoutException or Akka.Actor.AskTimeoutException => StatusCodes.Status500InternalServerError,
         // A body cut short or over its cap (RequestBodyLimits): Kestrel's status (400, 408, 413).
         BadHttpRequestException e => e.StatusCode,
         _ => null,

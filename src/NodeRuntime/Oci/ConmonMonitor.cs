@@ -21,6 +21,10 @@ public enum ObservedStatus
 /// <summary>What the node found for a container: the input of reconciliation.</summary>
 public sealed record ContainerObservation(string Id, ObservedStatus Status, int? Pid, int? ConmonPid, ContainerExit? Exit);
 
+/// <summary>The container's conmon is gone without recording an exit, and runc says the container does not run.</summary>
+public sealed class ContainerExitUnrecordedException(string id)
+    : InvalidOperationException($"conmon for {id} is gone and recorded no exit code, and the container does not run");
+
 /// <summary>A non-interactive exec's outcome.</summary>
 public sealed record ExecResult(int ExitCode, string Stdout, string Stderr);
 
@@ -141,29 +145,63 @@ public sealed partial class ConmonMonitor
         return new ContainerExit(code, oom, new DateTimeOffset(File.GetLastWriteTimeUtc(paths.ExitFile), TimeSpan.Zero));
     }
 
+    /// <summary>How often an exit is looked for when conmon cannot be watched (see <see cref="WaitForExitAsync"/>).</summary>
+    internal static TimeSpan UnwatchedPollInterval { get; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>How often runc is asked about a container whose conmon is gone without recording an exit.</summary>
+    internal static TimeSpan UnmonitoredPollInterval { get; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Waits for conmons to exit; replaced in tests by one that cannot.</summary>
+    internal ProcessExitWatch Exits { get; init; } = ProcessExitWatch.Shared;
+
     /// <summary>
-    /// Waits for conmon's exit file (FileSystemWatcher, with polling as the safety net). Throws if conmon died
-    /// without recording an exit.
+    /// Waits for the container's exit as conmon records it. conmon writes the exit file as the last thing before it
+    /// exits, so this waits for conmon's exit (a pidfd in the engine's one epoll loop, <see cref="ProcessExitWatch"/>)
+    /// and then reads the file. A wait that cannot be set up is "unknown", never an exit: it polls instead. Throws
+    /// <see cref="ContainerExitUnrecordedException"/> only when conmon is gone without recording an exit and runc says
+    /// the container does not run either.
     /// </summary>
     public async Task<ContainerExit> WaitForExitAsync(string id, CancellationToken cancellationToken = default)
     {
         var paths = PathsFor(id);
-        if (ReadExit(id) is { } done) return done;
-        using var signal = new SemaphoreSlim(0);
-        using var watcher = new FileSystemWatcher(paths.Exits) { EnableRaisingEvents = true };
-        watcher.Created += (_, _) => signal.Release();
-        watcher.Renamed += (_, _) => signal.Release();
-        watcher.Changed += (_, _) => signal.Release();
-        var deadChecks = 0;
+        var goneChecks = 0;
         while (true)
         {
             if (ReadExit(id) is { } exit) return exit;
-            if (ConmonPid(paths) is null)
+            if (ConmonPid(paths) is { } conmon)
             {
-                // conmon writes the exit file before it exits; give a reader of a just-renamed file one more look.
-                if (++deadChecks > 2) throw new InvalidOperationException($"conmon for {id} is gone and recorded no exit code");
+                goneChecks = 0;
+                if (!Exits.TryWatch(conmon, out var waiter))
+                {
+                    await Task.Delay(UnwatchedPollInterval, cancellationToken);
+                    continue;
+                }
+                using (waiter)
+                {
+                    // The pidfd holds the process it was opened on: if that is still this container's conmon, its end is ours.
+                    if (!IsLiveConmonFor(conmon, id)) continue;
+                    try
+                    {
+                        await waiter.Ended.WaitAsync(cancellationToken);
+                    }
+                    catch (ProcessExitWatchException)
+                    {
+                        await Task.Delay(UnwatchedPollInterval, cancellationToken);
+                    }
+                }
+                continue;
             }
-            await signal.WaitAsync(TimeSpan.FromMilliseconds(200), cancellationToken);
+            // No live conmon. It writes the exit file just before it exits: look once more after a moment.
+            if (++goneChecks <= 2)
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(50), cancellationToken);
+                continue;
+            }
+            // conmon is gone (killed) and recorded nothing. The process may still run without its monitor: that is
+            // not an exit; only once runc says it does not run is the run over.
+            var state = await Runtime.StateAsync(id, cancellationToken);
+            if (state is null || state.Status == "stopped") throw new ContainerExitUnrecordedException(id);
+            await Task.Delay(UnmonitoredPollInterval, cancellationToken);
         }
     }
 

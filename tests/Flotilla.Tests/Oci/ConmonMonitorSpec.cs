@@ -133,6 +133,24 @@ public sealed class ConmonMonitorSpec : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_container_whose_conmon_was_killed_is_not_exited_while_it_runs()
+    {
+        // Issue 15 item 10: the engine's record must never say a running process exited. Without its conmon nobody
+        // records the exit, but the process runs on: the wait must not end until runc says it stopped.
+        var spec = Spec("sleep", "300");
+        var pid = await _monitor.RunAsync(spec);
+        var wait = _monitor.WaitForExitAsync(spec.Id, Timeout());
+        Process.GetProcessById(_monitor.ConmonPid(spec.Id)!.Value).Kill();
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        Assert.False(wait.IsCompleted, wait.IsFaulted ? wait.Exception!.GetBaseException().Message : "completed");
+        Assert.Equal("running", (await _monitor.Runtime.StateAsync(spec.Id))!.Status);
+
+        Process.GetProcessById(pid).Kill();
+        var lost = await Assert.ThrowsAnyAsync<InvalidOperationException>(() => wait);
+        Assert.Contains("recorded no exit code", lost.Message);
+    }
+
+    [Fact]
     public async Task Stdin_goes_through_the_attach_socket_and_output_comes_back()
     {
         var spec = Spec("cat") with { OpenStdin = true, StdinOnce = true }; // as `docker run -i` creates it
