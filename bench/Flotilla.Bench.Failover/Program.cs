@@ -115,6 +115,7 @@ internal sealed class FailoverBench(string root, IReadOnlyList<FailoverScenario>
                 }
                 catch (Exception e) when (e is not OperationCanceledException)
                 {
+                    Console.WriteLine($"    round failed: {e.Message}");
                     result = new RoundResult(0, null, null, 0, 0, 0, 0, 0, 0, 0, 0, e.Message);
                     await RecoverAsync(cluster, victim, ct);
                 }
@@ -209,11 +210,23 @@ internal sealed class FailoverBench(string root, IReadOnlyList<FailoverScenario>
         }
     }
 
+    /// <summary>The victim healed and restarted until every host is ready (a restarted host is sometimes not let in again; three tries).</summary>
     private static async Task RecoverAsync(NetnsCluster cluster, int victim, CancellationToken ct)
     {
         await cluster.HealAsync(victim, ct);
-        await cluster.RestartHostAsync(victim, ct);
-        await AllReadyAsync(cluster, ct);
+        for (var attempt = 1; ; attempt++)
+        {
+            await cluster.RestartHostAsync(victim, ct);
+            try
+            {
+                await AllReadyAsync(cluster, ct);
+                return;
+            }
+            catch (TimeoutException e) when (attempt < 3)
+            {
+                Console.WriteLine($"    recovery of h{victim}, try {attempt}: {e.Message}; restarting it again");
+            }
+        }
     }
 
     /// <summary>
@@ -332,7 +345,7 @@ internal sealed class FailoverBench(string root, IReadOnlyList<FailoverScenario>
 
     private static async Task AllReadyAsync(NetnsCluster cluster, CancellationToken ct)
     {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(90);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
         while (true)
         {
             using var nodes = JsonDocument.Parse(await cluster.GetNativeAsync("/api/nodes", ct));
