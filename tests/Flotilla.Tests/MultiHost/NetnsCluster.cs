@@ -818,6 +818,10 @@ public sealed class NetnsHost
         finally
         {
             await SignalAllAsync(init, "CONT");
+            // nsenter and unshare (root namespace) stop themselves when their child stops (util-linux's
+            // continue_as_child); nothing inside reaches them, and a stopped nsenter would never report its engine's exit.
+            foreach (var wrapper in new[] { _engine, _init })
+                if (wrapper is { HasExited: false }) kill(wrapper.Pid, SigCont);
         }
     }
 
@@ -912,6 +916,7 @@ public sealed class NetnsHost
     private static string Pid(int pid) => pid.ToString(CultureInfo.InvariantCulture);
 
     private const int SigKill = 9;
+    private const int SigCont = 18;
 
 #pragma warning disable SYSLIB1054 // a plain libc call
     [DllImport("libc", SetLastError = true)]
@@ -1085,7 +1090,20 @@ internal sealed class ManagedProcess : IDisposable
             : $"{Name} did not print '{text}' within {timeout.TotalSeconds:F0} s; log {LogFile}");
     }
 
-    public Task WaitForExitAsync(TimeSpan timeout) => _process.WaitForExitAsync().WaitAsync(timeout);
+    /// <summary>
+    /// Waits until the process itself has exited. Not <see cref="Process.WaitForExitAsync(CancellationToken)"/>: that also
+    /// waits for the end of its redirected output, which a child that inherited it (conmon, a detached watchdog) holds
+    /// open for as long as it lives.
+    /// </summary>
+    public async Task WaitForExitAsync(TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!_process.HasExited)
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"{Name} did not exit within {timeout.TotalSeconds:F0} s");
+            await Task.Delay(20);
+        }
+    }
 
     public async Task KillAsync()
     {
@@ -1097,7 +1115,7 @@ internal sealed class ManagedProcess : IDisposable
         catch (InvalidOperationException)
         {
         }
-        await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        await WaitForExitAsync(TimeSpan.FromSeconds(30));
     }
 
     public void Dispose()
