@@ -6,7 +6,7 @@
 # keeps its service from starting (it would take port 5000).
 set -euo pipefail
 
-PACKAGES=(postgresql runc crun conmon iproute2 nftables busybox-static uidmap tmux util-linux podman skopeo docker-registry xz-utils zstd golang-github-containers-common openssl)
+PACKAGES=(postgresql runc crun conmon iproute2 nftables busybox-static uidmap tmux util-linux podman skopeo docker-registry xz-utils zstd golang-github-containers-common openssl tini)
 DOTNET_MAJOR=10
 
 # One dpkg-query for all packages (unknown ones print nothing on stdout).

@@ -91,7 +91,7 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
     private static readonly TimeSpan Failover = TimeSpan.FromSeconds(60);
 
     [SkippableFact]
-    public async Task Every_host_is_listed_by_the_gateway_and_runs_its_node_as_pid_1()
+    public async Task Every_host_is_listed_by_the_gateway_and_runs_its_node_under_its_own_init_seeing_only_its_own_files()
     {
         var cluster = fixture.Require();
         await Reported(cluster, async () =>
@@ -111,9 +111,16 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
                 var row = nodes.Single(n => n.GetProperty("name").GetString() == host.Name);
                 Assert.Equal($"zone={ThreeHostCluster.Zones[host.Index - 1]}", string.Join(",", row.GetProperty("labels").EnumerateObject().Select(l => $"{l.Name}={l.Value.GetString()}")));
                 Assert.Contains(host.Address, row.GetProperty("address").GetString());
-                // Each host is its own PID namespace with its own /proc: PID 1 there is its flotilla node.
-                var init = await host.ExecAsync("cat", "/proc/1/cmdline");
-                Assert.Contains("flotilla.dll node --name " + host.Name, init.Stdout.Replace('\0', ' '));
+                // Each host is its own PID namespace with its own /proc: PID 1 there is its init (tini), and its engine runs
+                // in that namespace, not as its PID 1 (so an engine crash leaves the containers running).
+                Assert.Equal("tini", (await host.ExecAsync("cat", "/proc/1/comm")).Stdout.Trim());
+                var engine = host.EnginePid ?? throw new InvalidOperationException($"{host.Name}: no engine");
+                Assert.Contains("flotilla.dll node --name " + host.Name + " ", File.ReadAllText($"/proc/{engine}/cmdline").Replace('\0', ' '));
+                Assert.Equal(new FileInfo($"/proc/{host.InitPid}/ns/pid").LinkTarget, new FileInfo($"/proc/{engine}/ns/pid").LinkTarget);
+                // Each host sees only its own files: the other hosts', the gateway's and the CA's directories are hidden.
+                var listing = await host.ExecAsync("ls", "-A", cluster.Root);
+                Assert.Equal(host.Name, listing.Stdout.Trim());
+                Assert.True(Directory.Exists(Path.Combine(cluster.Root, "gw")), "the root namespace sees the gateway's files");
             }
         });
     }
@@ -350,9 +357,9 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
 
     // ---------------------------------------------------------------- helpers
 
-    private sealed record NodeRow(string Name, string Status);
+    internal sealed record NodeRow(string Name, string Status);
 
-    private sealed record Placement(string Node, string State);
+    internal sealed record Placement(string Node, string State);
 
     /// <summary>Runs the body; on failure, prints every process's log before the assertion propagates.</summary>
     private async Task Reported(NetnsCluster cluster, Func<Task> body)
@@ -371,7 +378,7 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
         }
     }
 
-    private static async Task<Dictionary<string, NodeRow>> NodesAsync(NetnsCluster cluster)
+    internal static async Task<Dictionary<string, NodeRow>> NodesAsync(NetnsCluster cluster)
     {
         var nodes = JsonDocument.Parse(await cluster.GetNativeAsync("/api/nodes")).RootElement;
         return nodes.EnumerateArray()
@@ -379,9 +386,9 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
             .ToDictionary(n => n.Name);
     }
 
-    private static string Describe<T>(IReadOnlyDictionary<string, T> rows) => string.Join(", ", rows.Select(r => $"{r.Key}={r.Value}"));
+    internal static string Describe<T>(IReadOnlyDictionary<string, T> rows) => string.Join(", ", rows.Select(r => $"{r.Key}={r.Value}"));
 
-    private static async Task AllReadyAsync(NetnsCluster cluster)
+    internal static async Task AllReadyAsync(NetnsCluster cluster)
     {
         var ready = await Eventually.TrueAsync(async () =>
         {
@@ -391,14 +398,14 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
         Assert.True(ready, $"every host ready: {Describe(await NodesAsync(cluster))}");
     }
 
-    private static async Task<List<string>> RunAsync(NetnsCluster cluster, int count, string prefix, params string[] options)
+    internal static async Task<List<string>> RunAsync(NetnsCluster cluster, int count, string prefix, params string[] options)
     {
         var ids = new List<string>();
         for (var i = 0; i < count; i++) ids.Add(await RunOneAsync(cluster, ["--name", $"{prefix}-{i}", .. options]));
         return ids;
     }
 
-    private static async Task<string> RunOneAsync(NetnsCluster cluster, params string[] options)
+    internal static async Task<string> RunOneAsync(NetnsCluster cluster, params string[] options)
     {
         var result = await cluster.DockerAsync(["run", "-d", .. options, ThreeHostCluster.Image, "sleep", "600"]);
         Assert.True(result.ExitCode == 0, result.ToString());
@@ -406,7 +413,7 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
     }
 
     /// <summary>Where the cluster says each container is (the container list's Node) and its state.</summary>
-    private static async Task<Dictionary<string, Placement>> PlacementAsync(NetnsCluster cluster, IEnumerable<string> ids)
+    internal static async Task<Dictionary<string, Placement>> PlacementAsync(NetnsCluster cluster, IEnumerable<string> ids)
     {
         using var http = new HttpClient();
         var list = JsonDocument.Parse(await http.GetStringAsync($"http://127.0.0.1:{cluster.GatewayDockerPort}/containers/json?all=1")).RootElement;
@@ -428,7 +435,7 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
         await Task.Delay(TimeSpan.FromSeconds(2.5));
     }
 
-    private static async Task RemoveAsync(NetnsCluster cluster, IReadOnlyCollection<string> ids)
+    internal static async Task RemoveAsync(NetnsCluster cluster, IReadOnlyCollection<string> ids)
     {
         if (ids.Count > 0) await cluster.DockerAsync(["rm", "-f", .. ids]);
     }

@@ -50,13 +50,12 @@ public sealed class NetnsCluster : IAsyncDisposable
 {
     public const string PostgresBin = "/usr/lib/postgresql/15/bin";
     private const int ClusterPort = 4053;
-    private const int PostgresPort = 5432;
+    internal const int PostgresPort = 5432;
     private static readonly TimeSpan UpTimeout = TimeSpan.FromSeconds(90);
 
     private readonly NetnsClusterOptions _options;
     private readonly List<ManagedProcess> _processes = [];
     private readonly List<string> _cleanupErrors = [];
-    private readonly HashSet<string> _containerIds = [];
     private bool _bridgeCreated;
     private bool _postgresStarted;
     private int _disposed;
@@ -104,7 +103,7 @@ public sealed class NetnsCluster : IAsyncDisposable
     {
         if (!OperatingSystem.IsLinux()) return "network namespaces need Linux";
         if (geteuid() != 0) return "needs root (network namespaces, veth, bridge)";
-        foreach (var tool in new[] { "ip", "unshare", "nsenter", "runuser" })
+        foreach (var tool in new[] { "ip", "unshare", "nsenter", "runuser", "tini", "nft", "sh" })
             if (Which(tool) is null) return $"'{tool}' is not installed";
         if (!File.Exists(Path.Combine(PostgresBin, "pg_ctl"))) return $"PostgreSQL 15 is not installed in {PostgresBin}";
         var dll = flotillaDll ?? Path.Combine(AppContext.BaseDirectory, "flotilla.dll");
@@ -150,9 +149,9 @@ public sealed class NetnsCluster : IAsyncDisposable
         // The first host alone: it forms the cluster and creates the event store's schema. Processes that all start
         // on an empty database at once contend for Marten's schema lock, and on a loaded machine some time out.
         // Then the others and the gateway together.
-        Hosts[0].Start();
+        await Hosts[0].StartAsync(ct);
         await Hosts[0].WaitUpAsync(ct);
-        foreach (var host in Hosts.Skip(1)) host.Start();
+        foreach (var host in Hosts.Skip(1)) await host.StartAsync(ct);
         var gateway = _options.Gateway ? StartGatewayAsync(ct) : Task.CompletedTask;
         await Task.WhenAll(Hosts.Skip(1).Select(h => h.WaitUpAsync(ct)).Append(gateway));
         TraceLine($"[netns {Id}] cluster up in {clock.Elapsed.TotalSeconds:F1} s");
@@ -171,13 +170,47 @@ public sealed class NetnsCluster : IAsyncDisposable
 
     // ---------------------------------------------------------------- faults
 
-    /// <summary>Crash host <paramref name="i"/>: SIGKILL to its <c>unshare</c>; returns once no process of the host is left.</summary>
+    /// <summary>Host crash: SIGKILL to host <paramref name="i"/>'s init, so every process of the host dies (engine, conmon, containers); returns once none is left.</summary>
     public Task KillHostAsync(int i, CancellationToken ct = default) => Host(i).KillAsync(ct);
 
-    /// <summary>Cut host <paramref name="i"/> off the network (its veth down); it keeps running.</summary>
+    /// <summary>Engine crash: SIGKILL to host <paramref name="i"/>'s <c>flotilla node</c> process only; conmon, the containers and any detached child of the engine keep running.</summary>
+    public Task KillEngineAsync(int i) => Host(i).KillEngineAsync();
+
+    /// <summary>Starts the engine of host <paramref name="i"/> again (its host still up) and waits until it prints " is up at ".</summary>
+    public Task StartEngineAsync(int i, CancellationToken ct = default) => Host(i).StartEngineAsync(ct);
+
+    /// <summary><see cref="KillEngineAsync"/> (when it runs) then <see cref="StartEngineAsync"/>.</summary>
+    public async Task RestartEngineAsync(int i, CancellationToken ct = default)
+    {
+        await Host(i).KillEngineAsync();
+        await Host(i).StartEngineAsync(ct);
+    }
+
+    /// <summary>Silent death: host <paramref name="i"/>'s link goes down first (no FIN or RST leaves it), then the host is killed. Its link stays down until <see cref="HealAsync"/>.</summary>
+    public async Task SilentDeathAsync(int i, CancellationToken ct = default)
+    {
+        await PartitionAsync(i, ct);
+        await KillHostAsync(i, ct);
+    }
+
+    /// <summary>Cut host <paramref name="i"/> off the network (its veth down: PostgreSQL is unreachable too); it keeps running.</summary>
     public Task PartitionAsync(int i, CancellationToken ct = default) => Ip(ct, "link", "set", Host(i).Veth, "down");
 
-    public Task HealAsync(int i, CancellationToken ct = default) => Ip(ct, "link", "set", Host(i).Veth, "up");
+    /// <summary>
+    /// Cut host <paramref name="i"/>'s cluster traffic only (nftables in its network namespace drop everything to and from
+    /// the subnet — peers' cluster port 4053, node APIs 2376, enrollment, the gateway — but PostgreSQL on the bridge address).
+    /// </summary>
+    public Task PartitionClusterOnlyAsync(int i, CancellationToken ct = default) => Host(i).CutClusterTrafficAsync(ct);
+
+    /// <summary>Undoes <see cref="PartitionAsync"/> and <see cref="PartitionClusterOnlyAsync"/>.</summary>
+    public async Task HealAsync(int i, CancellationToken ct = default)
+    {
+        await Ip(ct, "link", "set", Host(i).Veth, "up");
+        await Host(i).HealClusterTrafficAsync(ct);
+    }
+
+    /// <summary>A paused VM: SIGSTOP every process of host <paramref name="i"/> at once, wait <paramref name="duration"/>, SIGCONT all at once.</summary>
+    public Task PauseHostAsync(int i, TimeSpan duration, CancellationToken ct = default) => Host(i).PauseAsync(duration, ct);
 
     /// <summary>A short partition: down for <paramref name="duration"/>, then up again.</summary>
     public async Task BlipAsync(int i, TimeSpan duration, CancellationToken ct = default)
@@ -193,14 +226,17 @@ public sealed class NetnsCluster : IAsyncDisposable
         }
     }
 
-    /// <summary>Starts host <paramref name="i"/> again (killing it first if it runs) and waits until it is up.</summary>
+    /// <summary>Starts host <paramref name="i"/> again (killing it first if it runs: a new init, file view and engine) and waits until it is up.</summary>
     public async Task RestartHostAsync(int i, CancellationToken ct = default)
     {
         var host = Host(i);
-        if (host.IsRunning) await host.KillAsync(ct);
-        host.Start();
+        await host.KillAsync(ct);
+        await host.StartAsync(ct);
         await host.WaitUpAsync(ct);
     }
+
+    /// <summary>Samples which container runs where from every host's processes (<see cref="RunSampler"/>), from now until it is disposed.</summary>
+    public RunSampler StartSampler(TimeSpan? interval = null) => RunSampler.Start(this, interval ?? TimeSpan.FromMilliseconds(100));
 
     // ---------------------------------------------------------------- commands
 
@@ -331,7 +367,10 @@ public sealed class NetnsCluster : IAsyncDisposable
 
     /// <summary>The CA's files, which the first host is given (<c>--cluster-ca-cert/--cluster-ca-key</c>): it answers join tokens.</summary>
     internal string[] CaHolderFlags =>
-        ["--cluster-ca-cert", Path.Combine(CaDirectory, "pki", "ca.pem"), "--cluster-ca-key", Path.Combine(CaDirectory, "pki", "ca-key.pem")];
+        ["--cluster-ca-cert", Path.Combine(CaHolderDirectory, "ca.pem"), "--cluster-ca-key", Path.Combine(CaHolderDirectory, "ca-key.pem")];
+
+    /// <summary>The first host's copy of the CA files, in its own data dir: it sees no other (the CA dir is hidden in it).</summary>
+    private string CaHolderDirectory => Path.Combine(Hosts[0].DataDirectory, "ca-holder");
 
     /// <summary>What the gateway joins with (<c>flotilla cluster join-token</c>).</summary>
     private string JoinToken { get; set; } = "";
@@ -349,6 +388,9 @@ public sealed class NetnsCluster : IAsyncDisposable
         var token = Run(ct, "dotnet", FlotillaDll, "cluster", "join-token", "--data", CaDirectory);
         await Task.WhenAll(issues.Append(token));
         JoinToken = (await token).Stdout.Trim();
+        Directory.CreateDirectory(CaHolderDirectory);
+        foreach (var file in new[] { "ca.pem", "ca-key.pem", Flotilla.Cluster.Security.Enrollment.SecretFile })
+            File.Copy(Path.Combine(CaDirectory, "pki", file), Path.Combine(CaHolderDirectory, file));
     }
 
     // ---------------------------------------------------------------- PostgreSQL
@@ -399,13 +441,13 @@ public sealed class NetnsCluster : IAsyncDisposable
             foreach (var log in Directory.EnumerateFiles(LogDirectory)) File.Copy(log, Path.Combine(keep, Path.GetFileName(log)), overwrite: true);
         }
         await Try(() => { RemoveTree(Root); return Task.CompletedTask; }, "temp dir");
-        var leftovers = (await LeftoversAsync(Id)).Concat(ContainerCgroups().Select(c => "cgroup " + c)).Concat(_cleanupErrors).ToList();
+        var leftovers = (await LeftoversAsync(Id)).Concat(_cleanupErrors).ToList();
         Leftovers = leftovers;
         TraceLine($"[netns {Id}] torn down in {clock.Elapsed.TotalSeconds:F1} s" +
             (leftovers.Count == 0 ? "" : $"; LEFT: {string.Join("; ", leftovers)}"));
     }
 
-    /// <summary>Anything of cluster <paramref name="id"/> still on this machine: namespaces, links, mounts, processes, its temp dir.</summary>
+    /// <summary>Anything of cluster <paramref name="id"/> still on this machine: namespaces, links, mounts, processes, its temp dir, its hosts' cgroups.</summary>
     public static async Task<IReadOnlyList<string>> LeftoversAsync(string id)
     {
         var found = new List<string>();
@@ -432,19 +474,20 @@ public sealed class NetnsCluster : IAsyncDisposable
             }
         }
         if (Directory.Exists(root)) found.Add("directory " + root);
+        found.AddRange(ContainerCgroups(id).Select(c => "cgroup " + c));
         return found;
     }
 
-    /// <summary>runc puts each container in <c>/sys/fs/cgroup/&lt;controller&gt;/flotilla/&lt;id&gt;</c>; a killed host never deletes them.</summary>
+    /// <summary>
+    /// runc puts each container of host i in <c>/sys/fs/cgroup/&lt;controller&gt;/flotilla-&lt;id&gt;-h&lt;i&gt;/&lt;container id&gt;</c>
+    /// (the host's <c>--cgroup-parent</c>); a killed host never deletes them. Removes every such tree, innermost first.
+    /// </summary>
     private Task RemoveContainerCgroupsAsync()
     {
-        _containerIds.UnionWith(Hosts.SelectMany(h => new[] { Path.Combine(h.DataDirectory, "oci"), Path.Combine(h.DataDirectory, "containers") })
-            .Where(Directory.Exists).SelectMany(Directory.EnumerateDirectories).Select(Path.GetFileName).OfType<string>()
-            .Where(n => n.Length >= 12));
-        foreach (var dir in ContainerCgroups())
+        foreach (var parent in ContainerCgroups(Id))
         {
             // A cgroup directory goes with rmdir (its files are not removable), innermost first.
-            foreach (var sub in Directory.EnumerateDirectories(dir, "*", SearchOption.AllDirectories).OrderByDescending(d => d.Length).Append(dir))
+            foreach (var sub in Directory.EnumerateDirectories(parent, "*", SearchOption.AllDirectories).OrderByDescending(d => d.Length).Append(parent))
             {
                 if (rmdir(sub) != 0 && Marshal.GetLastPInvokeError() is var errno && errno != 2 /* ENOENT */)
                     _cleanupErrors.Add($"cgroup {sub} (errno {errno})");
@@ -453,14 +496,13 @@ public sealed class NetnsCluster : IAsyncDisposable
         return Task.CompletedTask;
     }
 
-    /// <summary>The cgroup directories runc made for this cluster's containers (<c>/sys/fs/cgroup/&lt;controller&gt;/flotilla/&lt;id&gt;</c>).</summary>
-    private IEnumerable<string> ContainerCgroups()
+    /// <summary>The hosts' cgroup parents of cluster <paramref name="id"/> in every hierarchy (<c>/sys/fs/cgroup[/&lt;controller&gt;]/flotilla-&lt;id&gt;-h&lt;i&gt;</c>).</summary>
+    private static IEnumerable<string> ContainerCgroups(string id)
     {
-        if (_containerIds.Count == 0 || !Directory.Exists("/sys/fs/cgroup")) yield break;
-        var parents = Directory.EnumerateDirectories("/sys/fs/cgroup").Select(c => Path.Combine(c, "flotilla")).Append("/sys/fs/cgroup/flotilla");
-        foreach (var parent in parents.Where(Directory.Exists))
-            foreach (var dir in Directory.EnumerateDirectories(parent).Where(d => _containerIds.Contains(Path.GetFileName(d))))
-                yield return dir;
+        if (!Directory.Exists("/sys/fs/cgroup")) return [];
+        var prefix = $"flotilla-{id}-h";
+        return Directory.EnumerateDirectories("/sys/fs/cgroup").Append("/sys/fs/cgroup")
+            .SelectMany(h => Directory.EnumerateDirectories(h, prefix + "*")).ToList();
     }
 
     /// <summary>After <see cref="DisposeAsync"/>: whatever the teardown could not remove (empty when it left nothing).</summary>
@@ -547,12 +589,19 @@ public sealed class NetnsCluster : IAsyncDisposable
 #pragma warning restore SYSLIB1054
 }
 
-/// <summary>One host of a <see cref="NetnsCluster"/>: network namespace <c>flt&lt;id&gt;-h&lt;i&gt;</c> running <c>flotilla node</c>.</summary>
+/// <summary>
+/// One host of a <see cref="NetnsCluster"/>: network namespace <c>flt&lt;id&gt;-h&lt;i&gt;</c>, a PID and mount namespace
+/// whose PID 1 is <c>tini</c> (the host's init: it reaps orphans and stays), and the engine, <c>flotilla node</c>,
+/// started into those namespaces by <c>nsenter</c>. Killing the engine leaves conmon and the containers (and any detached
+/// child of the engine) running under the init; killing the init is a host crash.
+/// </summary>
 public sealed class NetnsHost
 {
     private readonly NetnsCluster _cluster;
-    private ManagedProcess? _process;
+    private ManagedProcess? _init;
+    private ManagedProcess? _engine;
     private bool _namespaceCreated;
+    private bool _clusterTrafficCut;
 
     internal NetnsHost(NetnsCluster cluster, int index)
     {
@@ -568,11 +617,79 @@ public sealed class NetnsHost
     public string Veth => $"flt{_cluster.Id}h{Index}";
     public string Address => $"{_cluster.Subnet}.{10 + Index}";
     public string ApiEndpoint => $"{Address}:2376";
-    public string DataDirectory => Path.Combine(_cluster.Root, Name);
-    public bool IsRunning => _process is { HasExited: false };
 
-    /// <summary>PID (root namespace) of the host's <c>unshare</c>; SIGKILL to it crashes the host.</summary>
-    public int? UnsharePid => _process?.Pid;
+    /// <summary>The host's data dir; inside the host it is the only directory under the cluster root.</summary>
+    public string DataDirectory => Path.Combine(_cluster.Root, Name);
+
+    /// <summary><c>--cgroup-parent</c> of the host's engine: its containers are the cgroups <c>/flotilla-&lt;id&gt;-h&lt;i&gt;/&lt;container id&gt;</c>.</summary>
+    public string CgroupParent => $"/flotilla-{_cluster.Id}-h{Index}";
+
+    /// <summary>Whether the host is up (its init runs), whatever its engine does.</summary>
+    public bool IsRunning => _init is { HasExited: false } && InitPid is not null;
+
+    /// <summary>Whether the host's engine (<c>flotilla node</c>) runs.</summary>
+    public bool EngineRunning => _engine is { HasExited: false };
+
+    /// <summary>PID (root namespace) of the host's <c>unshare</c>, the parent of its init.</summary>
+    public int? UnsharePid => _init is { HasExited: false } init ? init.Pid : null;
+
+    /// <summary>PID (root namespace) of the host's init (<c>tini</c>, PID 1 inside); null when the host is down.</summary>
+    public int? InitPid
+    {
+        get
+        {
+            if (_init is not { HasExited: false } init) return null;
+            try
+            {
+                var children = File.ReadAllText($"/proc/{init.Pid}/task/{init.Pid}/children").Trim();
+                return int.TryParse(children.Split(' ')[0], out var pid) ? pid : null;
+            }
+            catch (IOException)
+            {
+                return null;
+            }
+        }
+    }
+
+    /// <summary>PID (root namespace) of the engine, <c>dotnet flotilla.dll node</c> (the child of its <c>nsenter</c>); null when it does not run.</summary>
+    public int? EnginePid
+    {
+        get
+        {
+            if (_engine is not { HasExited: false } engine) return null;
+            try
+            {
+                var children = File.ReadAllText($"/proc/{engine.Pid}/task/{engine.Pid}/children").Trim();
+                return int.TryParse(children.Split(' ')[0], out var pid) ? pid : null;
+            }
+            catch (IOException)
+            {
+                return null;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Every live process of the host (root-namespace PIDs): the init and all below it (orphans such as conmon or a
+    /// detached child of the engine are reparented to it), the engine and all below it. Not the harness's wrappers in the
+    /// root namespace (<c>unshare</c>, the engine's <c>nsenter</c>).
+    /// </summary>
+    public IReadOnlyList<int> ProcessIds()
+    {
+        var members = new List<ProcessTree.ProcessId>();
+        if (InitPid is { } init) members.AddRange(ProcessTree.Descendants(init));
+        if (EnginePid is { } engine) members.AddRange(ProcessTree.Descendants(engine));
+        return members.Where(ProcessTree.IsAlive).Select(p => p.Pid).Distinct().ToList();
+    }
+
+    private List<ProcessTree.ProcessId> Members()
+    {
+        var members = new List<ProcessTree.ProcessId>();
+        // Orphans (conmon, a detached child of the engine) are reparented to the init, so the two trees hold them all.
+        if (_init is { HasExited: false } init) members.AddRange(ProcessTree.Descendants(init.Pid));
+        if (_engine is { HasExited: false } engine) members.AddRange(ProcessTree.Descendants(engine.Pid));
+        return members;
+    }
 
     internal async Task CreateNamespaceAsync(CancellationToken ct)
     {
@@ -589,32 +706,90 @@ public sealed class NetnsHost
         await NetnsCluster.Ip(ct, "-n", Namespace, "link", "set", "lo", "up");
     }
 
-    internal void Start()
+    /// <summary>Boots the host: its init, its own view of the files, then its engine (not waiting for it to be up).</summary>
+    internal async Task StartAsync(CancellationToken ct)
+    {
+        await StartInitAsync(ct);
+        StartEngine();
+    }
+
+    private async Task StartInitAsync(CancellationToken ct)
     {
         Directory.CreateDirectory(DataDirectory);
         // nsenter, not `ip netns exec`: that one remounts /sys for the namespace, which hides /sys/fs/cgroup from runc.
-        // --mount-proc: the host's own /proc, so the PIDs flotilla and conmon see are the ones /proc shows.
-        string[] labels = [.. _cluster.Options.Labels(Index).SelectMany(l => new[] { "--label", l })];
-        _process = _cluster.Launch(Name, "nsenter",
+        // --mount-proc: the host's own /proc, so the PIDs the engine and conmon see are the ones /proc shows.
+        _init = _cluster.Launch(Name + "-init", "nsenter",
         [
             "--net=/run/netns/" + Namespace, "--", "unshare", "--pid", "--fork", "--kill-child", "--mount", "--propagation", "private",
-            "--mount-proc", "dotnet", _cluster.FlotillaDll, "node", "--name", Name, "--bind", $"{Address}:{_cluster.Port}",
-            "--join", _cluster.Seeds, "--postgres", _cluster.PostgresConnectionString, "--data", DataDirectory,
-            "--api", ApiEndpoint, .. _cluster.FailureDetectorFlags, .. labels, .. (_cluster.Hosts[0] == this ? _cluster.CaHolderFlags : []),
+            "--mount-proc", "tini", "--", "sleep", "infinity",
+        ]);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        while (InitPid is null || !IsInitReady())
+        {
+            if (_init.HasExited) throw new InvalidOperationException($"the init of {Name} exited ({_init.ExitCode}); log {_init.LogFile}");
+            if (DateTime.UtcNow > deadline) throw new InvalidOperationException($"the init of {Name} did not start; log {_init.LogFile}");
+            await Task.Delay(20, ct);
+        }
+        await HideOtherHostsFilesAsync(ct);
+    }
+
+    /// <summary>tini has forked its <c>sleep</c>: the namespace is set up (its /proc mounted).</summary>
+    private bool IsInitReady() => InitPid is { } pid && File.Exists($"/proc/{pid}/task/{pid}/children") &&
+        File.ReadAllText($"/proc/{pid}/task/{pid}/children").Trim().Length > 0;
+
+    /// <summary>
+    /// In the host's mount namespace a tmpfs covers the cluster root and only this host's data dir is bound back: the
+    /// other hosts', the gateway's and the CA's files are not there, as on separate machines. The shell keeps the data
+    /// dir as its working directory across the tmpfs mount, so <c>mount --no-canonicalize --bind .</c> still reaches the
+    /// hidden one (canonicalized, "." would become the path, which then names the empty tmpfs).
+    /// </summary>
+    private async Task HideOtherHostsFilesAsync(CancellationToken ct)
+    {
+        var script = "set -e; cd \"$1\"; mount -t tmpfs -o mode=0755,size=1m flt-host-view \"$2\"; mkdir -p \"$1\"; mount --no-canonicalize --bind . \"$1\"";
+        var result = await Command.RunAsync("nsenter", ["-t", Pid(InitPid!.Value), "--mount", "--", "sh", "-c", script, "sh", DataDirectory, _cluster.Root], ct);
+        if (result.ExitCode != 0) throw new InvalidOperationException($"the file view of {Name}: {result}");
+    }
+
+    private void StartEngine()
+    {
+        var init = InitPid ?? throw new InvalidOperationException($"{Name} is down: start the host, not only its engine");
+        string[] labels = [.. _cluster.Options.Labels(Index).SelectMany(l => new[] { "--label", l })];
+        _engine = _cluster.Launch(Name, "nsenter",
+        [
+            "-t", Pid(init), "--net", "--pid", "--mount", "--", "dotnet", _cluster.FlotillaDll, "node", "--name", Name,
+            "--bind", $"{Address}:{_cluster.Port}", "--join", _cluster.Seeds, "--postgres", _cluster.PostgresConnectionString,
+            "--data", DataDirectory, "--api", ApiEndpoint, "--cgroup-parent", CgroupParent, .. _cluster.FailureDetectorFlags, .. labels,
+            .. (_cluster.Hosts[0] == this ? _cluster.CaHolderFlags : []),
         ]);
     }
 
     internal Task WaitUpAsync(CancellationToken ct) =>
-        (_process ?? throw new InvalidOperationException($"{Name} was not started")).WaitForLineAsync(" is up at ", TimeSpan.FromSeconds(90), ct);
+        (_engine ?? throw new InvalidOperationException($"{Name} was not started")).WaitForLineAsync(" is up at ", TimeSpan.FromSeconds(90), ct);
 
+    /// <summary>Starts the engine of a running host (after <see cref="KillEngineAsync"/>) and waits until it is up.</summary>
+    internal async Task StartEngineAsync(CancellationToken ct)
+    {
+        if (EngineRunning) throw new InvalidOperationException($"the engine of {Name} already runs");
+        StartEngine();
+        await WaitUpAsync(ct);
+    }
+
+    /// <summary>SIGKILL to the engine process only; returns once it is gone. Conmon and the containers stay.</summary>
+    internal async Task KillEngineAsync()
+    {
+        if (_engine is not { HasExited: false } engine) return;
+        if (EnginePid is { } pid) kill(pid, SigKill);
+        await engine.WaitForExitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    /// <summary>Host crash: SIGKILL to its init (the kernel kills the rest of its PID namespace); returns once no process of it is left.</summary>
     internal async Task KillAsync(CancellationToken ct)
     {
-        if (_process is not { } process) return;
-        // Every process of the host descends from unshare (conmon and the containers too: orphans are reaped by
-        // the PID namespace's init); containers have network namespaces of their own, so `ip netns pids` misses them.
-        var members = process.HasExited ? [] : ProcessTree.Descendants(process.Pid);
-        await process.KillAsync();
-        // The kernel kills the rest of the PID namespace (nested ones included) once its init is gone; wait for that.
+        if (_init is null && _engine is null) return;
+        var members = Members();
+        if (InitPid is { } init) kill(init, SigKill);
+        if (_init is { } unshare) await unshare.KillAsync();
+        if (_engine is { } engine) await engine.KillAsync(); // nsenter ends with its child; kill it should it not
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
         while (true)
         {
@@ -626,6 +801,75 @@ public sealed class NetnsHost
             await Task.Delay(50, ct);
         }
     }
+
+    /// <summary>
+    /// A paused VM: SIGSTOP to every process of the host at once (<c>kill -STOP -1</c> from inside its PID namespace: the
+    /// kernel signals them all in one pass, containers' nested namespaces included), then after <paramref name="duration"/>
+    /// SIGCONT to all at once. The init is not stopped (nothing can signal a namespace's PID 1 from inside; it only reaps).
+    /// </summary>
+    internal async Task PauseAsync(TimeSpan duration, CancellationToken ct)
+    {
+        var init = InitPid ?? throw new InvalidOperationException($"{Name} is down");
+        await SignalAllAsync(init, "STOP");
+        try
+        {
+            await Task.Delay(duration, ct);
+        }
+        finally
+        {
+            await SignalAllAsync(init, "CONT");
+            // nsenter and unshare (root namespace) stop themselves when their child stops (util-linux's
+            // continue_as_child); nothing inside reaches them, and a stopped nsenter would never report its engine's exit.
+            foreach (var wrapper in new[] { _engine, _init })
+                if (wrapper is { HasExited: false }) kill(wrapper.Pid, SigCont);
+        }
+    }
+
+    private static async Task SignalAllAsync(int init, string signal)
+    {
+        // The shell that sends it is the one process kill(-1) leaves out; it exits right after.
+        var result = await Command.RunAsync("nsenter", ["-t", Pid(init), "--pid", "--", "sh", "-c", $"kill -{signal} -1"], CancellationToken.None);
+        if (result.ExitCode != 0) throw new InvalidOperationException($"kill -{signal} -1: {result}");
+    }
+
+    /// <summary>
+    /// Cuts the host's cluster traffic (every peer, the gateway, the node API, enrollment) with nftables rules in its
+    /// network namespace, leaving PostgreSQL on the bridge address reachable; <see cref="HealClusterTrafficAsync"/> undoes it.
+    /// </summary>
+    internal async Task CutClusterTrafficAsync(CancellationToken ct)
+    {
+        var subnet = _cluster.Subnet + ".0/24";
+        var bridge = _cluster.BridgeAddress;
+        var rules = $$"""
+            table inet {{PartitionTable}} {
+              chain output {
+                type filter hook output priority 0; policy accept;
+                oifname "lo" accept
+                ip daddr {{bridge}} tcp dport {{NetnsCluster.PostgresPort}} accept
+                ip daddr {{subnet}} drop
+              }
+              chain input {
+                type filter hook input priority 0; policy accept;
+                iifname "lo" accept
+                ip saddr {{bridge}} tcp sport {{NetnsCluster.PostgresPort}} accept
+                ip saddr {{subnet}} drop
+              }
+            }
+            """;
+        var file = Path.Combine(_cluster.Root, $"partition-{Name}.nft");
+        await File.WriteAllTextAsync(file, rules, ct);
+        await NetnsCluster.Run(ct, "nsenter", "--net=/run/netns/" + Namespace, "--", "nft", "-f", file);
+        _clusterTrafficCut = true;
+    }
+
+    internal async Task HealClusterTrafficAsync(CancellationToken ct)
+    {
+        if (!_clusterTrafficCut) return;
+        await NetnsCluster.Run(ct, "nsenter", "--net=/run/netns/" + Namespace, "--", "nft", "delete", "table", "inet", PartitionTable);
+        _clusterTrafficCut = false;
+    }
+
+    private const string PartitionTable = "flotilla_partition";
 
     /// <summary>Whether the host's own Docker API accepts a TCP connection from the root namespace (over the bridge).</summary>
     public async Task<bool> ReachableAsync(TimeSpan timeout)
@@ -643,12 +887,11 @@ public sealed class NetnsHost
         }
     }
 
-    /// <summary>Runs a command inside the host (its network, PID and mount namespaces: its /proc, its runc state).</summary>
+    /// <summary>Runs a command inside the host (its network, PID and mount namespaces: its /proc, its files, its runc state).</summary>
     public async Task<CommandResult> ExecAsync(string file, params string[] args)
     {
-        var init = HostInitPid() ?? throw new InvalidOperationException($"{Name} is not running");
-        return await Command.RunAsync("nsenter", ["-t", init.ToString(CultureInfo.InvariantCulture), "--net", "--pid", "--mount", "--", file, .. args],
-            CancellationToken.None);
+        var init = InitPid ?? throw new InvalidOperationException($"{Name} is not running");
+        return await Command.RunAsync("nsenter", ["-t", Pid(init), "--net", "--pid", "--mount", "--", file, .. args], CancellationToken.None);
     }
 
     /// <summary><c>runc list</c> in the host: the containers that really run there, whatever the cluster believes.</summary>
@@ -663,27 +906,22 @@ public sealed class NetnsHost
             .Select(c => c.GetProperty("id").GetString()!).ToList();
     }
 
-    /// <summary>The flotilla process (PID 1 of the host's PID namespace) as the root namespace numbers it.</summary>
-    private int? HostInitPid()
-    {
-        if (_process is not { HasExited: false } process) return null;
-        try
-        {
-            var children = File.ReadAllText($"/proc/{process.Pid}/task/{process.Pid}/children").Trim();
-            return int.TryParse(children.Split(' ')[0], out var pid) ? pid : null;
-        }
-        catch (IOException)
-        {
-            return null;
-        }
-    }
-
     internal async Task DeleteNamespaceAsync()
     {
         if (!_namespaceCreated) return;
         await NetnsCluster.Ip(CancellationToken.None, "netns", "del", Namespace); // takes the veth pair with it
         _namespaceCreated = false;
     }
+
+    private static string Pid(int pid) => pid.ToString(CultureInfo.InvariantCulture);
+
+    private const int SigKill = 9;
+    private const int SigCont = 18;
+
+#pragma warning disable SYSLIB1054 // a plain libc call
+    [DllImport("libc", SetLastError = true)]
+    private static extern int kill(int pid, int signal);
+#pragma warning restore SYSLIB1054
 }
 
 /// <summary>Processes by parent, from <c>/proc</c>; a process is named with its start time so a reused PID is not mistaken for it.</summary>
@@ -852,6 +1090,21 @@ internal sealed class ManagedProcess : IDisposable
             : $"{Name} did not print '{text}' within {timeout.TotalSeconds:F0} s; log {LogFile}");
     }
 
+    /// <summary>
+    /// Waits until the process itself has exited. Not <see cref="Process.WaitForExitAsync(CancellationToken)"/>: that also
+    /// waits for the end of its redirected output, which a child that inherited it (conmon, a detached watchdog) holds
+    /// open for as long as it lives.
+    /// </summary>
+    public async Task WaitForExitAsync(TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (!_process.HasExited)
+        {
+            if (DateTime.UtcNow > deadline) throw new TimeoutException($"{Name} did not exit within {timeout.TotalSeconds:F0} s");
+            await Task.Delay(20);
+        }
+    }
+
     public async Task KillAsync()
     {
         if (_process.HasExited) return;
@@ -862,7 +1115,7 @@ internal sealed class ManagedProcess : IDisposable
         catch (InvalidOperationException)
         {
         }
-        await _process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+        await WaitForExitAsync(TimeSpan.FromSeconds(30));
     }
 
     public void Dispose()
