@@ -5,10 +5,12 @@ namespace Flotilla.Contracts.Security;
 /// <summary>Where a cluster process refused someone.</summary>
 public static class ClusterSurfaces
 {
-    /// <summary>Akka.Remote: a TLS handshake without a certificate of the cluster CA.</summary>
+    /// <summary>Akka.Remote: a TLS handshake without a certificate of the cluster CA, or no TLS at all (plain TCP).</summary>
     public const string Transport = "cluster-transport";
     /// <summary>A node's HTTPS API (forwarded streams, peer blobs): no client certificate of the cluster CA.</summary>
     public const string NodeApi = "node-api";
+    /// <summary>A gateway's peer API (the blobs imported through it): no client certificate of the cluster CA.</summary>
+    public const string PeerApi = "peer-api";
     /// <summary><c>X-Flotilla-Forwarded-For</c> from a caller that is not an authenticated gateway: ignored.</summary>
     public const string ForwardedIdentity = "forwarded-identity";
     /// <summary>A join-token enrollment refused: a wrong, revoked or expired token, a malformed request, too many attempts.</summary>
