@@ -2,6 +2,7 @@ using System.Net;
 using Flotilla.Cluster.Queries;
 using Flotilla.Cluster.Security;
 using Flotilla.Contracts.Access;
+using Flotilla.Contracts.Security;
 using Flotilla.Gateway.DockerApi;
 using Flotilla.Gateway.Hijack;
 using Flotilla.Gateway.Http;
@@ -77,7 +78,7 @@ public static class GatewayHosting
                 k.Listen(dockerApi, listen =>
                 {
                     // A node's API: cluster TLS first, so the hijack middleware reads the decrypted request.
-                    if (options.DockerApiTls is { } clusterTls) ClusterApi.UseClusterTls(listen, clusterTls);
+                    if (options.DockerApiTls is { } clusterTls) ClusterApi.UseClusterTls(listen, clusterTls, ClusterSurfaces.NodeApi);
                     ConfigureDockerListener(listen, ClientListener.DockerApi, options.DockerApiTls is null ? tls : null, options.DockerApiTls);
                 });
             if (options.PeerApi is { } peerApi && options.PeerApiTls is { } peerTls)
@@ -85,7 +86,7 @@ public static class GatewayHosting
                 {
                     listen.Protocols = HttpProtocols.Http1;
                     ClientConnection.Tag(listen, ClientListener.PeerApi);
-                    ClusterApi.UseClusterTls(listen, peerTls);
+                    ClusterApi.UseClusterTls(listen, peerTls, ClusterSurfaces.PeerApi);
                 });
             if (options.DockerSocket is { } socket && DockerSocketFile.Prepare(socket))
             {

@@ -119,10 +119,12 @@ public static class ClusterCommands
             {
                 // The secret lives next to the CA key, so every holder of that key (and 'cluster join-token') has the same one.
                 var caKey = pki.Read(result).CaKey;
-                var token = JoinToken.ForCa(ca, caKey is null ? ClusterPkiFiles.In(dataRoot) : Path.GetDirectoryName(Path.GetFullPath(caKey))!);
+                var secretDirectory = caKey is null ? ClusterPkiFiles.In(dataRoot) : Path.GetDirectoryName(Path.GetFullPath(caKey))!;
+                var token = JoinToken.Issue(ca, JoinSecret.LoadOrCreate(secretDirectory), JoinToken.DefaultTtl, DateTimeOffset.UtcNow);
                 var endpoint = Endpoints.Parse(result.GetValue(enroll) ?? $"{bindHost}:{Enrollment.DefaultPort}", "--enroll");
-                settings = settings with { Enrollment = new Flotilla.Gateway.Http.EnrollmentOptions(endpoint, ca, token, settings.Tls!) };
-                Console.WriteLine($"This node holds the cluster CA; others join with --join-token {token} (enrollment on https://{endpoint})");
+                settings = settings with { Enrollment = new Flotilla.Gateway.Http.EnrollmentOptions(endpoint, ca, secretDirectory, settings.Tls!) };
+                Console.WriteLine($"This node holds the cluster CA; others join with --join-token {token} until {token.Expires:u} " +
+                                  $"(enrollment on https://{endpoint}; more: flotilla cluster join-token)");
             }
             if (settings.InsecureNodeApi && !System.Net.IPAddress.IsLoopback(nodeApi.Address))
                 // dockerd's words for the same mistake (its -H tcp:// without --tlsverify).

@@ -46,12 +46,27 @@ public static class PkiCommands
     private static Command JoinTokenCommand()
     {
         var data = Flags.WithEnv("--data", "FLOTILLA_DATA", "/var/lib/flotilla", "data directory of the process that holds the CA key");
-        var command = new Command("join-token", "Print the token with which a node or gateway joins (--join-token) and gets its certificate") { data };
+        var ttl = new Option<string>("--ttl")
+        {
+            Description = "how long the token is good for (Go-style: 30m, 24h, 7d; as kubeadm token create --ttl)",
+            DefaultValueFactory = _ => "24h",
+        };
+        var rotate = new Option<bool>("--rotate") { Description = "make a new join secret first: every token printed before stops working" };
+        var command = new Command("join-token", "Print a token with which a node or gateway joins (--join-token) and gets its certificate") { data, ttl, rotate };
         command.SetAction(result =>
         {
+            if (!RegistryCommand.TryParseDuration(result.GetValue(ttl)!, out var lifetime) || lifetime < TimeSpan.FromSeconds(1))
+            {
+                // kubeadm's --ttl 0 (never expires) is not offered: a token that never expires is what this replaced.
+                Console.Error.WriteLine($"flotilla cluster join-token: --ttl must be a positive duration such as 30m, 24h or 7d, not '{result.GetValue(ttl)}'");
+                return 1;
+            }
             var pki = ClusterPkiFiles.In(Path.GetFullPath(result.GetValue(data)!));
             using var ca = ClusterCa.Load(Path.Combine(pki, ClusterPkiFiles.CaCertificate), Path.Combine(pki, ClusterPkiFiles.CaKey));
-            Console.WriteLine(JoinToken.ForCa(ca, pki));
+            var secret = result.GetValue(rotate) ? JoinSecret.Rotate(pki) : JoinSecret.LoadOrCreate(pki);
+            var token = JoinToken.Issue(ca, secret, lifetime, DateTimeOffset.UtcNow);
+            Console.WriteLine(token);
+            Console.Error.WriteLine($"valid until {token.Expires:u}{(result.GetValue(rotate) ? "; earlier tokens are revoked" : "")}");
             return 0;
         });
         return command;

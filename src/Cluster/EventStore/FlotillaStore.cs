@@ -76,6 +76,7 @@ public static class FlotillaStore
         opts.Events.AddEventType<RegistryUserPasswordRehashed>();
         opts.Events.AddEventType<Contracts.Access.ApiAccessDenied>();
         opts.Events.AddEventType<ClusterAccessDenied>();
+        opts.Events.AddEventType<ClusterMemberEnrolled>();
         opts.Events.AddEventType<BlobLinked>();
         opts.Events.AddEventType<BlobUnlinked>();
         opts.Events.AddEventType<ManifestPushed>();

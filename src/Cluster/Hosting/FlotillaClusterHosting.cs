@@ -97,6 +97,13 @@ public static class FlotillaClusterHosting
                 // Only hosts count for the majority: gateways come and go without deciding who survives a partition.
                 SplitBrainResolver = new KeepMajorityOption { Role = FlotillaClusterOptions.NodeRole },
             });
+        if (options.Tls is not null)
+            builder.AddStartup((system, _) =>
+            {
+                var access = sp.GetRequiredService<Security.ClusterAccessLog>();
+                var watcher = system.ActorOf(Props.Create(() => new Security.PlainTransportWatcher(access)), "plain-transport-watcher");
+                system.EventStream.Subscribe(watcher, typeof(Akka.Event.Error));
+            });
 
         var shardOptions = new ShardOptions
         {

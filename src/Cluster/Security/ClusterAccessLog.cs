@@ -14,7 +14,8 @@ namespace Flotilla.Cluster.Security;
 /// events in this process's own <c>cluster-access-&lt;name&gt;</c> stream, and logs each one with the peer's address.
 /// <see cref="Refused"/> never blocks (it is called from TLS handshakes); one writer appends in the background without
 /// reading the stream (<see cref="AuditStreamAppender"/>). The same surface, address and reason within
-/// <see cref="Window"/> is counted, not written again (<see cref="DenialWindow"/>).
+/// <see cref="Window"/> is counted, not written again (<see cref="DenialWindow"/>). Enrollments that succeeded are
+/// recorded there too (<see cref="EnrolledAsync"/>).
 /// </summary>
 public sealed class ClusterAccessLog(IEventJournal journal, FlotillaClusterOptions options, ILogger<ClusterAccessLog> logger)
     : BackgroundService
@@ -31,6 +32,18 @@ public sealed class ClusterAccessLog(IEventJournal journal, FlotillaClusterOptio
         logger.LogWarning("Refused {Surface} access from {Remote}: {Reason}", surface, remoteAddress ?? "unknown", reason);
         if (_window.ShouldRecord(surface, remoteAddress, reason, null, out var repeats))
             _pending.Writer.TryWrite(new ClusterAccessDenied(surface, remoteAddress, subject, reason, repeats, DateTimeOffset.UtcNow));
+    }
+
+    /// <summary>
+    /// Records a certificate the enrollment listener signed, before the joiner gets it (awaited, not windowed: every
+    /// enrollment is an event, and one that cannot be recorded is not answered).
+    /// </summary>
+    public async Task EnrolledAsync(ClusterMemberEnrolled enrolled, CancellationToken cancellationToken)
+    {
+        logger.LogInformation("Enrolled {Role} {Name} from {Remote}: certificate serial {Serial}", enrolled.Role, enrolled.Name,
+            enrolled.RemoteAddress ?? "unknown", enrolled.Serial);
+        var origin = new RequestOrigin(enrolled.RemoteAddress is { } a ? "peer@" + a : "peer", Guid.NewGuid().ToString("N"));
+        await _stream.AppendAsync(enrolled, origin, cancellationToken);
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)

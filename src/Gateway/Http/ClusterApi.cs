@@ -1,8 +1,11 @@
+using System.Buffers;
+using System.IO.Pipelines;
 using System.Net.Security;
 using System.Security.Authentication;
 using Flotilla.Cluster.Security;
 using Flotilla.Contracts.Security;
 using Flotilla.NodeRuntime.Distribution;
+using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
@@ -22,14 +25,18 @@ public static class ClusterApi
     /// <summary><see cref="HttpContext.Items"/> key of the <see cref="ClusterPeer"/> that a request came from.</summary>
     public const string PeerItem = "flotilla.cluster-peer";
 
-    public static void UseClusterTls(ListenOptions listen, ClusterTls tls)
+    /// <summary>How long a connection may wait before its first byte (Kestrel's own TLS handshake timeout).</summary>
+    private static readonly TimeSpan FirstByteTimeout = TimeSpan.FromSeconds(10);
+
+    public static void UseClusterTls(ListenOptions listen, ClusterTls tls, string surface)
     {
         var access = listen.ApplicationServices.GetService<ClusterAccessLog>();
+        listen.Use(next => connection => RefusePlainAsync(connection, next, access, surface));
         listen.UseHttps(new TlsHandshakeCallbackOptions
         {
             OnConnection = context =>
             {
-                var remote = context.Connection.RemoteEndPoint?.ToString();
+                var remote = AddressOf(context.Connection.RemoteEndPoint);
                 return ValueTask.FromResult(new SslServerAuthenticationOptions
                 {
                     ServerCertificate = tls.Certificate,
@@ -38,13 +45,52 @@ public static class ClusterApi
                     RemoteCertificateValidationCallback = (_, certificate, _, _) =>
                     {
                         var check = tls.Verify(certificate);
-                        if (!check.Trusted) access?.Refused(ClusterSurfaces.NodeApi, remote, certificate?.Subject, check.Refusal!);
+                        if (!check.Trusted) access?.Refused(surface, remote, certificate?.Subject, check.Refusal!);
                         return check.Trusted;
                     },
                 });
             },
         });
     }
+
+    /// <summary>
+    /// Looks at the first byte before the TLS handshake reads it (nothing is consumed): a TLS connection starts with a
+    /// handshake record (0x16). Anything else — plain HTTP, other protocols, garbage — is recorded as a refusal of the
+    /// source address, then the TLS layer refuses it as before. Kestrel only logs such handshakes at debug level.
+    /// </summary>
+    private static async Task RefusePlainAsync(ConnectionContext connection, ConnectionDelegate next, ClusterAccessLog? access, string surface)
+    {
+        var input = connection.Transport.Input;
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(connection.ConnectionClosed);
+        timeout.CancelAfter(FirstByteTimeout);
+        ReadResult read;
+        try
+        {
+            read = await input.ReadAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            connection.Abort();
+            return;
+        }
+        var buffer = read.Buffer;
+        if (!buffer.IsEmpty && buffer.FirstSpan[0] != TlsHandshakeRecord)
+        {
+            var start = System.Text.Encoding.ASCII.GetString(buffer.Slice(0, Math.Min(buffer.Length, 8)).ToArray());
+            var http = HttpMethodsSeen.Any(m => start.StartsWith(m + " ", StringComparison.Ordinal));
+            access?.Refused(surface, AddressOf(connection.RemoteEndPoint), null, http ? "plain HTTP on the TLS port" : "not a TLS handshake (plain TCP)");
+        }
+        input.AdvanceTo(buffer.Start);
+        await next(connection);
+    }
+
+    private const byte TlsHandshakeRecord = 0x16;
+    private static readonly string[] HttpMethodsSeen = ["GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE"];
+
+    /// <summary>The peer's IP alone: one address is one kind in the denial window, whatever port it comes from.</summary>
+    private static string? AddressOf(System.Net.EndPoint? endpoint) => endpoint is System.Net.IPEndPoint ip
+        ? (ip.Address.IsIPv4MappedToIPv6 ? ip.Address.MapToIPv4() : ip.Address).ToString()
+        : endpoint?.ToString();
 
     /// <summary>The peer a request on a cluster listener came from (its certificate passed the handshake), or null.</summary>
     public static ClusterPeer? PeerOf(HttpContext context) => context.Items[PeerItem] as ClusterPeer;

@@ -22,6 +22,13 @@ public sealed record RegistryClientOptions
     public InsecureRegistries InsecureRegistries { get; init; } = InsecureRegistries.None;
 
     public string UserAgent { get; init; } = "flotilla";
+
+    /// <summary>
+    /// dockerd's per-registry TLS files: <c>&lt;dir&gt;/&lt;host[:port]&gt;/*.crt</c> are CAs trusted for that registry
+    /// (besides the system's), <c>*.cert</c> with the <c>*.key</c> of the same name a client certificate it is shown.
+    /// Null: none.
+    /// </summary>
+    public string? CertsDirectory { get; init; } = RegistryCertificates.DefaultDirectory;
 }
 
 /// <summary>
@@ -43,6 +50,9 @@ public sealed class RegistryClient : IDisposable
     private readonly ConcurrentDictionary<string, Uri> _endpoints = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, (string Token, DateTimeOffset Expires)> _tokens = new(StringComparer.Ordinal);
 
+    // Registries with a certs.d directory: their own client (CAs, client certificate), made on first use.
+    private readonly ConcurrentDictionary<string, Lazy<HttpClient>> _certsHttp = new(StringComparer.Ordinal);
+
     public RegistryClient(RegistryClientOptions? options = null)
     {
         Options = options ?? new RegistryClientOptions();
@@ -50,7 +60,7 @@ public sealed class RegistryClient : IDisposable
         _insecureHttp = NewClient(verifyCertificates: false);
     }
 
-    private HttpClient NewClient(bool verifyCertificates)
+    private HttpClient NewClient(bool verifyCertificates, RegistryCertificates? certificates = null)
     {
         var handler = new SocketsHttpHandler
         {
@@ -61,6 +71,7 @@ public sealed class RegistryClient : IDisposable
             UseCookies = false,
         };
         if (!verifyCertificates) handler.SslOptions.RemoteCertificateValidationCallback = (_, _, _, _) => true;
+        else if (certificates is not null) certificates.Configure(handler.SslOptions);
         var http = new HttpClient(handler) { Timeout = Timeout.InfiniteTimeSpan };
         http.DefaultRequestHeaders.UserAgent.ParseAdd(Options.UserAgent);
         return http;
@@ -70,8 +81,16 @@ public sealed class RegistryClient : IDisposable
     /// The client for a request: without certificate checks only for an insecure registry's https (listed with or
     /// without its default port, which <see cref="Uri.Authority"/> leaves out).
     /// </summary>
-    private HttpClient ClientFor(HttpRequestMessage request) =>
-        request.RequestUri is { Scheme: "https" } uri && (AllowsHttp(uri.Authority) || AllowsHttp($"{uri.Host}:{uri.Port}")) ? _insecureHttp : _http;
+    private HttpClient ClientFor(HttpRequestMessage request)
+    {
+        if (request.RequestUri is not { Scheme: "https" } uri) return _http;
+        if (AllowsHttp(uri.Authority) || AllowsHttp($"{uri.Host}:{uri.Port}")) return _insecureHttp;
+        // dockerd's directory name is the registry as named: host:port, or host alone for 443 (as Uri.Authority).
+        if (Options.CertsDirectory is not { } certs) return _http;
+        if (_certsHttp.TryGetValue(uri.Authority, out var known)) return known.Value;
+        if (RegistryCertificates.Load(certs, uri.Authority) is not { } found) return _http;
+        return _certsHttp.GetOrAdd(uri.Authority, _ => new Lazy<HttpClient>(() => NewClient(verifyCertificates: true, found))).Value;
+    }
 
     public RegistryClientOptions Options { get; }
 
@@ -79,6 +98,8 @@ public sealed class RegistryClient : IDisposable
     {
         _http.Dispose();
         _insecureHttp.Dispose();
+        foreach (var client in _certsHttp.Values)
+            if (client.IsValueCreated) client.Value.Dispose();
     }
 
     /// <summary>The host a reference's domain is served from: <c>docker.io</c> is <c>registry-1.docker.io</c>.</summary>

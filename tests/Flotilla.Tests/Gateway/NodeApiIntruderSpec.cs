@@ -102,6 +102,46 @@ public class NodeApiIntruderSpec(GatewayAndNode cluster) : IClassFixture<Gateway
         }, TimeSpan.FromSeconds(10)), "refusals recorded: " + string.Join("; ", denials.Select(d => $"{d.RemoteAddress} {d.Subject}: {d.Reason}")));
     }
 
+    /// <summary>
+    /// Plain TCP on the TLS-only listeners: before, Kestrel and Akka refused these handshakes with a debug log line only,
+    /// so a stranger probing the cluster's ports left no event. Sent from 127.0.0.3 so that the recorded address is the
+    /// stranger's and nobody else's.
+    /// </summary>
+    [Fact]
+    public async Task Plain_tcp_and_garbage_on_the_node_API_the_peer_API_and_the_cluster_port_are_recorded_with_the_source()
+    {
+        var stranger = IPAddress.Parse("127.0.0.3");
+        var probes = new (string Process, int Port, string Surface, byte[] Bytes, string Reason)[]
+        {
+            ("node-a", cluster.NodePort, ClusterSurfaces.NodeApi, "GET /v1.51/containers/json HTTP/1.1\r\nHost: x\r\n\r\n"u8.ToArray(), "plain HTTP on the TLS port"),
+            ("node-a", cluster.NodePort, ClusterSurfaces.NodeApi, [0x00, 0x01, 0x02, 0xff, 0xfe, 0x10, 0x20, 0x30], "not a TLS handshake (plain TCP)"),
+            ("gw-b", cluster.GatewayPeerPort, ClusterSurfaces.PeerApi, [0x42, 0x42, 0x42, 0x42, 0x0a], "not a TLS handshake (plain TCP)"),
+            ("node-a", cluster.NodeClusterPort, ClusterSurfaces.Transport, [0x00, 0x00, 0x00, 0x10, 0xde, 0xad, 0xbe, 0xef, 0x01], "not a TLS handshake (plain TCP)"),
+        };
+        foreach (var probe in probes)
+        {
+            using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+            socket.Bind(new IPEndPoint(stranger, 0));
+            await socket.ConnectAsync(new IPEndPoint(IPAddress.Loopback, probe.Port));
+            await socket.SendAsync(probe.Bytes);
+            // The listener answers nothing it could be talked into and closes (or leaves the stranger hanging); either way no HTTP.
+            var answer = new byte[256];
+            var read = await socket.ReceiveAsync(answer).WaitAsync(TimeSpan.FromSeconds(10)).ContinueWith(t => t.IsCompletedSuccessfully ? t.Result : 0);
+            Assert.DoesNotContain("HTTP/1.1 200", Encoding.ASCII.GetString(answer, 0, read));
+        }
+
+        foreach (var probe in probes)
+        {
+            List<ClusterAccessDenied> denials = [];
+            Assert.True(await Eventually.TrueAsync(async () =>
+            {
+                denials = await DenialsAsync(probe.Process);
+                return denials.Any(d => d.Surface == probe.Surface && d.RemoteAddress == "127.0.0.3" && d.Reason == probe.Reason);
+            }, TimeSpan.FromSeconds(10)), $"{probe.Surface} on {probe.Port}: '{probe.Reason}' from 127.0.0.3 not recorded; recorded: "
+                + string.Join("; ", denials.Select(d => $"{d.Surface} {d.RemoteAddress}: {d.Reason}")));
+        }
+    }
+
     [Fact]
     public async Task Forwarded_identity_is_believed_from_a_gateway_certificate_only()
     {

@@ -32,6 +32,10 @@ public sealed class GatewayAndNode : IAsyncLifetime
 
     public int NodePort { get; } = FreePort.Next();
     public int GatewayPort { get; } = FreePort.Next();
+    /// <summary>The gateway's peer API (blobs imported through it; mutual TLS).</summary>
+    public int GatewayPeerPort { get; } = FreePort.Next();
+    /// <summary>The node's Akka.Remote port (TLS).</summary>
+    public int NodeClusterPort { get; } = FreePort.Next();
     public string Root { get; } = Path.Combine(Path.GetTempPath(), "flotilla-remote-" + Guid.NewGuid().ToString("N")[..8]);
     public bool NodeStopped { get; private set; }
 
@@ -52,7 +56,7 @@ public sealed class GatewayAndNode : IAsyncLifetime
     {
         await _postgres.InitializeAsync();
         var connectionString = ConnectionString = await _postgres.NewDatabaseAsync("remote");
-        var nodeCluster = FreePort.Next();
+        var nodeCluster = NodeClusterPort;
         var facts = await HostFacts.ProbeAsync(null);
         ClusterPkiFiles.SaveIdentity(OperatorCerts, Ca.Issue(ClusterRole.Gateway, "operator", []));
         await File.WriteAllTextAsync(Path.Combine(OperatorCerts, "ca.pem"), Ca.Certificate.ExportCertificatePem());
@@ -76,6 +80,7 @@ public sealed class GatewayAndNode : IAsyncLifetime
             Roles = [FlotillaClusterOptions.GatewayRole],
             DataRoot = Path.Combine(Root, "b"),
             DockerApi = new IPEndPoint(IPAddress.Loopback, GatewayPort),
+            PeerApi = new IPEndPoint(IPAddress.Loopback, GatewayPeerPort),
             BindPort = FreePort.Next(),
             Seeds = [$"127.0.0.1:{nodeCluster}"],
             Tls = new ClusterTls(Ca.Issue(ClusterRole.Gateway, "gw-b", ["127.0.0.1"]), Ca.Certificate),

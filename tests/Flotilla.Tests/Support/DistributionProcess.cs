@@ -24,11 +24,17 @@ public sealed class DistributionProcess : IAsyncDisposable
     /// <summary><c>127.0.0.1:&lt;port&gt;</c>, the registry part of references.</summary>
     public string Address => $"127.0.0.1:{Port}";
 
+    /// <summary>Serve HTTPS with this certificate and key (PEM files); with <paramref name="ClientCa"/>, require client certificates of it.</summary>
+    public sealed record Tls(string Certificate, string Key, string? ClientCa = null);
+
+    private Tls? _tls;
+
     /// <param name="htpasswd">htpasswd lines (bcrypt) to require basic auth; null for an open registry.</param>
-    public static async Task<DistributionProcess> StartAsync(string? htpasswd = null)
+    /// <param name="tls">HTTPS instead of plain HTTP.</param>
+    public static async Task<DistributionProcess> StartAsync(string? htpasswd = null, Tls? tls = null)
     {
         if (!File.Exists(Executable)) throw new InvalidOperationException($"{Executable} is missing: run ./scripts/install-deps.sh");
-        var registry = new DistributionProcess();
+        var registry = new DistributionProcess { _tls = tls };
         try
         {
             await registry.RunAsync(htpasswd);
@@ -50,6 +56,11 @@ public sealed class DistributionProcess : IAsyncDisposable
             await File.WriteAllTextAsync(Path.Combine(_root, "htpasswd"), htpasswd);
             auth = $"auth:\n  htpasswd:\n    realm: flotilla-test\n    path: {_root}/htpasswd\n";
         }
+        var tls = _tls is null ? "" : $"""
+              tls:
+                certificate: {_tls.Certificate}
+                key: {_tls.Key}
+            """ + (_tls.ClientCa is null ? "" : $"\n    clientcas:\n      - {_tls.ClientCa}");
         var config = Path.Combine(_root, "config.yml");
         await File.WriteAllTextAsync(config, $"""
             version: 0.1
@@ -65,6 +76,7 @@ public sealed class DistributionProcess : IAsyncDisposable
             http:
               addr: 127.0.0.1:{Port}
               secret: flotilla-tests-only
+            {tls}
             {auth}
             """);
         var start = new ProcessStartInfo(Executable)
@@ -85,10 +97,17 @@ public sealed class DistributionProcess : IAsyncDisposable
         {
             try
             {
+                if (_tls is not null)
+                {
+                    // It may require a client certificate this probe does not have: listening is enough.
+                    using var tcp = new System.Net.Sockets.TcpClient();
+                    await tcp.ConnectAsync(System.Net.IPAddress.Loopback, Port);
+                    return true;
+                }
                 using var response = await http.GetAsync($"http://{Address}/v2/");
                 return true;
             }
-            catch (Exception e) when (e is HttpRequestException or TaskCanceledException)
+            catch (Exception e) when (e is HttpRequestException or TaskCanceledException or System.Net.Sockets.SocketException)
             {
                 return false;
             }
