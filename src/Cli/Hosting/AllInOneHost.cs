@@ -17,7 +17,7 @@ public static class AllInOneHost
     {
         DataRootPermissions.Secure(settings.DataRoot);
 
-        using var loggerFactory = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Information));
+        using var loggerFactory = ConsoleLogging.Factory(settings.LogLevel);
         var log = loggerFactory.CreateLogger("flotilla");
 
         await using var postgres = settings.Postgres is null
@@ -46,6 +46,7 @@ public static class AllInOneHost
             Console.WriteLine($"  {(ownSocket is null ? "Docker API" : "          ")}  tcp://{dockerApi}{(settings.Tls is null ? " (plain TCP)" : settings.Tls.VerifyClients ? " (TLS, client certificates required)" : " (TLS)")}");
         Console.WriteLine($"  native API  {scheme}://{http} (token: {Gateway.Listeners.NativeApiTokens.FileOf(settings.DataRoot, Gateway.Listeners.NativeRole.Admin)})");
         Console.WriteLine($"  registry    {scheme}://{registry}");
+        Console.WriteLine($"  cluster     {Akka.Cluster.Cluster.Get(system).SelfAddress}");
         Console.WriteLine($"  data        {settings.DataRoot}{(postgres is null ? "" : $" (embedded PostgreSQL at {postgres.DataDirectory})")}");
         if (ownSocket == "/var/run/docker.sock") Console.WriteLine("The docker CLI finds the socket by itself: run `docker version`.");
         else if (ownSocket is not null) Console.WriteLine($"export DOCKER_HOST=unix://{ownSocket}");
@@ -88,6 +89,7 @@ public static class AllInOneHost
             InsecureRegistries = ProcessSettings.ParseInsecureRegistries(settings.InsecureRegistries ?? []),
             ClientTls = settings.Tls,
             Browsers = settings.Browsers ?? Gateway.Listeners.BrowserPolicy.Default,
+            LogLevel = settings.LogLevel,
         }, connectionString, facts, schema, configureServices);
     }
 
