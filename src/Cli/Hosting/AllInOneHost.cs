@@ -34,6 +34,9 @@ public static class AllInOneHost
         var http = app.Services.GetRequiredService<GatewayOptions>().NativeApi;
         var registry = app.Services.GetRequiredService<GatewayOptions>().Registry;
         await app.StartAsync(cancellationToken);
+        // The embedded server's shutdown checkpoint is most of its stop: begun here, it overlaps the host's own stop.
+        var checkpoint = Task.CompletedTask;
+        if (postgres is not null) app.Lifetime.ApplicationStopping.Register(() => checkpoint = postgres.CheckpointAsync());
 
         var system = app.Services.GetRequiredService<ActorSystem>();
         await WhenMemberUp(system).WaitAsync(TimeSpan.FromSeconds(60), cancellationToken);
@@ -62,6 +65,7 @@ public static class AllInOneHost
         }
         log.LogInformation("Stopping");
         await app.StopAsync(CancellationToken.None);
+        await checkpoint;
         return 0;
     }
 

@@ -141,7 +141,14 @@ public static class FlotillaProcess
 
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.UseFlotillaConsole(settings.LogLevel);
-        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(20));
+        builder.Services.Configure<HostOptions>(o =>
+        {
+            // The bound for a node's containers to stop when it leaves (TERM, then KILL after their grace); open
+            // streams do not wait for it (StreamsEndOnShutdown).
+            o.ShutdownTimeout = TimeSpan.FromSeconds(20);
+            // Kestrel's drain, the actor system's coordinated shutdown and the rest stop together, not one after another.
+            o.ServicesStopConcurrently = true;
+        });
         builder.Services.AddFlotillaCluster(cluster, self);
         // Every process keeps image content: nodes run from it; a gateway holds what is imported, loaded or
         // built through it, and peers fetch it from there.

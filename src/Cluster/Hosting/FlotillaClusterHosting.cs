@@ -279,6 +279,9 @@ public static class FlotillaClusterHosting
             singleton-proxy.log-singleton-identification-failure = {{(options.LogLevel <= Microsoft.Extensions.Logging.LogLevel.Debug ? "on" : "off")}}
           }
           coordinated-shutdown.exit-clr = off
+          # The host stops the actor system (Akka.Hosting's StopAsync), alongside its other services: run from the
+          # process-exit hook it ran first and alone, and the web listeners began to stop only after it.
+          coordinated-shutdown.run-by-clr-shutdown-hook = off
           # Stopping a node's containers (TERM, then KILL after the grace period) happens in this phase.
           coordinated-shutdown.phases.before-service-unbind.timeout = 20s
         }

@@ -52,7 +52,7 @@ public class ConsoleSpec(ITestOutputHelper output)
         Assert.Contains(console, IsAkkaInfo);
         Assert.Contains(console, l => l.StartsWith("dbug: akka:", StringComparison.Ordinal));
         Assert.Contains(console, IsSingletonWarning);
-        Assert.Contains(console, l => l.Contains("Node console-debug-", StringComparison.Ordinal) && l.Contains(" registered at ", StringComparison.Ordinal));
+        Assert.Contains(console, l => l.Contains("Node console-debug ", StringComparison.Ordinal) && l.Contains(" registered at ", StringComparison.Ordinal));
     }
 
     [Fact]

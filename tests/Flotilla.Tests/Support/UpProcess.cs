@@ -20,14 +20,19 @@ public sealed class UpProcess : IAsyncDisposable
     public string Socket { get; }
     public int Pid => _process.Id;
 
-    private UpProcess(string name, IReadOnlyList<string> extraArgs, IReadOnlyDictionary<string, string>? env)
+    public int RegistryPort { get; }
+    private readonly bool _keepData;
+
+    private UpProcess(string name, IReadOnlyList<string> extraArgs, IReadOnlyDictionary<string, string>? env, string? dataRoot, bool keepData)
     {
         var id = Guid.NewGuid().ToString("N")[..8];
-        DataRoot = Path.Combine(Path.GetTempPath(), $"flotilla-{name}-{id}");
+        DataRoot = dataRoot ?? Path.Combine(Path.GetTempPath(), $"flotilla-{name}-{id}");
+        _keepData = keepData;
         Socket = Path.Combine(DataRoot, "docker.sock");
+        RegistryPort = FreePort.Next();
         var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var a in new[] { FlotillaDll, "up", "--data", DataRoot, "--docker-socket", Socket, "--registry", $"127.0.0.1:{FreePort.Next()}",
-                     "--http", $"127.0.0.1:{FreePort.Next()}", "--name", $"{name}-{id}" }.Concat(extraArgs))
+        foreach (var a in new[] { FlotillaDll, "up", "--data", DataRoot, "--docker-socket", Socket, "--registry", $"127.0.0.1:{RegistryPort}",
+                     "--http", $"127.0.0.1:{FreePort.Next()}", "--name", name }.Concat(extraArgs))
             psi.ArgumentList.Add(a);
         psi.Environment.Remove("FLOTILLA_LOG_LEVEL");
         if (env is not null) foreach (var (k, v) in env) psi.Environment[k] = v;
@@ -38,8 +43,11 @@ public sealed class UpProcess : IAsyncDisposable
         _process.BeginErrorReadLine();
     }
 
-    public static UpProcess Start(string name, IReadOnlyList<string>? extraArgs = null, IReadOnlyDictionary<string, string>? env = null) =>
-        new(name, extraArgs ?? [], env);
+    /// <param name="dataRoot">An existing data directory (a restart); default a new one.</param>
+    /// <param name="keepData">Leave the data directory when disposed (to start again on it).</param>
+    public static UpProcess Start(string name, IReadOnlyList<string>? extraArgs = null, IReadOnlyDictionary<string, string>? env = null,
+        string? dataRoot = null, bool keepData = false) =>
+        new(name, extraArgs ?? [], env, dataRoot, keepData);
 
     private void OnLine(string? line)
     {
@@ -93,6 +101,6 @@ public sealed class UpProcess : IAsyncDisposable
     {
         if (!_process.HasExited) await TerminateAsync(TimeSpan.FromSeconds(60));
         _process.Dispose();
-        await DataRootCleanup.DeleteAsync(DataRoot);
+        if (!_keepData) await DataRootCleanup.DeleteAsync(DataRoot);
     }
 }
