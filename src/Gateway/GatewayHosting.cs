@@ -58,6 +58,7 @@ public static class GatewayHosting
         builder.Services.AddSingleton<ExecRegistry>();
         builder.Services.AddSingleton<Forwarding.NodeForwarder>();
         builder.Services.AddSingleton(sp => new Forwarding.CallerIdentity(sp.GetService<ClusterAccessLog>()));
+        builder.Services.AddSingleton<StreamsEndOnShutdown>();
         builder.Services.AddSingleton<IHijackHandler, AttachHijackHandler>();
         builder.Services.AddSingleton<IHijackHandler, ExecStartHijackHandler>();
         var ownSocket = new OwnDockerSocket();
@@ -123,7 +124,7 @@ public static class GatewayHosting
             var middleware = new HijackConnectionMiddleware(next, services.GetServices<IHijackHandler>().ToList(),
                 services.GetRequiredService<ILoggerFactory>().CreateLogger<HijackConnectionMiddleware>(),
                 services.GetRequiredService<GatewayOptions>().Browsers, services.GetRequiredService<Cluster.Audit.ApiAccessLog>(),
-                clusterTls, services.GetService<ClusterAccessLog>());
+                services.GetRequiredService<StreamsEndOnShutdown>(), clusterTls, services.GetService<ClusterAccessLog>());
             return middleware.OnConnectedAsync;
         });
     }
@@ -138,6 +139,8 @@ public static class GatewayHosting
         {
             if (app.Services.GetRequiredService<OwnDockerSocket>().Path is { } socket) DockerSocketFile.Restrict(socket);
         });
+
+        app.Use(StreamsEndOnShutdown.Middleware(app.Services.GetRequiredService<StreamsEndOnShutdown>()));
 
         // Each connection carries the listener that took it (two listeners may share a port number on different addresses).
         bool IsDockerApi(HttpContext c) => ClientConnection.ListenerOf(c) is ClientListener.DockerApi or ClientListener.DockerSocket;

@@ -74,9 +74,10 @@ public static class ClusterCommands
         var stableAfter = StableAfter();
         var pause = HeartbeatPause();
         var pki = PkiOptions.Create();
+        var logLevel = Flags.LogLevel();
         var command = new Command("node", "Run a Flotilla host: container runtime and cluster shards (or drain/activate one)")
         {
-            name, bind, join, postgres, postgresFile, data, api, insecureApi, enroll, labels, runtime, cgroupParent, stableAfter, pause,
+            name, bind, join, postgres, postgresFile, data, api, insecureApi, enroll, labels, runtime, cgroupParent, stableAfter, pause, logLevel,
             Availability("drain", "Move every container off a node and place nothing new on it"),
             Availability("activate", "Let a drained node take containers again"),
         };
@@ -85,9 +86,11 @@ public static class ClusterCommands
         {
             if (PostgresOf(result, postgres, postgresFile, "node") is not { } connectionString) return 2;
             string cgroups;
+            Microsoft.Extensions.Logging.LogLevel level;
             try
             {
                 cgroups = Flotilla.NodeRuntime.Oci.CgroupParents.Validate(result.GetValue(cgroupParent)!);
+                level = ConsoleLogging.Parse(result.GetValue(logLevel)!);
             }
             catch (ArgumentException ex)
             {
@@ -113,6 +116,7 @@ public static class ClusterCommands
                 Labels = ParseLabels(result.GetValue(labels) ?? []),
                 HandsOverContainers = true,
                 CgroupParent = cgroups,
+                LogLevel = level,
             };
             settings = WithFailureDetector(settings, result, stableAfter, pause);
             if (result.GetValue(enroll) is not "none" && ClusterIdentity.HeldCa(dataRoot, pki.Read(result)) is { } ca)
@@ -156,9 +160,10 @@ public static class ClusterCommands
         var stableAfter = StableAfter();
         var pause = HeartbeatPause();
         var pki = PkiOptions.Create();
+        var logLevel = Flags.LogLevel();
         var command = new Command("gateway", "Run a Flotilla gateway: the Docker API and registry for the whole cluster")
         {
-            name, bind, join, postgres, postgresFile, data, dockerApi, registry, http, dockerSocket, anonymousPull, realm, insecureRegistries, peerApi, stableAfter, pause,
+            name, bind, join, postgres, postgresFile, data, dockerApi, registry, http, dockerSocket, anonymousPull, realm, insecureRegistries, peerApi, stableAfter, pause, logLevel,
         };
         foreach (var option in listeners.All) command.Options.Add(option);
         foreach (var option in pki.All) command.Options.Add(option);
@@ -166,9 +171,11 @@ public static class ClusterCommands
         {
             if (PostgresOf(result, postgres, postgresFile, "gateway") is not { } connectionString) return 2;
             Gateway.Listeners.ClientTls? tls;
+            Microsoft.Extensions.Logging.LogLevel level;
             try
             {
                 tls = listeners.ParseTls(result);
+                level = ConsoleLogging.Parse(result.GetValue(logLevel)!);
             }
             catch (ArgumentException ex)
             {
@@ -205,6 +212,7 @@ public static class ClusterCommands
                 Seeds = ParseJoin(result.GetValue(join)),
                 ClientTls = tls,
                 Browsers = listeners.Browsers(result),
+                LogLevel = level,
             };
             settings = WithFailureDetector(settings, result, stableAfter, pause);
             if (tls is not { VerifyClients: true } && settings.DockerApi is { } tcpApi)

@@ -25,6 +25,10 @@ public static class Flags
         DefaultValueFactory = _ => Env(env)?.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) ?? [],
     };
 
+    /// <summary><c>--log-level</c>: what the console shows besides the ready banner (parse with <see cref="Hosting.ConsoleLogging.Parse"/>).</summary>
+    public static Option<string> LogLevel() =>
+        WithEnv("--log-level", "FLOTILLA_LOG_LEVEL", "warning", $"console detail: {Hosting.ConsoleLogging.Names}");
+
     public static Option<string[]> InsecureRegistry()
     {
         var option = RepeatableWithEnv("--insecure-registry", "FLOTILLA_INSECURE_REGISTRIES",

@@ -27,10 +27,11 @@ public static class UpCommand
         var insecureRegistries = Flags.InsecureRegistry();
         var runtime = Flags.OptionalWithEnv("--runtime", "FLOTILLA_RUNTIME", "OCI runtime: runc or crun (default: the one that works here)");
         var listeners = new ClientListenerFlags();
+        var logLevel = Flags.LogLevel();
 
         var command = new Command("up", "Run Flotilla (node, gateway, embedded PostgreSQL) in this process")
         {
-            dockerApi, registry, http, data, postgres, postgresFile, name, runtime, anonymousPull, realm, dockerSocket, insecureRegistries,
+            dockerApi, registry, http, data, postgres, postgresFile, name, runtime, anonymousPull, realm, dockerSocket, insecureRegistries, logLevel,
         };
         foreach (var option in listeners.All) command.Options.Add(option);
         command.SetAction(async (result, cancellationToken) =>
@@ -45,7 +46,8 @@ public static class UpCommand
                     Path.GetFullPath(result.GetValue(data)!), Flags.Postgres(result.GetValue(postgres), result.GetValue(postgresFile)),
                     result.GetValue(name), result.GetValue(runtime), result.GetValue(anonymousPull)!,
                     result.GetValue(dockerSocket) is "none" or "" ? null : result.GetValue(dockerSocket),
-                    result.GetValue(insecureRegistries), result.GetValue(realm), listeners.ParseTls(result), listeners.Browsers(result), listeners.PlainExplicitly(result));
+                    result.GetValue(insecureRegistries), result.GetValue(realm), listeners.ParseTls(result), listeners.Browsers(result), listeners.PlainExplicitly(result),
+                    Hosting.ConsoleLogging.Parse(result.GetValue(logLevel)!));
                 PlainTcpWarning.RequireTlsBeyondLoopback(
                     [("--registry", Endpoints.Parse(settings.Registry, "--registry")), ("--http", Endpoints.Parse(settings.Http, "--http"))],
                     settings.Tls is not null, settings.PlainTcpExplicit);

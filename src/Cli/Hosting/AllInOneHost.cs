@@ -17,7 +17,7 @@ public static class AllInOneHost
     {
         DataRootPermissions.Secure(settings.DataRoot);
 
-        using var loggerFactory = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Information));
+        using var loggerFactory = ConsoleLogging.Factory(settings.LogLevel);
         var log = loggerFactory.CreateLogger("flotilla");
 
         await using var postgres = settings.Postgres is null
@@ -34,6 +34,9 @@ public static class AllInOneHost
         var http = app.Services.GetRequiredService<GatewayOptions>().NativeApi;
         var registry = app.Services.GetRequiredService<GatewayOptions>().Registry;
         await app.StartAsync(cancellationToken);
+        // The embedded server's shutdown checkpoint is most of its stop: begun here, it overlaps the host's own stop.
+        var checkpoint = Task.CompletedTask;
+        if (postgres is not null) app.Lifetime.ApplicationStopping.Register(() => checkpoint = postgres.CheckpointAsync());
 
         var system = app.Services.GetRequiredService<ActorSystem>();
         await WhenMemberUp(system).WaitAsync(TimeSpan.FromSeconds(60), cancellationToken);
@@ -46,6 +49,7 @@ public static class AllInOneHost
             Console.WriteLine($"  {(ownSocket is null ? "Docker API" : "          ")}  tcp://{dockerApi}{(settings.Tls is null ? " (plain TCP)" : settings.Tls.VerifyClients ? " (TLS, client certificates required)" : " (TLS)")}");
         Console.WriteLine($"  native API  {scheme}://{http} (token: {Gateway.Listeners.NativeApiTokens.FileOf(settings.DataRoot, Gateway.Listeners.NativeRole.Admin)})");
         Console.WriteLine($"  registry    {scheme}://{registry}");
+        Console.WriteLine($"  cluster     {Akka.Cluster.Cluster.Get(system).SelfAddress}");
         Console.WriteLine($"  data        {settings.DataRoot}{(postgres is null ? "" : $" (embedded PostgreSQL at {postgres.DataDirectory})")}");
         if (ownSocket == "/var/run/docker.sock") Console.WriteLine("The docker CLI finds the socket by itself: run `docker version`.");
         else if (ownSocket is not null) Console.WriteLine($"export DOCKER_HOST=unix://{ownSocket}");
@@ -61,6 +65,7 @@ public static class AllInOneHost
         }
         log.LogInformation("Stopping");
         await app.StopAsync(CancellationToken.None);
+        await checkpoint;
         return 0;
     }
 
@@ -88,6 +93,7 @@ public static class AllInOneHost
             InsecureRegistries = ProcessSettings.ParseInsecureRegistries(settings.InsecureRegistries ?? []),
             ClientTls = settings.Tls,
             Browsers = settings.Browsers ?? Gateway.Listeners.BrowserPolicy.Default,
+            LogLevel = settings.LogLevel,
         }, connectionString, facts, schema, configureServices);
     }
 

@@ -14,7 +14,7 @@ public static class ClusterProcessHost
     {
         DataRootPermissions.Secure(settings.DataRoot);
         // First of all, the host lease: a restarted engine must confirm it before its watchdog's deadline passes.
-        using var logging = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).AddFilter("Npgsql", LogLevel.Warning));
+        using var logging = ConsoleLogging.Factory(settings.LogLevel);
         var lease = FlotillaProcess.HostLease(settings, connectionString, logging);
         if (lease is not null) await lease.TakeAsync(cancellationToken);
         var facts = await HostFacts.ProbeAsync(settings.IsNode ? runtime : null, cancellationToken);

@@ -84,6 +84,9 @@ public sealed record ProcessSettings
     /// <summary>The cgroup every container of this host goes under (<c>--cgroup-parent</c>, dockerd's flag): "/flotilla" → "/flotilla/&lt;id&gt;".</summary>
     public string CgroupParent { get; init; } = CgroupParents.Default;
 
+    /// <summary>The console's level (<c>--log-level</c>), Akka's included.</summary>
+    public LogLevel LogLevel { get; init; } = LogLevel.Warning;
+
     public bool IsNode => Roles.Contains(FlotillaClusterOptions.NodeRole);
     public bool IsGateway => Roles.Contains(FlotillaClusterOptions.GatewayRole);
 
@@ -133,16 +136,21 @@ public static class FlotillaProcess
             AcceptableHeartbeatPause = settings.AcceptableHeartbeatPause ?? defaults.AcceptableHeartbeatPause,
             HeartbeatInterval = settings.HeartbeatInterval ?? defaults.HeartbeatInterval,
             HandsOverContainers = settings.HandsOverContainers,
+            LogLevel = settings.LogLevel,
         };
         var self = new NodeDescription(settings.NodeName, facts.Hostname, cluster.Roles, facts.Cpus, facts.MemoryBytes, facts.Kernel,
             settings.IsNode ? facts.OciRuntime : "none", cluster.Labels, RegisteredEndpoint(settings));
 
         var builder = WebApplication.CreateSlimBuilder();
-        builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o => o.SingleLine = true);
-        builder.Logging.AddFilter("Microsoft", LogLevel.Warning).AddFilter("Marten", LogLevel.Warning)
-            .AddFilter("Npgsql", LogLevel.Warning).AddFilter("JasperFx", LogLevel.Warning);
-        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(20));
+        builder.Logging.UseFlotillaConsole(settings.LogLevel);
+        builder.Services.Configure<HostOptions>(o =>
+        {
+            // The bound for a node's containers to stop when it leaves (TERM, then KILL after their grace); open
+            // streams do not wait for it (StreamsEndOnShutdown).
+            o.ShutdownTimeout = TimeSpan.FromSeconds(20);
+            // Kestrel's drain, the actor system's coordinated shutdown and the rest stop together, not one after another.
+            o.ServicesStopConcurrently = true;
+        });
         if (lease is not null)
         {
             // Before the cluster's services: its events are recorded, and its renewals go on, before the actor system starts.

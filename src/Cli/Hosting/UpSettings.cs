@@ -16,4 +16,5 @@ public sealed record UpSettings(
     string? RegistryRealm = null,
     Flotilla.Gateway.Listeners.ClientTls? Tls = null,
     Flotilla.Gateway.Listeners.BrowserPolicy? Browsers = null,
-    bool PlainTcpExplicit = false);
+    bool PlainTcpExplicit = false,
+    Microsoft.Extensions.Logging.LogLevel LogLevel = Microsoft.Extensions.Logging.LogLevel.Warning);

@@ -32,7 +32,7 @@ public static class FlotillaStore
         opts.UseSystemTextJsonForSerialization(EnumStorage.AsString);
 
         opts.Events.StreamIdentity = StreamIdentity.AsString;
-        // Rich appends: the row's timestamp is the server's, which is what an audit trail needs.
+        // Rich appends: the row keeps the timestamp the journal gives it (this host's clock, the time its hash covers).
         opts.Events.AppendMode = EventAppendMode.Rich;
         opts.Events.MetadataConfig.CorrelationIdEnabled = true;
         opts.Events.MetadataConfig.CausationIdEnabled = true;

@@ -188,6 +188,7 @@ public sealed class MartenEventJournal : IEventJournal
     private async Task WriteAsync(IReadOnlyList<PendingAppend> batch)
     {
         await using var session = _store.LightweightSession();
+        var serializer = _store.Options.Serializer();
         foreach (var append in batch)
         {
             var metadata = append.Metadata;
@@ -206,7 +207,12 @@ public sealed class MartenEventJournal : IEventJournal
                 e.SetHeader(NodeHeader, metadata.Node);
                 if (_chainHashes)
                 {
-                    previous = EventHashChain.Compute(previous, append.StreamKey, append.ExpectedVersion + i + 1, append.Events[i], metadata);
+                    // The hash covers the row as it will be stored, so its timestamp is fixed here (Marten keeps one
+                    // that is set) at the microseconds PostgreSQL keeps, and the body is hashed as Marten serializes it.
+                    e.Timestamp = EventHashChain.ToStoredPrecision(DateTimeOffset.UtcNow);
+                    var row = new StoredEventRow(append.StreamKey, append.ExpectedVersion + i + 1, e.EventTypeName, e.Timestamp,
+                        metadata.User, metadata.CorrelationId, metadata.CausationId, serializer.ToJson(e.Headers), serializer.ToJson(append.Events[i]));
+                    previous = EventHashChain.Compute(previous, row);
                     e.SetHeader(EventHashChain.Header, previous);
                 }
                 staged[i] = e;

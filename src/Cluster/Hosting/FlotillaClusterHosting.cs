@@ -41,7 +41,13 @@ public static class FlotillaClusterHosting
         services.AddSingleton<Security.ClusterAccessLog>();
         services.AddHostedService(sp => sp.GetRequiredService<Security.ClusterAccessLog>());
         services.AddSingleton(self);
-        services.AddMarten(o => FlotillaStore.Configure(o, options.PostgresConnectionString, options.Schema))
+        services.AddMarten(sp =>
+            {
+                var store = new StoreOptions();
+                FlotillaStore.Configure(store, options.PostgresConnectionString, options.Schema);
+                store.Logger(new MartenLog((sp.GetService<Microsoft.Extensions.Logging.ILoggerFactory>() ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger("Flotilla.EventStore.Marten")));
+                return store;
+            })
             .ApplyAllDatabaseChangesOnStartup();
         // First of all hosted services (they start in order, and Marten may put its start-up migration first): that
         // migration makes the unique name index, which an older store's shared names would stop.
@@ -88,6 +94,13 @@ public static class FlotillaClusterHosting
 
         builder
             .AddHocon(ClusterHocon(options), HoconAddMode.Prepend)
+            // Akka's events go to the host's loggers (the process's console, at its --log-level), not to stdout.
+            .ConfigureLoggers(logging =>
+            {
+                logging.LogLevel = AkkaEventLevel(options.LogLevel);
+                logging.ClearLoggers();
+                logging.AddLoggerFactory();
+            })
             .WithCustomSerializer("flotilla-msgpack", [typeof(IFlotillaMessage)], system => new MessagePackAkkaSerializer(system))
             .WithRemoting(RemoteOptionsFor(options, sp.GetRequiredService<Security.ClusterAccessLog>()))
             .WithClustering(new ClusterOptions
@@ -231,14 +244,30 @@ public static class FlotillaClusterHosting
         return remote;
     }
 
+    private static string AkkaLevel(Microsoft.Extensions.Logging.LogLevel level) => level switch
+    {
+        <= Microsoft.Extensions.Logging.LogLevel.Debug => "DEBUG",
+        Microsoft.Extensions.Logging.LogLevel.Information => "INFO",
+        Microsoft.Extensions.Logging.LogLevel.Warning => "WARNING",
+        _ => "ERROR",
+    };
+
+    private static Akka.Event.LogLevel AkkaEventLevel(Microsoft.Extensions.Logging.LogLevel level) => level switch
+    {
+        <= Microsoft.Extensions.Logging.LogLevel.Debug => Akka.Event.LogLevel.DebugLevel,
+        Microsoft.Extensions.Logging.LogLevel.Information => Akka.Event.LogLevel.InfoLevel,
+        Microsoft.Extensions.Logging.LogLevel.Warning => Akka.Event.LogLevel.WarningLevel,
+        _ => Akka.Event.LogLevel.ErrorLevel,
+    };
+
     private static bool IsLoopback(string host) =>
         host is "localhost" || (System.Net.IPAddress.TryParse(host, out var ip) && System.Net.IPAddress.IsLoopback(ip));
 
     private static string ClusterHocon(FlotillaClusterOptions options) => $$"""
         akka {
-          loglevel = INFO
-          stdout-loglevel = WARNING
-          loggers = ["Akka.Event.DefaultLogger"]
+          # The logger itself (the host's ILoggerFactory) is set in ConfigureActorSystem; before it starts and after
+          # it stops Akka writes to stdout, at the same level.
+          stdout-loglevel = {{AkkaLevel(options.LogLevel)}}
           actor.serialize-messages = off
           cluster {
             # LMDB durable storage fails on this stack, and what must run is rebuilt from Marten anyway.
@@ -268,8 +297,14 @@ public static class FlotillaClusterHosting
             # resolver's stable-after). The cut-off side downs itself at the same moment and the event store's version
             # check fences any entity still alive there, so a short margin is safe and saves most of a second.
             down-removal-margin = 250ms
+            # The proxy's "failed to find an associated singleton … after 30 seconds" fires the moment it starts
+            # (its timer's first tick has no delay), on every start: noise unless debugging.
+            singleton-proxy.log-singleton-identification-failure = {{(options.LogLevel <= Microsoft.Extensions.Logging.LogLevel.Debug ? "on" : "off")}}
           }
           coordinated-shutdown.exit-clr = off
+          # The host stops the actor system (Akka.Hosting's StopAsync), alongside its other services: run from the
+          # process-exit hook it ran first and alone, and the web listeners began to stop only after it.
+          coordinated-shutdown.run-by-clr-shutdown-hook = off
           # Stopping a node's containers (TERM, then KILL after the grace period) happens in this phase.
           coordinated-shutdown.phases.before-service-unbind.timeout = 20s
         }

@@ -48,6 +48,12 @@ public sealed record FlotillaClusterOptions
     /// </summary>
     public bool HandsOverContainers { get; init; }
 
+    /// <summary>
+    /// The least severe of Akka's log events this process writes (<c>--log-level</c>): Akka's own level follows it, so
+    /// events below it are never made, and those above go through the process's loggers.
+    /// </summary>
+    public Microsoft.Extensions.Logging.LogLevel LogLevel { get; init; } = Microsoft.Extensions.Logging.LogLevel.Warning;
+
     /// <summary>How often the global event sequence is checkpointed for tamper evidence.</summary>
     public TimeSpan AuditCheckpointInterval { get; init; } = TimeSpan.FromSeconds(30);
 

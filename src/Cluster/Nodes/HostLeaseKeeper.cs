@@ -216,11 +216,11 @@ public sealed class HostLeaseKeeper(
         }
     }
 
-    public async Task StopAsync(CancellationToken cancellationToken)
-    {
-        await _stop.CancelAsync();
-        await _renewing.WaitAsync(cancellationToken);
-    }
+    /// <summary>
+    /// Renewals go on while the process stops: services stop together, and the node's hand-over (stop its containers,
+    /// then <see cref="ReleaseAsync"/>) may take their grace period; without a release the lease expires after the exit.
+    /// </summary>
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
     private void Record(INodeEvent e)
     {

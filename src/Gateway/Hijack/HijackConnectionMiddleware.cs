@@ -15,7 +15,7 @@ namespace Flotilla.Gateway.Hijack;
 /// <param name="clusterTls">On a node's cluster-only API: only a gateway's certificate may attach or exec (the TLS
 /// handshake already refused strangers; a node's certificate is for blobs).</param>
 public sealed partial class HijackConnectionMiddleware(ConnectionDelegate next, IReadOnlyList<IHijackHandler> handlers, ILogger logger,
-    Listeners.BrowserPolicy browsers, Cluster.Audit.ApiAccessLog denials,
+    Listeners.BrowserPolicy browsers, Cluster.Audit.ApiAccessLog denials, Listeners.StreamsEndOnShutdown streams,
     Flotilla.Cluster.Security.ClusterTls? clusterTls = null, Flotilla.Cluster.Security.ClusterAccessLog? access = null)
 {
     private static readonly TimeSpan PeekTimeout = TimeSpan.FromSeconds(30);
@@ -92,6 +92,8 @@ public sealed partial class HijackConnectionMiddleware(ConnectionDelegate next, 
     private async Task HijackAsync(ConnectionContext connection, HttpRequestHead head, CancellationToken connectionClosed)
     {
         var path = HijackPath().Match(head.Path).Groups[2].Value;
+        // A stream outlives no process: cut when it stops (see StreamsEndOnShutdown).
+        using var cut = streams.AbortOnCut(connection);
         ReadOnlyMemory<byte> body;
         try
         {
@@ -132,7 +134,11 @@ public sealed partial class HijackConnectionMiddleware(ConnectionDelegate next, 
             if (handler is null)
                 await stream.RejectAsync(404, "page not found");
             else
-                await handler.HandleAsync(stream, path, CancellationToken.None);
+                await handler.HandleAsync(stream, path, streams.Cut);
+        }
+        catch (OperationCanceledException) when (streams.Cut.IsCancellationRequested)
+        {
+            logger.LogDebug("hijacked request {Path} ended: the process is stopping", path);
         }
         catch (Exception ex)
         {

@@ -1039,6 +1039,8 @@ internal sealed class ManagedProcess : IDisposable
         };
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["DOTNET_gcServer"] = "0";
+        // The hosts' logs are kept for diagnosis: Akka's and Flotilla's information lines too (the console default is warnings).
+        psi.Environment["FLOTILLA_LOG_LEVEL"] = "information";
         var process = new Process { StartInfo = psi, EnableRaisingEvents = true };
         var managed = new ManagedProcess(name, logFile, process);
         process.OutputDataReceived += (_, e) => managed.OnLine(e.Data);
