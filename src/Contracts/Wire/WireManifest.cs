@@ -99,6 +99,9 @@ public static class WireManifest
         (typeof(PlacementRecorded), "s.recorded"),
         (typeof(NodeDrained), "n.drained"),
         (typeof(NodeActivated), "n.activated"),
+        (typeof(HostLeaseAcquired), "n.lease"),
+        (typeof(HostLeaseExpired), "n.lease-expired"),
+        (typeof(ContainersFenced), "n.fenced"),
         (typeof(RecordImageReplica), "i.replicate"),
         (typeof(ImageReplicated), "i.replicated"),
     ];

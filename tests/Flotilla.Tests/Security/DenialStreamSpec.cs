@@ -65,15 +65,22 @@ public sealed class DenialStreamSpec(PostgresFixture postgres, ITestOutputHelper
             await refuse(false, -1 - i);
             await refuse(true, -1 - i);
         }
-        var empty = Stopwatch.StartNew();
-        for (var i = 0; i < Timed; i++) await refuse(false, i);
-        empty.Stop();
-        var full = Stopwatch.StartNew();
-        for (var i = 0; i < Timed; i++) await refuse(true, i);
-        full.Stop();
-        output.WriteLine($"{name}: {Timed} refusals: empty stream {empty.ElapsedMilliseconds} ms, {Filler}-event stream {full.ElapsedMilliseconds} ms");
-        Assert.True(full.Elapsed <= empty.Elapsed * 2 + TimeSpan.FromMilliseconds(200),
-            $"{name}: {Timed} refusals took {empty.ElapsedMilliseconds} ms on an empty stream, {full.ElapsedMilliseconds} ms on a {Filler}-event one");
+        // The best of three alternating rounds each: other test classes run alongside, and one GC pause or a burst of
+        // container starts next door would otherwise decide it. A cost that grows with the stream grows in every round.
+        var empty = TimeSpan.MaxValue;
+        var full = TimeSpan.MaxValue;
+        for (var round = 0; round < 3; round++)
+        {
+            var clock = Stopwatch.StartNew();
+            for (var i = 0; i < Timed; i++) await refuse(false, round * Timed + i);
+            if (clock.Elapsed < empty) empty = clock.Elapsed;
+            clock.Restart();
+            for (var i = 0; i < Timed; i++) await refuse(true, round * Timed + i);
+            if (clock.Elapsed < full) full = clock.Elapsed;
+        }
+        output.WriteLine($"{name}: {Timed} refusals: empty stream {empty.TotalMilliseconds:F0} ms, {Filler}-event stream {full.TotalMilliseconds:F0} ms (best of 3)");
+        Assert.True(full <= empty * 2 + TimeSpan.FromMilliseconds(200),
+            $"{name}: {Timed} refusals took {empty.TotalMilliseconds:F0} ms on an empty stream, {full.TotalMilliseconds:F0} ms on a {Filler}-event one (best of 3)");
     }
 
     private static void AssertBounded<T>(StoredStream stream, Func<T, int> repeats)
