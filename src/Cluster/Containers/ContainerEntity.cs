@@ -492,7 +492,11 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
             replyTo.Tell(new ContainerCommandAccepted(State.ContainerId, events, Version));
     }
 
-    private ContainerSnapshot Snapshot() => new(State.ContainerId, State.Exists, State.Name, State.Definition, State.Node,
-        State.Status, State.Desired.ToString().ToLowerInvariant(), State.Pid, State.ExitCode, State.OomKilled, State.Error,
-        State.Generation, State.RestartCount, State.CreatedAt, State.StartedAt, State.FinishedAt, State.ExecIds, Version, Host.NodeName);
+    private ContainerSnapshot Snapshot() => SnapshotOf(State, Version, Host.NodeName);
+
+    /// <summary>What <see cref="GetContainer"/> answers: the state folded from the stream up to <paramref name="version"/>.</summary>
+    public static ContainerSnapshot SnapshotOf(ContainerState state, long version, string hostedOn) => new(state.ContainerId, state.Exists,
+        state.Name, state.Definition, state.Node, state.Status, state.Desired.ToString().ToLowerInvariant(), state.Pid, state.ExitCode,
+        state.OomKilled, state.Error, state.Generation, state.RestartCount, state.CreatedAt, state.StartedAt, state.FinishedAt, state.ExecIds,
+        version, hostedOn);
 }

@@ -118,6 +118,32 @@ public class ContainerEntitySpec : TestKit, IAsyncLifetime
         Assert.Equal(("n2", "running"), (snapshot.Node, snapshot.Status));
     }
 
+    private sealed class SilentRegion(IActorRef region) : Akka.Hosting.IRequiredActor<ContainerEntity>
+    {
+        public IActorRef ActorRef => region;
+        public Task<IActorRef> GetAsync(CancellationToken cancellationToken = default) => Task.FromResult(region);
+    }
+
+    [Fact]
+    public async Task A_read_whose_entity_does_not_answer_is_folded_from_the_stream_within_a_second()
+    {
+        // As during a failover: the entity's shard lived on the dead host, and a message to it is lost until the
+        // shard lives on a survivor. Before, the read waited 5 s per attempt for it.
+        var at = DateTimeOffset.UtcNow;
+        await _host.Journal.AppendAsync(ContainerStreams.Key("c10"), 0,
+            [new ContainerCreated("c10", "web10", Create("c10").Definition, "n2", at), new ContainerStarted("c10", 1, "n2", 42, at, Epoch: 3)],
+            new EventMetadata("test", "node-test", "req-10", null));
+        var lost = CreateTestProbe(); // never answers
+        var service = new ContainerService(_store, new SilentRegion(lost.Ref), null!, CommandTimeouts.Default, _host.Journal);
+
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var snapshot = await service.GetAsync("c10");
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1.5), $"took {clock.Elapsed}");
+        Assert.Equal(("web10", "n2", "running", 42, 2L), (snapshot.Name, snapshot.Node, snapshot.Status, snapshot.Pid, snapshot.Version));
+        Assert.NotNull(snapshot.Definition);
+        await Assert.ThrowsAsync<Flotilla.Cluster.OperationRejectedException>(() => service.GetAsync("missing"));
+    }
+
     [Fact]
     public async Task Renaming_a_missing_container_is_not_found()
     {
