@@ -48,15 +48,18 @@ public sealed class FencingScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
                 await cluster.StartEngineAsync(2);
                 await AllReadyAsync(cluster);
                 await Task.Delay(TimeSpan.FromSeconds(1));
-                // What the record says is the product's business (issue 14: today it may say "exited" for a run the new
-                // engine re-adopted); the harness's part is that the processes lived on and still run, once, on h2.
+                // The harness's part is that the processes lived on while the engine was away (above). What happens on
+                // its return is the product's: an engine back within its lease (~3 s) re-adopts them; a slower start (a
+                // loaded machine) finds them fenced by the host's watchdog. Either way, never on two hosts and, with
+                // restart policy "no", never elsewhere.
                 foreach (var id in ids)
                     output.WriteLine($"{id[..12]} recorded as {(await cluster.DockerAsync("inspect", "-f", "{{.State.Status}}", id)).Stdout.Trim()}");
                 var report = await sampler.StopAsync();
                 output.WriteLine(report.ToString());
-                Assert.Equal(1, report.MaxRuns);
+                Assert.True(report.MaxRuns <= 1, report.ToString());
                 Assert.Empty(report.FirstElsewhere);
-                Assert.All(ids, id => Assert.Equal([2], sampler.Latest!.Hosts.GetValueOrDefault(id) ?? []));
+                Assert.All(ids, id => Assert.True((sampler.Latest!.Hosts.GetValueOrDefault(id) ?? []) is [] or [2],
+                    $"{id[..12]} runs on h2 (re-adopted) or nowhere (fenced)"));
             }
             finally
             {
