@@ -17,7 +17,11 @@ public enum OptionSupport
 }
 
 /// <summary>One known field: what Flotilla does with it, the CLI flag a user would recognise, and values that mean "not set".</summary>
-public sealed record CreateOption(OptionSupport Support, string? Flag = null, params string[] DefaultValues);
+public sealed record CreateOption(OptionSupport Support, string? Flag = null, params string[] DefaultValues)
+{
+    /// <summary>Only null means "not set": an empty list is a value (<c>MaskedPaths: []</c> unmasks everything).</summary>
+    public bool OnlyNullIsUnset { get; init; }
+}
 
 /// <summary>
 /// Every field of <c>POST /containers/create</c> that Flotilla knows (Engine API 1.51: Config at the top,
@@ -141,8 +145,8 @@ public static class CreateOptionTable
         ["IOMaximumIOps"] = Refused("--io-maxiops"),
         ["IOMaximumBandwidth"] = Refused("--io-maxbandwidth"),
         // null = the defaults; [] (--security-opt systempaths=unconfined) would unmask them all.
-        ["MaskedPaths"] = Refused("--security-opt systempaths=unconfined"),
-        ["ReadonlyPaths"] = Refused("--security-opt systempaths=unconfined"),
+        ["MaskedPaths"] = Refused("--security-opt systempaths=unconfined") with { OnlyNullIsUnset = true },
+        ["ReadonlyPaths"] = Refused("--security-opt systempaths=unconfined") with { OnlyNullIsUnset = true },
         ["Mounts"] = Impl,
         ["Init"] = Impl,
     };
@@ -196,7 +200,8 @@ public static class CreateOptionTable
                 if (!IsZero(value, [])) throw Unknown(prefix + name);
                 continue;
             }
-            if (option.Support == OptionSupport.RefusedWhenSet && !IsZero(value, option.DefaultValues))
+            var unset = option.OnlyNullIsUnset ? value is null || value.GetValueKind() == JsonValueKind.Null : IsZero(value, option.DefaultValues);
+            if (option.Support == OptionSupport.RefusedWhenSet && !unset)
                 throw ContainerCreateRequest.Invalid(
                     $"{prefix}{name}{(option.Flag is null ? "" : $" ({option.Flag})")} is not supported by Flotilla: refused rather than ignored");
         }
