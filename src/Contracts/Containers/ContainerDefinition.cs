@@ -82,6 +82,9 @@ public sealed record ContainerDefinition(
     /// <summary><c>--add-host</c> as <c>name:ip</c>: appended to the container's /etc/hosts.</summary>
     public IReadOnlyList<string> ExtraHosts { get; init; } = [];
 
+    /// <summary><c>--device</c>: host device nodes made in the container and allowed by its device cgroup.</summary>
+    public IReadOnlyList<ContainerDevice> Devices { get; init; } = [];
+
     /// <summary>Entrypoint followed by the command: what runs as PID 1.</summary>
     public IReadOnlyList<string> Args => [.. Entrypoint, .. Cmd];
 }
@@ -97,6 +100,10 @@ public sealed record ContainerMount(string Type, string Source, string Destinati
 /// <summary>A tmpfs at <paramref name="Destination"/>; <paramref name="Options"/> are the user's (size=, mode=, ro…), checked at create.</summary>
 [MessagePackObject(true)]
 public sealed record ContainerTmpfs(string Destination, IReadOnlyList<string> Options);
+
+/// <summary>One <c>--device</c>: host path, path in the container, cgroup access (<c>rwm</c> or a subset).</summary>
+[MessagePackObject(true)]
+public sealed record ContainerDevice(string PathOnHost, string PathInContainer, string CgroupPermissions);
 
 /// <summary>One <c>--ulimit</c>: <paramref name="Name"/> as Docker spells it (<c>nofile</c>), soft and hard values.</summary>
 [MessagePackObject(true)]

@@ -73,6 +73,7 @@ public static class ContainerCreateRequest
         var extraHosts = CreateHostOptions.ExtraHosts(hostConfig["ExtraHosts"]);
         var shmSize = CreateHostOptions.ShmSize(hostConfig["ShmSize"]);
         var init = Bool(hostConfig["Init"]);
+        var devices = CreateHostOptions.Devices(hostConfig["Devices"]);
         var workingDir = body["WorkingDir"]?.ToString() is { Length: > 0 } wd ? wd : imageConfig.WorkingDir ?? "";
         if (workingDir.Length > 0 && !workingDir.StartsWith('/'))
             throw Invalid($"the working directory '{workingDir}' is invalid, it needs to be an absolute path");
@@ -124,6 +125,7 @@ public static class ContainerCreateRequest
             DnsOptions = dnsOptions,
             DnsSearch = dnsSearch,
             ExtraHosts = extraHosts.Count > 0 ? extraHosts : null,
+            Devices = devices.Select(d => new StoredDevice(d.PathOnHost, d.PathInContainer, d.CgroupPermissions)).ToList(),
         };
 
         return new ContainerDefinition(
@@ -168,6 +170,7 @@ public static class ContainerCreateRequest
             DnsSearch = dnsSearch,
             DnsOptions = dnsOptions,
             ExtraHosts = extraHosts,
+            Devices = devices,
         };
     }
 

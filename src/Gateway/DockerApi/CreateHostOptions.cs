@@ -224,6 +224,31 @@ public static partial class CreateHostOptions
         return entries;
     }
 
+    [GeneratedRegex("^[rwm]{1,3}$")]
+    private static partial Regex CgroupPermissions();
+
+    /// <summary>
+    /// <c>HostConfig.Devices</c> (<c>--device /dev/x[:/dev/y][:rwm]</c>). The host path is read on the container's node
+    /// at start (it names that node's device); here only the shape is checked.
+    /// </summary>
+    public static List<ContainerDevice> Devices(JsonNode? node)
+    {
+        var result = new List<ContainerDevice>();
+        foreach (var item in node as JsonArray ?? [])
+        {
+            var host = item?["PathOnHost"]?.ToString() ?? "";
+            var inContainer = item?["PathInContainer"]?.ToString() is { Length: > 0 } p ? p : host;
+            var permissions = item?["CgroupPermissions"]?.ToString() is { Length: > 0 } c ? c : "rwm";
+            if (!host.StartsWith('/')) throw Invalid($"invalid device path: '{host}': device path must be absolute");
+            if (!inContainer.StartsWith('/') || inContainer.Split('/').Contains(".."))
+                throw Invalid($"invalid device path in container: '{inContainer}'");
+            if (!CgroupPermissions().IsMatch(permissions) || permissions.Distinct().Count() != permissions.Length)
+                throw Invalid($"invalid device mode: {permissions}");
+            result.Add(new ContainerDevice(host, inContainer, permissions));
+        }
+        return result;
+    }
+
     /// <summary><c>HostConfig.ShmSize</c> in bytes; 0 = Docker's default (64 MiB).</summary>
     public static long ShmSize(JsonNode? node)
     {

@@ -129,7 +129,7 @@ public static class CreateOptionTable
         ["CpuRealtimeRuntime"] = Refused("--cpu-rt-runtime"),
         ["CpusetCpus"] = Refused("--cpuset-cpus"),
         ["CpusetMems"] = Refused("--cpuset-mems"),
-        ["Devices"] = Refused("--device"),
+        ["Devices"] = Impl,
         ["DeviceCgroupRules"] = Refused("--device-cgroup-rule"),
         ["DeviceRequests"] = Refused("--gpus"),
         ["KernelMemory"] = Refused("--kernel-memory"),
@@ -168,6 +168,8 @@ public static class CreateOptionTable
         Check(body, Config, "");
         if (body["HostConfig"] is JsonObject hostConfig) Check(hostConfig, HostConfig, "HostConfig.");
         if (body["NetworkingConfig"] is not JsonObject networking) return;
+        // A network Flotilla does not have: the create is refused as "network X not found" (Build), which says more.
+        if (networkMode is not ("" or "default" or "bridge" or "none" or "host")) return;
         foreach (var (name, value) in networking)
         {
             if (name != "EndpointsConfig")

@@ -44,6 +44,7 @@ public sealed record StoredHostConfig(
     public IReadOnlyList<string> DnsOptions { get; init; } = [];
     public IReadOnlyList<string> DnsSearch { get; init; } = [];
     public IReadOnlyList<string>? ExtraHosts { get; init; }
+    public IReadOnlyList<StoredDevice> Devices { get; init; } = [];
 
     public static readonly StoredHostConfig Empty = new([], "", RestartPolicy.No, false, false, false, [], [], [], 0, 0, 0, 0, [0, 0]);
 
@@ -71,6 +72,7 @@ public sealed record StoredHostConfig(
                 Dns = parsed.Dns ?? [],
                 DnsOptions = parsed.DnsOptions ?? [],
                 DnsSearch = parsed.DnsSearch ?? [],
+                Devices = parsed.Devices ?? [],
             };
         }
         catch (Exception e) when (e is JsonException or NotSupportedException or InvalidOperationException)
@@ -79,6 +81,9 @@ public sealed record StoredHostConfig(
         }
     }
 }
+
+/// <summary>One <c>--device</c> as inspect shows it.</summary>
+public sealed record StoredDevice(string PathOnHost, string PathInContainer, string CgroupPermissions);
 
 /// <summary>One <c>--ulimit</c> as inspect shows it.</summary>
 public sealed record StoredUlimit(string Name, long Hard, long Soft);

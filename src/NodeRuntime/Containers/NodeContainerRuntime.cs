@@ -155,6 +155,7 @@ public sealed class NodeContainerRuntime
             DnsSearch = definition.DnsSearch,
             DnsOptions = definition.DnsOptions,
             ExtraHosts = definition.ExtraHosts,
+            Devices = definition.Devices,
         };
         await File.WriteAllTextAsync(GenerationFile(id), generation.ToString(CultureInfo.InvariantCulture), cancellationToken);
         var pid = await Monitor.CreateAsync(spec, cancellationToken);

@@ -79,6 +79,9 @@ public sealed record ContainerSpec
     /// <summary><c>name:ip</c> entries appended to /etc/hosts.</summary>
     public IReadOnlyList<string> ExtraHosts { get; init; } = [];
 
+    /// <summary>Host device nodes to create in the container and allow in its device cgroup (<c>--device</c>).</summary>
+    public IReadOnlyList<Flotilla.Contracts.Containers.ContainerDevice> Devices { get; init; } = [];
+
     public string EffectiveHostname => Hostname.Length > 0 ? Hostname : Id[..Math.Min(12, Id.Length)];
 
     /// <summary>Throws <see cref="ArgumentException"/> when the spec cannot describe a container.</summary>

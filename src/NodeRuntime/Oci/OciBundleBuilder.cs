@@ -112,6 +112,35 @@ public sealed class OciBundleBuilder
             ["cgroupsPath"] = CgroupsPath(spec.Id),
             ["resources"] = Resources(spec),
         };
+        // --device: the node is made in the container (runc mknods it) and allowed in the device cgroup, as dockerd does.
+        if (spec.Devices.Count > 0)
+        {
+            var devices = new JsonArray();
+            var rules = (JsonArray)linux["resources"]!["devices"]!;
+            foreach (var device in spec.Devices)
+            {
+                var node = DeviceNode.Of(device.PathOnHost);
+                devices.Add(new JsonObject
+                {
+                    ["path"] = device.PathInContainer,
+                    ["type"] = node.Type.ToString(),
+                    ["major"] = node.Major,
+                    ["minor"] = node.Minor,
+                    ["fileMode"] = node.FileMode,
+                    ["uid"] = node.Uid,
+                    ["gid"] = node.Gid,
+                });
+                rules.Add(new JsonObject
+                {
+                    ["allow"] = true,
+                    ["type"] = node.Type.ToString(),
+                    ["major"] = node.Major,
+                    ["minor"] = node.Minor,
+                    ["access"] = device.CgroupPermissions,
+                });
+            }
+            linux["devices"] = devices;
+        }
         if (!spec.Privileged)
         {
             linux["maskedPaths"] = new JsonArray(MaskedPaths.Select(p => (JsonNode)p).ToArray());

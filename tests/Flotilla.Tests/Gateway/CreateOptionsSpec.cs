@@ -42,8 +42,8 @@ public class CreateOptionsSpec(RunningFlotilla flotilla) : IClassFixture<Running
         [new[] { "-p", "8080:80" }, "HostConfig.PortBindings (-p/--publish)"],
         [new[] { "-P" }, "HostConfig.PublishAllPorts (-P/--publish-all)"],
         [new[] { "--link", "other:alias" }, "HostConfig.Links (--link)"],
-        [new[] { "--device", "/dev/null" }, "HostConfig.Devices (--device)"],
         [new[] { "--sysctl", "net.ipv4.ip_forward=1" }, "HostConfig.Sysctls (--sysctl)"],
+        [new[] { "--device-cgroup-rule", "c 10:200 rwm" }, "HostConfig.DeviceCgroupRules (--device-cgroup-rule)"],
         [new[] { "--group-add", "10" }, "HostConfig.GroupAdd (--group-add)"],
         [new[] { "--pid", "host" }, "HostConfig.PidMode (--pid)"],
         [new[] { "--ipc", "host" }, "HostConfig.IpcMode (--ipc)"],
@@ -201,13 +201,48 @@ public class CreateOptionsSpec(RunningFlotilla flotilla) : IClassFixture<Running
     }
 
     [Fact]
+    public async Task A_device_is_made_in_the_container_and_allowed_by_its_cgroup()
+    {
+        // /dev/net/tun (c 10:200) is not among the devices every container may use.
+        var result = await flotilla.RunDockerAsync("run", "--rm", "--device", "/dev/net/tun:/dev/mytun:rw", Image, "sh", "-c",
+            "ls -l /dev/mytun; exec 3<>/dev/mytun && echo opened");
+        Assert.True(result.ExitCode == 0, result.ToString());
+        Assert.Matches(@"^crw-------\s+1 root\s+root\s+10,\s+200 ", result.Stdout);
+        Assert.Contains("opened", result.Stdout);
+        var missing = await flotilla.RunDockerAsync("run", "--rm", "--device", "/dev/does-not-exist", Image, "true");
+        Assert.NotEqual(0, missing.ExitCode);
+        Assert.Contains("error gathering device information while adding custom device \"/dev/does-not-exist\"", missing.Stderr);
+    }
+
+    [Fact]
+    public async Task An_exec_option_flotilla_does_not_know_is_refused_by_name()
+    {
+        var run = await flotilla.RunDockerAsync("run", "-d", "--name", "opt-exec", Image, "sleep", "60");
+        Assert.True(run.ExitCode == 0, run.ToString());
+        try
+        {
+            using var refused = await flotilla.Docker.PostAsync("v1.51/containers/opt-exec/exec",
+                new StringContent("{\"Cmd\":[\"true\"],\"FutureOption\":\"x\"}", Encoding.UTF8, "application/json"));
+            Assert.Equal(HttpStatusCode.BadRequest, refused.StatusCode);
+            Assert.Contains("FutureOption", await refused.Content.ReadAsStringAsync());
+            var exec = await flotilla.RunDockerAsync("exec", "opt-exec", "echo", "ok");
+            Assert.True(exec.ExitCode == 0 && exec.Stdout == "ok\n", exec.ToString());
+        }
+        finally
+        {
+            await flotilla.RunDockerAsync("rm", "-f", "opt-exec");
+        }
+    }
+
+    [Fact]
     public async Task Inspect_shows_the_implemented_options_as_dockerd_does()
     {
         var source = Path.Combine(flotilla.DataRoot, "inspect-src");
         Directory.CreateDirectory(source);
         var create = await flotilla.RunDockerAsync("create", "--name", "opt-inspect", "--init", "--shm-size", "8m", "--ulimit", "nofile=100:200",
             "--dns", "192.0.2.53", "--dns-search", "example.test", "--dns-option", "ndots:2", "--add-host", "db.test:192.0.2.7",
-            "--tmpfs", "/run:size=2m", "--mount", $"type=bind,src={source},dst=/b,readonly,bind-propagation=rslave", Image, "true");
+            "--tmpfs", "/run:size=2m", "--mount", $"type=bind,src={source},dst=/b,readonly,bind-propagation=rslave",
+            "--device", "/dev/net/tun:/dev/mytun:r", Image, "true");
         Assert.True(create.ExitCode == 0, create.ToString());
         var inspect = await flotilla.RunDockerAsync("inspect", "opt-inspect");
         var host = JsonDocument.Parse(inspect.Stdout).RootElement[0].GetProperty("HostConfig");
@@ -220,6 +255,9 @@ public class CreateOptionsSpec(RunningFlotilla flotilla) : IClassFixture<Running
         Assert.Equal(["ndots:2"], host.GetProperty("DnsOptions").EnumerateArray().Select(e => e.GetString()));
         Assert.Equal(["db.test:192.0.2.7"], host.GetProperty("ExtraHosts").EnumerateArray().Select(e => e.GetString()));
         Assert.Equal("size=2m", host.GetProperty("Tmpfs").GetProperty("/run").GetString());
+        var device = host.GetProperty("Devices")[0];
+        Assert.Equal(("/dev/net/tun", "/dev/mytun", "r"), (device.GetProperty("PathOnHost").GetString(), device.GetProperty("PathInContainer").GetString(),
+            device.GetProperty("CgroupPermissions").GetString()));
         var mount = host.GetProperty("Mounts")[0];
         Assert.Equal("bind", mount.GetProperty("Type").GetString());
         Assert.Equal("/b", mount.GetProperty("Target").GetString());
