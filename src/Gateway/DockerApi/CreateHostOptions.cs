@@ -108,57 +108,57 @@ public static partial class CreateHostOptions
             switch (type)
             {
                 case "bind":
-                {
-                    var bindOptions = m["BindOptions"] as JsonObject ?? [];
-                    RefuseOthers(bindOptions, $"HostConfig.Mounts[{i}].BindOptions", "Propagation");
-                    var propagation = bindOptions["Propagation"]?.ToString() is { Length: > 0 } p ? p : "rprivate";
-                    if (!Propagations.Contains(propagation)) throw Invalid($"invalid propagation mode: {propagation}");
-                    if (source.Length == 0) throw Invalid(Bad("field Source must not be empty"));
-                    if (!source.StartsWith('/')) throw Invalid(Bad($"invalid mount path: '{source}' mount path must be absolute"));
-                    // Unlike -v, --mount does not create a missing source (dockerd's behaviour).
-                    if (!Directory.Exists(source) && !File.Exists(source)) throw Invalid(Bad($"bind source path does not exist: {source}"));
-                    mounts.Add(new ContainerMount("bind", source, target, readOnly, null) { Propagation = propagation });
-                    stored.Add(new StoredMount("bind", source, target, readOnly) { BindOptions = new StoredBindOptions(propagation) });
-                    break;
-                }
-                case "volume":
-                {
-                    var volumeOptions = m["VolumeOptions"] as JsonObject ?? [];
-                    RefuseOthers(volumeOptions, $"HostConfig.Mounts[{i}].VolumeOptions", "NoCopy", "DriverConfig");
-                    if (volumeOptions["DriverConfig"] is JsonObject driver &&
-                        (driver["Name"]?.ToString() is not (null or "" or "local") || !CreateOptionTable.IsZero(driver["Options"], [])))
-                        throw Invalid($"HostConfig.Mounts[{i}].VolumeOptions.DriverConfig (volume-driver, volume-opt) is not supported by Flotilla: refused rather than ignored");
-                    var name = source;
-                    if (name.Length == 0)
-                        name = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
-                    else if (!Cluster.Containers.ContainerNames.IsValid(name))
-                        throw Invalid($"create {name}: \"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path");
-                    // Flotilla never copies image content into a volume, so NoCopy is what happens either way.
-                    var noCopy = Bool(volumeOptions["NoCopy"]);
-                    mounts.Add(volumeMount(name) with { Destination = target, ReadOnly = readOnly, Type = "volume" });
-                    stored.Add(new StoredMount("volume", source, target, readOnly) { VolumeOptions = noCopy ? new StoredVolumeOptions(true) : null });
-                    break;
-                }
-                default:
-                {
-                    if (source.Length > 0) throw Invalid(Bad("field Source must not be specified"));
-                    var tmpfsOptions = m["TmpfsOptions"] as JsonObject ?? [];
-                    RefuseOthers(tmpfsOptions, $"HostConfig.Mounts[{i}].TmpfsOptions", "SizeBytes", "Mode");
-                    var size = Long(tmpfsOptions["SizeBytes"]);
-                    if (size < 0) throw Invalid(Bad("invalid tmpfs size"));
-                    var mode = Long(tmpfsOptions["Mode"]);
-                    if (mode is < 0 or > 0xFFF) throw Invalid(Bad($"invalid tmpfs mode: {mode}"));
-                    var options = new List<string>();
-                    if (readOnly) options.Add("ro");
-                    if (size > 0) options.Add("size=" + size.ToString(CultureInfo.InvariantCulture));
-                    if (mode > 0) options.Add("mode=" + Convert.ToString(mode, 8));
-                    tmpfs.Add(new ContainerTmpfs(target, options));
-                    stored.Add(new StoredMount("tmpfs", "", target, readOnly)
                     {
-                        TmpfsOptions = size > 0 || mode > 0 ? new StoredTmpfsOptions(size, mode) : null,
-                    });
-                    break;
-                }
+                        var bindOptions = m["BindOptions"] as JsonObject ?? [];
+                        RefuseOthers(bindOptions, $"HostConfig.Mounts[{i}].BindOptions", "Propagation");
+                        var propagation = bindOptions["Propagation"]?.ToString() is { Length: > 0 } p ? p : "rprivate";
+                        if (!Propagations.Contains(propagation)) throw Invalid($"invalid propagation mode: {propagation}");
+                        if (source.Length == 0) throw Invalid(Bad("field Source must not be empty"));
+                        if (!source.StartsWith('/')) throw Invalid(Bad($"invalid mount path: '{source}' mount path must be absolute"));
+                        // Unlike -v, --mount does not create a missing source (dockerd's behaviour).
+                        if (!Directory.Exists(source) && !File.Exists(source)) throw Invalid(Bad($"bind source path does not exist: {source}"));
+                        mounts.Add(new ContainerMount("bind", source, target, readOnly, null) { Propagation = propagation });
+                        stored.Add(new StoredMount("bind", source, target, readOnly) { BindOptions = new StoredBindOptions(propagation) });
+                        break;
+                    }
+                case "volume":
+                    {
+                        var volumeOptions = m["VolumeOptions"] as JsonObject ?? [];
+                        RefuseOthers(volumeOptions, $"HostConfig.Mounts[{i}].VolumeOptions", "NoCopy", "DriverConfig");
+                        if (volumeOptions["DriverConfig"] is JsonObject driver &&
+                            (driver["Name"]?.ToString() is not (null or "" or "local") || !CreateOptionTable.IsZero(driver["Options"], [])))
+                            throw Invalid($"HostConfig.Mounts[{i}].VolumeOptions.DriverConfig (volume-driver, volume-opt) is not supported by Flotilla: refused rather than ignored");
+                        var name = source;
+                        if (name.Length == 0)
+                            name = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32));
+                        else if (!Cluster.Containers.ContainerNames.IsValid(name))
+                            throw Invalid($"create {name}: \"{name}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path");
+                        // Flotilla never copies image content into a volume, so NoCopy is what happens either way.
+                        var noCopy = Bool(volumeOptions["NoCopy"]);
+                        mounts.Add(volumeMount(name) with { Destination = target, ReadOnly = readOnly, Type = "volume" });
+                        stored.Add(new StoredMount("volume", source, target, readOnly) { VolumeOptions = noCopy ? new StoredVolumeOptions(true) : null });
+                        break;
+                    }
+                default:
+                    {
+                        if (source.Length > 0) throw Invalid(Bad("field Source must not be specified"));
+                        var tmpfsOptions = m["TmpfsOptions"] as JsonObject ?? [];
+                        RefuseOthers(tmpfsOptions, $"HostConfig.Mounts[{i}].TmpfsOptions", "SizeBytes", "Mode");
+                        var size = Long(tmpfsOptions["SizeBytes"]);
+                        if (size < 0) throw Invalid(Bad("invalid tmpfs size"));
+                        var mode = Long(tmpfsOptions["Mode"]);
+                        if (mode is < 0 or > 0xFFF) throw Invalid(Bad($"invalid tmpfs mode: {mode}"));
+                        var options = new List<string>();
+                        if (readOnly) options.Add("ro");
+                        if (size > 0) options.Add("size=" + size.ToString(CultureInfo.InvariantCulture));
+                        if (mode > 0) options.Add("mode=" + Convert.ToString(mode, 8));
+                        tmpfs.Add(new ContainerTmpfs(target, options));
+                        stored.Add(new StoredMount("tmpfs", "", target, readOnly)
+                        {
+                            TmpfsOptions = size > 0 || mode > 0 ? new StoredTmpfsOptions(size, mode) : null,
+                        });
+                        break;
+                    }
             }
         }
         return stored;

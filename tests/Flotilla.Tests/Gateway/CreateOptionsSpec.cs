@@ -209,9 +209,13 @@ public class CreateOptionsSpec(RunningFlotilla flotilla) : IClassFixture<Running
         Assert.True(result.ExitCode == 0, result.ToString());
         Assert.Matches(@"^crw-------\s+1 root\s+root\s+10,\s+200 ", result.Stdout);
         Assert.Contains("opened", result.Stdout);
-        var missing = await flotilla.RunDockerAsync("run", "--rm", "--device", "/dev/does-not-exist", Image, "true");
+        // create + start: `run --rm` of a container that fails to start waits forever (issue 16 item 2, another branch).
+        var created = await flotilla.RunDockerAsync("create", "--name", "opt-nodev", "--device", "/dev/does-not-exist", Image, "true");
+        Assert.True(created.ExitCode == 0, created.ToString());
+        var missing = await flotilla.RunDockerAsync("start", "opt-nodev");
         Assert.NotEqual(0, missing.ExitCode);
         Assert.Contains("error gathering device information while adding custom device \"/dev/does-not-exist\"", missing.Stderr);
+        Assert.Equal(0, (await flotilla.RunDockerAsync("rm", "opt-nodev")).ExitCode);
     }
 
     [Fact]
