@@ -62,10 +62,49 @@ public sealed record ContainerDefinition(
     /// </summary>
     public long LogSizeMax { get; init; }
 
+    /// <summary><c>--tmpfs</c> and <c>--mount type=tmpfs</c>: tmpfs file systems mounted at create's paths.</summary>
+    public IReadOnlyList<ContainerTmpfs> Tmpfs { get; init; } = [];
+
+    /// <summary><c>--init</c>: a small init (tini) runs as PID 1, forwards signals and reaps zombies.</summary>
+    public bool Init { get; init; }
+
+    /// <summary><c>--shm-size</c> in bytes; 0 = Docker's 64 MiB.</summary>
+    public long ShmSize { get; init; }
+
+    /// <summary><c>--ulimit</c>: resource limits of the container's processes.</summary>
+    public IReadOnlyList<ContainerUlimit> Ulimits { get; init; } = [];
+
+    /// <summary><c>--dns</c>, <c>--dns-search</c>, <c>--dns-option</c>: written into the container's resolv.conf.</summary>
+    public IReadOnlyList<string> Dns { get; init; } = [];
+    public IReadOnlyList<string> DnsSearch { get; init; } = [];
+    public IReadOnlyList<string> DnsOptions { get; init; } = [];
+
+    /// <summary><c>--add-host</c> as <c>name:ip</c>: appended to the container's /etc/hosts.</summary>
+    public IReadOnlyList<string> ExtraHosts { get; init; } = [];
+
+    /// <summary><c>--device</c>: host device nodes made in the container and allowed by its device cgroup.</summary>
+    public IReadOnlyList<ContainerDevice> Devices { get; init; } = [];
+
     /// <summary>Entrypoint followed by the command: what runs as PID 1.</summary>
     public IReadOnlyList<string> Args => [.. Entrypoint, .. Cmd];
 }
 
 /// <summary>A bind (host path) or a volume (name) mounted into the container.</summary>
 [MessagePackObject(true)]
-public sealed record ContainerMount(string Type, string Source, string Destination, bool ReadOnly, string? VolumeName);
+public sealed record ContainerMount(string Type, string Source, string Destination, bool ReadOnly, string? VolumeName)
+{
+    /// <summary>Mount propagation (<c>rslave</c>, <c>shared</c>…); empty = <c>rprivate</c>, Docker's default.</summary>
+    public string Propagation { get; init; } = "";
+}
+
+/// <summary>A tmpfs at <paramref name="Destination"/>; <paramref name="Options"/> are the user's (size=, mode=, ro…), checked at create.</summary>
+[MessagePackObject(true)]
+public sealed record ContainerTmpfs(string Destination, IReadOnlyList<string> Options);
+
+/// <summary>One <c>--device</c>: host path, path in the container, cgroup access (<c>rwm</c> or a subset).</summary>
+[MessagePackObject(true)]
+public sealed record ContainerDevice(string PathOnHost, string PathInContainer, string CgroupPermissions);
+
+/// <summary>One <c>--ulimit</c>: <paramref name="Name"/> as Docker spells it (<c>nofile</c>), soft and hard values.</summary>
+[MessagePackObject(true)]
+public sealed record ContainerUlimit(string Name, long Soft, long Hard);

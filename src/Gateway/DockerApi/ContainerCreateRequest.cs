@@ -21,9 +21,10 @@ public static class ContainerCreateRequest
     public static ContainerDefinition Build(JsonObject body, ImageView image, string imageAsTyped, Func<string, ContainerMount> volumeMount)
     {
         CheckSizes(body, "");
+        var hostConfig = body["HostConfig"] as JsonObject ?? [];
+        CreateOptionTable.RefuseUnimplemented(body, hostConfig["NetworkMode"]?.ToString() ?? "default");
         var imageConfig = OciJson.Parse<ImageConfigFile>(System.Text.Encoding.UTF8.GetBytes(image.ConfigJson), "image config").Config
             ?? new ContainerConfig();
-        var hostConfig = body["HostConfig"] as JsonObject ?? [];
 
         var entrypointGiven = body.ContainsKey("Entrypoint") && body["Entrypoint"] is not null;
         var entrypoint = entrypointGiven ? Strings(body["Entrypoint"]) : imageConfig.Entrypoint ?? [];
@@ -44,9 +45,11 @@ public static class ContainerCreateRequest
         var mounts = new List<ContainerMount>();
         var binds = Strings(hostConfig["Binds"]);
         foreach (var bind in binds) mounts.Add(ParseBind(bind, volumeMount));
+        var tmpfs = CreateHostOptions.Tmpfs(hostConfig["Tmpfs"]);
+        var mountsAsGiven = CreateHostOptions.Mounts(hostConfig["Mounts"], volumeMount, mounts, tmpfs);
         var anonymous = (body["Volumes"] as JsonObject)?.Select(v => v.Key).ToList() ?? [];
         anonymous.AddRange(imageConfig.Volumes?.Keys ?? Enumerable.Empty<string>());
-        foreach (var path in anonymous.Distinct().Where(p => mounts.All(m => m.Destination != p)))
+        foreach (var path in anonymous.Distinct().Where(p => mounts.All(m => m.Destination != p) && tmpfs.All(t => t.Destination != p)))
         {
             if (!path.StartsWith('/')) throw Invalid($"invalid volume specification: '{path}': mount path must be absolute");
             var anon = volumeMount(Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(32)));
@@ -59,8 +62,18 @@ public static class ContainerCreateRequest
 
         var stopSignal = body["StopSignal"]?.ToString() ?? imageConfig.StopSignal ?? "SIGTERM";
         var securityOpt = Strings(hostConfig["SecurityOpt"]);
-        // The only security option Flotilla implements; the others are not stored (issue 16: refuse them).
+        // The only security option Flotilla implements; the others are refused by name.
         var noNewPrivileges = securityOpt.Where(o => o is "no-new-privileges" or "no-new-privileges:true" or "no-new-privileges=true").ToList();
+        foreach (var option in securityOpt.Where(o => !noNewPrivileges.Contains(o) && o is not ("no-new-privileges:false" or "no-new-privileges=false")))
+            throw Invalid($"HostConfig.SecurityOpt \"{option}\" (--security-opt) is not supported by Flotilla: only no-new-privileges is; refused rather than ignored");
+        var ulimits = CreateHostOptions.Ulimits(hostConfig["Ulimits"]);
+        var dns = CreateHostOptions.Dns(hostConfig["Dns"]);
+        var dnsSearch = CreateHostOptions.DnsWords(hostConfig["DnsSearch"], "search domain");
+        var dnsOptions = CreateHostOptions.DnsWords(hostConfig["DnsOptions"], "resolv.conf option");
+        var extraHosts = CreateHostOptions.ExtraHosts(hostConfig["ExtraHosts"]);
+        var shmSize = CreateHostOptions.ShmSize(hostConfig["ShmSize"]);
+        var init = Bool(hostConfig["Init"]);
+        var devices = CreateHostOptions.Devices(hostConfig["Devices"]);
         var workingDir = body["WorkingDir"]?.ToString() is { Length: > 0 } wd ? wd : imageConfig.WorkingDir ?? "";
         if (workingDir.Length > 0 && !workingDir.StartsWith('/'))
             throw Invalid($"the working directory '{workingDir}' is invalid, it needs to be an absolute path");
@@ -99,7 +112,21 @@ public static class ContainerCreateRequest
         if (ExposedPorts(body["ExposedPorts"]) is { } exposed) config["ExposedPorts"] = exposed;
         var storedHostConfig = new StoredHostConfig(binds, networkMode, restart, autoRemove, Bool(hostConfig["Privileged"]),
             Bool(hostConfig["ReadonlyRootfs"]), Strings(hostConfig["CapAdd"]), Strings(hostConfig["CapDrop"]), noNewPrivileges, memory, nanoCpus,
-            Long(hostConfig["CpuShares"]), Long(hostConfig["PidsLimit"]), ConsoleSizeOf(hostConfig["ConsoleSize"]));
+            Long(hostConfig["CpuShares"]), Long(hostConfig["PidsLimit"]), ConsoleSizeOf(hostConfig["ConsoleSize"]))
+        {
+            Mounts = mountsAsGiven.Count > 0 ? mountsAsGiven : null,
+            Tmpfs = hostConfig["Tmpfs"] is JsonObject { Count: > 0 } tmpfsGiven
+                ? tmpfsGiven.ToDictionary(kv => kv.Key, kv => kv.Value?.ToString() ?? "")
+                : null,
+            Init = init ? true : null,
+            ShmSize = shmSize,
+            Ulimits = ulimits.Select(u => new StoredUlimit(u.Name, u.Hard, u.Soft)).ToList(),
+            Dns = dns,
+            DnsOptions = dnsOptions,
+            DnsSearch = dnsSearch,
+            ExtraHosts = extraHosts.Count > 0 ? extraHosts : null,
+            Devices = devices.Select(d => new StoredDevice(d.PathOnHost, d.PathInContainer, d.CgroupPermissions)).ToList(),
+        };
 
         return new ContainerDefinition(
             Image: imageAsTyped,
@@ -133,7 +160,18 @@ public static class ContainerCreateRequest
             ConfigJson: config.ToJsonString(),
             // What Flotilla understands, never the client's JSON as sent.
             HostConfigJson: storedHostConfig.ToJson())
-        { LogSizeMax = LogSizeMaxOf(hostConfig["LogConfig"] as JsonObject) };
+        {
+            LogSizeMax = LogSizeMaxOf(hostConfig["LogConfig"] as JsonObject),
+            Tmpfs = tmpfs,
+            Init = init,
+            ShmSize = shmSize,
+            Ulimits = ulimits,
+            Dns = dns,
+            DnsSearch = dnsSearch,
+            DnsOptions = dnsOptions,
+            ExtraHosts = extraHosts,
+            Devices = devices,
+        };
     }
 
     /// <summary>
@@ -271,12 +309,15 @@ public static class ContainerCreateRequest
         if (!destination.StartsWith('/')) throw Invalid($"invalid volume specification: '{bind}': invalid mount config: mount path must be absolute");
         if (destination == "/") throw Invalid($"invalid volume specification: '{bind}': invalid mount config: destination can't be '/'");
         var readOnly = mode.Split(',').Contains("ro");
+        var propagation = mode.Split(',').LastOrDefault(m => m.EndsWith("private", StringComparison.Ordinal) ||
+                                                            m.EndsWith("shared", StringComparison.Ordinal) || m.EndsWith("slave", StringComparison.Ordinal)) ?? "";
         if (source.StartsWith('/'))
         {
             if (!Directory.Exists(source) && !File.Exists(source))
                 Directory.CreateDirectory(source); // Docker creates a missing bind source directory.
-            return new ContainerMount("bind", source, destination, readOnly, null);
+            return new ContainerMount("bind", source, destination, readOnly, null) { Propagation = propagation };
         }
+        if (propagation.Length > 0) throw Invalid($"invalid volume specification: '{bind}': propagation applies to bind mounts only");
         if (!Cluster.Containers.ContainerNames.IsValid(source))
             throw Invalid($"create {source}: \"{source}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path");
         return volumeMount(source) with { Destination = destination, ReadOnly = readOnly };

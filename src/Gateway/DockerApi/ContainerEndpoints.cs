@@ -291,7 +291,7 @@ public static class ContainerEndpoints
         Driver = m.Type == "volume" ? "local" : null,
         Mode = m.ReadOnly ? "ro" : "",
         RW = !m.ReadOnly,
-        Propagation = m.Type == "bind" ? "rprivate" : "",
+        Propagation = m.Type == "bind" ? (m.Propagation is { Length: > 0 } p ? p : "rprivate") : "",
     };
 
     // GET /containers/{id}/json
@@ -319,6 +319,8 @@ public static class ContainerEndpoints
         hostConfig["NanoCpus"] = d.NanoCpus;
         hostConfig["CpuShares"] = d.CpuShares;
         hostConfig["PidsLimit"] = d.PidsLimit;
+        // What applies: Docker's 64 MiB when the container set none.
+        hostConfig["ShmSize"] = d.ShmSize > 0 ? d.ShmSize : Flotilla.NodeRuntime.Oci.OciBundleBuilder.DefaultShmSize;
         hostConfig["LogConfig"] = new JsonObject
         {
             ["Type"] = "json-file",

@@ -3,6 +3,7 @@ using System.Formats.Tar;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Nodes;
 using Flotilla.Cluster;
 using Flotilla.Cluster.Containers;
 using Flotilla.Cluster.Images;
@@ -78,6 +79,11 @@ public static class ContainerStreamEndpoints
 
     // ---------------------------------------------------------------- exec
 
+    /// <summary>Docker's exec config fields, case-sensitive as the deserializer (JsonReply.Docker).</summary>
+    private static readonly HashSet<string> ExecFields = new(
+        ["Cmd", "User", "WorkingDir", "Env", "Tty", "Privileged", "AttachStdin", "AttachStdout", "AttachStderr", "DetachKeys", "ConsoleSize", "Detach"],
+        StringComparer.Ordinal);
+
     private sealed record ExecCreateBody(
         List<string>? Cmd, string? User, string? WorkingDir, List<string>? Env, bool Tty, bool Privileged,
         bool AttachStdin, bool AttachStdout, bool AttachStderr, string? DetachKeys, int[]? ConsoleSize);
@@ -92,8 +98,14 @@ public static class ContainerStreamEndpoints
             await Forwarder(context).ForwardExecCreateAsync(context, view.Node, view.ContainerId);
             return;
         }
-        var body = await JsonSerializer.DeserializeAsync<ExecCreateBody>(context.Request.Body, JsonReply.Docker, context.RequestAborted)
+        var json = await JsonNode.ParseAsync(context.Request.Body, cancellationToken: context.RequestAborted) as JsonObject
                    ?? throw new FormatException("no exec configuration");
+        // Every field of Docker's exec config is read below ("Detach" is the client's own business); anything else
+        // with a value is refused by name rather than ignored, as at create.
+        foreach (var (field, value) in json)
+            if (!ExecFields.Contains(field) && !CreateOptionTable.IsZero(value, []))
+                throw ContainerCreateRequest.Invalid($"{field} is not an exec option Flotilla knows: refused rather than ignored");
+        var body = json.Deserialize<ExecCreateBody>(JsonReply.Docker) ?? throw new FormatException("no exec configuration");
         if (body.Cmd is not { Count: > 0 }) throw new FormatException("No exec command specified");
         var snapshot = await Containers(context).GetAsync(view.ContainerId);
         if (snapshot.Status == "paused")

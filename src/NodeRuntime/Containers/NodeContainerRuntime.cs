@@ -133,7 +133,7 @@ public sealed class NodeContainerRuntime
             Tty = definition.Tty,
             OpenStdin = definition.OpenStdin,
             StdinOnce = definition.StdinOnce,
-            Binds = definition.Mounts.Select(m => new BindMount(m.Source, m.Destination, m.ReadOnly)).ToList(),
+            Binds = definition.Mounts.Select(m => new BindMount(m.Source, m.Destination, m.ReadOnly) { Propagation = m.Propagation is { Length: > 0 } p ? p : "rprivate" }).ToList(),
             Memory = definition.Memory,
             NanoCpus = definition.NanoCpus,
             CpuShares = definition.CpuShares,
@@ -147,6 +147,15 @@ public sealed class NodeContainerRuntime
             Labels = definition.Labels,
             ConsoleSize = ConsoleSizeOf(definition),
             LogSizeMax = definition.LogSizeMax,
+            Tmpfs = definition.Tmpfs,
+            Init = definition.Init,
+            ShmSize = definition.ShmSize,
+            Ulimits = definition.Ulimits,
+            Dns = definition.Dns,
+            DnsSearch = definition.DnsSearch,
+            DnsOptions = definition.DnsOptions,
+            ExtraHosts = definition.ExtraHosts,
+            Devices = definition.Devices,
         };
         await File.WriteAllTextAsync(GenerationFile(id), generation.ToString(CultureInfo.InvariantCulture), cancellationToken);
         var pid = await Monitor.CreateAsync(spec, cancellationToken);

@@ -1,7 +1,11 @@
 namespace Flotilla.NodeRuntime.Oci;
 
 /// <summary>A host path bound into the container.</summary>
-public sealed record BindMount(string HostPath, string ContainerPath, bool ReadOnly = false);
+public sealed record BindMount(string HostPath, string ContainerPath, bool ReadOnly = false)
+{
+    /// <summary>rprivate (Docker's default), private, rshared, shared, rslave or slave.</summary>
+    public string Propagation { get; init; } = "rprivate";
+}
 
 /// <summary>Terminal size in character cells.</summary>
 public readonly record struct ConsoleSize(ushort Rows, ushort Columns);
@@ -59,6 +63,25 @@ public sealed record ContainerSpec
     public ConsoleSize? ConsoleSize { get; init; }
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
 
+    /// <summary>tmpfs mounts (<c>--tmpfs</c>, <c>--mount type=tmpfs</c>) with the user's options.</summary>
+    public IReadOnlyList<Flotilla.Contracts.Containers.ContainerTmpfs> Tmpfs { get; init; } = [];
+
+    /// <summary>Runs the init binary (tini) as PID 1 in front of <see cref="Args"/>, as dockerd's <c>--init</c>.</summary>
+    public bool Init { get; init; }
+
+    /// <summary>Size of /dev/shm in bytes; 0 = 64 MiB.</summary>
+    public long ShmSize { get; init; }
+    public IReadOnlyList<Flotilla.Contracts.Containers.ContainerUlimit> Ulimits { get; init; } = [];
+    public IReadOnlyList<string> Dns { get; init; } = [];
+    public IReadOnlyList<string> DnsSearch { get; init; } = [];
+    public IReadOnlyList<string> DnsOptions { get; init; } = [];
+
+    /// <summary><c>name:ip</c> entries appended to /etc/hosts.</summary>
+    public IReadOnlyList<string> ExtraHosts { get; init; } = [];
+
+    /// <summary>Host device nodes to create in the container and allow in its device cgroup (<c>--device</c>).</summary>
+    public IReadOnlyList<Flotilla.Contracts.Containers.ContainerDevice> Devices { get; init; } = [];
+
     public string EffectiveHostname => Hostname.Length > 0 ? Hostname : Id[..Math.Min(12, Id.Length)];
 
     /// <summary>Throws <see cref="ArgumentException"/> when the spec cannot describe a container.</summary>
@@ -73,7 +96,12 @@ public sealed record ContainerSpec
         {
             if (!Path.IsPathRooted(b.HostPath)) throw new ArgumentException($"bind source must be absolute: {b.HostPath}", nameof(Binds));
             if (!b.ContainerPath.StartsWith('/')) throw new ArgumentException($"bind destination must be absolute: {b.ContainerPath}", nameof(Binds));
+            if (b.Propagation is not ("rprivate" or "private" or "rshared" or "shared" or "rslave" or "slave"))
+                throw new ArgumentException($"invalid bind propagation: {b.Propagation}", nameof(Binds));
         }
+        foreach (var t in Tmpfs)
+            if (!t.Destination.StartsWith('/')) throw new ArgumentException($"tmpfs destination must be absolute: {t.Destination}", nameof(Tmpfs));
+        if (ShmSize < 0) throw new ArgumentException("SHM size can not be less than 0", nameof(ShmSize));
     }
 
     public static bool IsContainerId(string id) => Flotilla.Contracts.Containers.ContainerIds.IsValid(id);

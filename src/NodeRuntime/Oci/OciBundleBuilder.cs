@@ -30,6 +30,12 @@ public sealed record OciBundleOptions
     /// <summary>Where the host's resolver config is copied from.</summary>
     public string HostResolvConf { get; init; } = "/etc/resolv.conf";
     public string HostHosts { get; init; } = "/etc/hosts";
+
+    /// <summary>
+    /// The init for <c>--init</c> (Debian's <c>tini</c> package): static, so it runs in any image. Bound read-only at
+    /// <see cref="OciBundleBuilder.InitPathInContainer"/>, as dockerd binds its docker-init.
+    /// </summary>
+    public string InitPath { get; init; } = "/usr/bin/tini-static";
 }
 
 /// <summary>
@@ -42,6 +48,12 @@ public sealed record OciBundleOptions
 public sealed class OciBundleBuilder
 {
     public const string DefaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+    /// <summary>Where <c>--init</c>'s binary appears in the container (dockerd's path).</summary>
+    public const string InitPathInContainer = "/sbin/docker-init";
+
+    /// <summary>Docker's /dev/shm size when the container sets none.</summary>
+    public const long DefaultShmSize = 64L << 20;
 
     private static readonly string[] MaskedPaths =
     [
@@ -100,6 +112,35 @@ public sealed class OciBundleBuilder
             ["cgroupsPath"] = CgroupsPath(spec.Id),
             ["resources"] = Resources(spec),
         };
+        // --device: the node is made in the container (runc mknods it) and allowed in the device cgroup, as dockerd does.
+        if (spec.Devices.Count > 0)
+        {
+            var devices = new JsonArray();
+            var rules = (JsonArray)linux["resources"]!["devices"]!;
+            foreach (var device in spec.Devices)
+            {
+                var node = DeviceNode.Of(device.PathOnHost);
+                devices.Add(new JsonObject
+                {
+                    ["path"] = device.PathInContainer,
+                    ["type"] = node.Type.ToString(),
+                    ["major"] = node.Major,
+                    ["minor"] = node.Minor,
+                    ["fileMode"] = node.FileMode,
+                    ["uid"] = node.Uid,
+                    ["gid"] = node.Gid,
+                });
+                rules.Add(new JsonObject
+                {
+                    ["allow"] = true,
+                    ["type"] = node.Type.ToString(),
+                    ["major"] = node.Major,
+                    ["minor"] = node.Minor,
+                    ["access"] = device.CgroupPermissions,
+                });
+            }
+            linux["devices"] = devices;
+        }
         if (!spec.Privileged)
         {
             linux["maskedPaths"] = new JsonArray(MaskedPaths.Select(p => (JsonNode)p).ToArray());
@@ -109,13 +150,27 @@ public sealed class OciBundleBuilder
                     _ => SeccompProfileConverter.Convert(profile, caps)).DeepClone();
         }
 
+        // --init: tini as PID 1 runs the container's command and forwards signals to it (`--` ends tini's own options).
+        IReadOnlyList<string> args = spec.Init ? [InitPathInContainer, "--", .. spec.Args] : spec.Args;
+        if (spec.Init && !File.Exists(_options.InitPath))
+            throw new ArgumentException($"--init needs {_options.InitPath} on this host (Debian package tini)");
+        var process = Process(spec, args, BuildEnv(spec, []), spec.User, spec.WorkingDir, spec.Tty, spec.ConsoleSize, caps, spec.NoNewPrivileges);
+        // Only the limits the container asks for (--ulimit); the rest are inherited from the engine. Execs inherit these too (runc).
+        if (spec.Ulimits.Count > 0)
+            process["rlimits"] = new JsonArray(spec.Ulimits.Select(u => (JsonNode)new JsonObject
+            {
+                ["type"] = "RLIMIT_" + u.Name.ToUpperInvariant(),
+                ["soft"] = u.Soft < 0 ? ulong.MaxValue : (ulong)u.Soft,
+                ["hard"] = u.Hard < 0 ? ulong.MaxValue : (ulong)u.Hard,
+            }).ToArray());
+
         var annotations = new JsonObject();
         foreach (var (k, v) in spec.Labels) annotations[k] = v;
 
         return new JsonObject
         {
             ["ociVersion"] = "1.0.2",
-            ["process"] = Process(spec, spec.Args, BuildEnv(spec, []), spec.User, spec.WorkingDir, spec.Tty, spec.ConsoleSize, caps, spec.NoNewPrivileges),
+            ["process"] = process,
             ["root"] = new JsonObject { ["path"] = Path.GetFullPath(spec.RootfsPath), ["readonly"] = spec.ReadonlyRootfs },
             ["hostname"] = spec.EffectiveHostname,
             ["mounts"] = Mounts(spec, bundleDir),
@@ -233,7 +288,7 @@ public sealed class OciBundleBuilder
         };
     }
 
-    private static JsonArray Mounts(ContainerSpec spec, string bundleDir)
+    private JsonArray Mounts(ContainerSpec spec, string bundleDir)
     {
         var sysOptions = spec.Privileged ? new[] { "nosuid", "noexec", "nodev" } : ["nosuid", "noexec", "nodev", "ro"];
         var mounts = new JsonArray
@@ -244,13 +299,18 @@ public sealed class OciBundleBuilder
             M("/sys", "sysfs", "sysfs", sysOptions),
             M("/sys/fs/cgroup", "cgroup", "cgroup", spec.Privileged ? ["rw", "nosuid", "noexec", "nodev"] : ["ro", "nosuid", "noexec", "nodev"]),
             M("/dev/mqueue", "mqueue", "mqueue", "nosuid", "noexec", "nodev"),
-            M("/dev/shm", "tmpfs", "shm", "nosuid", "noexec", "nodev", "mode=1777", "size=67108864"),
+            M("/dev/shm", "tmpfs", "shm", "nosuid", "noexec", "nodev", "mode=1777",
+                "size=" + (spec.ShmSize > 0 ? spec.ShmSize : DefaultShmSize).ToString(System.Globalization.CultureInfo.InvariantCulture)),
         };
         var bundle = Path.GetFullPath(bundleDir);
         foreach (var file in new[] { "resolv.conf", "hostname", "hosts" })
             mounts.Add(M("/etc/" + file, "bind", Path.Combine(bundle, file), "rbind", "rprivate"));
         foreach (var b in spec.Binds)
-            mounts.Add(M(b.ContainerPath, "bind", Path.GetFullPath(b.HostPath), "rbind", b.ReadOnly ? "ro" : "rw", "rprivate"));
+            mounts.Add(M(b.ContainerPath, "bind", Path.GetFullPath(b.HostPath), "rbind", b.ReadOnly ? "ro" : "rw", b.Propagation));
+        // dockerd's defaults for every tmpfs (noexec, nosuid, nodev), then the user's options, which runc applies in order.
+        foreach (var t in spec.Tmpfs)
+            mounts.Add(M(t.Destination, "tmpfs", "tmpfs", ["noexec", "nosuid", "nodev", "rprivate", .. t.Options]));
+        if (spec.Init) mounts.Add(M(InitPathInContainer, "bind", _options.InitPath, "bind", "ro", "nosuid", "rprivate"));
         return mounts;
 
         static JsonObject M(string destination, string type, string source, params string[] options) => new()
@@ -270,8 +330,45 @@ public sealed class OciBundleBuilder
             ? File.ReadAllText(_options.HostHosts)
             : "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n" +
               "ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
+        if (hosts.Length > 0 && !hosts.EndsWith('\n')) hosts += "\n";
+        // --add-host name:ip, appended as dockerd does ("ip<TAB>name"); the address may be written [v6].
+        foreach (var entry in spec.ExtraHosts)
+        {
+            var separator = entry.IndexOf(':') is var colon && entry.IndexOf('=') is var equals && equals >= 0 && (colon < 0 || equals < colon) ? equals : colon;
+            if (separator <= 0) continue;
+            hosts += entry[(separator + 1)..].Trim('[', ']') + "\t" + entry[..separator] + "\n";
+        }
         WriteAtomically(Path.Combine(bundleDir, "hosts"), hosts);
-        WriteAtomically(Path.Combine(bundleDir, "resolv.conf"), ResolvConf(hostNetwork));
+        WriteAtomically(Path.Combine(bundleDir, "resolv.conf"), WithDnsOptions(ResolvConf(hostNetwork), spec));
+    }
+
+    /// <summary>
+    /// <c>--dns</c>, <c>--dns-search</c>, <c>--dns-option</c> replace the nameserver, search and options lines of the
+    /// resolv.conf the container would otherwise get (each kind only when given; <c>--dns-search .</c> = no search).
+    /// </summary>
+    private static string WithDnsOptions(string resolvConf, ContainerSpec spec)
+    {
+        if (spec.Dns.Count + spec.DnsSearch.Count + spec.DnsOptions.Count == 0) return resolvConf;
+        var lines = resolvConf.Split('\n', StringSplitOptions.RemoveEmptyEntries).ToList();
+        static bool Is(string line, string keyword) => line.TrimStart().StartsWith(keyword + " ", StringComparison.Ordinal) ||
+                                                       line.TrimStart().StartsWith(keyword + "\t", StringComparison.Ordinal);
+        if (spec.Dns.Count > 0)
+        {
+            lines.RemoveAll(l => Is(l, "nameserver"));
+            lines.AddRange(spec.Dns.Select(d => "nameserver " + d));
+        }
+        if (spec.DnsSearch.Count > 0)
+        {
+            lines.RemoveAll(l => Is(l, "search") || Is(l, "domain"));
+            var domains = spec.DnsSearch.Where(d => d != ".").ToList();
+            if (domains.Count > 0) lines.Add("search " + string.Join(' ', domains));
+        }
+        if (spec.DnsOptions.Count > 0)
+        {
+            lines.RemoveAll(l => Is(l, "options"));
+            lines.Add("options " + string.Join(' ', spec.DnsOptions));
+        }
+        return string.Join('\n', lines) + "\n";
     }
 
     /// <summary>

@@ -63,12 +63,13 @@ public class CreateBodySpec(RunningFlotilla flotilla) : IClassFixture<RunningFlo
         Assert.Equal(before, await CreatedEventsAsync());
     }
 
+    /// <summary>Unknown fields with values are refused (CreateOptionsSpec); zero-valued ones, as clients send them, pass unstored.</summary>
     [Fact]
     public async Task Unknown_host_config_fields_are_not_stored()
     {
         using var response = await flotilla.Docker.PostAsync("v1.51/containers/create?name=junk-fields", Json("""
-            {"Image":"testbox:1","Cmd":["true"],"Domainname":"ignored.example","ExposedPorts":{"80/tcp":{}},
-             "HostConfig":{"Junk":{"deep":["x","y"]},"Memory":67108864,"SecurityOpt":["no-new-privileges","seccomp=unconfined"]}}
+            {"Image":"testbox:1","Cmd":["true"],"Domainname":"","ExposedPorts":{"80/tcp":{}},"Junk":null,
+             "HostConfig":{"Junk":{"deep":[],"deeper":{"x":0}},"Memory":67108864,"SecurityOpt":["no-new-privileges","no-new-privileges=false"]}}
             """));
         Assert.Equal(HttpStatusCode.Created, response.StatusCode);
         var id = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement.GetProperty("Id").GetString();
@@ -81,7 +82,7 @@ public class CreateBodySpec(RunningFlotilla flotilla) : IClassFixture<RunningFlo
         Assert.Equal(67108864, stored.GetProperty("Memory").GetInt64());
         Assert.Equal(["no-new-privileges"], stored.GetProperty("SecurityOpt").EnumerateArray().Select(e => e.GetString()));
         Assert.DoesNotContain("Junk", created.Definition.HostConfigJson);
-        Assert.DoesNotContain("ignored.example", created.Definition.ConfigJson);
+        Assert.DoesNotContain("Junk", created.Definition.ConfigJson);
         Assert.Contains("80/tcp", created.Definition.ConfigJson);
         Assert.Equal(0, (await flotilla.RunDockerAsync("rm", "junk-fields")).ExitCode);
     }

@@ -22,7 +22,18 @@ public class WireManifestSpec : IDisposable
 
     private static readonly ContainerDefinition Definition = ContainerDefinition.Minimal("busybox", "sha256:abc", ["sh"], ["A=1"], Labels,
         ["sha256:123"]) with
-    { RestartPolicy = new RestartPolicy("on-failure", 3), Mounts = [new ContainerMount("bind", "/a", "/b", true, null)] };
+    {
+        RestartPolicy = new RestartPolicy("on-failure", 3),
+        Mounts = [new ContainerMount("bind", "/a", "/b", true, null) { Propagation = "rslave" }],
+        Tmpfs = [new ContainerTmpfs("/run", ["size=64m"])],
+        Init = true,
+        ShmSize = 1 << 23,
+        Ulimits = [new ContainerUlimit("nofile", 100, 200)],
+        Dns = ["192.0.2.53"],
+        DnsSearch = ["example.test"],
+        DnsOptions = ["ndots:2"],
+        ExtraHosts = ["db.test:192.0.2.7"],
+    };
 
     private readonly ActorSystem _system = ActorSystem.Create("wire", ConfigurationFactory.ParseString("akka.loglevel = WARNING"));
 
