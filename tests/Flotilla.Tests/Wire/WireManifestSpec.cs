@@ -22,7 +22,12 @@ public class WireManifestSpec : IDisposable
 
     private static readonly ContainerDefinition Definition = ContainerDefinition.Minimal("busybox", "sha256:abc", ["sh"], ["A=1"], Labels,
         ["sha256:123"]) with
-    { RestartPolicy = new RestartPolicy("on-failure", 3), Mounts = [new ContainerMount("bind", "/a", "/b", true, null)] };
+    {
+        RestartPolicy = new RestartPolicy("on-failure", 3),
+        Mounts = [new ContainerMount("bind", "/a", "/b", true, null)],
+        Healthcheck = new HealthcheckConfig(["CMD-SHELL", "test -f /ok"], 1_000_000_000, 0, 0, 0, 2),
+        Shell = ["/bin/ash", "-c"],
+    };
 
     private readonly ActorSystem _system = ActorSystem.Create("wire", ConfigurationFactory.ParseString("akka.loglevel = WARNING"));
 
@@ -71,7 +76,10 @@ public class WireManifestSpec : IDisposable
         [new RuntimeFailed("c1", "no")],
         [new RenameContainer("c1", "api", Origin)],
         [new GetContainer("c1")],
-        [new ContainerSnapshot("c1", true, "web", Definition, "n1", "running", "running", 42, 0, false, "", 1, 0, T0, T0, null, ["e1"], 3, "n1")],
+        [new ContainerSnapshot("c1", true, "web", Definition, "n1", "running", "running", 42, 0, false, "", 1, 0, T0, T0, null, ["e1"], 3, "n1")
+        {
+            Health = new ContainerHealth(HealthStatus.Healthy, 0, [new HealthcheckResult(T0, T0, 0, "ok")]),
+        }],
         [new ContainerCommandAccepted("c1", [new ContainerCreated("c1", "web", Definition, "n1", T0), new ContainerRenamed("c1", "web", "api", T0)], 2)],
         [new ContainerCreated("c1", "web", Definition, "n1", T0)],
         [new ContainerRenamed("c1", "web", "api", T0)],
@@ -121,6 +129,8 @@ public class WireManifestSpec : IDisposable
         [new ManifestTagged("lib/x", "v1", "sha256:m", "sha256:old", T0)],
         [new TagDeleted("lib/x", "v1", "sha256:m", T0)],
         [new ManifestDeleted("lib/x", "sha256:m", T0)],
+        [new ContainerHealthChanged("c1", 2, HealthStatus.Unhealthy, 3, new HealthcheckResult(T0, T0, 1, "no\n"), T0)],
+        [new ContainerHealthProbed("c1", 2, HealthStatus.Starting, 1, new HealthcheckResult(T0, T0, -1, "Health check exceeded timeout (1s)"))],
     ];
 
     [Fact]
