@@ -71,7 +71,8 @@ public class HealthcheckSpec(RunningFlotilla flotilla) : IClassFixture<RunningFl
         Eventually.TrueAsync(async () => await HealthStatus(container) == status, TimeSpan.FromSeconds(seconds), TimeSpan.FromMilliseconds(250));
 
     private async Task<string> PsStatus(string container) =>
-        (await DockerOk("ps", "-a", "--filter", "name=^" + container + "$", "--format", "{{.Status}}")).Trim();
+        (await DockerOk("ps", "-a", "--format", "{{.Names}}\t{{.Status}}")).Split('\n').Select(l => l.Split('\t'))
+            .Where(l => l[0] == container).Select(l => l[1]).Single();
 
     private async Task<List<string>> PsNames(string filter) =>
         (await DockerOk("ps", "-a", "--filter", filter, "--format", "{{.Names}}")).Split('\n', StringSplitOptions.RemoveEmptyEntries).ToList();
@@ -124,7 +125,7 @@ public class HealthcheckSpec(RunningFlotilla flotilla) : IClassFixture<RunningFl
 
         var until = DateTimeOffset.UtcNow.AddSeconds(1).ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture);
         var events = await DockerOk("events", "--since", since, "--until", until, "--filter", "event=health_status",
-            "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}");
+            "--filter", "container=" + id, "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}");
         Assert.Equal("container health_status: unhealthy hc\ncontainer health_status: healthy hc\n", events);
 
         // The store holds the changes, not a record per probe.
