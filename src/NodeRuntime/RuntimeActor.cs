@@ -27,6 +27,8 @@ public sealed class RuntimeActor : ReceiveActor
     private readonly RuntimeCallerPolicy? _callers;
     private readonly Func<RuntimeRequestRefused, Task>? _recordRefusal;
     private readonly HostFence _fence;
+    /// <summary>Healthchecks of the containers running here; results go to their entities.</summary>
+    private readonly HealthProbes _health;
 
     /// <param name="nodeName">This node's name: after re-adoption, runs the cluster has moved elsewhere are stopped and removed here.</param>
     /// <param name="callers">Who may ask for work; null only in tests that drive the actor directly.</param>
@@ -41,19 +43,40 @@ public sealed class RuntimeActor : ReceiveActor
         _nodeName = nodeName;
         _callers = callers;
         _recordRefusal = recordRefusal;
+        _health = new HealthProbes(runtime.Monitor, probed => containers.Tell(probed));
 
         // First: requests that are not the named container entity's own (or name an invalid id) go no further.
         Receive<IRuntimeMessage>(m => Refusal(m) is not null, Refuse);
         Receive<RunContainerProcess>(m => RunAsync(m).PipeTo(Sender));
-        Receive<StopContainerProcess>(m => StopAsync(m).PipeTo(Sender));
+        Receive<StopContainerProcess>(m =>
+        {
+            _health.Stop(m.ContainerId);
+            StopAsync(m).PipeTo(Sender);
+        });
         Receive<SignalContainerProcess>(m => Do(m.ContainerId, () => _runtime.Monitor.KillAsync(m.ContainerId, m.Signal)).PipeTo(Sender));
-        Receive<PauseContainerProcess>(m => Do(m.ContainerId, () => m.Pause
-            ? _runtime.Monitor.PauseAsync(m.ContainerId)
-            : _runtime.Monitor.ResumeAsync(m.ContainerId)).PipeTo(Sender));
+        Receive<PauseContainerProcess>(m =>
+        {
+            // No probes of a paused container (dockerd stops its monitor); they resume with the container.
+            var health = _health;
+            Do(m.ContainerId, async () =>
+            {
+                if (m.Pause)
+                {
+                    await _runtime.Monitor.PauseAsync(m.ContainerId);
+                    health.Pause(m.ContainerId);
+                }
+                else
+                {
+                    await _runtime.Monitor.ResumeAsync(m.ContainerId);
+                    health.Resume(m.ContainerId);
+                }
+            }).PipeTo(Sender);
+        });
         Receive<RemoveContainerFiles>(m =>
         {
             // Auto-removal tells without waiting for an answer; others ask.
             var replyTo = Sender;
+            _health.Stop(m.ContainerId);
             var removal = Do(m.ContainerId, () => _runtime.RemoveAsync(m.ContainerId));
             if (!replyTo.IsNobody()) removal.PipeTo(replyTo);
             else
@@ -94,6 +117,8 @@ public sealed class RuntimeActor : ReceiveActor
 
     protected override void PreStart() => AdoptAsync().PipeTo(Self);
 
+    protected override void PostStop() => _health.StopAll();
+
     private async Task<IRuntimeMessage> RunAsync(RunContainerProcess m)
     {
         // A host may run containers only under a confirmed lease: else another host may be about to start this one.
@@ -114,7 +139,9 @@ public sealed class RuntimeActor : ReceiveActor
                 return new ContainerProcessFailed(m.ContainerId, m.Generation, $"failed to create task for container: {lapsed}", 128);
             }
             Watch(m.ContainerId, m.Generation);
-            return new ContainerProcessStarted(m.ContainerId, m.Generation, pid, DateTimeOffset.UtcNow, epoch);
+            var startedAt = DateTimeOffset.UtcNow;
+            _health.Start(m.ContainerId, m.Generation, m.Definition, startedAt, HealthStatus.Starting, 0);
+            return new ContainerProcessStarted(m.ContainerId, m.Generation, pid, startedAt, epoch);
         }
         catch (Exception ex) when (ex is OciRuntimeException or InvalidOperationException or IOException or UnknownUserException
                                        or ArgumentException or UnauthorizedAccessException)
@@ -167,6 +194,7 @@ public sealed class RuntimeActor : ReceiveActor
         var containers = _containers;
         var monitor = _runtime.Monitor;
         var log = _log;
+        var health = _health;
         _ = Task.Run(async () =>
         {
             try
@@ -196,6 +224,7 @@ public sealed class RuntimeActor : ReceiveActor
             }
             finally
             {
+                health.Stop(id, generation);
                 _watched.TryRemove(new KeyValuePair<string, long>(id, generation));
             }
         });
@@ -215,6 +244,7 @@ public sealed class RuntimeActor : ReceiveActor
                     case ObservedStatus.Running or ObservedStatus.Paused:
                         _log.Info("{0}: re-adopted run {1} (pid {2})", id[..12], generation, seen.Pid);
                         Watch(id, generation);
+                        _ = ResumeHealthAsync(id, generation);
                         break;
                     case ObservedStatus.Exited:
                         var exit = seen.Exit;
@@ -233,6 +263,30 @@ public sealed class RuntimeActor : ReceiveActor
         }
         if (_nodeName is not null) await ReleaseMovedAsync(_nodeName);
         return new Status.Success(null);
+    }
+
+    /// <summary>
+    /// Healthchecks of a re-adopted run resume where its entity's record stands (status, streak, start time), once the
+    /// cluster answers: asked again every 5 s while the run is still watched here.
+    /// </summary>
+    private async Task ResumeHealthAsync(string id, long generation)
+    {
+        while (_watched.TryGetValue(id, out var watching) && watching == generation)
+        {
+            try
+            {
+                var s = await _containers.Ask<ContainerSnapshot>(new GetContainer(id), TimeSpan.FromSeconds(15));
+                if (s.Exists && s.Generation == generation && s.Node == _nodeName && s.Definition is { } definition && s.Health is { } health
+                    && s.Status is "running" or "paused" && _watched.TryGetValue(id, out var still) && still == generation)
+                    _health.Start(id, generation, definition, s.StartedAt ?? DateTimeOffset.UtcNow, health.Status, health.FailingStreak,
+                        paused: s.Status == "paused");
+                return;
+            }
+            catch (Exception ex) when (ex is AskTimeoutException or TaskCanceledException)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(5));
+            }
+        }
     }
 
     /// <summary>

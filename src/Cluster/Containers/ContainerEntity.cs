@@ -19,6 +19,13 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
 
     private readonly List<(IActorRef ReplyTo, string Condition)> _waiters = [];
 
+    /// <summary>
+    /// The node's latest probes (inspect's log) and failing streak: kept in memory, as dockerd keeps them, so a probe
+    /// costs no append; only a change of status is recorded. Lost with the entity, which then shows the recorded ones.
+    /// </summary>
+    private IReadOnlyList<HealthcheckResult>? _healthLog;
+    private (long Generation, int Streak)? _failingStreak;
+
     public ContainerEntity(EntityHost host, string containerId)
         : base(host, ContainerStreams.Key(containerId), ContainerState.Empty(containerId))
     {
@@ -42,6 +49,7 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
         ReceiveAsync<RescheduleContainer>(OnReschedule);
         ReceiveAsync<MarkContainerNodeLost>(OnNodeLost);
         Receive<GetContainer>(_ => Sender.Tell(Snapshot()));
+        ReceiveAsync<ContainerHealthProbed>(OnHealthProbed);
     }
 
     public ITimerScheduler Timers { get; set; } = null!;
@@ -492,11 +500,36 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
             replyTo.Tell(new ContainerCommandAccepted(State.ContainerId, events, Version));
     }
 
-    private ContainerSnapshot Snapshot() => SnapshotOf(State, Version, Host.NodeName);
+    /// <summary>A probe's result from the node: remembered; recorded as <see cref="ContainerHealthChanged"/> when the status changes.</summary>
+    private async Task OnHealthProbed(ContainerHealthProbed m)
+    {
+        // Only the current run, while it runs (a late result after a pause or exit changes nothing).
+        if (!State.Exists || m.Generation != State.Generation || State.Status != ContainerStatus.Running || State.Health is not { } health) return;
+        _healthLog = [.. (_healthLog ?? health.Log).TakeLast(HealthcheckResult.MaxLogEntries - 1), m.Result];
+        _failingStreak = (m.Generation, m.FailingStreak);
+        if (m.Status == health.Status) return;
+        await PersistAsync([new ContainerHealthChanged(State.ContainerId, m.Generation, m.Status, m.FailingStreak, m.Result, DateTimeOffset.UtcNow)],
+            RequestOrigin.System());
+    }
+
+    private ContainerSnapshot Snapshot()
+    {
+        var snapshot = SnapshotOf(State, Version, Host.NodeName);
+        if (snapshot.Health is not { } health) return snapshot;
+        return snapshot with
+        {
+            Health = health with
+            {
+                FailingStreak = _failingStreak is { } f && f.Generation == State.Generation ? f.Streak : health.FailingStreak,
+                Log = _healthLog ?? health.Log,
+            },
+        };
+    }
 
     /// <summary>What <see cref="GetContainer"/> answers: the state folded from the stream up to <paramref name="version"/>.</summary>
     public static ContainerSnapshot SnapshotOf(ContainerState state, long version, string hostedOn) => new(state.ContainerId, state.Exists,
         state.Name, state.Definition, state.Node, state.Status, state.Desired.ToString().ToLowerInvariant(), state.Pid, state.ExitCode,
         state.OomKilled, state.Error, state.Generation, state.RestartCount, state.CreatedAt, state.StartedAt, state.FinishedAt, state.ExecIds,
-        version, hostedOn);
+        version, hostedOn)
+    { Health = state.Health };
 }

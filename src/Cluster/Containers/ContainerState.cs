@@ -32,6 +32,9 @@ public sealed record ContainerState(
     /// <summary>The lease epoch of the host the current (or last) run started under: its fencing token.</summary>
     public long RunEpoch { get; init; }
 
+    /// <summary>Docker's <c>State.Health</c> as the events imply it; null = no healthcheck (<c>none</c>). See <see cref="ContainerHealthFold"/>.</summary>
+    public ContainerHealth? Health { get; init; }
+
     public static ContainerState Empty(string containerId) => new(containerId, false, "", null, "", DesiredState.None, "",
         0, 0, false, "", 0, 0, default, null, null, []);
 
@@ -55,7 +58,9 @@ public static class ContainerFold
     /// <summary>What a run whose host died reports: killed (128 + SIGKILL), as the host's death killed it.</summary>
     public const int NodeLostExitCode = 137;
 
-    public static ContainerState Apply(ContainerState state, IContainerEvent e) => e switch
+    public static ContainerState Apply(ContainerState state, IContainerEvent e) => ApplyCore(ContainerHealthFold.Apply(state, e), e);
+
+    private static ContainerState ApplyCore(ContainerState state, IContainerEvent e) => e switch
     {
         ContainerCreated c => state with
         {
@@ -133,4 +138,46 @@ public static class ContainerFold
             _ => false,
         };
     }
+}
+
+/// <summary>
+/// The health part of the fold, kept apart (dockerd's rules, daemon/health.go): a start of a container with a probe
+/// resets it to starting with no failures (keeping the log); the end of a run, its host's loss or a pause stops the
+/// monitor, which dockerd reports as unhealthy; a recorded change sets the status and adds its probe to the log.
+/// Applied to the state before the event (generations are compared with the current run).
+/// </summary>
+public static class ContainerHealthFold
+{
+    public static ContainerState Apply(ContainerState state, IContainerEvent e)
+    {
+        var status = StatusAfter(state.Health?.Status, e, state.Definition?.HasHealthProbe() == true, state.Generation,
+            state.Status == ContainerStatus.Exited);
+        if (status is not { } now) return state;
+        var log = state.Health?.Log ?? [];
+        var health = e switch
+        {
+            ContainerStarted => new ContainerHealth(now, 0, log),
+            ContainerHealthChanged h => new ContainerHealth(now, h.FailingStreak, [.. log.TakeLast(HealthcheckResult.MaxLogEntries - 1), h.Probe]),
+            _ => state.Health! with { Status = now },
+        };
+        return state with { Health = health };
+    }
+
+    /// <summary>
+    /// The status after <paramref name="e"/> (null = no healthcheck); shared by the fold and the list view.
+    /// <paramref name="probes"/>: the container has a probe; <paramref name="generation"/>: the current run;
+    /// <paramref name="exited"/>: that run's exit is already folded.
+    /// </summary>
+    public static HealthStatus? StatusAfter(HealthStatus? current, IContainerEvent e, bool probes, long generation, bool exited) => e switch
+    {
+        ContainerStarted when probes => HealthStatus.Starting,
+        ContainerExited x when x.Generation == generation && !exited => MonitorStopped(current),
+        ContainerNodeLost l when l.Generation == generation => MonitorStopped(current),
+        ContainerRescheduled or ContainerPaused => MonitorStopped(current),
+        ContainerHealthChanged h when h.Generation == generation => h.Status,
+        _ => current,
+    };
+
+    // dockerd's CloseMonitorChannel: "unhealthy when the monitor has stopped for compatibility reasons".
+    private static HealthStatus? MonitorStopped(HealthStatus? current) => current is null ? null : HealthStatus.Unhealthy;
 }

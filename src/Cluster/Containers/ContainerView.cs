@@ -33,6 +33,10 @@ public sealed class ContainerView
     public long Memory { get; set; }
     public long NanoCpus { get; set; }
     public string RestartPolicy { get; set; } = "no";
+    /// <summary>Docker's health status; null = no healthcheck (<c>none</c>). <see cref="ContainerHealthFold.StatusAfter"/>.</summary>
+    public HealthStatus? Health { get; set; }
+    /// <summary>The definition has a healthcheck probe (a start sets the status to starting).</summary>
+    public bool HasHealthProbe { get; set; }
 }
 
 public sealed class ContainerViewProjection : SingleStreamProjection<ContainerView, string>
@@ -56,13 +60,14 @@ public sealed class ContainerViewProjection : SingleStreamProjection<ContainerVi
         Memory = e.Definition.Memory,
         NanoCpus = e.Definition.NanoCpus,
         RestartPolicy = e.Definition.RestartPolicy.Name,
+        HasHealthProbe = e.Definition.HasHealthProbe(),
     };
 
     private static string Quote(string arg) => arg.Contains(' ') ? $"\"{arg}\"" : arg;
 
     public static ContainerView Apply(ContainerRenamed e, ContainerView v) => With(v, x => x.Name = e.NewName);
 
-    public static ContainerView Apply(ContainerStarted e, ContainerView v) => With(v, x =>
+    public static ContainerView Apply(ContainerStarted e, ContainerView v) => With(Health(v, e), x =>
     {
         x.Desired = DesiredState.Running;
         x.Status = ContainerStatus.Running;
@@ -81,7 +86,7 @@ public sealed class ContainerViewProjection : SingleStreamProjection<ContainerVi
         if (x.Status == ContainerStatus.Restarting) x.Status = ContainerStatus.Exited;
     });
 
-    public static ContainerView Apply(ContainerExited e, ContainerView v) => With(v, x =>
+    public static ContainerView Apply(ContainerExited e, ContainerView v) => With(Health(v, e), x =>
     {
         if (e.Generation != x.Generation) return;
         x.Status = ContainerStatus.Exited;
@@ -98,20 +103,20 @@ public sealed class ContainerViewProjection : SingleStreamProjection<ContainerVi
         if (x.Status is not (ContainerStatus.Running or ContainerStatus.Paused)) x.Status = ContainerStatus.Restarting;
     });
 
-    public static ContainerView Apply(ContainerPaused e, ContainerView v) => With(v, x => x.Status = ContainerStatus.Paused);
+    public static ContainerView Apply(ContainerPaused e, ContainerView v) => With(Health(v, e), x => x.Status = ContainerStatus.Paused);
 
     public static ContainerView Apply(ContainerUnpaused e, ContainerView v) => With(v, x => x.Status = ContainerStatus.Running);
 
     public static ContainerView Apply(ContainerPlaced e, ContainerView v) => With(v, x => x.Node = e.Node);
 
-    public static ContainerView Apply(ContainerRescheduled e, ContainerView v) => With(v, x =>
+    public static ContainerView Apply(ContainerRescheduled e, ContainerView v) => With(Health(v, e), x =>
     {
         x.Node = e.To;
         x.Status = ContainerStatus.Restarting;
         x.Pid = 0;
     });
 
-    public static ContainerView Apply(ContainerNodeLost e, ContainerView v) => With(v, x =>
+    public static ContainerView Apply(ContainerNodeLost e, ContainerView v) => With(Health(v, e), x =>
     {
         if (e.Generation != x.Generation) return;
         x.Status = ContainerStatus.Exited;
@@ -120,7 +125,13 @@ public sealed class ContainerViewProjection : SingleStreamProjection<ContainerVi
         x.FinishedAt = e.At;
     });
 
+    public static ContainerView Apply(ContainerHealthChanged e, ContainerView v) => Health(v, e);
+
     public static bool ShouldDelete(ContainerRemoved e) => true;
+
+    /// <summary>The health status after the event, by the fold's rules (applied before the event's other changes).</summary>
+    private static ContainerView Health(ContainerView v, IContainerEvent e) => With(v, x =>
+        x.Health = ContainerHealthFold.StatusAfter(x.Health, e, x.HasHealthProbe, x.Generation, x.Status == ContainerStatus.Exited));
 
     private static ContainerView With(ContainerView view, Action<ContainerView> change)
     {

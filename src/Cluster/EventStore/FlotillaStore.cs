@@ -50,6 +50,7 @@ public static class FlotillaStore
         opts.Events.AddEventType<ContainerPlaced>();
         opts.Events.AddEventType<ContainerRescheduled>();
         opts.Events.AddEventType<ContainerNodeLost>();
+        opts.Events.AddEventType<ContainerHealthChanged>();
         opts.Events.AddEventType<ContainerCreated>();
         opts.Events.AddEventType<ContainerRenamed>();
         opts.Events.AddEventType<ContainerStarted>();

@@ -84,6 +84,17 @@ public sealed record ContainerDefinition(
 
     /// <summary><c>--device</c>: host device nodes made in the container and allowed by its device cgroup.</summary>
     public IReadOnlyList<ContainerDevice> Devices { get; init; } = [];
+    /// <summary>
+    /// Docker's <c>Config.Healthcheck</c>: the image's merged with the request's as dockerd merges them; null = none
+    /// configured. A <c>["NONE"]</c> test (<c>--no-healthcheck</c>) is kept, and probes nothing.
+    /// </summary>
+    public HealthcheckConfig? Healthcheck { get; init; }
+
+    /// <summary>Docker's <c>Config.Shell</c> (request, else image; empty = <c>/bin/sh -c</c>): what runs a CMD-SHELL healthcheck.</summary>
+    public IReadOnlyList<string> Shell { get; init; } = [];
+
+    /// <summary>Whether runs of this container are probed (a healthcheck other than NONE).</summary>
+    public bool HasHealthProbe() => Healthcheck?.Probes() == true;
 
     /// <summary>Entrypoint followed by the command: what runs as PID 1.</summary>
     public IReadOnlyList<string> Args => [.. Entrypoint, .. Cmd];

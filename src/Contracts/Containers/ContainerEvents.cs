@@ -21,6 +21,7 @@ namespace Flotilla.Contracts.Containers;
 [Union(14, typeof(ContainerPlaced))]
 [Union(15, typeof(ContainerRescheduled))]
 [Union(16, typeof(ContainerNodeLost))]
+[Union(17, typeof(ContainerHealthChanged))]
 public interface IContainerEvent : IFlotillaMessage
 {
     string ContainerId { get; }
@@ -107,3 +108,12 @@ public sealed record ContainerRescheduled(string ContainerId, string From, strin
 /// </summary>
 [MessagePackObject(true)]
 public sealed record ContainerNodeLost(string ContainerId, string Node, long Generation, string Reason, DateTimeOffset At) : IContainerEvent;
+
+/// <summary>
+/// A probe of run <paramref name="Generation"/> changed the container's health to <paramref name="Status"/> (Docker's
+/// <c>health_status</c> event); <paramref name="Probe"/> is the result that changed it. Only changes are recorded: the
+/// probes between them live in the entity's memory (inspect's log), as dockerd keeps them.
+/// </summary>
+[MessagePackObject(true)]
+public sealed record ContainerHealthChanged(string ContainerId, long Generation, HealthStatus Status, int FailingStreak, HealthcheckResult Probe,
+    DateTimeOffset At) : IContainerEvent;

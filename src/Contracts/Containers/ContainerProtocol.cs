@@ -111,7 +111,11 @@ public sealed record ContainerSnapshot(
     DateTimeOffset? FinishedAt,
     IReadOnlyList<string> ExecIds,
     long Version,
-    string HostedOn) : IFlotillaMessage;
+    string HostedOn) : IFlotillaMessage
+{
+    /// <summary>Docker's <c>State.Health</c>; null = no healthcheck.</summary>
+    public ContainerHealth? Health { get; init; }
+}
 
 /// <summary>A command was carried out; the events it produced, in order.</summary>
 [MessagePackObject(true)]

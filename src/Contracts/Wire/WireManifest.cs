@@ -104,6 +104,8 @@ public static class WireManifest
         (typeof(ContainersFenced), "n.fenced"),
         (typeof(RecordImageReplica), "i.replicate"),
         (typeof(ImageReplicated), "i.replicated"),
+        (typeof(ContainerHealthChanged), "c.health"),
+        (typeof(ContainerHealthProbed), "r.probed"),
     ];
 
 

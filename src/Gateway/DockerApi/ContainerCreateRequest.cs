@@ -78,6 +78,9 @@ public static class ContainerCreateRequest
         if (workingDir.Length > 0 && !workingDir.StartsWith('/'))
             throw Invalid($"the working directory '{workingDir}' is invalid, it needs to be an absolute path");
 
+        var healthcheck = MergeHealthcheck(HealthcheckOf(body["Healthcheck"]), ImageHealthcheckOf(imageConfig.Healthcheck));
+        var shell = Strings(body["Shell"]) is { Count: > 0 } s ? s : imageConfig.Shell ?? [];
+
         var memory = Long(hostConfig["Memory"]);
         if (memory is > 0 and < 6 * 1024 * 1024) throw Invalid("Minimum memory limit allowed is 6MB");
         var nanoCpus = Long(hostConfig["NanoCpus"]);
@@ -109,6 +112,8 @@ public static class ContainerCreateRequest
             ? seconds
             : (int?)null;
         if (stopTimeout is { } timeout) config["StopTimeout"] = timeout;
+        if (healthcheck is not null) config["Healthcheck"] = HealthcheckJson(healthcheck);
+        if (shell.Count > 0) config["Shell"] = new JsonArray(shell.Select(c => (JsonNode)c).ToArray());
         if (ExposedPorts(body["ExposedPorts"]) is { } exposed) config["ExposedPorts"] = exposed;
         var storedHostConfig = new StoredHostConfig(binds, networkMode, restart, autoRemove, Bool(hostConfig["Privileged"]),
             Bool(hostConfig["ReadonlyRootfs"]), Strings(hostConfig["CapAdd"]), Strings(hostConfig["CapDrop"]), noNewPrivileges, memory, nanoCpus,
@@ -171,7 +176,64 @@ public static class ContainerCreateRequest
             DnsOptions = dnsOptions,
             ExtraHosts = extraHosts,
             Devices = devices,
+            Healthcheck = healthcheck,
+            Shell = shell,
         };
+    }
+
+    /// <summary>
+    /// The request's <c>Healthcheck</c> (<c>--health-*</c>, <c>--no-healthcheck</c>), checked as dockerd's
+    /// <c>validateHealthCheck</c> does; a test kind Flotilla does not run is refused by name. Null when not given.
+    /// </summary>
+    public static HealthcheckConfig? HealthcheckOf(JsonNode? node)
+    {
+        if (node is null) return null;
+        if (node is not JsonObject o) throw Invalid("invalid Healthcheck: expected an object");
+        var check = ReadHealthcheck(o);
+        if (check.Test.Count > 0 && check.Test[0] is not ("NONE" or "CMD" or "CMD-SHELL"))
+            throw Invalid($"unknown Healthcheck type '{check.Test[0]}': Flotilla runs NONE, CMD and CMD-SHELL");
+        foreach (var (name, value) in new[] { ("Interval", check.Interval), ("Timeout", check.Timeout), ("StartPeriod", check.StartPeriod),
+                     ("StartInterval", check.StartInterval) })
+            if (value != 0 && value < MinimumHealthDuration)
+                throw Invalid($"{name} in Healthcheck cannot be less than 1ms");
+        if (check.Retries < 0) throw Invalid("Retries in Healthcheck cannot be negative");
+        return check;
+    }
+
+    /// <summary>Docker's <c>MinimumDuration</c> for healthcheck durations: 1 ms, in nanoseconds.</summary>
+    private const long MinimumHealthDuration = 1_000_000;
+
+    /// <summary>The image's HEALTHCHECK, read leniently (an image is not the user's request: an odd kind just probes nothing).</summary>
+    private static HealthcheckConfig? ImageHealthcheckOf(JsonElement? element) =>
+        element is { ValueKind: JsonValueKind.Object } e && JsonNode.Parse(e.GetRawText()) is JsonObject o ? ReadHealthcheck(o) : null;
+
+    private static HealthcheckConfig ReadHealthcheck(JsonObject o) =>
+        new(Strings(o["Test"]), Long(o["Interval"]), Long(o["Timeout"]), Long(o["StartPeriod"]), Long(o["StartInterval"]), (int)Long(o["Retries"]));
+
+    /// <summary>dockerd's merge (daemon/commit.go): the request's fields, each empty one taken from the image's.</summary>
+    public static HealthcheckConfig? MergeHealthcheck(HealthcheckConfig? request, HealthcheckConfig? image)
+    {
+        if (image is null || request is null) return request ?? image;
+        return new HealthcheckConfig(
+            request.Test.Count > 0 ? request.Test : image.Test,
+            request.Interval != 0 ? request.Interval : image.Interval,
+            request.Timeout != 0 ? request.Timeout : image.Timeout,
+            request.StartPeriod != 0 ? request.StartPeriod : image.StartPeriod,
+            request.StartInterval != 0 ? request.StartInterval : image.StartInterval,
+            request.Retries != 0 ? request.Retries : image.Retries);
+    }
+
+    /// <summary>Docker's JSON of a <c>HealthConfig</c>: every field <c>omitempty</c>, durations in nanoseconds.</summary>
+    public static JsonObject HealthcheckJson(HealthcheckConfig h)
+    {
+        var json = new JsonObject();
+        if (h.Test.Count > 0) json["Test"] = new JsonArray(h.Test.Select(t => (JsonNode)t).ToArray());
+        if (h.Interval != 0) json["Interval"] = h.Interval;
+        if (h.Timeout != 0) json["Timeout"] = h.Timeout;
+        if (h.StartPeriod != 0) json["StartPeriod"] = h.StartPeriod;
+        if (h.StartInterval != 0) json["StartInterval"] = h.StartInterval;
+        if (h.Retries != 0) json["Retries"] = h.Retries;
+        return json;
     }
 
     /// <summary>

@@ -204,6 +204,11 @@ public static class ContainerEndpoints
             }
             list = list.Where(c => ids.Contains(c.ImageId));
         }
+        var healths = filters.Get("health");
+        foreach (var h in healths)
+            if (h is not ("none" or "starting" or "healthy" or "unhealthy"))
+                throw new FormatException($"invalid filter 'health={h}': invalid value for health ({h}): must be one of none, starting, healthy, unhealthy");
+        if (healths.Count > 0) list = list.Where(c => healths.Contains(c.Health.Word()));
         foreach (var exited in filters.Get("exited"))
             list = list.Where(c => c.Status == ContainerStatus.Exited && c.ExitCode.ToString(CultureInfo.InvariantCulture) == exited);
         if (IntQuery(context, "limit") is { } limit && limit > 0) list = list.Take(limit);
@@ -252,9 +257,11 @@ public static class ContainerEndpoints
         }
     }
 
-    /// <summary>Docker's human status: "Up 5 seconds", "Exited (0) 3 minutes ago", "Created".</summary>
+    /// <summary>Docker's human status: "Up 5 seconds", "Up 5 seconds (healthy)", "Exited (0) 3 minutes ago", "Created".</summary>
     public static string StatusText(ContainerView c, DateTimeOffset now) => c.Status switch
     {
+        ContainerStatus.Running when c.Health is { } health =>
+            $"Up {HumanDuration(now - (c.StartedAt ?? now))} ({(health == HealthStatus.Starting ? "health: starting" : ((HealthStatus?)health).Word())})",
         ContainerStatus.Running => $"Up {HumanDuration(now - (c.StartedAt ?? now))}",
         ContainerStatus.Paused => $"Up {HumanDuration(now - (c.StartedAt ?? now))} (Paused)",
         ContainerStatus.Restarting => $"Restarting ({c.ExitCode}) {HumanDuration(now - (c.FinishedAt ?? now))} ago",
@@ -327,26 +334,36 @@ public static class ContainerEndpoints
             ["Config"] = d.LogSizeMax > 0 ? new JsonObject { ["max-size"] = d.LogSizeMax.ToString(CultureInfo.InvariantCulture) } : new JsonObject(),
         };
 
+        // dockerd omits State.Health without a healthcheck.
+        var state = JsonSerializer.SerializeToNode(new
+        {
+            Status = s.Status,
+            Running = s.Status is ContainerStatus.Running or ContainerStatus.Paused,
+            Paused = s.Status == ContainerStatus.Paused,
+            Restarting = s.Status == ContainerStatus.Restarting,
+            OOMKilled = s.OomKilled,
+            Dead = s.Status == ContainerStatus.Dead,
+            s.Pid,
+            s.ExitCode,
+            s.Error,
+            StartedAt = s.StartedAt is { } st ? Rfc3339(st) : "0001-01-01T00:00:00Z",
+            FinishedAt = s.FinishedAt is { } ft ? Rfc3339(ft) : "0001-01-01T00:00:00Z",
+            Health = s.Health is { } h ? new
+            {
+                Status = ((HealthStatus?)h.Status).Word(),
+                h.FailingStreak,
+                Log = h.Log.Select(r => new { Start = Rfc3339(r.Start), End = Rfc3339(r.End), r.ExitCode, r.Output }).ToArray(),
+            } : null,
+        }, JsonReply.Docker)!.AsObject();
+        if (s.Health is null) state.Remove("Health");
+
         await JsonReply.WriteAsync(context, new
         {
             Id = s.ContainerId,
             Created = Rfc3339(s.CreatedAt),
             Path = d.Args.Count > 0 ? d.Args[0] : "",
             Args = d.Args.Skip(1).ToArray(),
-            State = new
-            {
-                Status = s.Status,
-                Running = s.Status is ContainerStatus.Running or ContainerStatus.Paused,
-                Paused = s.Status == ContainerStatus.Paused,
-                Restarting = s.Status == ContainerStatus.Restarting,
-                OOMKilled = s.OomKilled,
-                Dead = s.Status == ContainerStatus.Dead,
-                s.Pid,
-                s.ExitCode,
-                s.Error,
-                StartedAt = s.StartedAt is { } st ? Rfc3339(st) : "0001-01-01T00:00:00Z",
-                FinishedAt = s.FinishedAt is { } ft ? Rfc3339(ft) : "0001-01-01T00:00:00Z",
-            },
+            State = state,
             Image = d.ImageId,
             ResolvConfPath = paths is null ? "" : Path.Combine(paths.Bundle, "resolv.conf"),
             HostnamePath = paths is null ? "" : Path.Combine(paths.Bundle, "hostname"),

@@ -565,6 +565,11 @@ public static class ContainerStreamEndpoints
             Labels = definition.Labels.Count > 0 ? definition.Labels.ToDictionary() : parent.Config?.Labels,
             Tty = definition.Tty ? true : null,
             OpenStdin = definition.OpenStdin ? true : null,
+            // The container's merged healthcheck and shell, as dockerd commits its config.
+            Healthcheck = definition.Healthcheck is { } health
+                ? JsonSerializer.SerializeToElement(ContainerCreateRequest.HealthcheckJson(health))
+                : parent.Config?.Healthcheck,
+            Shell = definition.Shell.Count > 0 ? definition.Shell.ToList() : parent.Config?.Shell,
         };
         var config = DockerfileChange.Apply(baseConfig, changes);
 

@@ -66,8 +66,8 @@ public static class CreateOptionTable
         ["Labels"] = Impl,
         ["StopSignal"] = Impl,
         ["StopTimeout"] = Impl,
-        // Used only by a Dockerfile's RUN/CMD in a build; a container never reads it.
-        ["Shell"] = Meaningless,
+        // The shell of a CMD-SHELL healthcheck (and of a Dockerfile's RUN/CMD in a build).
+        ["Shell"] = Impl,
         ["HostConfig"] = Impl,
         ["NetworkingConfig"] = Impl,
     };

@@ -221,6 +221,8 @@ public sealed class DockerActors(AuditQuery audit)
             "container_committed" => [Make("commit", new() { ["imageID"] = Text(d, "ImageId") ?? "" })],
             "container_exported" => [Make("export")],
             "container_removed" => [Make("destroy")],
+            // Docker's action names the new status: "health_status: healthy" (only changes are events, as in dockerd).
+            "container_health_changed" => [Make("health_status: " + (Text(d, "Status") ?? "").ToLowerInvariant())],
             _ => [],
         };
     }

@@ -33,6 +33,8 @@ public class WireManifestSpec : IDisposable
         DnsSearch = ["example.test"],
         DnsOptions = ["ndots:2"],
         ExtraHosts = ["db.test:192.0.2.7"],
+        Healthcheck = new HealthcheckConfig(["CMD-SHELL", "test -f /ok"], 1_000_000_000, 0, 0, 0, 2),
+        Shell = ["/bin/ash", "-c"],
     };
 
     private readonly ActorSystem _system = ActorSystem.Create("wire", ConfigurationFactory.ParseString("akka.loglevel = WARNING"));
@@ -82,7 +84,10 @@ public class WireManifestSpec : IDisposable
         [new RuntimeFailed("c1", "no")],
         [new RenameContainer("c1", "api", Origin)],
         [new GetContainer("c1")],
-        [new ContainerSnapshot("c1", true, "web", Definition, "n1", "running", "running", 42, 0, false, "", 1, 0, T0, T0, null, ["e1"], 3, "n1")],
+        [new ContainerSnapshot("c1", true, "web", Definition, "n1", "running", "running", 42, 0, false, "", 1, 0, T0, T0, null, ["e1"], 3, "n1")
+        {
+            Health = new ContainerHealth(HealthStatus.Healthy, 0, [new HealthcheckResult(T0, T0, 0, "ok")]),
+        }],
         [new ContainerCommandAccepted("c1", [new ContainerCreated("c1", "web", Definition, "n1", T0), new ContainerRenamed("c1", "web", "api", T0)], 2)],
         [new ContainerCreated("c1", "web", Definition, "n1", T0)],
         [new ContainerRenamed("c1", "web", "api", T0)],
@@ -132,6 +137,8 @@ public class WireManifestSpec : IDisposable
         [new ManifestTagged("lib/x", "v1", "sha256:m", "sha256:old", T0)],
         [new TagDeleted("lib/x", "v1", "sha256:m", T0)],
         [new ManifestDeleted("lib/x", "sha256:m", T0)],
+        [new ContainerHealthChanged("c1", 2, HealthStatus.Unhealthy, 3, new HealthcheckResult(T0, T0, 1, "no\n"), T0)],
+        [new ContainerHealthProbed("c1", 2, HealthStatus.Starting, 1, new HealthcheckResult(T0, T0, -1, "Health check exceeded timeout (1s)"))],
     ];
 
     [Fact]
