@@ -18,8 +18,7 @@ public sealed class ContainerView
     public List<string> ImageLayers { get; set; } = [];
     public string Command { get; set; } = "";
     public DesiredState Desired { get; set; }
-    /// <summary>Docker's status word: created, running, paused, restarting, exited, dead.</summary>
-    public string Status { get; set; } = ContainerStatus.Created;
+    public ContainerStatus Status { get; set; } = ContainerStatus.Created;
     public string Node { get; set; } = "";
     public int Pid { get; set; }
     public int ExitCode { get; set; }
@@ -34,7 +33,7 @@ public sealed class ContainerView
     /// <summary>Reservations the scheduler counts against the node (<c>-m</c>, <c>--cpus</c>).</summary>
     public long Memory { get; set; }
     public long NanoCpus { get; set; }
-    public string RestartPolicy { get; set; } = "no";
+    public RestartPolicyName RestartPolicy { get; set; }
 
     /// <summary>The entity's state this view was made from: the next event is folded into it (<see cref="ContainerViewProjection"/>).</summary>
     public ContainerState? State { get; set; }

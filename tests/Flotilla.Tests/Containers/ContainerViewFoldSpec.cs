@@ -37,7 +37,7 @@ public class ContainerViewFoldSpec(PostgresFixture postgres) : IAsyncLifetime
     private static ContainerCreated Created(string id) => new(id, "name-" + id,
         ContainerDefinition.Minimal("busybox", "sha256:" + new string('a', 64), ["sleep", "1000"],
             labels: new Dictionary<string, string> { ["tier"] = "front" }) with
-        { RestartPolicy = new RestartPolicy("always", 0), Memory = 1 << 20 },
+        { RestartPolicy = new RestartPolicy(RestartPolicyName.Always, 0), Memory = 1 << 20 },
         "n1", T0);
 
     /// <summary>
@@ -63,13 +63,13 @@ public class ContainerViewFoldSpec(PostgresFixture postgres) : IAsyncLifetime
         ],
         [typeof(ContainerStopped)] = id =>
         [
-            Created(id), new ContainerStarted(id, 1, "n1", 42, T0.AddSeconds(1)), new ContainerStopped(id, "TERM", 10, T0.AddSeconds(2)),
+            Created(id), new ContainerStarted(id, 1, "n1", 42, T0.AddSeconds(1)), new ContainerStopped(id, Signal.Term, 10, T0.AddSeconds(2)),
             new ContainerExited(id, 1, 143, false, T0.AddSeconds(3)),
         ],
         [typeof(ContainerKilled)] = id =>
         [
-            Created(id), new ContainerStarted(id, 1, "n1", 42, T0.AddSeconds(1)), new ContainerKilled(id, "HUP", T0.AddSeconds(2)),
-            new ContainerKilled(id, "KILL", T0.AddSeconds(3)), new ContainerExited(id, 1, 137, false, T0.AddSeconds(4)),
+            Created(id), new ContainerStarted(id, 1, "n1", 42, T0.AddSeconds(1)), new ContainerKilled(id, Signal.Hup, T0.AddSeconds(2)),
+            new ContainerKilled(id, Signal.Kill, T0.AddSeconds(3)), new ContainerExited(id, 1, 137, false, T0.AddSeconds(4)),
         ],
         [typeof(ContainerRestarted)] = id =>
         [
@@ -166,6 +166,37 @@ public class ContainerViewFoldSpec(PostgresFixture postgres) : IAsyncLifetime
     }
 
     /// <summary>
+    /// A view written before views carried the entity's state (and Docker's lowercase status word) still reads, and its
+    /// next event folds from the container's stream.
+    /// </summary>
+    [Fact]
+    public async Task A_view_written_before_views_carried_the_state_is_folded_from_its_stream_at_its_next_event()
+    {
+        var id = "c-old-view";
+        await _journal.AppendAsync(ContainerStreams.Key(id), 0,
+            [Created(id), new ContainerStarted(id, 1, "n1", 42, T0.AddSeconds(1)), new ContainerRenamed(id, "name-" + id, "kept", T0.AddSeconds(2))], Meta);
+        await using (var sql = _store.LightweightSession())
+        {
+            sql.QueueSqlCommand($"UPDATE {_store.Options.DatabaseSchemaName}.mt_doc_containerview SET data = jsonb_set(data - 'State', '{{Status}}', '\"running\"') WHERE id = ?",
+                ContainerStreams.Key(id));
+            await sql.SaveChangesAsync();
+        }
+        await using (var session = _store.QuerySession())
+        {
+            var old = (await session.LoadAsync<ContainerView>(ContainerStreams.Key(id)))!;
+            Assert.Null(old.State);
+            Assert.Equal(ContainerStatus.Running, old.Status);
+        }
+
+        await _journal.AppendAsync(ContainerStreams.Key(id), 3, [new ContainerKilled(id, Signal.Kill, T0.AddSeconds(3))], Meta);
+
+        await using var after = _store.QuerySession();
+        var view = (await after.LoadAsync<ContainerView>(ContainerStreams.Key(id)))!;
+        Assert.NotNull(view.State);
+        Assert.Equal(("kept", DesiredState.Stopped, 42, 1L), (view.Name, view.Desired, view.Pid, view.Generation));
+    }
+
+    /// <summary>
     /// Issue 15 item 3: after <c>docker kill</c> the view said desired = running, so the scheduler kept counting the
     /// container on its host and would have moved it off a dead one.
     /// </summary>
@@ -176,7 +207,7 @@ public class ContainerViewFoldSpec(PostgresFixture postgres) : IAsyncLifetime
         await _journal.AppendAsync(ContainerStreams.Key(id), 0,
         [
             Created(id), new ContainerStarted(id, 1, "n1", 42, T0.AddSeconds(1)),
-            new ContainerKilled(id, "KILL", T0.AddSeconds(2)), new ContainerExited(id, 1, 137, false, T0.AddSeconds(3)),
+            new ContainerKilled(id, Signal.Kill, T0.AddSeconds(2)), new ContainerExited(id, 1, 137, false, T0.AddSeconds(3)),
         ], Meta);
 
         var queries = new ClusterQueries(_store);

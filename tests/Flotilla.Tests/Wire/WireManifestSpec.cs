@@ -22,7 +22,7 @@ public class WireManifestSpec : IDisposable
 
     private static readonly ContainerDefinition Definition = ContainerDefinition.Minimal("busybox", "sha256:abc", ["sh"], ["A=1"], Labels,
         ["sha256:123"]) with
-    { RestartPolicy = new RestartPolicy("on-failure", 3), Mounts = [new ContainerMount("bind", "/a", "/b", true, null)] };
+    { RestartPolicy = new RestartPolicy(RestartPolicyName.OnFailure, 3), Mounts = [new ContainerMount("bind", "/a", "/b", true, null)] };
 
     private readonly ActorSystem _system = ActorSystem.Create("wire", ConfigurationFactory.ParseString("akka.loglevel = WARNING"));
 
@@ -36,8 +36,8 @@ public class WireManifestSpec : IDisposable
         [new NodeLeft("n1", "stopped", T0)],
         [new CreateContainer("c1", "web", Definition, "n1", Origin)],
         [new StartContainer("c1", Origin)],
-        [new StopContainer("c1", 5, "TERM", Origin)],
-        [new KillContainer("c1", "KILL", Origin)],
+        [new StopContainer("c1", 5, Signal.Term, Origin)],
+        [new KillContainer("c1", Signal.Kill, Origin)],
         [new RestartContainer("c1", null, Origin)],
         [new PauseContainer("c1", Origin)],
         [new UnpauseContainer("c1", Origin)],
@@ -45,13 +45,13 @@ public class WireManifestSpec : IDisposable
         [new RecordContainerExec("c1", "e1", ["ls"], "root", false, Origin)],
         [new RecordContainerCommit("c1", "sha256:abc", "x:1", Origin)],
         [new RecordContainerExport("c1", Origin)],
-        [new WaitForContainer("c1", "next-exit")],
+        [new WaitForContainer("c1", WaitCondition.NextExit)],
         [new ContainerWaitResult("c1", 3, null)],
         [new ContainerStarted("c1", 1, "n1", 42, T0)],
         [new ContainerStartFailed("c1", 1, "exec: not found", 127, T0)],
         [new ContainerExited("c1", 1, 0, false, T0)],
-        [new ContainerStopped("c1", "TERM", 10, T0)],
-        [new ContainerKilled("c1", "KILL", T0)],
+        [new ContainerStopped("c1", Signal.Term, 10, T0)],
+        [new ContainerKilled("c1", Signal.Kill, T0)],
         [new ContainerRestarted("c1", "user", 0, T0)],
         [new ContainerPaused("c1", T0)],
         [new ContainerUnpaused("c1", T0)],
@@ -62,8 +62,8 @@ public class WireManifestSpec : IDisposable
         [new RunContainerProcess("c1", "web", 1, Definition)],
         [new ContainerProcessStarted("c1", 1, 42, T0)],
         [new ContainerProcessFailed("c1", 1, "boom", 128)],
-        [new SignalContainerProcess("c1", 1, "HUP")],
-        [new StopContainerProcess("c1", 1, "TERM", 10)],
+        [new SignalContainerProcess("c1", 1, Signal.Hup)],
+        [new StopContainerProcess("c1", 1, Signal.Term, 10)],
         [new PauseContainerProcess("c1", 1, true)],
         [new RemoveContainerFiles("c1")],
         [new ContainerProcessExited("c1", 1, 137, true, T0)],
@@ -71,7 +71,7 @@ public class WireManifestSpec : IDisposable
         [new RuntimeFailed("c1", "no")],
         [new RenameContainer("c1", "api", Origin)],
         [new GetContainer("c1")],
-        [new ContainerSnapshot("c1", true, "web", Definition, "n1", "running", "running", 42, 0, false, "", 1, 0, T0, T0, null, ["e1"], 3, "n1")],
+        [new ContainerSnapshot("c1", true, "web", Definition, "n1", ContainerStatus.Running, "running", 42, 0, false, "", 1, 0, T0, T0, null, ["e1"], 3, "n1")],
         [new ContainerCommandAccepted("c1", [new ContainerCreated("c1", "web", Definition, "n1", T0), new ContainerRenamed("c1", "web", "api", T0)], 2)],
         [new ContainerCreated("c1", "web", Definition, "n1", T0)],
         [new ContainerRenamed("c1", "web", "api", T0)],
