@@ -51,7 +51,7 @@ try
         new ContainerCreated("seed", "seed", definition, "bench-node", seedAt),
         new ContainerStarted("seed", 1, "bench-node", 42, seedAt),
         new ContainerExecStarted("seed", "exec1", ["sh"], "root", false, seedAt),
-        new ContainerStopped("seed", "TERM", 10, seedAt),
+        new ContainerStopped("seed", Signal.Term, 10, seedAt),
         new ContainerExited("seed", 1, 137, false, seedAt),
     ], new EventMetadata("seed", "bench-node", "seed", null), ct);
     var types = new Dictionary<string, string>();
@@ -131,7 +131,7 @@ try
                     {
                         "container_started" => new ContainerStarted(id, version, nodes[c % 3], 1000 + (int)version, at),
                         "container_exec_started" => new ContainerExecStarted(id, Guid.NewGuid().ToString("N"), ["sh", "-c", "echo hi"], "root", false, at),
-                        "container_stopped" => new ContainerStopped(id, "TERM", 10, at),
+                        "container_stopped" => new ContainerStopped(id, Signal.Term, 10, at),
                         _ => (object)new ContainerExited(id, version, 137, false, at),
                     };
                     correlation = version == 2 ? stories[c] : Guid.NewGuid().ToString("N");

@@ -53,7 +53,7 @@ public sealed class RuntimeActor : ReceiveActor
             _health.Stop(m.ContainerId);
             StopAsync(m).PipeTo(Sender);
         });
-        Receive<SignalContainerProcess>(m => Do(m.ContainerId, () => _runtime.Monitor.KillAsync(m.ContainerId, m.Signal)).PipeTo(Sender));
+        Receive<SignalContainerProcess>(m => Do(m.ContainerId, () => _runtime.Monitor.KillAsync(m.ContainerId, m.Signal.Name)).PipeTo(Sender));
         Receive<PauseContainerProcess>(m =>
         {
             // No probes of a paused container (dockerd stops its monitor); they resume with the container.
@@ -162,7 +162,7 @@ public sealed class RuntimeActor : ReceiveActor
     {
         try
         {
-            var exit = await _runtime.Monitor.StopAsync(m.ContainerId, TimeSpan.FromSeconds(Math.Max(0, m.TimeoutSeconds)), NormalizeSignal(m.Signal));
+            var exit = await _runtime.Monitor.StopAsync(m.ContainerId, TimeSpan.FromSeconds(Math.Max(0, m.TimeoutSeconds)), m.Signal.Name);
             return new ContainerProcessExited(m.ContainerId, m.Generation, exit.ExitCode, exit.OomKilled, exit.FinishedAt);
         }
         catch (Exception ex) when (ex is OciRuntimeException or InvalidOperationException or IOException)
@@ -170,8 +170,6 @@ public sealed class RuntimeActor : ReceiveActor
             return new RuntimeFailed(m.ContainerId, ex.Message);
         }
     }
-
-    private static string NormalizeSignal(string signal) => signal.StartsWith("SIG", StringComparison.Ordinal) ? signal[3..] : signal;
 
     private async Task<IRuntimeMessage> Do(string id, Func<Task> action)
     {

@@ -17,7 +17,7 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
     private TimeSpan RuntimeTimeout => Host.Timeouts.RuntimeWork;
     private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(30);
 
-    private readonly List<(IActorRef ReplyTo, string Condition)> _waiters = [];
+    private readonly List<(IActorRef ReplyTo, WaitCondition Condition)> _waiters = [];
 
     /// <summary>
     /// The node's latest probes (inspect's log) and failing streak: kept in memory, as dockerd keeps them, so a probe
@@ -228,7 +228,7 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
     }
 
     /// <summary>Asks the runtime to stop the current run; null (and the caller told) when it could not.</summary>
-    private async Task<ContainerProcessExited?> StopProcessAsync(string signal, int timeoutSeconds, IActorRef replyTo)
+    private async Task<ContainerProcessExited?> StopProcessAsync(Signal signal, int timeoutSeconds, IActorRef replyTo)
     {
         try
         {
@@ -322,13 +322,13 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
         if (State.IsRunning && !cmd.Force)
         {
             Reject(RejectionCode.Conflict,
-                $"cannot remove container \"/{State.Name}\": container is {State.Status}: stop the container before removing or force remove");
+                $"cannot remove container \"/{State.Name}\": container is {State.Status.ToString().ToLowerInvariant()}: stop the container before removing or force remove");
             return;
         }
         var events = new List<IContainerEvent>();
         if (State.IsRunning)
         {
-            var exited = await StopProcessAsync("KILL", 0, replyTo);
+            var exited = await StopProcessAsync(Signal.Kill, 0, replyTo);
             if (exited is null) return;
             events.Add(new ContainerExited(State.ContainerId, exited.Generation, exited.ExitCode, exited.OomKilled, exited.At));
         }
@@ -358,11 +358,6 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
 
     private void OnWait(WaitForContainer m)
     {
-        if (m.Condition is not ("not-running" or "next-exit" or "removed"))
-        {
-            Reject(RejectionCode.InvalidArgument, $"invalid condition: \"{m.Condition}\"");
-            return;
-        }
         if (!State.Exists && State.Desired != DesiredState.Removed)
         {
             Reject(RejectionCode.NotFound, $"No such container: {m.ContainerId}");
@@ -370,8 +365,8 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
         }
         var done = m.Condition switch
         {
-            "not-running" => !State.IsRunning && State.Status != ContainerStatus.Restarting,
-            "removed" => !State.Exists,
+            WaitCondition.NotRunning => !State.IsRunning && State.Status != ContainerStatus.Restarting,
+            WaitCondition.Removed => !State.Exists,
             _ => !State.Exists,
         };
         if (done) Sender.Tell(new ContainerWaitResult(State.ContainerId, State.ExitCode, State.Error.Length > 0 ? State.Error : null));
@@ -385,7 +380,7 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
         {
             var met = w.Condition switch
             {
-                "removed" => removed,
+                WaitCondition.Removed => removed,
                 _ => exited || removed,
             };
             if (met) w.ReplyTo.Tell(result);
@@ -443,7 +438,7 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
     {
         if (m.AfterGeneration != State.Generation || State.IsRunning || State.Desired != DesiredState.Running) return;
         await StartRunAsync(RequestOrigin.System(),
-            [new ContainerRestarted(State.ContainerId, "restart policy " + State.Definition!.RestartPolicy.Name, State.RestartCount + 1, DateTimeOffset.UtcNow)]);
+            [new ContainerRestarted(State.ContainerId, "restart policy " + StoredWords<RestartPolicyName>.Of(State.Definition!.RestartPolicy.Name), State.RestartCount + 1, DateTimeOffset.UtcNow)]);
     }
 
     // A create carries a new random id: no stream to replay, and its append (expecting version 0) is the check.

@@ -179,7 +179,7 @@ public sealed class ContainerService(IDocumentStore store, IRequiredActor<Contai
     };
 
     /// <summary>Waits for a wait condition; the ask lasts as long as the caller's cancellation allows.</summary>
-    public async Task<ContainerWaitResult> WaitAsync(string containerId, string condition, CancellationToken cancellationToken)
+    public async Task<ContainerWaitResult> WaitAsync(string containerId, WaitCondition condition, CancellationToken cancellationToken)
     {
         var reply = await containers.ActorRef.Ask<object>(new WaitForContainer(containerId, condition), Timeout.InfiniteTimeSpan, cancellationToken);
         return reply switch

@@ -17,7 +17,7 @@ public sealed record ContainerState(
     ContainerDefinition? Definition,
     string Node,
     DesiredState Desired,
-    string Status,
+    ContainerStatus Status,
     int Pid,
     int ExitCode,
     bool OomKilled,
@@ -35,22 +35,10 @@ public sealed record ContainerState(
     /// <summary>Docker's <c>State.Health</c> as the events imply it; null = no healthcheck (<c>none</c>). See <see cref="ContainerHealthFold"/>.</summary>
     public ContainerHealth? Health { get; init; }
 
-    public static ContainerState Empty(string containerId) => new(containerId, false, "", null, "", DesiredState.None, "",
+    public static ContainerState Empty(string containerId) => new(containerId, false, "", null, "", DesiredState.None, ContainerStatus.Created,
         0, 0, false, "", 0, 0, default, null, null, []);
 
     public bool IsRunning => Status is ContainerStatus.Running or ContainerStatus.Paused;
-}
-
-/// <summary>Docker's status words.</summary>
-public static class ContainerStatus
-{
-    public const string Created = "created";
-    public const string Running = "running";
-    public const string Paused = "paused";
-    public const string Restarting = "restarting";
-    public const string Exited = "exited";
-    public const string Removing = "removing";
-    public const string Dead = "dead";
 }
 
 public static class ContainerFold
@@ -103,7 +91,7 @@ public static class ContainerFold
             FinishedAt = x.At,
         },
         ContainerStopped => state with { Desired = DesiredState.Stopped },
-        ContainerKilled k when k.Signal is "KILL" or "SIGKILL" or "9" => state with { Desired = DesiredState.Stopped },
+        ContainerKilled k when k.Signal == Signal.Kill => state with { Desired = DesiredState.Stopped },
         ContainerRestarted r => state with { RestartCount = r.RestartCount, Status = state.IsRunning ? state.Status : ContainerStatus.Restarting },
         ContainerPaused => state with { Status = ContainerStatus.Paused },
         ContainerUnpaused => state with { Status = ContainerStatus.Running },
@@ -133,8 +121,8 @@ public static class ContainerFold
         var policy = state.Definition.RestartPolicy;
         return policy.Name switch
         {
-            "always" or "unless-stopped" => true,
-            "on-failure" => exitCode != 0 && (policy.MaximumRetryCount <= 0 || state.RestartCount < policy.MaximumRetryCount),
+            RestartPolicyName.Always or RestartPolicyName.UnlessStopped => true,
+            RestartPolicyName.OnFailure => exitCode != 0 && (policy.MaximumRetryCount <= 0 || state.RestartCount < policy.MaximumRetryCount),
             _ => false,
         };
     }

@@ -1,4 +1,6 @@
 using Flotilla.Contracts.Containers;
+using JasperFx.Events;
+using Marten;
 using Marten.Events.Aggregation;
 
 namespace Flotilla.Cluster.Containers;
@@ -16,8 +18,7 @@ public sealed class ContainerView
     public List<string> ImageLayers { get; set; } = [];
     public string Command { get; set; } = "";
     public DesiredState Desired { get; set; }
-    /// <summary>Docker's status word: created, running, paused, restarting, exited, dead.</summary>
-    public string Status { get; set; } = ContainerStatus.Created;
+    public ContainerStatus Status { get; set; } = ContainerStatus.Created;
     public string Node { get; set; } = "";
     public int Pid { get; set; }
     public int ExitCode { get; set; }
@@ -32,110 +33,79 @@ public sealed class ContainerView
     /// <summary>Reservations the scheduler counts against the node (<c>-m</c>, <c>--cpus</c>).</summary>
     public long Memory { get; set; }
     public long NanoCpus { get; set; }
-    public string RestartPolicy { get; set; } = "no";
-    /// <summary>Docker's health status; null = no healthcheck (<c>none</c>). <see cref="ContainerHealthFold.StatusAfter"/>.</summary>
+    public RestartPolicyName RestartPolicy { get; set; }
+    /// <summary>Docker's health status; null = no healthcheck (<c>none</c>): the entity's <see cref="ContainerState.Health"/>.</summary>
     public HealthStatus? Health { get; set; }
     /// <summary>The definition has a healthcheck probe (a start sets the status to starting).</summary>
     public bool HasHealthProbe { get; set; }
-}
 
-public sealed class ContainerViewProjection : SingleStreamProjection<ContainerView, string>
-{
-    public static ContainerView Create(ContainerCreated e) => new()
+    /// <summary>The entity's state this view was made from: the next event is folded into it (<see cref="ContainerViewProjection"/>).</summary>
+    public ContainerState? State { get; set; }
+
+    /// <summary>The view of a container whose entity state is <paramref name="state"/> (one that exists, so has a definition).</summary>
+    public static ContainerView From(ContainerState state)
     {
-        Id = ContainerStreams.Key(e.ContainerId),
-        ContainerId = e.ContainerId,
-        Name = e.Name,
-        Image = e.Definition.Image,
-        ImageId = e.Definition.ImageId,
-        ImageLayers = [.. e.Definition.ImageLayers],
-        Command = string.Join(' ', e.Definition.Args.Select(Quote)),
-        Desired = DesiredState.Created,
-        Status = ContainerStatus.Created,
-        Node = e.Node,
-        Labels = e.Definition.Labels.ToDictionary(),
-        Mounts = [.. e.Definition.Mounts],
-        NetworkMode = e.Definition.NetworkMode,
-        CreatedAt = e.At,
-        Memory = e.Definition.Memory,
-        NanoCpus = e.Definition.NanoCpus,
-        RestartPolicy = e.Definition.RestartPolicy.Name,
-        HasHealthProbe = e.Definition.HasHealthProbe(),
-    };
+        var definition = state.Definition ?? throw new ArgumentException($"container {state.ContainerId} has no definition", nameof(state));
+        return new ContainerView
+        {
+            Id = ContainerStreams.Key(state.ContainerId),
+            ContainerId = state.ContainerId,
+            Name = state.Name,
+            Image = definition.Image,
+            ImageId = definition.ImageId,
+            ImageLayers = [.. definition.ImageLayers],
+            Command = string.Join(' ', definition.Args.Select(Quote)),
+            Desired = state.Desired,
+            Status = state.Status,
+            Node = state.Node,
+            Pid = state.Pid,
+            ExitCode = state.ExitCode,
+            RestartCount = state.RestartCount,
+            Labels = definition.Labels.ToDictionary(),
+            Mounts = [.. definition.Mounts],
+            NetworkMode = definition.NetworkMode,
+            CreatedAt = state.CreatedAt,
+            StartedAt = state.StartedAt,
+            FinishedAt = state.FinishedAt,
+            Generation = state.Generation,
+            Memory = definition.Memory,
+            NanoCpus = definition.NanoCpus,
+            RestartPolicy = definition.RestartPolicy.Name,
+            Health = state.Health?.Status,
+            HasHealthProbe = definition.HasHealthProbe(),
+            State = state,
+        };
+    }
 
     private static string Quote(string arg) => arg.Contains(' ') ? $"\"{arg}\"" : arg;
+}
 
-    public static ContainerView Apply(ContainerRenamed e, ContainerView v) => With(v, x => x.Name = e.NewName);
-
-    public static ContainerView Apply(ContainerStarted e, ContainerView v) => With(Health(v, e), x =>
+/// <summary>
+/// The view is the entity's state mapped for listing: each event is folded by <see cref="ContainerFold.Apply"/> (the
+/// entity's own fold) into the state the view carries, and the view is made again from that state by
+/// <see cref="ContainerView.From"/>. A new event is folded in <see cref="ContainerFold"/> only; nothing here knows events.
+/// </summary>
+public sealed class ContainerViewProjection : SingleStreamProjection<ContainerView, string>
+{
+    public ContainerViewProjection()
     {
-        x.Desired = DesiredState.Running;
-        x.Status = ContainerStatus.Running;
-        x.Pid = e.Pid;
-        x.Node = e.Node;
-        x.Generation = e.Generation;
-        x.StartedAt = e.At;
-        x.ExitCode = 0;
-    });
+        foreach (var type in ContainerEventTypes.All) IncludeType(type);
+    }
 
-    public static ContainerView Apply(ContainerStartFailed e, ContainerView v) => With(v, x =>
+    public override async ValueTask<ContainerView?> EvolveAsync(ContainerView? snapshot, string id, IQuerySession session, IEvent e,
+        CancellationToken cancellation)
     {
-        x.Desired = DesiredState.Stopped;
-        x.Generation = e.Generation;
-        x.ExitCode = e.ExitCode;
-        if (x.Status == ContainerStatus.Restarting) x.Status = ContainerStatus.Exited;
-    });
-
-    public static ContainerView Apply(ContainerExited e, ContainerView v) => With(Health(v, e), x =>
-    {
-        if (e.Generation != x.Generation) return;
-        x.Status = ContainerStatus.Exited;
-        x.Pid = 0;
-        x.ExitCode = e.ExitCode;
-        x.FinishedAt = e.At;
-    });
-
-    public static ContainerView Apply(ContainerStopped e, ContainerView v) => With(v, x => x.Desired = DesiredState.Stopped);
-
-    public static ContainerView Apply(ContainerRestarted e, ContainerView v) => With(v, x =>
-    {
-        x.RestartCount = e.RestartCount;
-        if (x.Status is not (ContainerStatus.Running or ContainerStatus.Paused)) x.Status = ContainerStatus.Restarting;
-    });
-
-    public static ContainerView Apply(ContainerPaused e, ContainerView v) => With(Health(v, e), x => x.Status = ContainerStatus.Paused);
-
-    public static ContainerView Apply(ContainerUnpaused e, ContainerView v) => With(v, x => x.Status = ContainerStatus.Running);
-
-    public static ContainerView Apply(ContainerPlaced e, ContainerView v) => With(v, x => x.Node = e.Node);
-
-    public static ContainerView Apply(ContainerRescheduled e, ContainerView v) => With(Health(v, e), x =>
-    {
-        x.Node = e.To;
-        x.Status = ContainerStatus.Restarting;
-        x.Pid = 0;
-    });
-
-    public static ContainerView Apply(ContainerNodeLost e, ContainerView v) => With(Health(v, e), x =>
-    {
-        if (e.Generation != x.Generation) return;
-        x.Status = ContainerStatus.Exited;
-        x.Pid = 0;
-        x.ExitCode = ContainerFold.NodeLostExitCode;
-        x.FinishedAt = e.At;
-    });
-
-    public static ContainerView Apply(ContainerHealthChanged e, ContainerView v) => Health(v, e);
-
-    public static bool ShouldDelete(ContainerRemoved e) => true;
-
-    /// <summary>The health status after the event, by the fold's rules (applied before the event's other changes).</summary>
-    private static ContainerView Health(ContainerView v, IContainerEvent e) => With(v, x =>
-        x.Health = ContainerHealthFold.StatusAfter(x.Health, e, x.HasHealthProbe, x.Generation, x.Status == ContainerStatus.Exited));
-
-    private static ContainerView With(ContainerView view, Action<ContainerView> change)
-    {
-        change(view);
-        return view;
+        if (e.Data is not IContainerEvent change) return snapshot;
+        var state = snapshot switch
+        {
+            null => ContainerState.Empty(change.ContainerId),
+            { State: { } carried } => carried,
+            // A view written before views carried the state: the state is the fold of the stream before this event.
+            _ => ContainerFold.Replay(change.ContainerId,
+                (await session.Events.FetchStreamAsync(id, e.Version - 1, token: cancellation)).Select(x => x.Data).OfType<IContainerEvent>()),
+        };
+        var next = ContainerFold.Apply(state, change);
+        // A removed container has no view (null deletes the document).
+        return next.Exists ? ContainerView.From(next) : null;
     }
 }

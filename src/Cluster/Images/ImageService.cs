@@ -3,6 +3,7 @@ using Akka.Hosting;
 using Flotilla.Cluster;
 using Flotilla.Cluster.Containers;
 using Flotilla.Contracts;
+using Flotilla.Contracts.Containers;
 using Flotilla.Contracts.Images;
 using Marten;
 

@@ -1,6 +1,7 @@
 using Flotilla.Cluster.Containers;
 using Flotilla.Cluster.Images;
 using Flotilla.Cluster.Nodes;
+using Flotilla.Contracts.Containers;
 using Marten;
 using Npgsql;
 
@@ -14,10 +15,10 @@ public sealed class PlacedContainer
     public string ContainerId { get; set; } = "";
     public string Node { get; set; } = "";
     public DesiredState Desired { get; set; }
-    public string Status { get; set; } = "";
+    public ContainerStatus Status { get; set; }
     public long Memory { get; set; }
     public long NanoCpus { get; set; }
-    public string RestartPolicy { get; set; } = "no";
+    public RestartPolicyName RestartPolicy { get; set; }
 }
 
 /// <summary>
@@ -46,8 +47,8 @@ public sealed class ClusterQueries(IDocumentStore store)
     {
         await using var session = store.QuerySession();
         var statuses = await session.Query<ContainerView>().Select(c => c.Status).ToListAsync(cancellationToken);
-        var running = statuses.Count(s => s is "running" or "restarting");
-        var paused = statuses.Count(s => s == "paused");
+        var running = statuses.Count(s => s is ContainerStatus.Running or ContainerStatus.Restarting);
+        var paused = statuses.Count(s => s == ContainerStatus.Paused);
         return new ContainerCounts(statuses.Count, running, paused, statuses.Count - running - paused);
     }
 
@@ -123,10 +124,10 @@ public sealed class ClusterQueries(IDocumentStore store)
                     ContainerId = reader.GetString(0),
                     Node = reader.GetString(1),
                     Desired = Enum.Parse<DesiredState>(reader.GetString(2)),
-                    Status = reader.GetString(3),
+                    Status = StoredWords<ContainerStatus>.Parse(reader.GetString(3)),
                     Memory = reader.GetInt64(4),
                     NanoCpus = reader.GetInt64(5),
-                    RestartPolicy = reader.GetString(6),
+                    RestartPolicy = StoredWords<RestartPolicyName>.Parse(reader.GetString(6)),
                 };
                 if (container.Desired is DesiredState.Created or DesiredState.Running) into[container.ContainerId] = container;
                 else into.Remove(container.ContainerId);

@@ -357,7 +357,7 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
             var reason = gone
                 ? $"node {c.Node} left the cluster ({node.LeftReason ?? (lease is not null && leaseExpired ? $"its lease epoch {lease.Epoch} expired" : "no longer a member")})"
                 : $"node {c.Node} is drained";
-            if (c.RestartPolicy == "no" && gone)
+            if (c.RestartPolicy == RestartPolicyName.No && gone)
             {
                 Lose(c, reason + "; restart policy 'no' keeps it off other nodes");
                 continue;

@@ -4,11 +4,11 @@ namespace Flotilla.Contracts.Containers;
 
 /// <summary>Docker's restart policy: <c>no</c>, <c>on-failure[:N]</c>, <c>always</c>, <c>unless-stopped</c>.</summary>
 [MessagePackObject(true)]
-public sealed record RestartPolicy(string Name, int MaximumRetryCount)
+public sealed record RestartPolicy(RestartPolicyName Name, int MaximumRetryCount)
 {
-    public static readonly RestartPolicy No = new("no", 0);
+    public static readonly RestartPolicy No = new(RestartPolicyName.No, 0);
 
-    public bool IsNone => Name is "" or "no";
+    public bool IsNone => Name == RestartPolicyName.No;
 }
 
 /// <summary>
@@ -31,7 +31,7 @@ public sealed record ContainerDefinition(
     bool OpenStdin,
     bool StdinOnce,
     IReadOnlyDictionary<string, string> Labels,
-    string StopSignal,
+    Signal StopSignal,
     int? StopTimeout,
     IReadOnlyList<ContainerMount> Mounts,
     string NetworkMode,
@@ -54,7 +54,7 @@ public sealed record ContainerDefinition(
     public static ContainerDefinition Minimal(string image, string imageId, IReadOnlyList<string> cmd,
         IReadOnlyList<string>? env = null, IReadOnlyDictionary<string, string>? labels = null, IReadOnlyList<string>? imageLayers = null) =>
         new(image, imageId, [], cmd, env ?? [], "", "", "", false, false, false, labels ?? new Dictionary<string, string>(),
-            "TERM", null, [], "none", 0, 0, 0, 0, RestartPolicy.No, false, false, [], [], false, false, imageLayers ?? [], "{}", "{}");
+            Signal.Term, null, [], "none", 0, 0, 0, 0, RestartPolicy.No, false, false, [], [], false, false, imageLayers ?? [], "{}", "{}");
 
     /// <summary>
     /// <c>--log-opt max-size</c> in bytes; 0 = the engine's default cap. conmon empties the run's log file when it

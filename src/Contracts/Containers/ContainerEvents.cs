@@ -54,10 +54,10 @@ public sealed record ContainerExited(string ContainerId, long Generation, int Ex
 
 /// <summary>A user stopped the container: it stays stopped, whatever its restart policy.</summary>
 [MessagePackObject(true)]
-public sealed record ContainerStopped(string ContainerId, string Signal, int TimeoutSeconds, DateTimeOffset At) : IContainerEvent;
+public sealed record ContainerStopped(string ContainerId, Signal Signal, int TimeoutSeconds, DateTimeOffset At) : IContainerEvent;
 
 [MessagePackObject(true)]
-public sealed record ContainerKilled(string ContainerId, string Signal, DateTimeOffset At) : IContainerEvent;
+public sealed record ContainerKilled(string ContainerId, Signal Signal, DateTimeOffset At) : IContainerEvent;
 
 /// <summary>A restart began (by the user, or by the restart policy after an exit).</summary>
 [MessagePackObject(true)]

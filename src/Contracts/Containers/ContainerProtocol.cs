@@ -40,10 +40,10 @@ public sealed record StartContainer(string ContainerId, RequestOrigin Origin) : 
 
 /// <summary>Stops the process (signal, then KILL after the timeout) and keeps the container stopped.</summary>
 [MessagePackObject(true)]
-public sealed record StopContainer(string ContainerId, int? TimeoutSeconds, string? Signal, RequestOrigin Origin) : IContainerCommand;
+public sealed record StopContainer(string ContainerId, int? TimeoutSeconds, Signal? Signal, RequestOrigin Origin) : IContainerCommand;
 
 [MessagePackObject(true)]
-public sealed record KillContainer(string ContainerId, string Signal, RequestOrigin Origin) : IContainerCommand;
+public sealed record KillContainer(string ContainerId, Signal Signal, RequestOrigin Origin) : IContainerCommand;
 
 [MessagePackObject(true)]
 public sealed record RestartContainer(string ContainerId, int? TimeoutSeconds, RequestOrigin Origin) : IContainerCommand;
@@ -71,9 +71,9 @@ public sealed record RecordContainerCommit(string ContainerId, string ImageId, s
 [MessagePackObject(true)]
 public sealed record RecordContainerExport(string ContainerId, RequestOrigin Origin) : IContainerCommand;
 
-/// <summary>Docker's wait conditions: <c>not-running</c>, <c>next-exit</c>, <c>removed</c>.</summary>
+/// <summary>Waits for the container to meet <paramref name="Condition"/>; answered with <see cref="ContainerWaitResult"/>.</summary>
 [MessagePackObject(true)]
-public sealed record WaitForContainer(string ContainerId, string Condition) : IWithContainerId;
+public sealed record WaitForContainer(string ContainerId, WaitCondition Condition) : IWithContainerId;
 
 [MessagePackObject(true)]
 public sealed record ContainerWaitResult(string ContainerId, int StatusCode, string? Error) : IFlotillaMessage;
@@ -98,7 +98,7 @@ public sealed record ContainerSnapshot(
     string Name,
     ContainerDefinition? Definition,
     string Node,
-    string Status,
+    ContainerStatus Status,
     string Desired,
     int Pid,
     int ExitCode,

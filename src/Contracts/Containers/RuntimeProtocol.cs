@@ -25,11 +25,11 @@ public sealed record ContainerProcessFailed(string ContainerId, long Generation,
 
 /// <summary>Send a signal to the container's main process.</summary>
 [MessagePackObject(true)]
-public sealed record SignalContainerProcess(string ContainerId, long Generation, string Signal) : IRuntimeMessage;
+public sealed record SignalContainerProcess(string ContainerId, long Generation, Signal Signal) : IRuntimeMessage;
 
 /// <summary>Signal, wait up to the timeout, then KILL; answered with <see cref="ContainerProcessExited"/>.</summary>
 [MessagePackObject(true)]
-public sealed record StopContainerProcess(string ContainerId, long Generation, string Signal, int TimeoutSeconds) : IRuntimeMessage;
+public sealed record StopContainerProcess(string ContainerId, long Generation, Signal Signal, int TimeoutSeconds) : IRuntimeMessage;
 
 [MessagePackObject(true)]
 public sealed record PauseContainerProcess(string ContainerId, long Generation, bool Pause) : IRuntimeMessage;

@@ -146,7 +146,7 @@ public static class ContainerCreateRequest
             OpenStdin: Bool(body["OpenStdin"]),
             StdinOnce: Bool(body["StdinOnce"]),
             Labels: labels,
-            StopSignal: stopSignal.StartsWith("SIG", StringComparison.Ordinal) ? stopSignal[3..] : stopSignal,
+            StopSignal: Signal.TryParse(stopSignal, out var signal) ? signal : throw Invalid($"Invalid signal: {stopSignal}"),
             StopTimeout: stopTimeout,
             Mounts: mounts,
             NetworkMode: networkMode is "" or "bridge" ? "default" : networkMode,
@@ -346,16 +346,15 @@ public static class ContainerCreateRequest
 
     private static RestartPolicy RestartPolicyOf(JsonObject? policy)
     {
-        var name = policy?["Name"]?.ToString() ?? "";
+        var word = policy?["Name"]?.ToString() ?? "";
         var max = (int)Long(policy?["MaximumRetryCount"]);
+        if (!DockerWords.TryParseRestartPolicy(word, out var name))
+            throw Invalid($"invalid restart policy: unknown policy '{word}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'");
         return name switch
         {
-            "" or "no" => max > 0 ? throw Invalid($"invalid restart policy: maximum retry count can only be used with 'on-failure'") : RestartPolicy.No,
-            "always" or "unless-stopped" => max > 0
-                ? throw Invalid("invalid restart policy: maximum retry count can only be used with 'on-failure'")
-                : new RestartPolicy(name, 0),
-            "on-failure" => max < 0 ? throw Invalid("invalid restart policy: maximum retry count cannot be negative") : new RestartPolicy(name, max),
-            _ => throw Invalid($"invalid restart policy: unknown policy '{name}'; use one of 'no', 'always', 'on-failure', or 'unless-stopped'"),
+            RestartPolicyName.No => max > 0 ? throw Invalid($"invalid restart policy: maximum retry count can only be used with 'on-failure'") : RestartPolicy.No,
+            RestartPolicyName.OnFailure => max < 0 ? throw Invalid("invalid restart policy: maximum retry count cannot be negative") : new RestartPolicy(name, max),
+            _ => max > 0 ? throw Invalid("invalid restart policy: maximum retry count can only be used with 'on-failure'") : new RestartPolicy(name, 0),
         };
     }
 

@@ -34,7 +34,7 @@ public static class ContainerEndpoints
         app.MapPost("/containers/{id}/restart", (HttpContext c, string id) => Command(c, id,
             (v, o) => new RestartContainer(v, IntQuery(c, "t"), o), StatusCodes.Status204NoContent));
         app.MapPost("/containers/{id}/kill", (HttpContext c, string id) => Command(c, id,
-            (v, o) => new KillContainer(v, SignalQuery(c) ?? "KILL", o), StatusCodes.Status204NoContent));
+            (v, o) => new KillContainer(v, SignalQuery(c) ?? Signal.Kill, o), StatusCodes.Status204NoContent));
         app.MapPost("/containers/{id}/pause", (HttpContext c, string id) => Command(c, id, (v, o) => new PauseContainer(v, o), StatusCodes.Status204NoContent));
         app.MapPost("/containers/{id}/unpause", (HttpContext c, string id) => Command(c, id, (v, o) => new UnpauseContainer(v, o), StatusCodes.Status204NoContent));
         app.MapPost("/containers/{id}/rename", RenameAsync);
@@ -50,8 +50,10 @@ public static class ContainerEndpoints
     private static int? IntQuery(HttpContext c, string name) =>
         int.TryParse(c.Request.Query[name], NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v : null;
 
-    private static string? SignalQuery(HttpContext c) =>
-        c.Request.Query["signal"].ToString() is { Length: > 0 } s ? (s.StartsWith("SIG", StringComparison.Ordinal) ? s[3..] : s) : null;
+    private static Signal? SignalQuery(HttpContext c) =>
+        c.Request.Query["signal"].ToString() is { Length: > 0 } s
+            ? Signal.TryParse(s, out var signal) ? signal : throw ContainerCreateRequest.Invalid($"Invalid signal: {s}")
+            : null;
 
     private static bool Flag(HttpContext c, string name) => c.Request.Query[name].ToString() is "1" or "true" or "True";
 
@@ -130,9 +132,9 @@ public static class ContainerEndpoints
     private static Task WaitAsync(HttpContext context, string id) => Guarded(context, async () =>
     {
         var container = await Containers(context).ResolveAsync(id, context.RequestAborted);
-        var condition = context.Request.Query["condition"].ToString() is { Length: > 0 } c ? c : "not-running";
-        if (condition is not ("not-running" or "next-exit" or "removed"))
-            throw ContainerCreateRequest.Invalid($"invalid condition: \"{condition}\"");
+        var word = context.Request.Query["condition"].ToString() is { Length: > 0 } c ? c : "not-running";
+        if (!DockerWords.TryParseWaitCondition(word, out var condition))
+            throw ContainerCreateRequest.Invalid($"invalid condition: \"{word}\"");
         // The CLI sends wait before start and blocks until the headers arrive: send them now.
         context.Response.StatusCode = StatusCodes.Status200OK;
         context.Response.ContentType = JsonReply.ContentType;
@@ -178,10 +180,8 @@ public static class ContainerEndpoints
         filters.Validate("status", "name", "label", "ancestor", "id", "exited", "before", "since", "network", "volume", "health", "publish", "expose", "isolation", "is-task");
         var all = Flag(context, "all");
         IEnumerable<ContainerView> list = await Containers(context).ListAsync(context.RequestAborted);
-        var statuses = filters.Get("status");
-        foreach (var s in statuses)
-            if (s is not ("created" or "restarting" or "running" or "removing" or "paused" or "exited" or "dead"))
-                throw new FormatException($"invalid filter 'status={s}'");
+        var statuses = filters.Get("status").Select(s => DockerWords.TryParseStatus(s, out var status)
+            ? status : throw new FormatException($"invalid filter 'status={s}'")).ToList();
         if (!all && statuses.Count == 0) list = list.Where(c => c.Status is ContainerStatus.Running or ContainerStatus.Paused or ContainerStatus.Restarting);
         if (statuses.Count > 0) list = list.Where(c => statuses.Contains(c.Status));
         foreach (var name in filters.Get("name")) list = list.Where(c => c.Name.Contains(name.TrimStart('/'), StringComparison.Ordinal));
@@ -232,7 +232,7 @@ public static class ContainerEndpoints
             Created = c.CreatedAt.ToUnixTimeSeconds(),
             Ports = Array.Empty<object>(),
             Labels = c.Labels,
-            State = c.Status,
+            State = DockerWords.Of(c.Status),
             Status = StatusText(c, now),
             HostConfig = new { NetworkMode = c.NetworkMode },
             NetworkSettings = new { Networks = new Dictionary<string, object>() },
@@ -318,7 +318,7 @@ public static class ContainerEndpoints
         // Through the typed record: a HostConfig an older version stored verbatim shows only what Flotilla implements.
         var hostConfig = JsonSerializer.SerializeToNode(StoredHostConfig.Parse(d.HostConfigJson))!.AsObject();
         if (hostConfig["NetworkMode"]?.ToString() is null or "") hostConfig["NetworkMode"] = d.NetworkMode;
-        hostConfig["RestartPolicy"] = new JsonObject { ["Name"] = d.RestartPolicy.Name, ["MaximumRetryCount"] = d.RestartPolicy.MaximumRetryCount };
+        hostConfig["RestartPolicy"] = new JsonObject { ["Name"] = DockerWords.Of(d.RestartPolicy.Name), ["MaximumRetryCount"] = d.RestartPolicy.MaximumRetryCount };
         hostConfig["AutoRemove"] = d.AutoRemove;
         hostConfig["Privileged"] = d.Privileged;
         hostConfig["ReadonlyRootfs"] = d.ReadonlyRootfs;
@@ -337,7 +337,7 @@ public static class ContainerEndpoints
         // dockerd omits State.Health without a healthcheck.
         var state = JsonSerializer.SerializeToNode(new
         {
-            Status = s.Status,
+            Status = DockerWords.Of(s.Status),
             Running = s.Status is ContainerStatus.Running or ContainerStatus.Paused,
             Paused = s.Status == ContainerStatus.Paused,
             Restarting = s.Status == ContainerStatus.Restarting,
@@ -454,7 +454,7 @@ public static class ContainerEndpoints
 
         // Follow ends when the container is no longer running.
         var stopped = follow && snapshot.Status is ContainerStatus.Running or ContainerStatus.Paused or ContainerStatus.Restarting
-            ? Containers(context).WaitAsync(view.ContainerId, "not-running", context.RequestAborted)
+            ? Containers(context).WaitAsync(view.ContainerId, WaitCondition.NotRunning, context.RequestAborted)
             : Task.CompletedTask;
         var files = runtime.LogFiles(view.ContainerId);
         var options = new LogReadOptions { Stdout = stdout, Stderr = stderr, Since = since, Until = until };

@@ -72,7 +72,7 @@ public static class ContainerStreamEndpoints
     private static async Task<ContainerSnapshot?> RunningAsync(HttpContext context, string name)
     {
         if (await SnapshotAsync(context, name) is not { } snapshot) return null;
-        if (snapshot.Status is not ("running" or "paused"))
+        if (snapshot.Status is not (ContainerStatus.Running or ContainerStatus.Paused))
             throw new OperationRejectedException(RejectionCode.Conflict, $"Container {snapshot.ContainerId} is not running");
         return snapshot;
     }
@@ -108,9 +108,9 @@ public static class ContainerStreamEndpoints
         var body = json.Deserialize<ExecCreateBody>(JsonReply.Docker) ?? throw new FormatException("no exec configuration");
         if (body.Cmd is not { Count: > 0 }) throw new FormatException("No exec command specified");
         var snapshot = await Containers(context).GetAsync(view.ContainerId);
-        if (snapshot.Status == "paused")
+        if (snapshot.Status == ContainerStatus.Paused)
             throw new OperationRejectedException(RejectionCode.Conflict, $"Container {snapshot.ContainerId} is paused, unpause the container before exec");
-        if (snapshot.Status != "running")
+        if (snapshot.Status != ContainerStatus.Running)
             throw new OperationRejectedException(RejectionCode.Conflict, $"Container {snapshot.ContainerId} is not running");
         ConsoleSize? size = body.ConsoleSize is [var h, var w] && h > 0 && w > 0 ? new ConsoleSize((ushort)h, (ushort)w) : null;
         var exec = Execs(context).Create(snapshot.ContainerId, new ExecConfig(body.Cmd, body.User ?? "", body.WorkingDir ?? "",
@@ -269,7 +269,7 @@ public static class ContainerStreamEndpoints
         context.Response.ContentType = JsonReply.ContentType;
         var previous = CgroupStats.Empty;
         var previousAt = DateTimeOffset.MinValue;
-        if (!stream && !oneShot && snapshot.Status == "running")
+        if (!stream && !oneShot && snapshot.Status == ContainerStatus.Running)
         {
             // As moby: a single answer still carries a sample a moment earlier, so the CLI can compute CPU %.
             previous = CgroupStats.Read(snapshot);
@@ -281,7 +281,7 @@ public static class ContainerStreamEndpoints
         {
             if (stream) snapshot = await Containers(context).GetAsync(snapshot.ContainerId);
             var now = DateTimeOffset.UtcNow;
-            var current = snapshot.Status is "running" or "paused" ? CgroupStats.Read(snapshot) : CgroupStats.Empty;
+            var current = snapshot.Status is ContainerStatus.Running or ContainerStatus.Paused ? CgroupStats.Read(snapshot) : CgroupStats.Empty;
             var json = JsonSerializer.SerializeToUtf8Bytes(current.ToDocker(snapshot, now, previous, previousAt), JsonReply.Docker);
             await context.Response.Body.WriteAsync(json, context.RequestAborted);
             await context.Response.Body.WriteAsync("\n"u8.ToArray(), context.RequestAborted);

@@ -48,7 +48,10 @@ public sealed record StoredHostConfig(
 
     public static readonly StoredHostConfig Empty = new([], "", RestartPolicy.No, false, false, false, [], [], [], 0, 0, 0, 0, [0, 0]);
 
-    public string ToJson() => JsonSerializer.Serialize(this);
+    /// <summary>Docker's words for the restart policy, and the "" an older version stored.</summary>
+    public static readonly JsonSerializerOptions Json = new() { Converters = { new DockerWords.RestartPolicyNameConverter() } };
+
+    public string ToJson() => JsonSerializer.Serialize(this, Json);
 
     /// <summary>
     /// A stored <c>HostConfigJson</c> read back through this record, so what an older version stored verbatim (any
@@ -58,7 +61,7 @@ public sealed record StoredHostConfig(
     {
         try
         {
-            var parsed = JsonSerializer.Deserialize<StoredHostConfig>(json);
+            var parsed = JsonSerializer.Deserialize<StoredHostConfig>(json, Json);
             return parsed is null ? Empty : parsed with
             {
                 Binds = parsed.Binds ?? [],

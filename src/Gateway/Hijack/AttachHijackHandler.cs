@@ -60,7 +60,7 @@ public sealed class AttachHijackHandler(IServiceProvider services, ILogger<Attac
         ContainerAttachment? attachment = null;
         Task<ContainerAttachment>? nextRun = null;
         using var waitForRun = new CancellationTokenSource(StartWait);
-        if (snapshot.Status is "running" or "paused" && File.Exists(runtime.Monitor.PathsFor(id).AttachSocket))
+        if (snapshot.Status is ContainerStatus.Running or ContainerStatus.Paused && File.Exists(runtime.Monitor.PathsFor(id).AttachSocket))
         {
             try
             {

@@ -199,9 +199,9 @@ public sealed class ExecStartHijackHandler(IServiceProvider services, ExecRegist
     {
         var containers = services.GetRequiredService<ContainerService>();
         var snapshot = await containers.GetAsync(exec.ContainerId);
-        if (snapshot.Status == "paused")
+        if (snapshot.Status == ContainerStatus.Paused)
             throw new OperationRejectedException(RejectionCode.Conflict, $"Container {exec.ContainerId} is paused, unpause the container before exec");
-        if (snapshot.Status != "running")
+        if (snapshot.Status != ContainerStatus.Running)
             throw new OperationRejectedException(RejectionCode.Conflict, $"Container {exec.ContainerId} is not running");
         if (!exec.TryStart())
             throw new OperationRejectedException(RejectionCode.Conflict,

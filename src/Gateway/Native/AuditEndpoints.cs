@@ -259,7 +259,7 @@ public sealed record ContainerStateDto(
     DateTimeOffset? StartedAt, DateTimeOffset? FinishedAt, IReadOnlyDictionary<string, string> Labels, DateTimeOffset? At)
 {
     public static ContainerStateDto From(ContainerState s, DateTimeOffset? at) => new(
-        s.ContainerId, s.Name, s.Exists, s.Desired == DesiredState.Removed ? "removed" : s.Status, s.Desired.ToString().ToLowerInvariant(),
+        s.ContainerId, s.Name, s.Exists, s.Desired == DesiredState.Removed ? "removed" : DockerApi.DockerWords.Of(s.Status), s.Desired.ToString().ToLowerInvariant(),
         s.Definition?.Image ?? "", s.Definition?.ImageId ?? "", s.Node, s.Pid, s.ExitCode, s.OomKilled, s.Error, s.Generation,
         s.RestartCount, s.Exists || s.Desired == DesiredState.Removed ? s.CreatedAt : null, s.StartedAt, s.FinishedAt,
         s.Definition?.Labels ?? new Dictionary<string, string>(), at);

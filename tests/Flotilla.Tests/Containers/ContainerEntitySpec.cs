@@ -103,7 +103,7 @@ public class ContainerEntitySpec : TestKit, IAsyncLifetime
     public async Task A_move_off_a_gone_host_about_an_older_lease_epoch_than_the_current_run_changes_nothing()
     {
         // The run started under epoch 3 of n2: the host came back with a new lease after epoch 2 expired.
-        var definition = Create("c9").Definition with { RestartPolicy = new RestartPolicy("always", 0) };
+        var definition = Create("c9").Definition with { RestartPolicy = new RestartPolicy(RestartPolicyName.Always, 0) };
         var at = DateTimeOffset.UtcNow;
         await _host.Journal.AppendAsync(ContainerStreams.Key("c9"), 0,
             [new ContainerCreated("c9", "c9", definition, "n2", at), new ContainerStarted("c9", 1, "n2", 42, at, Epoch: 3)],
@@ -115,7 +115,7 @@ public class ContainerEntitySpec : TestKit, IAsyncLifetime
         Assert.Empty(reply.Events);
         Assert.Equal(2, (await _host.Journal.ReadAsync(ContainerStreams.Key("c9"))).Version);
         var snapshot = await entity.Ask<ContainerSnapshot>(new GetContainer("c9"), Wait);
-        Assert.Equal(("n2", "running"), (snapshot.Node, snapshot.Status));
+        Assert.Equal(("n2", ContainerStatus.Running), (snapshot.Node, snapshot.Status));
     }
 
     private sealed class SilentRegion(IActorRef region) : Akka.Hosting.IRequiredActor<ContainerEntity>
@@ -139,7 +139,7 @@ public class ContainerEntitySpec : TestKit, IAsyncLifetime
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var snapshot = await service.GetAsync("c10");
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(1.5), $"took {clock.Elapsed}");
-        Assert.Equal(("web10", "n2", "running", 42, 2L), (snapshot.Name, snapshot.Node, snapshot.Status, snapshot.Pid, snapshot.Version));
+        Assert.Equal(("web10", "n2", ContainerStatus.Running, 42, 2L), (snapshot.Name, snapshot.Node, snapshot.Status, snapshot.Pid, snapshot.Version));
         Assert.NotNull(snapshot.Definition);
         await Assert.ThrowsAsync<Flotilla.Cluster.OperationRejectedException>(() => service.GetAsync("missing"));
     }

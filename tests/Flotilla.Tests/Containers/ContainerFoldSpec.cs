@@ -8,12 +8,12 @@ public class ContainerFoldSpec
 {
     private static readonly DateTimeOffset T0 = new(2026, 1, 2, 3, 4, 5, TimeSpan.Zero);
 
-    private static ContainerDefinition Definition(string restart = "no", int max = 0) =>
+    private static ContainerDefinition Definition(RestartPolicyName restart = RestartPolicyName.No, int max = 0) =>
         ContainerDefinition.Minimal("busybox:latest", "sha256:" + new string('a', 64), ["sh", "-c", "echo hi"], ["A=1"],
             new Dictionary<string, string> { ["tier"] = "front" }) with
         { RestartPolicy = new RestartPolicy(restart, max) };
 
-    private static ContainerCreated Created(string restart = "no", int max = 0) => new("c1", "web", Definition(restart, max), "n1", T0);
+    private static ContainerCreated Created(RestartPolicyName restart = RestartPolicyName.No, int max = 0) => new("c1", "web", Definition(restart, max), "n1", T0);
 
     [Fact]
     public void Empty_stream_is_a_container_that_does_not_exist()
@@ -70,9 +70,9 @@ public class ContainerFoldSpec
     {
         var state = ContainerFold.Replay("c1",
         [
-            Created("always"),
+            Created(RestartPolicyName.Always),
             new ContainerStarted("c1", 1, "n1", 42, T0),
-            new ContainerStopped("c1", "TERM", 10, T0),
+            new ContainerStopped("c1", Signal.Term, 10, T0),
             new ContainerExited("c1", 1, 143, false, T0),
         ]);
         Assert.Equal(DesiredState.Stopped, state.Desired);
@@ -80,14 +80,14 @@ public class ContainerFoldSpec
     }
 
     [Theory]
-    [InlineData("no", 0, 1, 0, false)]
-    [InlineData("always", 0, 0, 0, true)]
-    [InlineData("unless-stopped", 0, 0, 5, true)]
-    [InlineData("on-failure", 0, 0, 0, false)]
-    [InlineData("on-failure", 0, 1, 7, true)]
-    [InlineData("on-failure", 2, 1, 1, true)]
-    [InlineData("on-failure", 2, 1, 2, false)]
-    public void Restart_policies_decide_after_an_exit(string policy, int max, int exitCode, int restarts, bool restart)
+    [InlineData(RestartPolicyName.No, 0, 1, 0, false)]
+    [InlineData(RestartPolicyName.Always, 0, 0, 0, true)]
+    [InlineData(RestartPolicyName.UnlessStopped, 0, 0, 5, true)]
+    [InlineData(RestartPolicyName.OnFailure, 0, 0, 0, false)]
+    [InlineData(RestartPolicyName.OnFailure, 0, 1, 7, true)]
+    [InlineData(RestartPolicyName.OnFailure, 2, 1, 1, true)]
+    [InlineData(RestartPolicyName.OnFailure, 2, 1, 2, false)]
+    public void Restart_policies_decide_after_an_exit(RestartPolicyName policy, int max, int exitCode, int restarts, bool restart)
     {
         var state = ContainerFold.Replay("c1",
         [
@@ -136,7 +136,7 @@ public class ContainerFoldFailoverSpec
 
     private static readonly ContainerDefinition Definition =
         ContainerDefinition.Minimal("busybox:latest", "sha256:" + new string('a', 64), ["sleep", "1000"]) with
-        { RestartPolicy = new RestartPolicy("always", 0) };
+        { RestartPolicy = new RestartPolicy(RestartPolicyName.Always, 0) };
 
     private static readonly IContainerEvent[] RunningOnN1 =
     [

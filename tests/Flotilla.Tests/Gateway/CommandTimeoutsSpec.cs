@@ -90,7 +90,7 @@ public class CommandTimeoutArithmeticSpec
         // Forced removal: KILL (no grace) + removal of the files.
         Assert.Equal(S((0 + 60) + 60 + 30), Defaults.Entity(new RemoveContainer(Id, true, Origin)));
         Assert.Equal(S(60 + 30), Defaults.Entity(new RemoveContainer(Id, false, Origin)));
-        Assert.Equal(S(60 + 30), Defaults.Entity(new KillContainer(Id, "KILL", Origin)));
+        Assert.Equal(S(60 + 30), Defaults.Entity(new KillContainer(Id, Signal.Kill, Origin)));
         // Scaled down (as the all-in-one test host runs): the same sums.
         var small = new CommandTimeouts { RuntimeWork = S(5), HopMargin = S(1) };
         Assert.Equal(S(12 + 5 + 1), small.Entity(new StopContainer(Id, 12, null, Origin)));

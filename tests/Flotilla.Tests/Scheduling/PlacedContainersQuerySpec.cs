@@ -32,7 +32,7 @@ public class PlacedContainersQuerySpec(PostgresFixture postgres) : IAsyncLifetim
         return Task.CompletedTask;
     }
 
-    private async Task CreateAsync(string id, string node, long memory, long nanoCpus, string restart, params IContainerEvent[] then)
+    private async Task CreateAsync(string id, string node, long memory, long nanoCpus, RestartPolicyName restart, params IContainerEvent[] then)
     {
         var definition = ContainerDefinition.Minimal("busybox", "sha256:" + new string('a', 64), ["sh"],
             labels: new Dictionary<string, string> { ["a"] = "b" }) with
@@ -45,19 +45,19 @@ public class PlacedContainersQuerySpec(PostgresFixture postgres) : IAsyncLifetim
     [Fact]
     public async Task Created_and_running_containers_come_back_with_what_the_scheduler_counts_and_nothing_else_does()
     {
-        await CreateAsync("c-created", "n1", 64L << 20, 500_000_000, "always");
-        await CreateAsync("c-running", "n2", 0, 0, "no", new ContainerStarted("c-running", 1, "n2", 42, DateTimeOffset.UtcNow));
-        await CreateAsync("c-stopped", "n1", 1 << 20, 0, "no", new ContainerStopped("c-stopped", "TERM", 10, DateTimeOffset.UtcNow));
-        await CreateAsync("c-removed", "n1", 1 << 20, 0, "no", new ContainerRemoved("c-removed", DateTimeOffset.UtcNow));
+        await CreateAsync("c-created", "n1", 64L << 20, 500_000_000, RestartPolicyName.Always);
+        await CreateAsync("c-running", "n2", 0, 0, RestartPolicyName.No, new ContainerStarted("c-running", 1, "n2", 42, DateTimeOffset.UtcNow));
+        await CreateAsync("c-stopped", "n1", 1 << 20, 0, RestartPolicyName.No, new ContainerStopped("c-stopped", Signal.Term, 10, DateTimeOffset.UtcNow));
+        await CreateAsync("c-removed", "n1", 1 << 20, 0, RestartPolicyName.No, new ContainerRemoved("c-removed", DateTimeOffset.UtcNow));
 
         var placed = (await new ClusterQueries(_store).ContainersPlacedAsync()).OrderBy(c => c.ContainerId).ToList();
 
         Assert.Equal(["c-created", "c-running"], placed.Select(c => c.ContainerId));
         var created = placed[0];
-        Assert.Equal(("n1", DesiredState.Created, ContainerStatus.Created, 64L << 20, 500_000_000L, "always"),
+        Assert.Equal(("n1", DesiredState.Created, ContainerStatus.Created, 64L << 20, 500_000_000L, RestartPolicyName.Always),
             (created.Node, created.Desired, created.Status, created.Memory, created.NanoCpus, created.RestartPolicy));
         var running = placed[1];
-        Assert.Equal(("n2", DesiredState.Running, ContainerStatus.Running, 0L, 0L, "no"),
+        Assert.Equal(("n2", DesiredState.Running, ContainerStatus.Running, 0L, 0L, RestartPolicyName.No),
             (running.Node, running.Desired, running.Status, running.Memory, running.NanoCpus, running.RestartPolicy));
     }
 
@@ -68,13 +68,13 @@ public class PlacedContainersQuerySpec(PostgresFixture postgres) : IAsyncLifetim
     public async Task An_update_reads_what_changed_and_equals_a_whole_read_and_a_removal_forces_a_whole_read()
     {
         var queries = new ClusterQueries(_store);
-        await CreateAsync("c-1", "n1", 1 << 20, 0, "no");
-        await CreateAsync("c-2", "n2", 2 << 20, 0, "no");
+        await CreateAsync("c-1", "n1", 1 << 20, 0, RestartPolicyName.No);
+        await CreateAsync("c-2", "n2", 2 << 20, 0, RestartPolicyName.No);
         var first = await queries.ContainersPlacedAsync(null);
         Assert.False(first.Incremental);
 
-        await CreateAsync("c-3", "n3", 3 << 20, 0, "no");
-        await _journal.AppendAsync(ContainerStreams.Key("c-1"), 2, [new ContainerStopped("c-1", "TERM", 10, DateTimeOffset.UtcNow)], Meta);
+        await CreateAsync("c-3", "n3", 3 << 20, 0, RestartPolicyName.No);
+        await _journal.AppendAsync(ContainerStreams.Key("c-1"), 2, [new ContainerStopped("c-1", Signal.Term, 10, DateTimeOffset.UtcNow)], Meta);
         var updated = await queries.ContainersPlacedAsync(first);
         Assert.True(updated.Incremental);
         Assert.Equal(Describe(await queries.ContainersPlacedAsync(null)), Describe(updated));
@@ -93,7 +93,7 @@ public class PlacedContainersQuerySpec(PostgresFixture postgres) : IAsyncLifetim
     public async Task A_write_that_commits_after_a_read_began_is_in_the_next_update()
     {
         var queries = new ClusterQueries(_store);
-        await CreateAsync("c-slow", "n1", 1 << 20, 0, "no");
+        await CreateAsync("c-slow", "n1", 1 << 20, 0, RestartPolicyName.No);
         await using var writer = new NpgsqlConnection(_connectionString);
         await writer.OpenAsync();
         await using (var begin = new NpgsqlCommand(

@@ -61,7 +61,7 @@ public class SchedulerSpec(PostgresFixture postgres) : TestKit(ConfigurationFact
         await RegisterAsync("gone", "akka.tcp://flotilla@127.0.0.1:1");
         var definition = ContainerDefinition.Minimal("busybox", "sha256:" + new string('a', 64), ["sleep", "300"]) with
         {
-            RestartPolicy = new RestartPolicy("always", 0),
+            RestartPolicy = new RestartPolicy(RestartPolicyName.Always, 0),
         };
         var at = DateTimeOffset.UtcNow;
         await _journal.AppendAsync(ContainerStreams.Key("orphan"), 0,
@@ -99,7 +99,7 @@ public class SchedulerSpec(PostgresFixture postgres) : TestKit(ConfigurationFact
         var grant = await leases.AcquireAsync("gone", ttl); // its engine renewed just now: it may still run containers
         var definition = ContainerDefinition.Minimal("busybox", "sha256:" + new string('a', 64), ["sleep", "300"]) with
         {
-            RestartPolicy = new RestartPolicy("always", 0),
+            RestartPolicy = new RestartPolicy(RestartPolicyName.Always, 0),
         };
         var at = DateTimeOffset.UtcNow;
         await _journal.AppendAsync(ContainerStreams.Key("fenced"), 0,
