@@ -6,7 +6,8 @@
 # keeps its service from starting (it would take port 5000).
 set -euo pipefail
 
-PACKAGES=(postgresql runc crun conmon iproute2 nftables busybox-static uidmap tmux util-linux podman skopeo docker-registry xz-utils zstd golang-github-containers-common openssl tini)
+PACKAGES=(postgresql runc crun conmon iproute2 nftables busybox-static uidmap tmux util-linux podman skopeo docker-registry xz-utils zstd golang-github-containers-common openssl tini
+  python3-docker docker-compose)
 DOTNET_MAJOR=10
 
 # One dpkg-query for all packages (unknown ones print nothing on stdout).
@@ -48,6 +49,20 @@ if ((${#missing[@]})); then
     exit 1
   fi
   rm -f "$log"
+fi
+
+# The client conformance suite's dockerode (tests/clients/README.md): Node and npm (any source), then the locked
+# packages. Debian's nodejs/npm only when no node is installed (NodeSource's nodejs carries its own npm).
+if ! command -v npm >/dev/null 2>&1; then
+  if [[ $EUID -ne 0 ]]; then
+    echo "install-deps: npm is missing (run as root: $0)" >&2
+    exit 1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+clients="$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../tests/clients/dockerode"
+if [[ ! -f "$clients/node_modules/.package-lock.json" || "$clients/package-lock.json" -nt "$clients/node_modules/.package-lock.json" ]]; then
+  (cd "$clients" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || { echo "install-deps: npm ci in $clients failed" >&2; exit 1; }
 fi
 
 if ! command -v dotnet >/dev/null 2>&1; then

@@ -141,6 +141,8 @@ public static class GatewayHosting
         });
 
         app.Use(StreamsEndOnShutdown.Middleware(app.Services.GetRequiredService<StreamsEndOnShutdown>()));
+        // Attach or exec start on a reused connection: handed back to HijackConnectionMiddleware.
+        app.Use(TakeoverMiddleware.Create());
 
         // Each connection carries the listener that took it (two listeners may share a port number on different addresses).
         bool IsDockerApi(HttpContext c) => ClientConnection.ListenerOf(c) is ClientListener.DockerApi or ClientListener.DockerSocket;

@@ -199,6 +199,8 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
         if (outcome is ContainerStartFailed failed)
         {
             NotifyWaiters(exited: true, removed: false);
+            // As dockerd: a --rm container that failed to start is removed (docker run waits for that, then exits 125-127).
+            if (State.Definition?.AutoRemove == true && State.Exists) await AutoRemoveAsync(origin);
             return (events, failed.Error);
         }
         return (events, null);

@@ -56,9 +56,9 @@ public static class ContainerCreateRequest
             mounts.Add(anon with { Destination = path, Type = "volume" });
         }
 
+        // As dockerd, a network that does not exist fails the start, not the create: a 404 here is taken by the
+        // CLI for a missing image (it pulls). See ContainerEndpoints.StartAsync.
         var networkMode = hostConfig["NetworkMode"]?.ToString() ?? "default";
-        if (networkMode is not ("default" or "bridge" or "none" or "host" or ""))
-            throw new OperationRejectedException(RejectionCode.NotFound, $"network {networkMode} not found");
 
         var stopSignal = body["StopSignal"]?.ToString() ?? imageConfig.StopSignal ?? "SIGTERM";
         var securityOpt = Strings(hostConfig["SecurityOpt"]);
@@ -282,6 +282,9 @@ public static class ContainerCreateRequest
             throw Invalid($"invalid value for max-size: {text}");
         return (long)(n * unit);
     }
+
+    /// <summary>The network modes Flotilla has (no user-defined networks yet).</summary>
+    public static bool IsKnownNetworkMode(string mode) => mode is "default" or "bridge" or "none" or "host" or "";
 
     public static OperationRejectedException Invalid(string message) => new(RejectionCode.InvalidArgument, message);
 

@@ -71,6 +71,9 @@ public static class ContainerEndpoints
     private static Task StartAsync(HttpContext context, string id) => Guarded(context, async () =>
     {
         var container = await Containers(context).ResolveAsync(id, context.RequestAborted);
+        // dockerd's answer (404, errdefs.NotFound from FindNetwork) for a network that does not exist.
+        if (!ContainerCreateRequest.IsKnownNetworkMode(container.NetworkMode))
+            throw new OperationRejectedException(RejectionCode.NotFound, $"failed to set up container networking: network {container.NetworkMode} not found");
         var origin = Origin(context);
         if (container.Generation == 0)
             origin = await context.RequestServices.GetRequiredService<AuditQuery>()

@@ -456,7 +456,7 @@ public static class ContainerStreamEndpoints
                     throw new OperationRejectedException(RejectionCode.Unavailable, $"image {snapshot.Definition.ImageId} is not stored on this node");
             var chain = await runtime.Images.UnpackAsync(layers.Select(l => new Descriptor(MediaTypes.OciLayer, l, 0)).ToList(), context.RequestAborted);
             var lowers = runtime.Images.Snapshots.View(chain).Lower;
-            changes = await Task.Run(() => LayerChanges.List(upper, lowers, context.RequestAborted), context.RequestAborted);
+            changes = LayerChanges.WithoutInitLayer(await Task.Run(() => LayerChanges.List(upper, lowers, context.RequestAborted), context.RequestAborted));
         }
         // Docker answers null, not [], for a container without changes.
         await JsonReply.WriteAsync(context, changes.Count == 0 ? null : changes.Select(c => new { c.Path, Kind = (int)c.Kind }).ToList());

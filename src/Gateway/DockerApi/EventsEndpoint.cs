@@ -50,8 +50,12 @@ public static class EventsEndpoint
             foreach (var e in await actors.MapAsync(entry, ct))
             {
                 if (!Matches(filters, e, entry.Node)) continue;
-                await JsonSerializer.SerializeAsync(context.Response.Body, e, JsonReply.Docker, ct);
-                await context.Response.Body.WriteAsync("\n"u8.ToArray(), ct);
+                // One write, so one HTTP chunk per event and its newline, as dockerd sends them: docker-py parses each
+                // chunk as a JSON document (events(until=...) failed on a chunk that held only the newline).
+                var line = JsonSerializer.SerializeToUtf8Bytes(e, JsonReply.Docker);
+                Array.Resize(ref line, line.Length + 1);
+                line[^1] = (byte)'\n';
+                await context.Response.Body.WriteAsync(line, ct);
                 await context.Response.Body.FlushAsync(ct);
             }
         }

@@ -9,8 +9,10 @@ namespace Flotilla.Gateway.Hijack;
 /// <summary>
 /// Kestrel connection middleware that takes over Docker's hijacked requests (attach, exec start)
 /// before Kestrel's HTTP/1.1 layer sees them: Kestrel refuses to upgrade a request with a body and
-/// aborts a request whose client half-closes. It peeks at the first request of each connection;
-/// anything else is handed to Kestrel untouched. See docs/hijack-on-kestrel.md for the traps.
+/// aborts a request whose client half-closes. It peeks at the first request of each connection and serves a hijack
+/// at once; otherwise Kestrel serves the connection through a <see cref="ReusedConnection"/>, which hands a later
+/// hijacked request back (clients with connection pools send them on a reused connection, as dockerd allows).
+/// See /work/shared/design/hijack-on-kestrel.md for the traps.
 /// </summary>
 /// <param name="clusterTls">On a node's cluster-only API: only a gateway's certificate may attach or exec (the TLS
 /// handshake already refused strangers; a node's certificate is for blobs).</param>
@@ -23,6 +25,9 @@ public sealed partial class HijackConnectionMiddleware(ConnectionDelegate next, 
 
     [GeneratedRegex(@"^(/v[0-9]+\.[0-9]+)?(/(exec/[^/]+/start|containers/[^/]+/attach))$")]
     private static partial Regex HijackPath();
+
+    /// <summary>Whether a request path (with or without the API version) is attach or exec start.</summary>
+    internal static bool IsHijackPath(string path) => HijackPath().IsMatch(path);
 
     public async Task OnConnectedAsync(ConnectionContext connection)
     {
@@ -47,7 +52,7 @@ public sealed partial class HijackConnectionMiddleware(ConnectionDelegate next, 
             if (line is { } l && (l.Method != "POST" || !HijackPath().IsMatch(l.Path)))
             {
                 HandOver(input, buffer, examined);
-                await next(connection);
+                await ServeHttpAsync(connection);
                 return;
             }
 
@@ -60,7 +65,7 @@ public sealed partial class HijackConnectionMiddleware(ConnectionDelegate next, 
                     if (result.IsCompleted)
                     {
                         HandOver(input, buffer, examined);
-                        await next(connection);
+                        await ServeHttpAsync(connection);
                         return;
                     }
                     input.AdvanceTo(buffer.Start, buffer.End);
@@ -72,12 +77,12 @@ public sealed partial class HijackConnectionMiddleware(ConnectionDelegate next, 
             {
                 // Let Kestrel answer a malformed request the usual way.
                 HandOver(input, buffer, examined);
-                await next(connection);
+                await ServeHttpAsync(connection);
                 return;
             }
 
             input.AdvanceTo(headEnd);
-            await HijackAsync(connection, head!, connection.ConnectionClosed);
+            await ReadBodyAndHijackAsync(connection, head!);
             return;
         }
     }
@@ -89,11 +94,36 @@ public sealed partial class HijackConnectionMiddleware(ConnectionDelegate next, 
     private static void HandOver(PipeReader input, ReadOnlySequence<byte> buffer, SequencePosition? examined) =>
         input.AdvanceTo(buffer.Start, examined ?? buffer.Start);
 
-    private async Task HijackAsync(ConnectionContext connection, HttpRequestHead head, CancellationToken connectionClosed)
+    /// <summary>
+    /// Kestrel serves the connection through a <see cref="ReusedConnection"/>; a hijacked request among its requests
+    /// is handed back here and served on the real connection, which ends with the stream.
+    /// </summary>
+    private async Task ServeHttpAsync(ConnectionContext connection)
     {
-        var path = HijackPath().Match(head.Path).Groups[2].Value;
-        // A stream outlives no process: cut when it stops (see StreamsEndOnShutdown).
-        using var cut = streams.AbortOnCut(connection);
+        var reused = new ReusedConnection(connection);
+        await using (reused)
+        {
+            var kestrel = next(reused);
+            if (await Task.WhenAny(kestrel, reused.HandedOver) == reused.HandedOver)
+            {
+                var request = await reused.HandedOver;
+                try
+                {
+                    await reused.StopOutputAsync();
+                    await HijackAsync(connection, request.Head, request.Body);
+                }
+                finally
+                {
+                    request.Finished.TrySetResult();
+                }
+            }
+            await kestrel;
+            await reused.StopOutputAsync();
+        }
+    }
+
+    private async Task ReadBodyAndHijackAsync(ConnectionContext connection, HttpRequestHead head)
+    {
         ReadOnlyMemory<byte> body;
         try
         {
@@ -106,7 +136,14 @@ public sealed partial class HijackConnectionMiddleware(ConnectionDelegate next, 
             await bad.CloseAsync(TimeSpan.FromSeconds(1));
             return;
         }
+        await HijackAsync(connection, head, body);
+    }
 
+    private async Task HijackAsync(ConnectionContext connection, HttpRequestHead head, ReadOnlyMemory<byte> body)
+    {
+        var path = HijackPath().Match(head.Path).Groups[2].Value;
+        // A stream outlives no process: cut when it stops (see StreamsEndOnShutdown).
+        using var cut = streams.AbortOnCut(connection);
         var stream = new HijackedStream(connection, head, body);
         if (clusterTls is not null)
         {

@@ -18,6 +18,14 @@ public sealed class HttpRequestHead
         QueryString = q < 0 ? "" : target[(q + 1)..];
     }
 
+    /// <summary>A head that Kestrel already parsed (a hijacked request on a reused connection).</summary>
+    public static HttpRequestHead Of(string method, string target, IEnumerable<KeyValuePair<string, string>> headers)
+    {
+        var map = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var (name, value) in headers) map[name] = value;
+        return new HttpRequestHead(method, target, map);
+    }
+
     public string Method { get; }
     public string Target { get; }
     public string Path { get; }

@@ -107,6 +107,19 @@ public sealed class NodeContainerRuntime
     /// <summary>Prepares the rootfs and starts run <paramref name="generation"/>; returns the init pid.</summary>
     public async Task<int> RunAsync(string id, string name, long generation, ContainerDefinition definition, CancellationToken cancellationToken = default)
     {
+        try
+        {
+            return await CreateAndStartAsync(id, name, generation, definition, cancellationToken);
+        }
+        catch (Exception ex)
+        {
+            FailWaitingAttachers(id, ex);
+            throw;
+        }
+    }
+
+    private async Task<int> CreateAndStartAsync(string id, string name, long generation, ContainerDefinition definition, CancellationToken cancellationToken)
+    {
         Directory.CreateDirectory(DirOf(id));
         var rootfs = await PrepareRootfsAsync(id, definition, cancellationToken);
 
@@ -143,7 +156,13 @@ public sealed class NodeContainerRuntime
             CapDrop = definition.CapDrop,
             Privileged = definition.Privileged,
             NoNewPrivileges = definition.NoNewPrivileges,
-            NetworkMode = definition.NetworkMode == "host" ? "host" : "none",
+            NetworkMode = definition.NetworkMode switch
+            {
+                "host" => "host",
+                "none" or "default" or "bridge" or "" => "none",
+                // Refused at start by the API; a restart must not quietly run it without its network either.
+                var other => throw new InvalidOperationException($"failed to set up container networking: network {other} not found"),
+            },
             Labels = definition.Labels,
             ConsoleSize = ConsoleSizeOf(definition),
             LogSizeMax = definition.LogSizeMax,
@@ -162,6 +181,18 @@ public sealed class NodeContainerRuntime
         await ConnectWaitingAttachersAsync(id);
         await Monitor.StartAsync(id, cancellationToken);
         return pid;
+    }
+
+    /// <summary>
+    /// The run did not come about: its waiting attachers end now (as dockerd closes the streams of a container that
+    /// failed to start), so <c>docker run</c> prints the start error instead of waiting for output that never comes.
+    /// </summary>
+    private void FailWaitingAttachers(string id, Exception reason)
+    {
+        if (!_waitingAttachers.TryGetValue(id, out var set)) return;
+        foreach (var waiting in set.Keys)
+            if (set.TryRemove(waiting, out _))
+                waiting.TrySetException(new IOException("the container did not start: " + reason.Message, reason));
     }
 
     /// <summary>

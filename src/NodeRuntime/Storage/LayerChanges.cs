@@ -49,6 +49,32 @@ public static class LayerChanges
         }
     }
 
+    /// <summary>
+    /// What dockerd's init layer holds (daemon/initlayer): mount points and files the runtime puts in every container.
+    /// They are not the container's changes, so <c>docker diff</c> does not list them.
+    /// </summary>
+    private static readonly HashSet<string> InitLayerPaths = new(StringComparer.Ordinal)
+    {
+        "/dev", "/dev/pts", "/dev/shm", "/dev/console", "/dev/mqueue", "/proc", "/sys", "/.dockerenv",
+        "/etc/resolv.conf", "/etc/hosts", "/etc/hostname", "/etc/mtab",
+    };
+
+    /// <summary>
+    /// The changes without the runtime's own mount points, as dockerd reports them against its init layer: those paths,
+    /// what lies beneath <c>/dev</c>, <c>/proc</c> and <c>/sys</c>, and a directory (<c>/etc</c>) listed only because it
+    /// holds them.
+    /// </summary>
+    public static IReadOnlyList<LayerChange> WithoutInitLayer(IReadOnlyList<LayerChange> changes)
+    {
+        static bool Hidden(string path) =>
+            InitLayerPaths.Contains(path) || path.StartsWith("/dev/", StringComparison.Ordinal) ||
+            path.StartsWith("/proc/", StringComparison.Ordinal) || path.StartsWith("/sys/", StringComparison.Ordinal);
+        var kept = changes.Where(c => !Hidden(c.Path)).ToList();
+        var holders = InitLayerPaths.Select(p => p[..p.LastIndexOf('/')]).Where(p => p.Length > 0).ToHashSet(StringComparer.Ordinal);
+        return kept.Where(c => c.Kind == ChangeKind.Deleted || !holders.Contains(c.Path) ||
+            kept.Any(other => other.Path.StartsWith(c.Path + "/", StringComparison.Ordinal))).ToList();
+    }
+
     /// <summary>The topmost layer that has the path decides: a whiteout there hides it.</summary>
     private static bool ExistsInImage(IReadOnlyList<string> lowersTopFirst, string containerPath)
     {

@@ -51,6 +51,80 @@ public class ContainerStreamsSpec(RunningFlotilla flotilla) : IClassFixture<Runn
 
     private DockerClient Client() => new DockerClientConfiguration(new Uri($"tcp://127.0.0.1:{flotilla.DockerPort}")).CreateClient();
 
+    [Theory]
+    [InlineData("127", "no such file or directory", new[] { "/nonexistent" })]
+    [InlineData("125", "unable to find user nosuchuser: no matching entries in passwd file", new[] { "--user", "nosuchuser", "true" })]
+    public async Task Docker_run_rm_of_a_container_that_cannot_start_prints_the_error_exits_at_once_and_leaves_nothing(string exitCode, string message, string[] args)
+    {
+        var name = "rm-start-fails-" + exitCode;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        // As the CLI runs it in a terminal: attached to stdout and stderr, waiting for the removal.
+        var result = await ProcessRunner.RunAsync(RunningFlotilla.DockerCli,
+            ["-H", $"tcp://127.0.0.1:{flotilla.DockerPort}", "run", "--rm", "--name", name, .. args.Length > 1 ? args[..^1] : [], Image, args[^1]],
+            TimeSpan.FromSeconds(20), Env);
+        clock.Stop();
+        Assert.True(result.ExitCode.ToString() == exitCode, $"exit {result.ExitCode} after {clock.ElapsedMilliseconds} ms: {result}");
+        Assert.Contains(message, result.Stderr);
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(5), $"took {clock.ElapsedMilliseconds} ms");
+        Assert.Equal("", (await DockerOk("ps", "-aq", "--filter", $"name={name}")).Trim());
+    }
+
+    [Fact]
+    public async Task Docker_run_on_a_network_that_does_not_exist_says_so_and_pulls_nothing()
+    {
+        var result = await flotilla.RunDockerAsync("run", "--name", "on-missing-net", "--network", "nosuchnet", Image, "true");
+        Assert.Equal(125, result.ExitCode);
+        Assert.Contains("network nosuchnet not found", result.Stderr);
+        Assert.DoesNotContain("Unable to find image", result.Stderr);
+        // As dockerd: the create succeeded, the start failed.
+        Assert.Contains("Created", await DockerOk("ps", "-a", "--filter", "name=on-missing-net", "--format", "{{.Status}}"));
+        await DockerOk("rm", "on-missing-net");
+    }
+
+    [Fact]
+    public async Task Docker_diff_lists_the_containers_changes_not_the_runtimes_mount_points()
+    {
+        await RunningContainer("differ");
+        await DockerOk("exec", "differ", "touch", "/tmp/made-here");
+        var lines = (await DockerOk("diff", "differ")).Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(["C /tmp", "A /tmp/made-here"], lines);
+        await DockerOk("rm", "-f", "differ");
+    }
+
+    [Fact]
+    public async Task Events_are_one_chunk_each_with_their_newline()
+    {
+        var since = DateTimeOffset.UtcNow.AddSeconds(-1).ToUnixTimeSeconds();
+        await DockerOk("create", "--name", "chunky", Image, "true");
+        await DockerOk("rm", "chunky");
+        var until = DateTimeOffset.UtcNow.AddSeconds(1).ToUnixTimeSeconds();
+        await Task.Delay(1100);
+        using var client = new System.Net.Sockets.TcpClient();
+        await client.ConnectAsync("127.0.0.1", flotilla.DockerPort);
+        var stream = client.GetStream();
+        await stream.WriteAsync(Encoding.ASCII.GetBytes($"GET /v1.51/events?since={since}&until={until} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"));
+        using var all = new MemoryStream();
+        await stream.CopyToAsync(all, new CancellationTokenSource(TimeSpan.FromSeconds(20)).Token);
+        var text = Encoding.UTF8.GetString(all.ToArray());
+        var body = text[(text.IndexOf("\r\n\r\n", StringComparison.Ordinal) + 4)..];
+        Assert.Contains("Transfer-Encoding: chunked", text);
+        var chunks = new List<string>();
+        while (true)
+        {
+            var lineEnd = body.IndexOf("\r\n", StringComparison.Ordinal);
+            var size = Convert.ToInt32(body[..lineEnd], 16);
+            if (size == 0) break;
+            chunks.Add(body.Substring(lineEnd + 2, size));
+            body = body[(lineEnd + 2 + size + 2)..];
+        }
+        Assert.True(chunks.Count >= 2, text);
+        foreach (var chunk in chunks)
+        {
+            Assert.EndsWith("\n", chunk);
+            Assert.Equal(JsonValueKind.Object, JsonDocument.Parse(chunk).RootElement.ValueKind);
+        }
+    }
+
     [Fact]
     public async Task Docker_run_prints_the_output_of_a_fast_echo_every_time()
     {

@@ -222,4 +222,120 @@ public class HijackSpec(FlotillaWithEcho flotilla) : IClassFixture<FlotillaWithE
         using var response = await flotilla.Docker.PostAsync("v1.51/containers/abc/nothing", new StringContent("{}", System.Text.Encoding.UTF8, "application/json"));
         Assert.Equal(System.Net.HttpStatusCode.NotFound, response.StatusCode);
     }
+
+    /// <summary>Reads one ordinary response (head and Content-Length body) and nothing more.</summary>
+    private static async Task<string> ReadOneResponseAsync(Stream stream)
+    {
+        var bytes = new List<byte>();
+        var one = new byte[1];
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        while (!Encoding.Latin1.GetString(bytes.ToArray()).EndsWith("\r\n\r\n", StringComparison.Ordinal))
+        {
+            Assert.Equal(1, await stream.ReadAsync(one, cts.Token));
+            bytes.Add(one[0]);
+        }
+        var head = Encoding.Latin1.GetString(bytes.ToArray());
+        var lengthLine = head.Split("\r\n").SingleOrDefault(l => l.StartsWith("Content-Length:", StringComparison.OrdinalIgnoreCase));
+        if (lengthLine is null)
+        {
+            // Chunked: up to the last chunk (the bodies here hold no "0\r\n\r\n" of their own).
+            while (!Encoding.Latin1.GetString(bytes.ToArray()).EndsWith("\r\n0\r\n\r\n", StringComparison.Ordinal))
+            {
+                Assert.Equal(1, await stream.ReadAsync(one, cts.Token));
+                bytes.Add(one[0]);
+            }
+            return Encoding.UTF8.GetString(bytes.ToArray());
+        }
+        var body = new byte[int.Parse(lengthLine["Content-Length:".Length..].Trim())];
+        await stream.ReadExactlyAsync(body, cts.Token);
+        return head + Encoding.UTF8.GetString(body);
+    }
+
+    private static string ExecStartRequest(string id, string body) =>
+        $"POST /v1.51/exec/{id}/start HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n" +
+        $"Connection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: {body.Length}\r\n\r\n{body}";
+
+    private static async Task AssertEchoedAsync(Stream stream, string body, string stdin)
+    {
+        var (head, frames) = Parse(await ReadToEndAsync(stream));
+        Assert.StartsWith("HTTP/1.1 101 UPGRADED", head);
+        Assert.Equal($"body={body}\n", frames[0].Text);
+        Assert.Equal(stdin, string.Concat(frames.Skip(1).Where(f => f.Stream == 1).Select(f => f.Text)));
+        Assert.Equal(((byte)2, "stdin closed\n"), frames[^1]);
+    }
+
+    [Fact]
+    public async Task Exec_start_after_other_requests_on_the_same_connection_is_upgraded()
+    {
+        await using var stream = await ConnectAsync();
+        await stream.WriteAsync("GET /_ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"u8.ToArray());
+        Assert.EndsWith("OK", await ReadOneResponseAsync(stream));
+        await stream.WriteAsync("GET /v1.51/version HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"u8.ToArray());
+        Assert.Contains("\"ApiVersion\"", await ReadOneResponseAsync(stream));
+
+        const string body = "{\"Detach\":false,\"Tty\":false}";
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(ExecStartRequest("echo-reused", body) + "in one "));
+        await Task.Delay(100);
+        await stream.WriteAsync("piece"u8.ToArray());
+        await Task.Delay(100);
+        stream.Socket.Shutdown(SocketShutdown.Send);
+        await AssertEchoedAsync(stream, body, "in one piece");
+    }
+
+    [Fact]
+    public async Task Pipelined_requests_then_an_exec_start_with_its_stdin_in_one_write_are_answered_in_order()
+    {
+        await using var stream = await ConnectAsync();
+        const string body = "{}";
+        var all = "GET /_ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" +
+            "POST /v1.51/containers/abc/nothing HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}" +
+            ExecStartRequest("echo-pipelined", body) + "stdin already buffered";
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(all));
+        var ping = await ReadOneResponseAsync(stream);
+        Assert.StartsWith("HTTP/1.1 200 OK", ping);
+        Assert.StartsWith("HTTP/1.1 404", await ReadOneResponseAsync(stream));
+        await Task.Delay(100);
+        stream.Socket.Shutdown(SocketShutdown.Send);
+        await AssertEchoedAsync(stream, body, "stdin already buffered");
+    }
+
+    [Fact]
+    public async Task Exec_start_on_a_reused_unix_socket_connection_is_upgraded()
+    {
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await socket.ConnectAsync(new UnixDomainSocketEndPoint(flotilla.DockerSocket));
+        await using var stream = new NetworkStream(socket, ownsSocket: false);
+        await stream.WriteAsync("GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n"u8.ToArray());
+        Assert.EndsWith("OK", await ReadOneResponseAsync(stream));
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(ExecStartRequest("echo-unix", "{}") + "over the socket"));
+        await Task.Delay(100);
+        socket.Shutdown(SocketShutdown.Send);
+        await AssertEchoedAsync(stream, "{}", "over the socket");
+    }
+
+    [Fact]
+    public async Task Attach_on_a_reused_connection_reaches_the_attach_handler()
+    {
+        await using var stream = await ConnectAsync();
+        await stream.WriteAsync("GET /_ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"u8.ToArray());
+        Assert.EndsWith("OK", await ReadOneResponseAsync(stream));
+        await stream.WriteAsync("POST /v1.51/containers/nope/attach?stream=1&stdout=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"u8.ToArray());
+        var text = Encoding.UTF8.GetString(await ReadToEndAsync(stream));
+        Assert.StartsWith("HTTP/1.1 404", text);
+        Assert.EndsWith("{\"message\":\"No such container: nope\"}", text);
+    }
+
+    [Fact]
+    public async Task A_detached_exec_start_on_a_reused_connection_stays_an_ordinary_request()
+    {
+        // Detach: no stream, so Kestrel answers and the connection stays open for the next request.
+        await using var stream = await ConnectAsync();
+        await stream.WriteAsync("GET /_ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"u8.ToArray());
+        Assert.EndsWith("OK", await ReadOneResponseAsync(stream));
+        const string body = "{\"Detach\":true}";
+        await stream.WriteAsync(Encoding.ASCII.GetBytes($"POST /v1.51/exec/nope/start HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {body.Length}\r\n\r\n{body}"));
+        Assert.StartsWith("HTTP/1.1 404", await ReadOneResponseAsync(stream));
+        await stream.WriteAsync("GET /_ping HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"u8.ToArray());
+        Assert.EndsWith("OK", await ReadOneResponseAsync(stream));
+    }
 }
