@@ -271,12 +271,9 @@ public static class ContainerCreateRequest
         if (!destination.StartsWith('/')) throw Invalid($"invalid volume specification: '{bind}': invalid mount config: mount path must be absolute");
         if (destination == "/") throw Invalid($"invalid volume specification: '{bind}': invalid mount config: destination can't be '/'");
         var readOnly = mode.Split(',').Contains("ro");
-        if (source.StartsWith('/'))
-        {
-            if (!Directory.Exists(source) && !File.Exists(source))
-                Directory.CreateDirectory(source); // Docker creates a missing bind source directory.
-            return new ContainerMount("bind", source, destination, readOnly, null);
-        }
+        // A missing bind source directory is made, as Docker does, by the node that runs the container when it starts
+        // (NodeContainerRuntime): never here, where the request came in.
+        if (source.StartsWith('/')) return new ContainerMount("bind", source, destination, readOnly, null);
         if (!Cluster.Containers.ContainerNames.IsValid(source))
             throw Invalid($"create {source}: \"{source}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path");
         return volumeMount(source) with { Destination = destination, ReadOnly = readOnly };
