@@ -81,7 +81,7 @@ public sealed class ClusterQueries(IDocumentStore store)
         const string columns = """
             data ->> 'ContainerId', data ->> 'Node', data ->> 'Desired', data ->> 'Status',
             (data ->> 'Memory')::bigint, (data ->> 'NanoCpus')::bigint, data ->> 'RestartPolicy',
-            (SELECT string_agg(m ->> 'VolumeName', ',') FROM jsonb_array_elements(coalesce(data -> 'Mounts', '[]'::jsonb)) m
+            (SELECT string_agg(m ->> 'VolumeName', ',') FROM jsonb_array_elements(CASE WHEN jsonb_typeof(data -> 'Mounts') = 'array' THEN data -> 'Mounts' ELSE '[]'::jsonb END) m
              WHERE m ->> 'Type' = 'volume' AND m ->> 'VolumeName' IS NOT NULL),
             data -> 'Labels' ->> 'flotilla.volume.move'
             """;
