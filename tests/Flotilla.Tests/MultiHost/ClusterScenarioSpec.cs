@@ -368,13 +368,15 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
             int? killed = null;
             try
             {
-                // Created through the gateway: recorded on a node the scheduler picked, nothing in the gateway's data dir.
-                var created = await cluster.DockerAsync("volume", "create", "--label", "purpose=test", volume);
+                // Created through the gateway on h2 (not h1: h1 is the first seed, and restarted alone under load it can form a
+                // cluster of its own), recorded there, nothing in the gateway's data dir. The scheduler's choice: VolumeCommandsSpec.
+                var created = await cluster.DockerAsync("volume", "create", "--label", "purpose=test", "--opt", "node=h2", volume);
                 Assert.True(created.ExitCode == 0, created.ToString());
                 var inspect = await cluster.DockerAsync("volume", "inspect", "-f", "{{.Status.Node}}|{{.Mountpoint}}|{{.Labels.purpose}}", volume);
                 Assert.True(inspect.ExitCode == 0, inspect.ToString());
                 var fields = inspect.Stdout.Trim().Split('|');
-                var home = cluster.Hosts.Single(h => h.Name == fields[0]);
+                var home = cluster.Host(2);
+                Assert.Equal(home.Name, fields[0]);
                 Assert.Equal(Path.Combine(cluster.Root, home.Name, "volumes", volume, "_data"), fields[1]);
                 Assert.Equal("test", fields[2]);
                 Assert.False(Directory.Exists(Path.Combine(cluster.Root, "gw", "volumes")), "the gateway keeps no volume");
