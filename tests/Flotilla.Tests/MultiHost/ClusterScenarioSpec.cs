@@ -366,6 +366,7 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
             var volume = $"vol-{Guid.NewGuid():N}"[..16];
             var ids = new List<string>();
             int? killed = null;
+            (NetnsHost Host, string Path)? bindSource = null;
             try
             {
                 // Created through the gateway on h2 (not h1: h1 is the first seed, and restarted alone under load it can form a
@@ -401,6 +402,7 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
                 // A missing bind source is made on the container's node at start, not where the request came in.
                 var other = cluster.Hosts.First(h => h != home);
                 var source = Path.Combine(cluster.Root, $"bind-{Guid.NewGuid():N}"[..13]);
+                bindSource = (other, source);
                 var bound = await RunOneAsync(cluster, "-e", $"constraint:node=={other.Name}", "-v", $"{source}:/b");
                 ids.Add(bound);
                 Assert.Equal(0, (await other.ExecAsync("test", "-d", source)).ExitCode);
@@ -430,6 +432,8 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
             finally
             {
                 await RemoveAsync(cluster, ids);
+                // The host's file view shows only its own data dir (the file-view spec checks): take the bind source away.
+                if (bindSource is { } made && made.Host.IsRunning) await made.Host.ExecAsync("rm", "-rf", made.Path);
                 if (killed is { } index)
                 {
                     await cluster.RestartHostAsync(index);
