@@ -139,7 +139,8 @@ public static class FlotillaProcess
             LogLevel = settings.LogLevel,
         };
         var self = new NodeDescription(settings.NodeName, facts.Hostname, cluster.Roles, facts.Cpus, facts.MemoryBytes, facts.Kernel,
-            settings.IsNode ? facts.OciRuntime : "none", cluster.Labels, RegisteredEndpoint(settings));
+            settings.IsNode ? facts.OciRuntime : "none", cluster.Labels, RegisteredEndpoint(settings),
+            settings.IsNode ? VolumeStore.RootOf(settings.DataRoot) : "");
 
         var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.UseFlotillaConsole(settings.LogLevel);
@@ -164,7 +165,8 @@ public static class FlotillaProcess
         var images = new NodeImageStore(settings.DataRoot);
         builder.Services.AddSingleton(images);
         builder.Services.AddSingleton(new ImageDistribution(images, new RegistryClientOptions { InsecureRegistries = settings.InsecureRegistries }));
-        builder.Services.AddSingleton(new VolumeStore(settings.DataRoot));
+        // Volumes live on nodes only: a gateway keeps none (see VolumeEndpoints).
+        if (settings.IsNode) builder.Services.AddSingleton(new VolumeStore(settings.DataRoot));
         // The registry's own content store: image GC and registry GC never see each other's blobs.
         // FLOTILLA_REGISTRY_FSYNC=0 publishes blobs without fsync, as distribution does (faster pushes; a
         // power cut, not a crash, may then leave a published blob short).

@@ -70,14 +70,16 @@ public sealed class ContainerService(IDocumentStore store, IRequiredActor<Contai
     private static readonly TimeSpan EntityReadTimeout = TimeSpan.FromMilliseconds(750);
 
     /// <summary>Creates a container on the node the scheduler picks (constraints and reservations from the definition).</summary>
+    /// <param name="constraints">Placement constraints the request implies besides its own (the node its volumes live on).</param>
     public async Task<(string Id, PlacementDecision Placement)> CreateScheduledAsync(string? name, ContainerDefinition definition, RequestOrigin origin,
-        CancellationToken cancellationToken = default)
+        CancellationToken cancellationToken = default, IReadOnlyList<string>? constraints = null)
     {
         var random = string.IsNullOrEmpty(name);
         if (!random && !ContainerNames.IsValid(name!))
             throw new OperationRejectedException(RejectionCode.InvalidArgument, $"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
         var id = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32));
         var (request, cleaned) = Scheduling.PlacementRequest.From(definition);
+        if (constraints is { Count: > 0 }) request = request with { Constraints = [.. request.Constraints, .. constraints] };
         var decision = await placement.PlaceAsync(id, request, cancellationToken);
         // No read of the names first: the store's unique index on the name is the check (see FlotillaStore).
         for (var attempt = 0; ; attempt++)

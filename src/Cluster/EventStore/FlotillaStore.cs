@@ -43,6 +43,8 @@ public static class FlotillaStore
         foreach (var index in Audit.AuditQuery.IndexNames) opts.Events.IgnoreIndex(index);
 
         opts.Events.AddEventType<NodeJoined>();
+        opts.Events.AddEventType<Contracts.Volumes.VolumeCreated>();
+        opts.Events.AddEventType<Contracts.Volumes.VolumeRemoved>();
         opts.Events.AddEventType<NodeLeft>();
         opts.Events.AddEventType<NodeDrained>();
         opts.Events.AddEventType<NodeActivated>();
@@ -94,6 +96,7 @@ public static class FlotillaStore
         opts.Projections.Add<RegistryUserViewProjection>(ProjectionLifecycle.Inline);
         // Keep Projections (below) in step: `flotilla replay` rebuilds exactly those.
         opts.Projections.Add<RepositoryViewProjection>(ProjectionLifecycle.Inline);
+        opts.Projections.Add<Volumes.VolumeViewProjection>(ProjectionLifecycle.Inline);
         // Name resolution looks images up by id prefix and by reference.
         opts.Schema.For<ImageView>().Index(x => x.ImageId);
         opts.Schema.For<Audit.AuditCheckpoint>();
@@ -110,7 +113,7 @@ public static class FlotillaStore
     /// <summary>Every read model folded from the events, for <see cref="Audit.ProjectionReplay"/>.</summary>
     public static readonly IReadOnlyList<Type> Projections =
         [typeof(NodeViewProjection), typeof(ContainerViewProjection), typeof(ImageViewProjection), typeof(RegistryUserViewProjection),
-         typeof(RepositoryViewProjection)];
+         typeof(RepositoryViewProjection), typeof(Volumes.VolumeViewProjection)];
 
     /// <summary>A standalone store (CLI tools, benchmarks, tests); the host uses DI instead.</summary>
     public static DocumentStore Create(string connectionString, string schema = DefaultSchema, bool uniqueContainerNames = true) =>

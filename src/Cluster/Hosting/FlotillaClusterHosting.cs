@@ -68,6 +68,8 @@ public static class FlotillaClusterHosting
         services.AddSingleton(sp => new Registry.RegistryUserService(sp.GetRequiredService<Marten.IDocumentStore>(),
             sp.GetRequiredService<IEventJournal>(), options.NodeName));
         services.AddSingleton<Scheduling.PlacementService>();
+        services.AddSingleton(sp => new Volumes.VolumeRegistry(sp.GetRequiredService<Marten.IDocumentStore>(),
+            sp.GetRequiredService<IEventJournal>(), options.NodeName));
         services.AddSingleton<ContainerService>();
         services.AddSingleton<Nodes.NodeService>();
         services.AddSingleton<Nodes.HostLeaseStore>();

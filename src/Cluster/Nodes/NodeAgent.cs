@@ -19,7 +19,8 @@ public sealed record NodeDescription(
     string Kernel,
     string OciRuntime,
     IReadOnlyDictionary<string, string> Labels,
-    string ApiEndpoint = "");
+    string ApiEndpoint = "",
+    string VolumeRoot = "");
 
 /// <summary>
 /// One per node: records <see cref="NodeJoined"/> when the node starts and <see cref="NodeLeft"/>
@@ -77,7 +78,7 @@ public sealed class NodeAgent : ReceiveActor, IWithTimers
         {
             var address = _cluster.SelfAddress.ToString();
             await AppendWithRetryAsync(_self.Name, _ => new NodeJoined(_self.Name, _self.Hostname, address, _self.Roles,
-                _self.Cpus, _self.MemoryBytes, _self.Kernel, _self.OciRuntime, _self.Labels, DateTimeOffset.UtcNow, _self.ApiEndpoint));
+                _self.Cpus, _self.MemoryBytes, _self.Kernel, _self.OciRuntime, _self.Labels, DateTimeOffset.UtcNow, _self.ApiEndpoint, _self.VolumeRoot));
             _log.Info("Node {0} registered at {1} ({2} CPUs, {3} MiB, kernel {4}, runtime {5})", _self.Name, address,
                 _self.Cpus, _self.MemoryBytes / (1024 * 1024), _self.Kernel, _self.OciRuntime);
         });

@@ -12,6 +12,8 @@ public sealed class NodeView
     public string Address { get; set; } = "";
     /// <summary>The node's HTTP listener (<c>host:port</c>): Docker API for its containers and peer blobs.</summary>
     public string ApiEndpoint { get; set; } = "";
+    /// <summary>Where its local volumes live (<c>&lt;data&gt;/volumes</c>); empty on a gateway.</summary>
+    public string VolumeRoot { get; set; } = "";
     public List<string> Roles { get; set; } = [];
     public int Cpus { get; set; }
     public long MemoryBytes { get; set; }
@@ -73,6 +75,7 @@ public sealed class NodeViewProjection : SingleStreamProjection<NodeView, string
         view.Hostname = e.Hostname;
         view.Address = e.Address;
         view.ApiEndpoint = e.ApiEndpoint;
+        view.VolumeRoot = e.VolumeRoot;
         view.Roles = [.. e.Roles];
         view.Cpus = e.Cpus;
         view.MemoryBytes = e.MemoryBytes;

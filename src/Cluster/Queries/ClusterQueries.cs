@@ -19,6 +19,10 @@ public sealed class PlacedContainer
     public long Memory { get; set; }
     public long NanoCpus { get; set; }
     public RestartPolicyName RestartPolicy { get; set; }
+    /// <summary>The local volumes it uses: they live on <see cref="Node"/>, so failover does not move it elsewhere.</summary>
+    public IReadOnlyList<string> Volumes { get; set; } = [];
+    /// <summary>Labelled <see cref="Volumes.VolumeRegistry.MoveWithoutVolumesLabel"/><c>=true</c>: it may move without its volumes.</summary>
+    public bool MovesWithoutVolumes { get; set; }
 }
 
 /// <summary>
@@ -77,7 +81,10 @@ public sealed class ClusterQueries(IDocumentStore store)
         var table = store.Options.FindOrResolveDocumentType(typeof(ContainerView)).TableName.QualifiedName;
         const string columns = """
             data ->> 'ContainerId', data ->> 'Node', data ->> 'Desired', data ->> 'Status',
-            (data ->> 'Memory')::bigint, (data ->> 'NanoCpus')::bigint, data ->> 'RestartPolicy'
+            (data ->> 'Memory')::bigint, (data ->> 'NanoCpus')::bigint, data ->> 'RestartPolicy',
+            (SELECT string_agg(m ->> 'VolumeName', ',') FROM jsonb_array_elements(CASE WHEN jsonb_typeof(data -> 'Mounts') = 'array' THEN data -> 'Mounts' ELSE '[]'::jsonb END) m
+             WHERE m ->> 'Type' = 'volume' AND m ->> 'VolumeName' IS NOT NULL),
+            data -> 'Labels' ->> 'flotilla.volume.move'
             """;
         var isPlaced = $"data ->> 'Desired' IN ('{DesiredState.Created}', '{DesiredState.Running}')";
         await using var connection = store.Storage.Database.CreateConnection();
@@ -128,6 +135,8 @@ public sealed class ClusterQueries(IDocumentStore store)
                     Memory = reader.GetInt64(4),
                     NanoCpus = reader.GetInt64(5),
                     RestartPolicy = StoredWords<RestartPolicyName>.Parse(reader.GetString(6)),
+                    Volumes = reader.IsDBNull(7) ? [] : reader.GetString(7).Split(','),
+                    MovesWithoutVolumes = !reader.IsDBNull(8) && reader.GetString(8).Trim().Equals("true", StringComparison.OrdinalIgnoreCase),
                 };
                 if (container.Desired is DesiredState.Created or DesiredState.Running) into[container.ContainerId] = container;
                 else into.Remove(container.ContainerId);

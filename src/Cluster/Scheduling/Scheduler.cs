@@ -54,6 +54,8 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
     /// <summary>Expiries already recorded (node, epoch), and waits already logged.</summary>
     private readonly HashSet<(string Node, long Epoch)> _expiryRecorded = [];
     private readonly HashSet<(string Node, long Epoch)> _waitLogged = [];
+    /// <summary>Containers kept on a drained node for their volumes, already logged.</summary>
+    private readonly HashSet<string> _pinnedLogged = [];
     private readonly IActorRef _containers;
     private readonly string _defaultStrategy;
     private readonly bool _failover;
@@ -357,6 +359,22 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
             var reason = gone
                 ? $"node {c.Node} left the cluster ({node.LeftReason ?? (lease is not null && leaseExpired ? $"its lease epoch {lease.Epoch} expired" : "no longer a member")})"
                 : $"node {c.Node} is drained";
+            if (c.Volumes.Count > 0 && !c.MovesWithoutVolumes)
+            {
+                // Its data is on that node: started elsewhere it would find empty volumes (Swarm does that silently).
+                var pinned = $"it uses the local volume(s) {string.Join(", ", c.Volumes)}, which live on node {c.Node}: it is not moved " +
+                    $"to another node with empty volumes (label {Volumes.VolumeRegistry.MoveWithoutVolumesLabel}=true allows that)";
+                if (gone)
+                {
+                    _log.Warning("scheduler: {0} stays off: {1}; {2}", Short(c.ContainerId), reason, pinned);
+                    Lose(c, $"{reason}; {pinned}");
+                }
+                else if (_pinnedLogged.Add(c.ContainerId))
+                {
+                    _log.Warning("scheduler: {0} stays on drained node {1}: {2}", Short(c.ContainerId), c.Node, pinned);
+                }
+                continue;
+            }
             if (c.RestartPolicy == RestartPolicyName.No && gone)
             {
                 Lose(c, reason + "; restart policy 'no' keeps it off other nodes");

@@ -19,6 +19,7 @@ public interface INodeEvent : IFlotillaMessage
 /// <summary>
 /// A host started and registered itself with its capacity. <paramref name="ApiEndpoint"/> is the
 /// <c>host:port</c> of its HTTP listener (Docker API for its own containers, peer blob endpoints); empty when none.
+/// <paramref name="VolumeRoot"/>: the directory its local volumes live in (<c>&lt;data&gt;/volumes</c>); empty on a gateway.
 /// </summary>
 [MessagePackObject(true)]
 public sealed record NodeJoined(
@@ -32,7 +33,8 @@ public sealed record NodeJoined(
     string OciRuntime,
     IReadOnlyDictionary<string, string> Labels,
     DateTimeOffset At,
-    string ApiEndpoint = "") : INodeEvent;
+    string ApiEndpoint = "",
+    string VolumeRoot = "") : INodeEvent;
 
 /// <summary>A host left the cluster: a graceful stop, or removed by the cluster.</summary>
 [MessagePackObject(true)]

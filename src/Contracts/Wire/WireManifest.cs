@@ -102,6 +102,8 @@ public static class WireManifest
         (typeof(HostLeaseAcquired), "n.lease"),
         (typeof(HostLeaseExpired), "n.lease-expired"),
         (typeof(ContainersFenced), "n.fenced"),
+        (typeof(Volumes.VolumeCreated), "v.created"),
+        (typeof(Volumes.VolumeRemoved), "v.removed"),
         (typeof(RecordImageReplica), "i.replicate"),
         (typeof(ImageReplicated), "i.replicated"),
         (typeof(ContainerHealthChanged), "c.health"),

@@ -375,12 +375,9 @@ public static class ContainerCreateRequest
         var readOnly = mode.Split(',').Contains("ro");
         var propagation = mode.Split(',').LastOrDefault(m => m.EndsWith("private", StringComparison.Ordinal) ||
                                                             m.EndsWith("shared", StringComparison.Ordinal) || m.EndsWith("slave", StringComparison.Ordinal)) ?? "";
-        if (source.StartsWith('/'))
-        {
-            if (!Directory.Exists(source) && !File.Exists(source))
-                Directory.CreateDirectory(source); // Docker creates a missing bind source directory.
-            return new ContainerMount("bind", source, destination, readOnly, null) { Propagation = propagation };
-        }
+        // A missing bind source directory is made, as Docker does, by the node that runs the container when it starts
+        // (NodeContainerRuntime): never here, where the request came in.
+        if (source.StartsWith('/')) return new ContainerMount("bind", source, destination, readOnly, null) { Propagation = propagation };
         if (propagation.Length > 0) throw Invalid($"invalid volume specification: '{bind}': propagation applies to bind mounts only");
         if (!Cluster.Containers.ContainerNames.IsValid(source))
             throw Invalid($"create {source}: \"{source}\" includes invalid characters for a local volume name, only \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host directory, use absolute path");

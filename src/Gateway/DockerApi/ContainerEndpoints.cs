@@ -106,11 +106,33 @@ public static class ContainerEndpoints
             ?? throw new OperationRejectedException(RejectionCode.NotFound,
                 $"No such image: {(normalized is null ? imageText : ImageReference.Parse(normalized).FamiliarString)}");
 
-        var volumes = context.RequestServices.GetRequiredService<VolumeStore>();
-        var definition = ContainerCreateRequest.Build(body, image, imageText,
-            name => new ContainerMount("volume", volumes.Ensure(name), "", false, name));
-        var (id, _) = await Containers(context).CreateScheduledAsync(context.Request.Query["name"].ToString(), definition,
-            Origin(context), context.RequestAborted);
+        // A volume has no path here: the node that runs the container resolves it in its own data directory at start.
+        var volumeNames = new List<string>();
+        var definition = ContainerCreateRequest.Build(body, image, imageText, name =>
+        {
+            volumeNames.Add(name);
+            return new ContainerMount("volume", "", "", false, name);
+        });
+        var registry = context.RequestServices.GetRequiredService<Cluster.Volumes.VolumeRegistry>();
+        var (constraints, home, newVolumes) = await VolumePlacement.ResolveAsync(registry, volumeNames, context.RequestAborted);
+        string id;
+        PlacementDecision placed;
+        try
+        {
+            (id, placed) = await Containers(context).CreateScheduledAsync(context.Request.Query["name"].ToString(), definition,
+                Origin(context), context.RequestAborted, constraints);
+        }
+        catch (OperationRejectedException e) when (home is not null && e.Code == RejectionCode.Internal)
+        {
+            throw new OperationRejectedException(e.Code, $"its volumes live on node {home}, which takes no container now: {e.Message}");
+        }
+        if (await VolumePlacement.RecordAsync(registry, newVolumes, placed.Node, id, Origin(context), context.RequestAborted) is { } lost)
+        {
+            await Containers(context).SendAsync(new RemoveContainer(id, true, Origin(context)));
+            throw new OperationRejectedException(RejectionCode.Conflict, lost);
+        }
+        if (context.RequestServices.GetRequiredService<NodeForwarder>().IsLocal(placed.Node))
+            foreach (var name in newVolumes) context.RequestServices.GetService<VolumeStore>()?.Ensure(name);
         // An rmi that raced this create: it found no container, then removed the image and ran the image GC. Either the
         // GC read this container (its layers are kept) or this read sees the image gone (both sides write, then read the
         // other's write): then the container goes, as if the create had come second.
@@ -155,10 +177,9 @@ public static class ContainerEndpoints
         await Containers(context).SendAsync(new RemoveContainer(container.ContainerId, Flag(context, "force"), Origin(context)));
         if (Flag(context, "v"))
         {
-            // Anonymous volumes (64-hex names) go with the container; named ones stay, as in Docker.
-            var volumes = context.RequestServices.GetRequiredService<VolumeStore>();
+            // Anonymous volumes (64-hex names) go with the container, on the node that holds them; named ones stay, as in Docker.
             foreach (var m in container.Mounts.Where(m => m.VolumeName is { Length: 64 }))
-                volumes.Remove(m.VolumeName!);
+                await VolumeEndpoints.RemoveWhereItLivesAsync(context, m.VolumeName!);
         }
         context.Response.StatusCode = StatusCodes.Status204NoContent;
     });
@@ -225,6 +246,8 @@ public static class ContainerEndpoints
             : [];
         // Only this node's containers have their writable layer here; others report none (as before placement existed).
         long? SizeRw(ContainerView c) => withSize && forwarder.IsLocal(c.Node) && runtime?.Images.Snapshots.UpperOf(c.ContainerId) is { } upper ? DirectorySize(upper) : withSize ? 0 : null;
+        var volumeRoots = (await context.RequestServices.GetRequiredService<Cluster.Queries.ClusterQueries>().NodesAsync(context.RequestAborted))
+            .ToDictionary(n => n.Name, n => n.VolumeRoot);
         await JsonReply.WriteAsync(context, list.Select(c => new
         {
             Id = c.ContainerId,
@@ -239,7 +262,7 @@ public static class ContainerEndpoints
             Status = StatusText(c, now),
             HostConfig = new { NetworkMode = c.NetworkMode },
             NetworkSettings = new { Networks = new Dictionary<string, object>() },
-            Mounts = c.Mounts.Select(MountJson).ToArray(),
+            Mounts = c.Mounts.Select(m => MountJson(m, volumeRoots.GetValueOrDefault(c.Node))).ToArray(),
             SizeRw = SizeRw(c),
             SizeRootFs = withSize ? SizeRw(c) + imageSizes.GetValueOrDefault(c.ImageId) : null,
             Node = c.Node,
@@ -292,11 +315,14 @@ public static class ContainerEndpoints
         return $"{hours / 24 / 365} years";
     }
 
-    private static object MountJson(ContainerMount m) => new
+    /// <param name="volumeRoot">The volume directory of the container's node: a volume's source is there (<c>NodeJoined.VolumeRoot</c>).</param>
+    private static object MountJson(ContainerMount m, string? volumeRoot) => new
     {
         Type = m.Type,
         Name = m.VolumeName,
-        Source = m.Source,
+        Source = m is { Type: "volume", Source.Length: 0, VolumeName: { } volume } && volumeRoot is { Length: > 0 }
+            ? VolumeStore.MountpointUnder(volumeRoot, volume)
+            : m.Source,
         Destination = m.Destination,
         Driver = m.Type == "volume" ? "local" : null,
         Mode = m.ReadOnly ? "ro" : "",
@@ -360,6 +386,8 @@ public static class ContainerEndpoints
         }, JsonReply.Docker)!.AsObject();
         if (s.Health is null) state.Remove("Health");
 
+        var node = (await context.RequestServices.GetRequiredService<Cluster.Queries.ClusterQueries>().NodesAsync(context.RequestAborted))
+            .FirstOrDefault(n => n.Name == s.Node);
         await JsonReply.WriteAsync(context, new
         {
             Id = s.ContainerId,
@@ -391,7 +419,7 @@ public static class ContainerEndpoints
                     ["WorkDir"] = Path.Combine(Path.GetDirectoryName(upper)!, "work"),
                 },
             },
-            Mounts = d.Mounts.Select(MountJson).ToArray(),
+            Mounts = d.Mounts.Select(m => MountJson(m, node?.VolumeRoot)).ToArray(),
             Config = config,
             NetworkSettings = new
             {
@@ -403,8 +431,7 @@ public static class ContainerEndpoints
                 Networks = new Dictionary<string, object>(),
             },
             // Swarm classic's section (ID, IP, Addr, Name, Cpus, Memory, Labels) plus which run it is.
-            Node = NodeSection(s, (await context.RequestServices.GetRequiredService<Cluster.Queries.ClusterQueries>().NodesAsync(context.RequestAborted))
-                .FirstOrDefault(n => n.Name == s.Node)),
+            Node = NodeSection(s, node),
         });
     });
 

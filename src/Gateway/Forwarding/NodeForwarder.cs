@@ -204,6 +204,30 @@ public sealed class NodeForwarder : IDisposable
         }
     }
 
+    /// <summary>
+    /// <c>DELETE /volumes/{name}</c> on the node that holds the volume (removed with its container, or pruned, through
+    /// this process): the data is there. True when the node removed it or had none; false when it refused or is unreachable.
+    /// </summary>
+    public async Task<bool> RemoveVolumeOnAsync(string node, string name, RequestOrigin origin, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var endpoint = await EndpointOfAsync(node, cancellationToken);
+            using var request = new HttpRequestMessage(HttpMethod.Delete, ClusterEndpoint.Parse(endpoint).Uri($"/volumes/{Uri.EscapeDataString(name)}"));
+            request.Headers.TryAddWithoutValidation(ForwardedHeader, _info.NodeName);
+            request.Headers.TryAddWithoutValidation(CallerIdentity.ForwardedForHeader, origin.User);
+            request.Headers.TryAddWithoutValidation(DockerApiMiddleware.CorrelationHeader, origin.CorrelationId);
+            using var response = await _client.SendAsync(request, cancellationToken);
+            return response.IsSuccessStatusCode || response.StatusCode == HttpStatusCode.NotFound;
+        }
+        catch (Exception e) when (e is HttpRequestException or OperationRejectedException or IOException ||
+                                  (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+        {
+            _logger.LogInformation("removing volume {Volume} on node {Node}: {Message}", name, node, e.Message);
+            return false;
+        }
+    }
+
     private void PruneRemoteExecs()
     {
         var cutoff = DateTimeOffset.UtcNow - KeepRemoteExec;

@@ -4,6 +4,7 @@ using Flotilla.Contracts.Containers;
 using Flotilla.NodeRuntime.Images;
 using Flotilla.NodeRuntime.Oci;
 using Flotilla.NodeRuntime.Storage;
+using Flotilla.NodeRuntime.Volumes;
 
 namespace Flotilla.NodeRuntime.Containers;
 
@@ -20,6 +21,7 @@ public sealed class NodeContainerRuntime
     public NodeContainerRuntime(string dataRoot, NodeImageStore images, ConmonMonitor monitor, IImageContentSource? contentSource = null)
     {
         _root = Path.Combine(dataRoot, "ctr");
+        Volumes = new VolumeStore(dataRoot);
         Host.DataRootPermissions.EnsurePrivate(_root);
         Images = images;
         Monitor = monitor;
@@ -27,6 +29,20 @@ public sealed class NodeContainerRuntime
     }
 
     public NodeImageStore Images { get; }
+
+    /// <summary>This node's local volumes: a container's volume mounts resolve here, whatever path its definition holds.</summary>
+    public VolumeStore Volumes { get; }
+
+    /// <summary>
+    /// The path on this host a mount binds: a volume's directory here (made if missing: the first container that uses
+    /// it on this node creates it), or a bind source, whose missing directory is made as Docker does.
+    /// </summary>
+    private string HostPathOf(ContainerMount mount)
+    {
+        if (mount is { Type: "volume", VolumeName: { } volume }) return Volumes.Ensure(volume);
+        if (mount.Type == "bind" && !Directory.Exists(mount.Source) && !File.Exists(mount.Source)) Directory.CreateDirectory(mount.Source);
+        return mount.Source;
+    }
     public ConmonMonitor Monitor { get; }
     public IImageContentSource? ContentSource { get; }
 
@@ -146,7 +162,7 @@ public sealed class NodeContainerRuntime
             Tty = definition.Tty,
             OpenStdin = definition.OpenStdin,
             StdinOnce = definition.StdinOnce,
-            Binds = definition.Mounts.Select(m => new BindMount(m.Source, m.Destination, m.ReadOnly) { Propagation = m.Propagation is { Length: > 0 } p ? p : "rprivate" }).ToList(),
+            Binds = definition.Mounts.Select(m => new BindMount(HostPathOf(m), m.Destination, m.ReadOnly) { Propagation = m.Propagation is { Length: > 0 } p ? p : "rprivate" }).ToList(),
             Memory = definition.Memory,
             NanoCpus = definition.NanoCpus,
             CpuShares = definition.CpuShares,

@@ -355,6 +355,95 @@ public sealed class ClusterScenarioSpec(ThreeHostCluster fixture, ITestOutputHel
         });
     }
 
+    [SkippableFact]
+    public async Task A_volume_lives_on_its_node_its_containers_stay_with_it_and_a_dead_node_keeps_them_with_the_reason_shown()
+    {
+        var cluster = fixture.Require();
+        await Reported(cluster, async () =>
+        {
+            await AllReadyAsync(cluster);
+            await fixture.ImportImageAsync();
+            var volume = $"vol-{Guid.NewGuid():N}"[..16];
+            var ids = new List<string>();
+            int? killed = null;
+            (NetnsHost Host, string Path)? bindSource = null;
+            try
+            {
+                // Created through the gateway on h2 (not h1: h1 is the first seed, and restarted alone under load it can form a
+                // cluster of its own), recorded there, nothing in the gateway's data dir. The scheduler's choice: VolumeCommandsSpec.
+                var created = await cluster.DockerAsync("volume", "create", "--label", "purpose=test", "--opt", "node=h2", volume);
+                Assert.True(created.ExitCode == 0, created.ToString());
+                var inspect = await cluster.DockerAsync("volume", "inspect", "-f", "{{.Status.Node}}|{{.Mountpoint}}|{{.Labels.purpose}}", volume);
+                Assert.True(inspect.ExitCode == 0, inspect.ToString());
+                var fields = inspect.Stdout.Trim().Split('|');
+                var home = cluster.Host(2);
+                Assert.Equal(home.Name, fields[0]);
+                Assert.Equal(Path.Combine(cluster.Root, home.Name, "volumes", volume, "_data"), fields[1]);
+                Assert.Equal("test", fields[2]);
+                Assert.False(Directory.Exists(Path.Combine(cluster.Root, "gw", "volumes")), "the gateway keeps no volume");
+                var refused = await cluster.DockerAsync("volume", "create", "--opt", "type=nfs", $"{volume}-nfs");
+                Assert.True(refused.ExitCode != 0 && refused.Stderr.Contains("\"type\" is not supported"), refused.ToString());
+
+                // Its containers go to its node (spread would put them elsewhere), write there, and read it back.
+                var run = await cluster.DockerAsync("run", "-d", "--restart", "always", "-v", $"{volume}:/data", ThreeHostCluster.Image,
+                    "sh", "-c", "echo hello > /data/f; exec sleep 600");
+                Assert.True(run.ExitCode == 0, run.ToString());
+                var writer = run.Stdout.Trim();
+                ids.Add(writer);
+                var mover = await RunOneAsync(cluster, "--restart", "always", "--label", "flotilla.volume.move=true", "-v", $"{volume}:/data");
+                ids.Add(mover);
+                var placed = await PlacementAsync(cluster, ids);
+                Assert.True(placed.Values.All(p => p.Node == home.Name && p.State == "running"), $"on {home.Name}: {Describe(placed)}");
+                Assert.True(await Eventually.TrueAsync(async () => (await cluster.DockerAsync("exec", mover, "cat", "/data/f")).Stdout.Trim() == "hello",
+                    TimeSpan.FromSeconds(10)), "the second container reads what the first wrote");
+                Assert.Equal("hello", (await home.ExecAsync("cat", Path.Combine(fields[1], "f"))).Stdout.Trim());
+                Assert.False(Directory.Exists(Path.Combine(cluster.Root, "gw", "volumes")), "the gateway keeps no volume");
+
+                // A missing bind source is made on the container's node at start, not where the request came in.
+                var other = cluster.Hosts.First(h => h != home);
+                var source = Path.Combine(cluster.Root, $"bind-{Guid.NewGuid():N}"[..13]);
+                bindSource = (other, source);
+                var bound = await RunOneAsync(cluster, "-e", $"constraint:node=={other.Name}", "-v", $"{source}:/b");
+                ids.Add(bound);
+                Assert.Equal(0, (await other.ExecAsync("test", "-d", source)).ExitCode);
+                Assert.False(Directory.Exists(source), "the bind source is not made on the gateway");
+
+                // The volume's node dies: the container is not started elsewhere with an empty volume, and says why.
+                killed = home.Index;
+                await cluster.KillHostAsync(home.Index);
+                Assert.True(await Eventually.TrueAsync(async () =>
+                {
+                    var state = await cluster.DockerAsync("inspect", "-f", "{{.State.Status}}", writer);
+                    return state.Stdout.Trim() == "exited" && (await PlacementAsync(cluster, [mover]))[mover] is { State: "running" } m && m.Node != home.Name;
+                }, Failover), $"writer kept off, mover moved: {Describe(await PlacementAsync(cluster, ids))}");
+                var why = await cluster.DockerAsync("inspect", "-f", "{{.Node.Name}}|{{.State.Error}}", writer);
+                output.WriteLine(why.Stdout.Trim());
+                Assert.StartsWith(home.Name + "|", why.Stdout.Trim());
+                Assert.Contains($"local volume(s) {volume}, which live on node {home.Name}", why.Stdout);
+                Assert.Contains("flotilla.volume.move=true", why.Stdout);
+                await Task.Delay(TimeSpan.FromSeconds(3)); // a wrong move would show up by now
+                foreach (var host in cluster.Hosts.Where(h => h.IsRunning))
+                    Assert.DoesNotContain(writer, await host.RunningContainerIdsAsync());
+                var lost = await cluster.GetNativeAsync($"/api/audit?container={writer}&type=ContainerNodeLost&limit=10");
+                Assert.Contains("local volume(s)", lost);
+                // The one labelled to move anyway did, to an empty volume of the same name there.
+                Assert.NotEqual(0, (await cluster.DockerAsync("exec", mover, "cat", "/data/f")).ExitCode);
+            }
+            finally
+            {
+                await RemoveAsync(cluster, ids);
+                // The host's file view shows only its own data dir (the file-view spec checks): take the bind source away.
+                if (bindSource is { } made && made.Host.IsRunning) await made.Host.ExecAsync("rm", "-rf", made.Path);
+                if (killed is { } index)
+                {
+                    await cluster.RestartHostAsync(index);
+                    await AllReadyAsync(cluster);
+                }
+                await cluster.DockerAsync("volume", "rm", volume);
+            }
+        });
+    }
+
     // ---------------------------------------------------------------- helpers
 
     internal sealed record NodeRow(string Name, string Status);

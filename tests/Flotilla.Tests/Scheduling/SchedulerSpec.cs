@@ -89,6 +89,41 @@ public class SchedulerSpec(PostgresFixture postgres) : TestKit(ConfigurationFact
     }
 
     [Fact]
+    public async Task A_container_with_a_local_volume_is_not_moved_off_a_gone_host_unless_labelled_and_its_end_says_why()
+    {
+        await RegisterAsync("alive", Akka.Cluster.Cluster.Get(Sys).SelfAddress.ToString());
+        await RegisterAsync("gone", "akka.tcp://flotilla@127.0.0.1:1");
+        var definition = ContainerDefinition.Minimal("busybox", "sha256:" + new string('a', 64), ["sleep", "300"]) with
+        {
+            RestartPolicy = new RestartPolicy("always", 0),
+            Mounts = [new ContainerMount("volume", "", "/data", false, "data")],
+        };
+        var at = DateTimeOffset.UtcNow;
+        foreach (var (id, d) in new[]
+                 {
+                     ("pinned", definition),
+                     ("movable", definition with { Labels = new Dictionary<string, string> { [Flotilla.Cluster.Volumes.VolumeRegistry.MoveWithoutVolumesLabel] = "true" } }),
+                 })
+            await _journal.AppendAsync(ContainerStreams.Key(id), 0,
+                [new ContainerCreated(id, id, d, "gone", at), new ContainerPlaced(id, "gone", "spread", "test", at),
+                 new ContainerStarted(id, 1, "gone", 42, at)], Meta);
+
+        var region = CreateTestProbe();
+        Sys.ActorOf(Scheduler.PropsFor(new ClusterQueries(_store), new HostLeaseStore(_store), _journal, LeaseTiming.Default, region.Ref, "spread", failover: true));
+
+        var orders = new List<object> { region.ExpectMsg<object>(TimeSpan.FromSeconds(15)) };
+        region.Reply(new ContainerCommandAccepted("x", [], 4));
+        orders.Add(region.ExpectMsg<object>(TimeSpan.FromSeconds(15)));
+        region.Reply(new ContainerCommandAccepted("x", [], 4));
+        var lost = Assert.Single(orders.OfType<MarkContainerNodeLost>());
+        Assert.Equal(("pinned", "gone"), (lost.ContainerId, lost.Node));
+        Assert.Contains("it uses the local volume(s) data, which live on node gone: it is not moved", lost.Reason);
+        Assert.Contains("flotilla.volume.move=true", lost.Reason);
+        var move = Assert.Single(orders.OfType<RescheduleContainer>());
+        Assert.Equal(("movable", "alive"), (move.ContainerId, move.To));
+    }
+
+    [Fact]
     public async Task Containers_of_a_gone_host_move_only_after_its_lease_has_expired_and_the_move_names_the_expired_epoch()
     {
         await RegisterAsync("alive", Akka.Cluster.Cluster.Get(Sys).SelfAddress.ToString());

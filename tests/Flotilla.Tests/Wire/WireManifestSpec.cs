@@ -120,6 +120,8 @@ public class WireManifestSpec : IDisposable
         [new HostLeaseAcquired("n1", 2, false, 1, T0, T0)],
         [new HostLeaseExpired("n1", 2, T0, T0)],
         [new ContainersFenced("n1", 2, ["c1"], "watchdog", "the lease was not confirmed in time", T0)],
+        [new Flotilla.Contracts.Volumes.VolumeCreated("data", "n1", Labels, new Dictionary<string, string> { ["node"] = "n1" }, "--opt node=n1", T0)],
+        [new Flotilla.Contracts.Volumes.VolumeRemoved("data", "n1", T0)],
         [new RecordImageReplica("sha256:abc", "node-b", ["node-a"], 1024, Origin)],
         [new ImageReplicated("sha256:abc", "node-b", ["node-a"], 1024, T0)],
         [new ReconcileContainer("c1", "cluster started")],
