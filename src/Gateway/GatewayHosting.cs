@@ -43,6 +43,13 @@ public sealed record GatewayOptions(IPEndPoint? DockerApi, IPEndPoint? NativeApi
     public IPEndPoint? PeerApi { get; init; }
     public ClusterTls? PeerApiTls { get; init; }
 
+    /// <summary>
+    /// Whether images imported, loaded or pulled here can reach the other hosts: true for a node (its node API) and the
+    /// all-in-one; false for a gateway without a peer listener (<c>--api none</c>), which refuses them rather than keep
+    /// content no node could fetch (its Docker API is for clients, often on loopback, never for peers).
+    /// </summary>
+    public bool KeepsImages { get; init; } = true;
+
     /// <summary>On the process that holds the CA key: where joiners with a join token get their certificate.</summary>
     public EnrollmentOptions? Enrollment { get; init; }
 }

@@ -99,7 +99,8 @@ public static class ClusterCommands
             var (bindHost, bindPort) = ParseBind(result.GetValue(bind)!);
             var nodeName = result.GetValue(name) ?? Environment.MachineName;
             var dataRoot = Path.GetFullPath(result.GetValue(data)!);
-            var nodeApi = Endpoints.Parse(result.GetValue(api) ?? $"{bindHost}:2376", "--api");
+            var nodeApi = PeerReachable(Endpoints.Parse(result.GetValue(api) ?? $"{bindHost}:2376", "--api"), bindHost,
+                "gateways reach this node's containers and peers fetch its image blobs there");
             var seeds = ParseJoin(result.GetValue(join));
             var settings = new ProcessSettings
             {
@@ -192,6 +193,9 @@ public static class ClusterCommands
             var socket = result.GetValue(dockerSocket);
             var gatewayName = result.GetValue(name) ?? "gateway-" + Environment.MachineName;
             var dataRoot = Path.GetFullPath(result.GetValue(data)!);
+            var gatewayPeerApi = result.GetValue(peerApi) is "none" ? null
+                : PeerReachable(Endpoints.Parse(result.GetValue(peerApi) ?? $"{bindHost}:2377", "--api"), bindHost,
+                    "nodes fetch the images imported, loaded or pulled through this gateway there");
             var settings = new ProcessSettings
             {
                 NodeName = gatewayName,
@@ -199,7 +203,7 @@ public static class ClusterCommands
                 DataRoot = dataRoot,
                 Tls = await ClusterIdentity.ResolveAsync(dataRoot, ClusterRole.Gateway, gatewayName, [bindHost], founding: false, pki.Read(result),
                     EnrollAt(ParseJoin(result.GetValue(join))), Console.WriteLine, cancellationToken),
-                PeerApi = result.GetValue(peerApi) is "none" ? null : Endpoints.Parse(result.GetValue(peerApi) ?? $"{bindHost}:2377", "--api"),
+                PeerApi = gatewayPeerApi,
                 DockerApi = result.GetValue(dockerApi) is "none" or "" ? null : Endpoints.Parse(result.GetValue(dockerApi)!, "--docker-api"),
                 NativeApi = nativeEndpoint,
                 Registry = registryEndpoint,
@@ -278,6 +282,18 @@ public static class ClusterCommands
     {
         Console.Error.WriteLine(message);
         return 2;
+    }
+
+    /// <summary>
+    /// An <c>--api</c> that other hosts dial must not be loopback when the cluster address is not: it would be registered
+    /// as where this process's content lives, and every other host would dial its own loopback instead.
+    /// </summary>
+    public static System.Net.IPEndPoint PeerReachable(System.Net.IPEndPoint api, string bindHost, string why)
+    {
+        if (System.Net.IPAddress.IsLoopback(api.Address) && !System.Net.IPAddress.IsLoopback(System.Net.IPAddress.Parse(bindHost)))
+            throw new ArgumentException($"--api {api} is a loopback address, which no other host reaches ({why}); use an address of this host " +
+                $"that the others reach, such as the --bind IP ({bindHost})");
+        return api;
     }
 
     public static (string Host, int Port) ParseBind(string text)

@@ -110,11 +110,16 @@ public static class FlotillaProcess
             ? $"{settings.BindHost}:{endpoint.Port}"
             : endpoint.ToString();
 
-    /// <summary>What this process registers for peers to dial: its node API, a gateway's peer listener, or its Docker API.</summary>
+    /// <summary>
+    /// What this process registers for peers to dial: its node API, a gateway's peer listener, or a node's plain Docker
+    /// API (<c>--insecure-node-api</c>, the all-in-one). Never a gateway's Docker API: that one is its clients' (often on
+    /// loopback, which no other host reaches), so a gateway without a peer listener registers nothing.
+    /// </summary>
     public static string RegisteredEndpoint(ProcessSettings settings) =>
         settings.NodeApiTls is not null ? new ClusterEndpoint(true, DialableEndpoint(settings)).Register()
         : settings.PeerApi is { } peer && settings.Tls is not null ? new ClusterEndpoint(true, Dialable(settings, peer)).Register()
-        : DialableEndpoint(settings);
+        : settings.IsNode ? DialableEndpoint(settings)
+        : "";
 
     /// <param name="lease">This host's lease (<see cref="HostLease"/>), taken already or taken when the process starts; null: none.</param>
     public static WebApplication Build(ProcessSettings settings, string connectionString, HostFacts facts,
@@ -186,6 +191,7 @@ public static class FlotillaProcess
             DockerApiTls = settings.NodeApiTls,
             PeerApi = settings.Tls is null ? null : settings.PeerApi,
             PeerApiTls = settings.PeerApi is null ? null : settings.Tls,
+            KeepsImages = settings.IsNode || RegisteredEndpoint(settings).Length > 0,
             Enrollment = settings.Enrollment,
         };
         builder.AddFlotillaGateway(listeners,

@@ -38,6 +38,7 @@ public static class DistributionEndpoints
     // Neither a tag nor a digest (`docker pull --all-tags` sends none) pulls every tag of the repository, as dockerd does.
     public static async Task PullAsync(HttpContext context)
     {
+        ImageEndpoints.RequireImageHome(context, "docker pull");
         var query = context.Request.Query;
         var reference = ImageReference.Parse(query["fromImage"].ToString());
         var tag = query["tag"].ToString();

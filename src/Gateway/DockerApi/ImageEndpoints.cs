@@ -54,6 +54,18 @@ public static class ImageEndpoints
     private static NodeImageStore Store(HttpContext c) => c.RequestServices.GetRequiredService<NodeImageStore>();
     private static RequestOrigin Origin(HttpContext c) => (RequestOrigin)c.Items[DockerApiMiddleware.OriginItem]!;
 
+    /// <summary>
+    /// Import, load and pull store the image here and register this process as where it lives; a gateway without a peer
+    /// listener has no address a node could fetch it from, so it refuses before reading the body.
+    /// </summary>
+    internal static void RequireImageHome(HttpContext context, string verb)
+    {
+        if (context.RequestServices.GetRequiredService<GatewayOptions>().KeepsImages) return;
+        throw new OperationRejectedException(RejectionCode.Unavailable,
+            $"{verb} is not available on this gateway: it was started with --api none, so no node could fetch the image from it; " +
+            "start the gateway with --api (its peer API, mutual TLS) or use another gateway");
+    }
+
     /// <summary>Normalised form of a name as typed, or null when it is not a valid reference (it may still be an id).</summary>
     private static string? Normalize(string name) =>
         ImageReference.TryParse(name, out var reference) && reference is not null && reference.Digest is null
@@ -293,6 +305,7 @@ public static class ImageEndpoints
         }
         if (fromSrc != "-")
             throw new FormatException(fromSrc.Length == 0 ? "either fromImage or fromSrc is required" : "importing from a URL is not supported: use 'docker import -' with the file");
+        RequireImageHome(context, "docker import");
 
         var references = new List<string>();
         var repo = query["repo"].ToString();
@@ -326,6 +339,7 @@ public static class ImageEndpoints
     // POST /images/load?quiet=
     private static Task LoadAsync(HttpContext context) => Guarded(context, async () =>
     {
+        RequireImageHome(context, "docker load");
         var store = Store(context);
         using var lease = store.BeginWrite();
         var info = context.RequestServices.GetRequiredService<GatewayInfo>();

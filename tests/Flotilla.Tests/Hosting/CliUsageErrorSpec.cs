@@ -46,6 +46,21 @@ public class CliUsageErrorSpec
         Assert.Contains($"{flag} {address} listens beyond loopback in plain HTTP", gateway.Stderr);
     }
 
+    /// <summary>Issue 15 item 2: other hosts dial a process's --api for its image content; its loopback is theirs, not this one's.</summary>
+    [Theory]
+    [InlineData("gateway", "10.0.0.1:4060", "127.0.0.1:2377", "nodes fetch the images imported, loaded or pulled through this gateway there")]
+    [InlineData("node", "10.0.0.11:4053", "127.0.0.1:2376", "peers fetch its image blobs there")]
+    public async Task A_loopback_api_beside_a_cluster_address_is_refused(string role, string bind, string api, string why)
+    {
+        var result = await ProcessRunner.RunAsync("dotnet", [FlotillaDll, role, "--bind", bind, "--api", api, "--join", "10.0.0.11:4053",
+            "--postgres", "Host=127.0.0.1;Port=1", "--data", "/nonexistent/flotilla-usage-api"], TimeSpan.FromSeconds(30));
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains($"flotilla {role}: --api {api} is a loopback address, which no other host reaches", result.Stderr);
+        Assert.Contains(why, result.Stderr);
+        Assert.DoesNotContain("   at ", result.Stderr + result.Stdout);
+        Assert.False(Directory.Exists("/nonexistent/flotilla-usage-api"), "nothing started");
+    }
+
     [Fact]
     public async Task The_insecure_registries_environment_variable_is_checked_the_same_way()
     {

@@ -18,6 +18,14 @@ public sealed record NetnsClusterOptions
     /// <summary>Start a gateway in the root namespace (Docker API and native API on 127.0.0.1).</summary>
     public bool Gateway { get; init; } = true;
 
+    /// <summary>
+    /// Run the gateway as a machine of its own instead: network namespace <c>flt&lt;hex&gt;-gw</c> at 10.x.y.2, started
+    /// with the README's cluster flags verbatim (<c>--docker-api 127.0.0.1:2375</c>, <c>--http 127.0.0.1:8080</c>,
+    /// <c>--registry 10.x.y.2:5000 --tls=false</c>); the docker CLI reaches it from inside that namespace. Its loopback is
+    /// no host's loopback, so whatever it offers the nodes must be on its cluster address.
+    /// </summary>
+    public bool GatewayOwnNamespace { get; init; }
+
     /// <summary><c>--stable-after</c> of every process (how long the split brain resolver waits before downing); null: the CLI's default.</summary>
     public string? StableAfter { get; init; }
 
@@ -90,8 +98,15 @@ public sealed class NetnsCluster : IAsyncDisposable
     public int GatewayDockerPort { get; private set; }
     public int GatewayHttpPort { get; private set; }
 
-    /// <summary><c>DOCKER_HOST</c> for the real docker CLI: the gateway's Docker API.</summary>
+    /// <summary><c>DOCKER_HOST</c> for the real docker CLI: the gateway's Docker API (in <see cref="GatewayNamespace"/> when it has one).</summary>
     public string DockerHost => $"tcp://127.0.0.1:{GatewayDockerPort}";
+
+    /// <summary>The gateway's own network namespace (<see cref="NetnsClusterOptions.GatewayOwnNamespace"/>), or null: the root namespace.</summary>
+    public string? GatewayNamespace => _options.GatewayOwnNamespace ? $"flt{Id}-gw" : null;
+
+    /// <summary>The gateway's cluster address: its own (10.x.y.2) in a namespace of its own, else the bridge address.</summary>
+    public string GatewayAddress => _options.GatewayOwnNamespace ? Subnet + ".2" : BridgeAddress;
+    private bool _gatewayNamespaceCreated;
     public Uri NativeApi => new($"http://127.0.0.1:{GatewayHttpPort}/");
 
     /// <summary>Environment for the flotilla CLI: where it finds the gateway's native API token.</summary>
@@ -158,6 +173,7 @@ public sealed class NetnsCluster : IAsyncDisposable
         await Ip(ct, "addr", "add", BridgeAddress + "/24", "dev", Bridge);
         await Ip(ct, "link", "set", Bridge, "up");
         foreach (var host in Hosts) await host.CreateNamespaceAsync(ct);
+        if (GatewayNamespace is { } gatewayNamespace) await CreateGatewayNamespaceAsync(gatewayNamespace, ct);
 
         await Task.WhenAll(StartPostgresAsync(ct), IssueCertificatesAsync(ct));
         TraceLine($"[netns {Id}] network and PostgreSQL ready in {clock.Elapsed.TotalSeconds:F1} s");
@@ -264,7 +280,9 @@ public sealed class NetnsCluster : IAsyncDisposable
     public Task<CommandResult> DockerAsync(params string[] args) => DockerAsync(CancellationToken.None, args);
 
     public Task<CommandResult> DockerAsync(CancellationToken ct, params string[] args) =>
-        Command.RunAsync("docker", ["-H", DockerHost, .. args], ct, DockerEnvironment);
+        GatewayNamespace is { } gatewayNamespace
+            ? Command.RunAsync("nsenter", ["--net=/run/netns/" + gatewayNamespace, "--", "docker", "-H", DockerHost, .. args], ct, DockerEnvironment)
+            : Command.RunAsync("docker", ["-H", DockerHost, .. args], ct, DockerEnvironment);
 
     /// <summary>The real docker CLI against host <paramref name="i"/>'s own Docker API (reached over the bridge).</summary>
     public Task<CommandResult> NodeDockerAsync(int i, params string[] args) =>
@@ -306,7 +324,8 @@ public sealed class NetnsCluster : IAsyncDisposable
         if (result.ExitCode != 0) throw new InvalidOperationException($"docker {string.Join(' ', args)}: {result}");
     }
 
-    private static void WriteBusyboxRootfs(string path)
+    /// <summary>A busybox rootfs tar (<c>sh</c>, <c>sleep</c>, <c>cat</c>, …) with <paramref name="extraFiles"/> (path → text) in it.</summary>
+    public static void WriteBusyboxRootfs(string path, IReadOnlyDictionary<string, string>? extraFiles = null)
     {
         var busybox = File.Exists("/bin/busybox") ? "/bin/busybox" : "/usr/bin/busybox";
         using var file = File.Create(path);
@@ -332,9 +351,15 @@ public sealed class NetnsCluster : IAsyncDisposable
             Mode = (UnixFileMode)0b110_100_100,
             DataStream = new MemoryStream("root:x:0:\n"u8.ToArray()),
         });
+        foreach (var (name, text) in extraFiles ?? new Dictionary<string, string>())
+            tar.WriteEntry(new System.Formats.Tar.PaxTarEntry(System.Formats.Tar.TarEntryType.RegularFile, name)
+            {
+                Mode = (UnixFileMode)0b110_100_100,
+                DataStream = new MemoryStream(Encoding.UTF8.GetBytes(text)),
+            });
     }
 
-    /// <summary>GET on the gateway's native API.</summary>
+    /// <summary>GET on the gateway's native API (a gateway in the root namespace only: its 127.0.0.1 is this process's).</summary>
     public async Task<string> GetNativeAsync(string pathAndQuery, CancellationToken ct = default)
     {
         using var http = new HttpClient { BaseAddress = NativeApi, Timeout = TimeSpan.FromSeconds(30) };
@@ -368,16 +393,65 @@ public sealed class NetnsCluster : IAsyncDisposable
 
     private async Task StartGatewayAsync(CancellationToken ct)
     {
+        for (var attempt = 1; ; attempt++)
+        {
+            Gateway = LaunchGateway();
+            try
+            {
+                await Gateway.WaitForLineAsync(" is up at ", UpTimeout, ct);
+                return;
+            }
+            catch (InvalidOperationException) when (attempt < 3 && Gateway.HasExited &&
+                Gateway.Lines.Any(l => l.Contains("could not join with the token", StringComparison.Ordinal)))
+            {
+                // The first host answers enrollments while the others start: on a loaded 2-core machine its answer can
+                // miss the joiner's 15 s deadline. The gateway exits (2) and would be restarted by its supervisor.
+                TraceLine($"[netns {Id}] the gateway's enrollment timed out; starting it again");
+            }
+        }
+    }
+
+    private ManagedProcess LaunchGateway()
+    {
+        if (GatewayNamespace is { } gatewayNamespace)
+        {
+            // The README's cluster example, flag for flag (its 10.0.0.1 is this gateway's own address here).
+            GatewayDockerPort = 2375;
+            GatewayHttpPort = 8080;
+            return Launch("gateway", "nsenter",
+            [
+                "--net=/run/netns/" + gatewayNamespace, "--", "dotnet", FlotillaDll, "gateway", "--name", "gateway-vm",
+                "--bind", $"{GatewayAddress}:4060", "--join", Seeds, "--join-token", JoinToken,
+                "--docker-api", "127.0.0.1:2375", "--registry", $"{GatewayAddress}:5000", "--tls=false", "--http", "127.0.0.1:8080",
+                "--postgres", PostgresConnectionString, "--data", Path.Combine(Root, "gw"), .. FailureDetectorFlags,
+            ]);
+        }
         GatewayDockerPort = FreeLoopbackPort();
         GatewayHttpPort = FreeLoopbackPort();
         var bindPort = FreePort(IPAddress.Parse(BridgeAddress));
-        Gateway = Launch("gateway", "dotnet",
+        return Launch("gateway", "dotnet",
         [
             FlotillaDll, "gateway", "--name", "gw", "--bind", $"{BridgeAddress}:{bindPort}", "--join", Seeds,
             "--postgres", PostgresConnectionString, "--docker-api", $"127.0.0.1:{GatewayDockerPort}", "--registry", "none",
             "--http", $"127.0.0.1:{GatewayHttpPort}", "--data", Path.Combine(Root, "gw"), "--join-token", JoinToken, .. FailureDetectorFlags,
         ]);
-        await Gateway.WaitForLineAsync(" is up at ", UpTimeout, ct);
+    }
+
+    /// <summary>The gateway's machine: a network namespace with a veth into the bridge and <see cref="GatewayAddress"/>.</summary>
+    private async Task CreateGatewayNamespaceAsync(string gatewayNamespace, CancellationToken ct)
+    {
+        await Ip(ct, "netns", "add", gatewayNamespace);
+        _gatewayNamespaceCreated = true;
+        var veth = $"flt{Id}gw";
+        var peer = $"flt{Id}pg";
+        await Ip(ct, "link", "add", veth, "type", "veth", "peer", "name", peer);
+        await Ip(ct, "link", "set", peer, "netns", gatewayNamespace);
+        await Ip(ct, "link", "set", veth, "master", Bridge);
+        await Ip(ct, "link", "set", veth, "up");
+        await Ip(ct, "-n", gatewayNamespace, "link", "set", peer, "name", "eth0");
+        await Ip(ct, "-n", gatewayNamespace, "addr", "add", GatewayAddress + "/24", "dev", "eth0");
+        await Ip(ct, "-n", gatewayNamespace, "link", "set", "eth0", "up");
+        await Ip(ct, "-n", gatewayNamespace, "link", "set", "lo", "up");
     }
 
     // ---------------------------------------------------------------- cluster certificates
@@ -450,6 +524,8 @@ public sealed class NetnsCluster : IAsyncDisposable
         foreach (var p in _processes.ToList()) await Try(() => p.KillAsync(), $"kill {p.Name}");
         await Try(RemoveContainerCgroupsAsync, "container cgroups");
         foreach (var host in Hosts) await Try(() => host.DeleteNamespaceAsync(), $"namespace of {host.Name}");
+        if (_gatewayNamespaceCreated && GatewayNamespace is { } gatewayNamespace)
+            await Try(() => Ip(CancellationToken.None, "netns", "del", gatewayNamespace), "namespace of the gateway"); // takes its veth pair
         if (_bridgeCreated) await Try(() => Ip(CancellationToken.None, "link", "del", Bridge), "bridge");
         if (_postgresStarted && File.Exists(Path.Combine(PgData, "postmaster.pid")))
             await Try(() => Run(CancellationToken.None, "runuser", "-u", "postgres", "--", Path.Combine(PostgresBin, "pg_ctl"),
