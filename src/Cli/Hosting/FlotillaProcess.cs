@@ -131,6 +131,8 @@ public static class FlotillaProcess
             Roles = settings.Roles,
             Schema = schema,
             DatabaseIdentity = settings.DatabaseIdentity,
+            // Only gateways hold the key audit checkpoints are signed with: a node that rewrites history cannot re-sign it.
+            AuditKeyFile = settings.IsGateway ? Path.Combine(ClusterPkiFiles.In(settings.DataRoot), Flotilla.Cluster.Audit.AuditCheckpointKey.FileName) : null,
             BindHost = settings.BindHost,
             BindPort = settings.BindPort,
             Seeds = settings.Seeds,

@@ -82,7 +82,8 @@ public static class FlotillaClusterHosting
         services.AddSingleton(sp => new NodeRuntime.Distribution.PeerBlobFetcher(sp.GetRequiredService<NodeRuntime.Images.NodeImageStore>().Content,
             handler => Security.ClusterHttps.Configure(handler, options.Tls)));
         services.AddSingleton<NodeRuntime.Images.IImageContentSource, PeerImageFetcher>();
-        services.AddSingleton<Audit.AuditLedger>();
+        if (options.AuditKeyFile is { } auditKey) services.AddSingleton(_ => Audit.AuditCheckpointKey.LoadOrCreate(auditKey));
+        services.AddSingleton(sp => new Audit.AuditLedger(sp.GetRequiredService<IDocumentStore>(), sp.GetService<Audit.AuditCheckpointKey>()));
         services.AddSingleton<Audit.ProjectionReplay>();
         services.AddSingleton(sp => new Audit.ApiAccessLog(sp.GetRequiredService<IEventJournal>(), options.NodeName));
         // Needs a RegistryBlobStore from the host (the all-in-one host registers one under <data>/registry).

@@ -63,5 +63,11 @@ public sealed record FlotillaClusterOptions
     /// <summary>How often the global event sequence is checkpointed for tamper evidence.</summary>
     public TimeSpan AuditCheckpointInterval { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// A gateway's audit checkpoint key file (<see cref="Audit.AuditCheckpointKey"/>), made on first need; null on a
+    /// process that must not hold it (a node): it neither signs nor checks checkpoint signatures.
+    /// </summary>
+    public string? AuditKeyFile { get; init; }
+
     public bool HasRole(string role) => Roles.Contains(role);
 }
