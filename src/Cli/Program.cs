@@ -14,5 +14,6 @@ var root = new RootCommand("Flotilla: a distributed container engine that speaks
     LedgerCommands.Replay(),
     RegistryCommand.Create(),
     WatchdogCommand.Create(),
+    DbCommand.Create(),
 };
 return await root.Parse(args).InvokeAsync();

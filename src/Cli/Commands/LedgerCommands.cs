@@ -8,7 +8,8 @@ namespace Flotilla.Cli.Commands;
 public static class LedgerCommands
 {
     private sealed record Problem(string Kind, string Stream, long? Version, long? Sequence, string Detail);
-    private sealed record Verification(long Events, int Streams, int Checkpoints, long UnchainedEvents, List<Problem> Problems, long Format1Events);
+    private sealed record Verification(long Events, int Streams, int Checkpoints, long UnchainedEvents, List<Problem> Problems, long Format1Events,
+        bool SignaturesChecked, int UnsignedCheckpoints);
     private sealed record Rebuilt(string Projection, double Seconds);
 
     public static Command Verify()
@@ -29,7 +30,9 @@ public static class LedgerCommands
             Console.WriteLine($"{(report.Problems.Count == 0 ? "OK" : "FAILED")}: {report.Events} events in {report.Streams} streams, " +
                 $"{report.Checkpoints} checkpoints, {report.Problems.Count} problem(s)" +
                 (report.UnchainedEvents > 0 ? $"; {report.UnchainedEvents} event(s) predate hash chaining" : "") +
-                (report.Format1Events > 0 ? $"; {report.Format1Events} event(s) carry format-1 hashes (fields added to their bodies and their timestamps are not covered)" : ""));
+                (report.Format1Events > 0 ? $"; {report.Format1Events} event(s) carry format-1 hashes (fields added to their bodies and their timestamps are not covered)" : "") +
+                (!report.SignaturesChecked ? "; checkpoint signatures not checked (this gateway holds no checkpoint key)"
+                    : report.UnsignedCheckpoints > 0 ? $"; {report.UnsignedCheckpoints} checkpoint(s) predate signing" : ""));
             return report.Problems.Count == 0 ? 0 : 1;
         });
         return command;

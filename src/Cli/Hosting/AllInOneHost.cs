@@ -24,6 +24,9 @@ public static class AllInOneHost
             ? await EmbeddedPostgres.StartAsync(settings.DataRoot, loggerFactory.CreateLogger<EmbeddedPostgres>(), cancellationToken)
             : null;
         var connectionString = settings.Postgres ?? postgres!.ConnectionString;
+        // The embedded server's user is its superuser; an external one may be given a restricted role.
+        if (settings.Postgres is not null)
+            settings = settings with { DatabaseIdentity = await DatabaseRoles.IdentifyAsync(connectionString, FlotillaStore.DefaultSchema, cancellationToken) };
 
         var facts = await HostFacts.ProbeAsync(settings.Runtime, cancellationToken);
         await using var app = Build(settings, connectionString, facts);
@@ -94,6 +97,7 @@ public static class AllInOneHost
             ClientTls = settings.Tls,
             Browsers = settings.Browsers ?? Gateway.Listeners.BrowserPolicy.Default,
             LogLevel = settings.LogLevel,
+            DatabaseIdentity = settings.DatabaseIdentity,
         }, connectionString, facts, schema, configureServices);
     }
 

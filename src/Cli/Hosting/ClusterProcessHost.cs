@@ -1,4 +1,5 @@
 using Akka.Actor;
+using Flotilla.Cluster.EventStore;
 using Flotilla.Gateway;
 using Flotilla.NodeRuntime.Host;
 using Microsoft.Extensions.DependencyInjection;
@@ -15,6 +16,15 @@ public static class ClusterProcessHost
         DataRootPermissions.Secure(settings.DataRoot);
         // First of all, the host lease: a restarted engine must confirm it before its watchdog's deadline passes.
         using var logging = ConsoleLogging.Factory(settings.LogLevel);
+        try
+        {
+            settings = settings with { DatabaseIdentity = await DatabaseRoles.IdentifyAsync(connectionString, FlotillaStore.DefaultSchema, cancellationToken) };
+        }
+        catch (InvalidOperationException ex)
+        {
+            Console.Error.WriteLine($"flotilla {(settings.IsNode ? "node" : "gateway")}: {ex.Message}");
+            return 2;
+        }
         var lease = FlotillaProcess.HostLease(settings, connectionString, logging);
         if (lease is not null) await lease.TakeAsync(cancellationToken);
         var facts = await HostFacts.ProbeAsync(settings.IsNode ? runtime : null, cancellationToken);

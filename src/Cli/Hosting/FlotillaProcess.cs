@@ -87,6 +87,9 @@ public sealed record ProcessSettings
     /// <summary>The console's level (<c>--log-level</c>), Akka's included.</summary>
     public LogLevel LogLevel { get; init; } = LogLevel.Warning;
 
+    /// <summary>The PostgreSQL user's standing (<see cref="DatabaseRoles.IdentifyAsync"/>): admin migrates and grants, restricted only uses.</summary>
+    public DatabaseIdentity DatabaseIdentity { get; init; } = DatabaseIdentity.Admin;
+
     public bool IsNode => Roles.Contains(FlotillaClusterOptions.NodeRole);
     public bool IsGateway => Roles.Contains(FlotillaClusterOptions.GatewayRole);
 
@@ -132,6 +135,9 @@ public static class FlotillaProcess
         {
             Roles = settings.Roles,
             Schema = schema,
+            DatabaseIdentity = settings.DatabaseIdentity,
+            // Only gateways hold the key audit checkpoints are signed with: a node that rewrites history cannot re-sign it.
+            AuditKeyFile = settings.IsGateway ? Path.Combine(ClusterPkiFiles.In(settings.DataRoot), Flotilla.Cluster.Audit.AuditCheckpointKey.FileName) : null,
             BindHost = settings.BindHost,
             BindPort = settings.BindPort,
             Seeds = settings.Seeds,

@@ -17,4 +17,5 @@ public sealed record UpSettings(
     Flotilla.Gateway.Listeners.ClientTls? Tls = null,
     Flotilla.Gateway.Listeners.BrowserPolicy? Browsers = null,
     bool PlainTcpExplicit = false,
-    Microsoft.Extensions.Logging.LogLevel LogLevel = Microsoft.Extensions.Logging.LogLevel.Warning);
+    Microsoft.Extensions.Logging.LogLevel LogLevel = Microsoft.Extensions.Logging.LogLevel.Warning,
+    Flotilla.Cluster.EventStore.DatabaseIdentity DatabaseIdentity = Flotilla.Cluster.EventStore.DatabaseIdentity.Admin);

@@ -22,6 +22,12 @@ public sealed class AuditCheckpoint
     public string Hash { get; set; } = "";
     public string PreviousHash { get; set; } = "";
     public DateTimeOffset At { get; set; }
+
+    /// <summary>The <see cref="AuditCheckpointKey"/> that signed it; empty on checkpoints from before signing.</summary>
+    public string KeyId { get; set; } = "";
+
+    /// <summary>Base64 ECDSA P-256 signature over the fields above but <see cref="At"/>.</summary>
+    public string Signature { get; set; } = "";
 }
 
 /// <summary>What <c>audit verify</c> found wrong, in the words an operator needs.</summary>
@@ -35,12 +41,18 @@ public sealed record AuditVerification(long Events, int Streams, int Checkpoints
     /// </summary>
     public long Format1Events { get; init; }
 
+    /// <summary>Whether checkpoint signatures were checked: only a verifier holding the gateways' key can.</summary>
+    public bool SignaturesChecked { get; init; }
+
+    /// <summary>Unsigned checkpoints accepted as older than signing (before the first this key signed, or it has signed none).</summary>
+    public int UnsignedCheckpoints { get; init; }
 
     public bool Intact => Problems.Count == 0;
 }
 
 /// <summary>Tamper evidence over the event store: writes checkpoints, verifies chains and checkpoints.</summary>
-public sealed class AuditLedger(IDocumentStore store)
+/// <param name="key">The gateways' checkpoint key: signs new checkpoints and checks them; null on a process without it (a node).</param>
+public sealed class AuditLedger(IDocumentStore store, AuditCheckpointKey? key = null)
 {
     /// <summary>
     /// Events younger than this are left to the next checkpoint: a transaction may still commit an event with a
@@ -72,9 +84,11 @@ public sealed class AuditLedger(IDocumentStore store)
             At = now,
         };
         checkpoint.Hash = RangeHash(checkpoint.PreviousHash, events.Select(e => (e.Sequence, StoredHash(e) ?? "-")));
+        key?.Sign(checkpoint);
         // Id collision (another writer checkpointed first) fails the insert: checkpoints never fork.
         session.Insert(checkpoint);
         await session.SaveChangesAsync(cancellationToken);
+        key?.Stored(checkpoint);
         return checkpoint;
     }
 
@@ -168,8 +182,44 @@ public sealed class AuditLedger(IDocumentStore store)
                     $"events in sequence {checkpoint.FromSequence + 1}..{checkpoint.ToSequence} differ from when checkpoint {checkpoint.Id} was taken"));
             previous = checkpoint.Hash;
         }
+        var unsigned = key is null ? 0 : VerifySignatures(key, checkpoints, problems);
 
-        return new AuditVerification(count, streams.Count, checkpoints.Count, unchained, problems) { Format1Events = format1 };
+        return new AuditVerification(count, streams.Count, checkpoints.Count, unchained, problems)
+        {
+            Format1Events = format1,
+            SignaturesChecked = key is not null,
+            UnsignedCheckpoints = unsigned,
+        };
+    }
+
+    /// <summary>
+    /// A chain and checkpoints recomputed by someone who can write the tables still hash consistently: only a signature
+    /// by a key outside the database tells the gateways' checkpoints from theirs. Returns the unsigned checkpoints accepted.
+    /// </summary>
+    private static int VerifySignatures(AuditCheckpointKey key, IReadOnlyList<AuditCheckpoint> checkpoints, List<AuditProblem> problems)
+    {
+        var since = key.Since;
+        var unsigned = 0;
+        foreach (var checkpoint in checkpoints)
+        {
+            if (string.IsNullOrEmpty(checkpoint.Signature))
+            {
+                if (since is { } first && checkpoint.Id >= first)
+                    problems.Add(new("signature", "", null, checkpoint.ToSequence,
+                        $"checkpoint {checkpoint.Id} is not signed, but this gateway signs checkpoints from {first} on: it was made outside the gateways"));
+                else unsigned++;
+            }
+            else if (checkpoint.KeyId != key.KeyId)
+                problems.Add(new("signature", "", null, checkpoint.ToSequence,
+                    $"checkpoint {checkpoint.Id} is signed by key {checkpoint.KeyId}, not by this gateway's key {key.KeyId}"));
+            else if (!key.Verifies(checkpoint))
+                problems.Add(new("signature", "", null, checkpoint.ToSequence,
+                    $"checkpoint {checkpoint.Id}'s signature does not match it: it was changed after the gateway signed it"));
+        }
+        if (since is { } signedFrom && (checkpoints.Count == 0 || checkpoints[^1].Id < signedFrom))
+            problems.Add(new("signature", "", null, null,
+                $"this gateway signed checkpoint {signedFrom}, and it is gone: checkpoints were deleted"));
+        return unsigned;
     }
 
     private static string? StoredHash(IEvent e) =>

@@ -24,11 +24,13 @@ public static class FlotillaStore
 
     /// <param name="uniqueContainerNames">Off only for <see cref="Containers.ContainerNameRepair"/>, which renames the
     /// containers of an older store that share a name so the unique index can be made.</param>
-    public static void Configure(StoreOptions opts, string connectionString, string schema = DefaultSchema, bool uniqueContainerNames = true)
+    /// <param name="identity">A restricted identity never changes the schema (the admin's migration made it).</param>
+    public static void Configure(StoreOptions opts, string connectionString, string schema = DefaultSchema, bool uniqueContainerNames = true,
+        DatabaseIdentity identity = DatabaseIdentity.Admin)
     {
         opts.Connection(connectionString);
         opts.DatabaseSchemaName = schema;
-        opts.AutoCreateSchemaObjects = AutoCreate.CreateOrUpdate;
+        opts.AutoCreateSchemaObjects = identity == DatabaseIdentity.Admin ? AutoCreate.CreateOrUpdate : AutoCreate.None;
         opts.UseSystemTextJsonForSerialization(EnumStorage.AsString);
 
         opts.Events.StreamIdentity = StreamIdentity.AsString;
@@ -116,6 +118,7 @@ public static class FlotillaStore
          typeof(RepositoryViewProjection), typeof(Volumes.VolumeViewProjection)];
 
     /// <summary>A standalone store (CLI tools, benchmarks, tests); the host uses DI instead.</summary>
-    public static DocumentStore Create(string connectionString, string schema = DefaultSchema, bool uniqueContainerNames = true) =>
-        DocumentStore.For(o => Configure(o, connectionString, schema, uniqueContainerNames));
+    public static DocumentStore Create(string connectionString, string schema = DefaultSchema, bool uniqueContainerNames = true,
+        DatabaseIdentity identity = DatabaseIdentity.Admin) =>
+        DocumentStore.For(o => Configure(o, connectionString, schema, uniqueContainerNames, identity));
 }

@@ -41,19 +41,25 @@ public static class FlotillaClusterHosting
         services.AddSingleton<Security.ClusterAccessLog>();
         services.AddHostedService(sp => sp.GetRequiredService<Security.ClusterAccessLog>());
         services.AddSingleton(self);
-        services.AddMarten(sp =>
+        var admin = options.DatabaseIdentity == DatabaseIdentity.Admin;
+        var marten = services.AddMarten(sp =>
             {
                 var store = new StoreOptions();
-                FlotillaStore.Configure(store, options.PostgresConnectionString, options.Schema);
+                FlotillaStore.Configure(store, options.PostgresConnectionString, options.Schema, identity: options.DatabaseIdentity);
                 store.Logger(new MartenLog((sp.GetService<Microsoft.Extensions.Logging.ILoggerFactory>() ?? Microsoft.Extensions.Logging.Abstractions.NullLoggerFactory.Instance).CreateLogger("Flotilla.EventStore.Marten")));
                 return store;
-            })
-            .ApplyAllDatabaseChangesOnStartup();
-        // First of all hosted services (they start in order, and Marten may put its start-up migration first): that
-        // migration makes the unique name index, which an older store's shared names would stop.
-        services.Insert(0, ServiceDescriptor.Singleton<IHostedService, ContainerNameRepair>());
+            });
         services.AddSingleton<Audit.AuditQuery>();
-        services.AddHostedService<Audit.AuditIndexes>();
+        // Only the admin identity changes the schema; a node's or gateway's restricted role only uses it.
+        if (admin)
+        {
+            marten.ApplyAllDatabaseChangesOnStartup();
+            // First of all hosted services (they start in order, and Marten may put its start-up migration first): that
+            // migration makes the unique name index, which an older store's shared names would stop.
+            services.Insert(0, ServiceDescriptor.Singleton<IHostedService, ContainerNameRepair>());
+            services.AddHostedService<Audit.AuditIndexes>();
+            services.AddHostedService<DatabaseRolesGrant>();
+        }
         services.AddSingleton<Audit.AuditSubjects>();
         services.AddSingleton<Audit.TimeTravel>();
         services.AddSingleton<IEventJournal, MartenEventJournal>();
@@ -78,7 +84,8 @@ public static class FlotillaClusterHosting
         services.AddSingleton(sp => new NodeRuntime.Distribution.PeerBlobFetcher(sp.GetRequiredService<NodeRuntime.Images.NodeImageStore>().Content,
             handler => Security.ClusterHttps.Configure(handler, options.Tls)));
         services.AddSingleton<NodeRuntime.Images.IImageContentSource, PeerImageFetcher>();
-        services.AddSingleton<Audit.AuditLedger>();
+        if (options.AuditKeyFile is { } auditKey) services.AddSingleton(_ => Audit.AuditCheckpointKey.LoadOrCreate(auditKey));
+        services.AddSingleton(sp => new Audit.AuditLedger(sp.GetRequiredService<IDocumentStore>(), sp.GetService<Audit.AuditCheckpointKey>()));
         services.AddSingleton<Audit.ProjectionReplay>();
         services.AddSingleton(sp => new Audit.ApiAccessLog(sp.GetRequiredService<IEventJournal>(), options.NodeName));
         // Needs a RegistryBlobStore from the host (the all-in-one host registers one under <data>/registry).
@@ -142,10 +149,7 @@ public static class FlotillaClusterHosting
                     (_, registry, _) => Scheduling.Scheduler.PropsFor(sp.GetRequiredService<ClusterQueries>(), sp.GetRequiredService<Nodes.HostLeaseStore>(),
                         host.Journal, sp.GetRequiredService<Nodes.LeaseTiming>(), registry.Get<ContainerEntity>(),
                         options.PlacementStrategy, failover: options.HandsOverContainers),
-                    new ClusterSingletonOptions { Role = FlotillaClusterOptions.NodeRole }, createProxyToo: true)
-                .WithSingleton<Audit.AuditCheckpointer>(Audit.AuditCheckpointer.SingletonName,
-                    (_, _, _) => Audit.AuditCheckpointer.PropsFor(sp.GetRequiredService<Audit.AuditLedger>(), options.AuditCheckpointInterval),
-                    new ClusterSingletonOptions { Role = FlotillaClusterOptions.NodeRole }, createProxyToo: false);
+                    new ClusterSingletonOptions { Role = FlotillaClusterOptions.NodeRole }, createProxyToo: true);
         }
         else
         {
@@ -156,6 +160,11 @@ public static class FlotillaClusterHosting
                 .WithSingletonProxy<Scheduling.Scheduler>(Scheduling.Scheduler.SingletonName,
                     new ClusterSingletonOptions { Role = FlotillaClusterOptions.NodeRole });
         }
+        // On gateways: a checkpoint covers every event, and a node's database role does not see the registry users' ones.
+        if (options.HasRole(FlotillaClusterOptions.GatewayRole))
+            builder.WithSingleton<Audit.AuditCheckpointer>(Audit.AuditCheckpointer.SingletonName,
+                (_, _, _) => Audit.AuditCheckpointer.PropsFor(sp.GetRequiredService<Audit.AuditLedger>(), options.AuditCheckpointInterval),
+                new ClusterSingletonOptions { Role = FlotillaClusterOptions.GatewayRole }, createProxyToo: false);
 
         builder.WithActors((system, registry) =>
         {

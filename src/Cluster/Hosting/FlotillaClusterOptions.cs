@@ -28,6 +28,12 @@ public sealed record FlotillaClusterOptions
     public required string PostgresConnectionString { get; init; }
     public string Schema { get; init; } = EventStore.FlotillaStore.DefaultSchema;
 
+    /// <summary>
+    /// What the connection's PostgreSQL user may do: the admin migrates the schema and grants the restricted roles at
+    /// start; a restricted process (<see cref="EventStore.DatabaseRoles"/>) only uses it. See <see cref="EventStore.DatabaseRoles.IdentifyAsync"/>.
+    /// </summary>
+    public EventStore.DatabaseIdentity DatabaseIdentity { get; init; } = EventStore.DatabaseIdentity.Admin;
+
     public IReadOnlyDictionary<string, string> Labels { get; init; } = new Dictionary<string, string>();
 
     /// <summary>How long the Split Brain Resolver waits for a stable membership before downing.</summary>
@@ -56,6 +62,12 @@ public sealed record FlotillaClusterOptions
 
     /// <summary>How often the global event sequence is checkpointed for tamper evidence.</summary>
     public TimeSpan AuditCheckpointInterval { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// A gateway's audit checkpoint key file (<see cref="Audit.AuditCheckpointKey"/>), made on first need; null on a
+    /// process that must not hold it (a node): it neither signs nor checks checkpoint signatures.
+    /// </summary>
+    public string? AuditKeyFile { get; init; }
 
     public bool HasRole(string role) => Roles.Contains(role);
 }

@@ -60,6 +60,9 @@ public sealed class HostLeaseStore
     public async Task EnsureTableAsync(CancellationToken cancellationToken = default)
     {
         await using var connection = await OpenAsync(cancellationToken);
+        // A restricted identity (DatabaseRoles) may not create anything, not even "if not exists": look first.
+        await using (var exists = new NpgsqlCommand($"SELECT to_regclass('{Table}') IS NOT NULL", connection))
+            if (await exists.ExecuteScalarAsync(cancellationToken) is true) return;
         await Execute(connection, $"SELECT pg_advisory_lock({TableLockKey})", cancellationToken);
         try
         {
