@@ -275,9 +275,9 @@ public sealed class RuntimeActor : ReceiveActor
             {
                 var s = await _containers.Ask<ContainerSnapshot>(new GetContainer(id), TimeSpan.FromSeconds(15));
                 if (s.Exists && s.Generation == generation && s.Node == _nodeName && s.Definition is { } definition && s.Health is { } health
-                    && s.Status is "running" or "paused" && _watched.TryGetValue(id, out var still) && still == generation)
+                    && s.Status is ContainerStatus.Running or ContainerStatus.Paused && _watched.TryGetValue(id, out var still) && still == generation)
                     _health.Start(id, generation, definition, s.StartedAt ?? DateTimeOffset.UtcNow, health.Status, health.FailingStreak,
-                        paused: s.Status == "paused");
+                        paused: s.Status == ContainerStatus.Paused);
                 return;
             }
             catch (Exception ex) when (ex is AskTimeoutException or TaskCanceledException)

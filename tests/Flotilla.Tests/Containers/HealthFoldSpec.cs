@@ -22,22 +22,8 @@ public class HealthFoldSpec
 
     private static ContainerState Replay(params IContainerEvent[] events) => ContainerFold.Replay("c1", events);
 
-    private static ContainerView View(params IContainerEvent[] events)
-    {
-        var view = ContainerViewProjection.Create((ContainerCreated)events[0]);
-        foreach (var e in events.Skip(1))
-            view = e switch
-            {
-                ContainerStarted s => ContainerViewProjection.Apply(s, view),
-                ContainerExited x => ContainerViewProjection.Apply(x, view),
-                ContainerPaused p => ContainerViewProjection.Apply(p, view),
-                ContainerUnpaused u => ContainerViewProjection.Apply(u, view),
-                ContainerRescheduled r => ContainerViewProjection.Apply(r, view),
-                ContainerHealthChanged h => ContainerViewProjection.Apply(h, view),
-                _ => throw new InvalidOperationException(e.GetType().Name),
-            };
-        return view;
-    }
+    /// <summary>The ps view: made from the entity's fold (<see cref="ContainerViewProjection"/> folds each event with it).</summary>
+    private static ContainerView View(params IContainerEvent[] events) => ContainerView.From(Replay(events));
 
     [Fact]
     public void Without_a_healthcheck_or_with_NONE_there_is_no_health()

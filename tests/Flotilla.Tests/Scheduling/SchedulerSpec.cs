@@ -95,7 +95,7 @@ public class SchedulerSpec(PostgresFixture postgres) : TestKit(ConfigurationFact
         await RegisterAsync("gone", "akka.tcp://flotilla@127.0.0.1:1");
         var definition = ContainerDefinition.Minimal("busybox", "sha256:" + new string('a', 64), ["sleep", "300"]) with
         {
-            RestartPolicy = new RestartPolicy("always", 0),
+            RestartPolicy = new RestartPolicy(RestartPolicyName.Always, 0),
             Mounts = [new ContainerMount("volume", "", "/data", false, "data")],
         };
         var at = DateTimeOffset.UtcNow;
