@@ -79,9 +79,13 @@ public static class ContainerStreamEndpoints
 
     // ---------------------------------------------------------------- exec
 
-    /// <summary>Docker's exec config fields, case-sensitive as the deserializer (JsonReply.Docker).</summary>
+    /// <summary>
+    /// Docker's exec config fields, case-sensitive as the deserializer (JsonReply.Docker). <c>Container</c> is the old
+    /// ExecConfig's copy of the container id that docker-py still sends; the path names the container, as in dockerd.
+    /// </summary>
     private static readonly HashSet<string> ExecFields = new(
-        ["Cmd", "User", "WorkingDir", "Env", "Tty", "Privileged", "AttachStdin", "AttachStdout", "AttachStderr", "DetachKeys", "ConsoleSize", "Detach"],
+        ["Cmd", "User", "WorkingDir", "Env", "Tty", "Privileged", "AttachStdin", "AttachStdout", "AttachStderr", "DetachKeys", "ConsoleSize", "Detach",
+            "Container"],
         StringComparer.Ordinal);
 
     private sealed record ExecCreateBody(

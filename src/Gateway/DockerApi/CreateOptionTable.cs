@@ -56,6 +56,8 @@ public static class CreateOptionTable
         ["Healthcheck"] = Impl,
         // Windows only.
         ["ArgsEscaped"] = Meaningless,
+        // dockerode copies the ?name= query parameter into the body; the query names the container, as in dockerd.
+        ["name"] = Meaningless,
         ["Image"] = Impl,
         ["Volumes"] = Impl,
         ["WorkingDir"] = Impl,
