@@ -487,7 +487,16 @@ public sealed class ContainerEntity : EventSourcedEntity<ContainerState, IContai
     private async Task<ActorSelection> RuntimeAsync() =>
         Host.Runtimes is null
             ? throw new RuntimeUnavailableException("no runtime directory configured")
-            : await Host.Runtimes.RuntimeOfAsync(State.Node, Stopping) ?? throw new RuntimeUnavailableException($"node {State.Node} is not available");
+            : await Host.Runtimes.RuntimeOfAsync(State.Node, Stopping) ?? throw new RuntimeUnavailableException(NodeUnavailable());
+
+    /// <summary>
+    /// The node is gone; a container held there by its local volumes says so (a restart attempt's error is what
+    /// <c>docker inspect</c> shows, and must not hide why the container was not moved).
+    /// </summary>
+    private string NodeUnavailable() =>
+        State.Definition is { } d && Volumes.VolumeRegistry.PinningVolumes(d) is { Count: > 0 } volumes
+            ? $"node {State.Node} is not available; {Volumes.VolumeRegistry.PinnedReason(volumes, State.Node)}"
+            : $"node {State.Node} is not available";
 
     private Task PersistAndAcknowledge(RequestOrigin origin, IContainerEvent e) => PersistAndAcknowledge(origin, Sender, e);
 

@@ -362,8 +362,7 @@ public sealed class Scheduler : ReceiveActor, IWithTimers
             if (c.Volumes.Count > 0 && !c.MovesWithoutVolumes)
             {
                 // Its data is on that node: started elsewhere it would find empty volumes (Swarm does that silently).
-                var pinned = $"it uses the local volume(s) {string.Join(", ", c.Volumes)}, which live on node {c.Node}: it is not moved " +
-                    $"to another node with empty volumes (label {Volumes.VolumeRegistry.MoveWithoutVolumesLabel}=true allows that)";
+                var pinned = Volumes.VolumeRegistry.PinnedReason(c.Volumes, c.Node);
                 if (gone)
                 {
                     _log.Warning("scheduler: {0} stays off: {1}; {2}", Short(c.ContainerId), reason, pinned);

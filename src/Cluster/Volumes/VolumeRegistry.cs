@@ -1,5 +1,6 @@
 using Flotilla.Cluster.EventStore;
 using Flotilla.Contracts;
+using Flotilla.Contracts.Containers;
 using Flotilla.Contracts.Volumes;
 using Marten;
 
@@ -14,6 +15,20 @@ public sealed class VolumeRegistry(IDocumentStore store, IEventJournal journal, 
 {
     /// <summary>Set to <c>true</c> on a container: it may be moved off a dead node although its volumes stay there.</summary>
     public const string MoveWithoutVolumesLabel = "flotilla.volume.move";
+
+    /// <summary>
+    /// The local volumes that keep a container on their node (their data is there), or none when it has none or is
+    /// labelled <see cref="MoveWithoutVolumesLabel"/><c>=true</c>.
+    /// </summary>
+    public static IReadOnlyList<string> PinningVolumes(ContainerDefinition definition) =>
+        definition.Labels.TryGetValue(MoveWithoutVolumesLabel, out var move) && move.Trim().Equals("true", StringComparison.OrdinalIgnoreCase)
+            ? []
+            : definition.Mounts.Where(m => m is { Type: "volume", VolumeName: not null }).Select(m => m.VolumeName!).Distinct().ToList();
+
+    /// <summary>Why a container stays on <paramref name="node"/>: said by the scheduler, the entity and <c>docker inspect</c> alike.</summary>
+    public static string PinnedReason(IEnumerable<string> volumes, string node) =>
+        $"it uses the local volume(s) {string.Join(", ", volumes)}, which live on node {node}: it is not moved " +
+        $"to another node with empty volumes (label {MoveWithoutVolumesLabel}=true allows that)";
 
     public static string Key(string name) => "volume-" + name;
 
