@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using Flotilla.Cluster.Audit;
@@ -285,24 +286,11 @@ public sealed class DockerActors(AuditQuery audit)
     private static string Number(JsonElement e, string name) =>
         e.ValueKind == JsonValueKind.Object && e.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetRawText() : "0";
 
-    /// <summary>Docker reports the signal number (<c>"9"</c>).</summary>
-    private static string Signal(string? signal)
-    {
-        var name = (signal ?? "").ToUpperInvariant();
-        if (name.StartsWith("SIG", StringComparison.Ordinal)) name = name[3..];
-        return name switch
-        {
-            "KILL" => "9",
-            "TERM" => "15",
-            "INT" => "2",
-            "HUP" => "1",
-            "QUIT" => "3",
-            "USR1" => "10",
-            "USR2" => "12",
-            "" => "15",
-            _ => signal!,
-        };
-    }
+    /// <summary>Docker reports the signal number (<c>"9"</c>); a kill without a signal is SIGTERM's.</summary>
+    private static string Signal(string? signal) =>
+        string.IsNullOrEmpty(signal) ? "15"
+        : Contracts.Containers.Signal.TryParse(signal, out var parsed) ? parsed.Number.ToString(CultureInfo.InvariantCulture)
+        : signal;
 
     private static string Familiar(string reference) =>
         ImageReference.TryParse(reference, out var r) && r is not null ? r.FamiliarString : reference;
